@@ -56,7 +56,19 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], double: ModelDouble) -> None:
         self.double = double
+        # Open keep-alive connections, so stop() can cut them: otherwise a
+        # connected CLI would still get answers from a stopped double.
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def close_connections(self) -> None:
+        with self.connections_lock:
+            for connection in self.connections:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed by the client
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -71,6 +83,18 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         # Without this, Nagle + delayed ACK can hold small SSE events back ~40 ms.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        server = cast(_Server, self.server)
+        with server.connections_lock:
+            server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        server = cast(_Server, self.server)
+        with server.connections_lock:
+            server.connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass  # flushing to a client that already left
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
@@ -226,9 +250,14 @@ class ModelDouble:
     consume the queue.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, max_recorded: int | None = None
+    ) -> None:
         self._host = host
         self._port = port
+        # A long-running demo would otherwise keep every ~50 kB request forever.
+        self._max_recorded = max_recorded
+        self._count = 0  # message requests ever received; indexes survive trimming
         self._lock = threading.Condition()
         self._queue: deque[Reply] = deque()
         self._default: Reply = DEFAULT_REPLY
@@ -250,7 +279,7 @@ class ModelDouble:
         self._server = _Server((self._host, self._port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.02},  # stop() waits up to one interval
             name="model-double",
             daemon=True,
         )
@@ -264,6 +293,7 @@ class ModelDouble:
         self._stopping.set()  # ends hangs so their threads finish promptly
         server.shutdown()
         server.server_close()
+        server.close_connections()
         if thread is not None:
             thread.join(timeout=5)
         self._server = self._thread = None
@@ -336,6 +366,7 @@ class ModelDouble:
             self._default = DEFAULT_REPLY
             self._auxiliary = Reply.dynamic(auxiliary_reply)
             self._requests.clear()
+            self._count = 0
             self._other.clear()
             self._unknown.clear()
             self._aborted.clear()
@@ -396,8 +427,10 @@ class ModelDouble:
     def _admit(self, request: RecordedRequest) -> tuple[RecordedRequest, Reply]:
         """Record a message request and pick its reply, atomically, so arrival order rules."""
         with self._lock:
-            request = dataclasses.replace(request, index=len(self._requests))
+            request = dataclasses.replace(request, index=self._count)
+            self._count += 1
             self._requests.append(request)
+            self._trim(self._requests)
             if request.is_main:
                 reply = self._queue.popleft() if self._queue else self._default
             else:
@@ -413,11 +446,19 @@ class ModelDouble:
     def _record_other(self, request: RecordedRequest, *, unknown: bool = False) -> None:
         with self._lock:
             self._other.append(request)
+            self._trim(self._other)
             if unknown:
                 self._unknown.append(request)
+                self._trim(self._unknown)
             self._lock.notify_all()
 
     def _record_aborted(self, request: RecordedRequest) -> None:
         with self._lock:
             self._aborted.append(request)
+            self._trim(self._aborted)
             self._lock.notify_all()
+
+    def _trim(self, records: list[RecordedRequest]) -> None:
+        # Caller holds the lock.
+        if self._max_recorded is not None and len(records) > self._max_recorded:
+            del records[: len(records) - self._max_recorded]
