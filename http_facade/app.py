@@ -1,0 +1,70 @@
+"""The Falcon ASGI app: OpenAI-compatible HTTP in front of the core's gRPC API."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from http_facade import disconnect
+from http_facade.chat.resource import ChatCompletions
+from http_facade.config import FacadeConfig
+from http_facade.core_client import CoreClient
+from http_facade.errors import register_error_handlers
+from http_facade.health import Live, Ready
+from http_facade.middleware import (
+    BodyLimitMiddleware,
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+)
+from http_facade.models.resource import Model, Models
+from http_facade.openapi import OpenAPI
+
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class FacadeApp(falcon.asgi.App):
+    """falcon.asgi.App that tells resources at once when the client disconnects."""
+
+    core: CoreClient
+
+    async def __call__(  # type: ignore[override]
+        self, scope: MutableMapping[str, Any], receive: disconnect.Receive, send: Send
+    ) -> None:
+        if scope.get("type") != "http":
+            await super().__call__(scope, receive, send)  # type: ignore[arg-type]
+            return
+        wrapped, run_cleanups = disconnect.install(scope, receive)
+        try:
+            await super().__call__(scope, wrapped, send)  # type: ignore[arg-type]
+        finally:
+            run_cleanups()
+
+
+def create_app(config: FacadeConfig | None = None, core: CoreClient | None = None) -> FacadeApp:
+    """Builds the app; the core channel is only opened on the first request."""
+    config = config or FacadeConfig.from_env()
+    core = core or CoreClient(config.core_addr, config.unary_timeout_seconds)
+    middleware: list[object] = [RequestIdMiddleware(), SecurityHeadersMiddleware(),
+                                BodyLimitMiddleware(config.max_body_bytes)]
+    if config.cors_origins:
+        middleware.insert(0, falcon.CORSMiddleware(
+            allow_origins="*" if "*" in config.cors_origins else list(config.cors_origins),
+            expose_headers=["x-request-id", "X-Session-Id", "Retry-After"],
+        ))
+    app = FacadeApp(middleware=middleware)
+    app.core = core
+    app.req_options.strip_url_path_trailing_slash = True
+
+    app.add_route("/v1/chat/completions", ChatCompletions(core, config))
+    app.add_route("/v1/models", Models(core))
+    app.add_route("/v1/models/{model_id:path}", Model(core))
+    live = Live()
+    app.add_route("/health", live)
+    app.add_route("/health/live", live)
+    app.add_route("/health/ready", Ready(core))
+    app.add_route("/openapi.json", OpenAPI())
+    register_error_handlers(app)
+    return app

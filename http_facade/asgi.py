@@ -1,0 +1,3 @@
+from http_facade.app import create_app
+
+app = create_app()

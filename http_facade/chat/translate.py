@@ -1,0 +1,400 @@
+"""OpenAI Chat Completions <-> claudecode.v1 conversion, both directions.
+
+Pure functions and one small accumulator; no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from claudecode.v1 import agent_pb2, content_pb2, events_pb2
+from http_facade.errors import ApiError, from_turn_failed, invalid_request, unsupported
+
+from .protocol import (
+    UNSUPPORTED,
+    AssistantMessage,
+    ChatCompletionRequest,
+    DeveloperMessage,
+    ImagePart,
+    RefusalPart,
+    SystemMessage,
+    TextPart,
+    UserMessage,
+)
+
+ENDPOINT = "/v1/chat/completions"
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+_DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$",
+                       re.DOTALL)
+_TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none", "null"}
+
+# --- request ---------------------------------------------------------------------------
+
+
+def param_of(loc: Sequence[int | str]) -> str:
+    """A pydantic error location as an OpenAI param: ``messages[0].content``.
+
+    Union branch names and discriminator tags (never identifiers) are dropped.
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier() and part not in _TYPE_NAMES:
+            out += f".{part}" if out else part
+    return out or "body"
+
+
+def _check_unsupported(body: Mapping[str, Any]) -> None:
+    for name, harmless in UNSUPPORTED.items():
+        if name in body and not harmless(body[name]):
+            raise unsupported(name)
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            continue
+        role = msg.get("role")
+        if role in ("tool", "function"):
+            raise unsupported(f"messages[{i}].role", f"role '{role}' messages")
+        for key in ("tool_calls", "function_call", "audio", "tool_call_id"):
+            if msg.get(key) not in (None, []):
+                raise unsupported(f"messages[{i}].{key}")
+        content = msg.get("content")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind in ("input_audio", "file", "audio"):
+                    raise unsupported(f"messages[{i}].content[{j}].type", f"'{kind}' parts")
+
+
+def _best_error(exc: ValidationError) -> dict[str, Any]:
+    errors = list(exc.errors(include_url=False))
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            return dict(err)
+    return dict(max(errors, key=lambda e: len(e["loc"])))
+
+
+def validate_request(body: Any) -> ChatCompletionRequest:
+    """The request body as a model, or an ApiError (400) naming the param."""
+    if not isinstance(body, dict):
+        raise invalid_request("The request body must be a JSON object.")
+    _check_unsupported(body)
+    try:
+        return ChatCompletionRequest.model_validate(body)
+    except ValidationError as exc:
+        err = _best_error(exc)
+        param = param_of(err["loc"])
+        if err["type"] == "extra_forbidden":
+            raise invalid_request(
+                f"Unrecognized request argument supplied: {param}", param, "unknown_parameter"
+            ) from None
+        if err["type"] == "missing":
+            raise invalid_request(f"Missing required parameter: '{param}'.", param,
+                                  "missing_required_parameter") from None
+        raise invalid_request(f"Invalid value for '{param}': {err['msg']}.", param,
+                              "invalid_value") from None
+
+
+def _image(url: str, param: str) -> content_pb2.Image:
+    if url.startswith("data:"):
+        m = _DATA_URL.match(url)
+        if not m:
+            raise invalid_request("Image data URLs must look like data:image/png;base64,...",
+                                  param, "invalid_image_url")
+        media_type = m.group("type").lower()
+        if media_type not in IMAGE_TYPES:
+            raise invalid_request(
+                f"Unsupported image type '{media_type}'; use one of {', '.join(IMAGE_TYPES)}.",
+                param, "invalid_image_format",
+            )
+        try:
+            data = base64.b64decode(m.group("data"), validate=True)
+        except (binascii.Error, ValueError):
+            raise invalid_request("The image data is not valid base64.", param,
+                                  "invalid_image_url") from None
+        if not data:
+            raise invalid_request("The image is empty.", param, "invalid_image_url")
+        return content_pb2.Image(media_type=media_type, data=data)
+    if url.startswith(("https://", "http://")) and len(url) > 10:
+        return content_pb2.Image(url=url)
+    raise invalid_request("Image URLs must be http(s) or base64 data URLs.", param,
+                          "invalid_image_url")
+
+
+_ROLES = {
+    "system": content_pb2.ROLE_SYSTEM,
+    "developer": content_pb2.ROLE_DEVELOPER,
+    "user": content_pb2.ROLE_USER,
+    "assistant": content_pb2.ROLE_ASSISTANT,
+}
+
+AnyMessage = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage
+
+
+def _parts(msg: AnyMessage, i: int) -> list[content_pb2.ContentPart]:
+    content = msg.content
+    if content is None:
+        text = msg.refusal if isinstance(msg, AssistantMessage) and msg.refusal else ""
+        return [content_pb2.ContentPart(text=text)] if text else []
+    if isinstance(content, str):
+        return [content_pb2.ContentPart(text=content)]
+    parts: list[content_pb2.ContentPart] = []
+    for j, part in enumerate(content):
+        if isinstance(part, TextPart):
+            parts.append(content_pb2.ContentPart(text=part.text))
+        elif isinstance(part, RefusalPart):
+            parts.append(content_pb2.ContentPart(text=part.refusal))
+        elif isinstance(part, ImagePart):
+            img = _image(part.image_url.url, f"messages[{i}].content[{j}].image_url.url")
+            parts.append(content_pb2.ContentPart(image=img))
+    return parts
+
+
+_EFFORT = {"none": "low", "minimal": "low", "low": "low", "medium": "medium",
+           "high": "high", "xhigh": "high"}
+
+
+def session_id_of(req: ChatCompletionRequest, header: str | None) -> str:
+    """X-Session-Id header or the body's session_id (they must agree)."""
+    header = (header or "").strip()
+    body = (req.session_id or "").strip()
+    if header and body and header != body:
+        raise invalid_request("X-Session-Id and session_id disagree.", "session_id")
+    return header or body
+
+
+def to_run_turn_request(
+    req: ChatCompletionRequest, *, session_id: str, request_id: str
+) -> agent_pb2.RunTurnRequest:
+    """The RunTurnRequest for a validated chat request."""
+    messages = [
+        content_pb2.Message(role=_ROLES[m.role], content=_parts(m, i), name=m.name or "")
+        for i, m in enumerate(req.messages)
+    ]
+    max_tokens = req.max_completion_tokens or req.max_tokens or 0
+    stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    options = agent_pb2.TurnOptions(
+        max_output_tokens=max_tokens,
+        reasoning_effort=_EFFORT.get(req.reasoning_effort or "", ""),
+        stop=[s for s in stop if s],
+        user=req.user or "",
+    )
+    return agent_pb2.RunTurnRequest(
+        model=req.model,
+        messages=messages,
+        session_id=session_id,
+        options=options,
+        metadata=dict(req.metadata or {}),
+        origin=agent_pb2.RequestOrigin(endpoint=ENDPOINT, request_id=request_id),
+    )
+
+
+# --- response --------------------------------------------------------------------------
+
+_FINISH = {
+    events_pb2.FINISH_REASON_UNSPECIFIED: "stop",
+    events_pb2.FINISH_REASON_STOP: "stop",
+    events_pb2.FINISH_REASON_STOP_SEQUENCE: "stop",
+    events_pb2.FINISH_REASON_LENGTH: "length",
+    events_pb2.FINISH_REASON_MAX_TURNS: "length",
+    events_pb2.FINISH_REASON_BUDGET: "length",
+    events_pb2.FINISH_REASON_CANCELLED: "stop",
+}
+_KINDS = {
+    events_pb2.FILE_CHANGE_KIND_CREATED: "created",
+    events_pb2.FILE_CHANGE_KIND_MODIFIED: "modified",
+    events_pb2.FILE_CHANGE_KIND_DELETED: "deleted",
+}
+
+
+def usage_dict(u: events_pb2.Usage) -> dict[str, Any]:
+    """OpenAI usage from Claude Code's own numbers (never estimated)."""
+    prompt = u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": prompt + u.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cache_read_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+    }
+
+
+def file_dict(f: events_pb2.FileChange) -> dict[str, Any]:
+    return {
+        "path": f.path,
+        "kind": _KINDS.get(f.kind, "unspecified"),
+        "size_bytes": f.size_bytes,
+        "binary": f.binary,
+        "diff": f.diff or None,
+        "diff_truncated": f.diff_truncated,
+    }
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+@dataclass
+class TurnState:
+    """Collects one turn's events; also knows how to render chunks for them."""
+
+    include_usage: bool = False
+    id: str = ""
+    session_id: str = ""
+    turn_id: str = ""
+    model: str = ""
+    created: int = field(default_factory=lambda: int(time.time()))
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tool_summaries: dict[str, str] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    usage: events_pb2.Usage | None = None
+    completed: events_pb2.TurnCompleted | None = None
+
+    def start(self, ev: events_pb2.TurnStarted, requested_model: str) -> None:
+        self.session_id = ev.session_id
+        self.turn_id = ev.turn_id
+        self.id = f"chatcmpl-{ev.turn_id}"
+        self.model = ev.model or requested_model
+        if ev.created_at:
+            self.created = int(ev.created_at)
+
+    # Each returns the delta to stream (empty dict: nothing to send).
+    def on_event(self, ev: agent_pb2.RunTurnResponse) -> dict[str, str]:
+        kind = ev.WhichOneof("event")
+        if kind == "text_delta":
+            self.text.append(ev.text_delta.text)
+            return {"content": ev.text_delta.text} if ev.text_delta.text else {}
+        if kind == "reasoning_delta":
+            return self._reason(ev.reasoning_delta.text)
+        if kind == "tool_use":
+            tu = ev.tool_use
+            summary = _one_line(tu.summary or tu.name or "tool")
+            self.tool_summaries[tu.id] = summary
+            return self._reason(f"\n▸ {summary}\n")
+        if kind == "tool_result":
+            tr = ev.tool_result
+            summary = self.tool_summaries.get(tr.tool_use_id, "tool")
+            if tr.is_error:
+                detail = _one_line(tr.output_excerpt, 160)
+                return self._reason(f"✗ {summary}" + (f": {detail}" if detail else "") + "\n")
+            return self._reason(f"✓ {summary}\n")
+        if kind == "file_change":
+            self.files[ev.file_change.path] = file_dict(ev.file_change)
+            return {}
+        if kind == "usage":
+            self.usage = ev.usage
+            return {}
+        if kind == "completed":
+            self.completed = ev.completed
+            if ev.completed.HasField("usage"):
+                self.usage = ev.completed.usage
+            for f in ev.completed.files:
+                self.files[f.path] = file_dict(f)
+            if ev.completed.session_id:
+                self.session_id = ev.completed.session_id
+            return {}
+        return {}
+
+    def _reason(self, text: str) -> dict[str, str]:
+        if not text:
+            return {}
+        self.reasoning.append(text)
+        return {"reasoning_content": text, "reasoning": text}
+
+    @property
+    def finish_reason(self) -> str:
+        if self.completed is None:
+            return "stop"
+        return _FINISH.get(self.completed.finish_reason, "stop")
+
+    def claude_code(self) -> dict[str, Any]:
+        c = self.completed
+        cost = self.usage.cost_usd if self.usage is not None else None
+        return {
+            "session_id": self.session_id,
+            "turn_id": self.turn_id,
+            "files": list(self.files.values()),
+            "cost_usd": cost,
+            "num_turns": c.num_turns if c is not None else None,
+        }
+
+    def usage_json(self) -> dict[str, Any] | None:
+        return usage_dict(self.usage) if self.usage is not None else None
+
+    # --- rendering -----------------------------------------------------------------
+
+    def chunk(
+        self, delta: Mapping[str, Any], finish_reason: str | None = None
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [
+                {"index": 0, "delta": dict(delta), "logprobs": None,
+                 "finish_reason": finish_reason}
+            ],
+        }
+        if self.include_usage:
+            out["usage"] = None
+        return out
+
+    def final_chunk(self) -> dict[str, Any]:
+        out = self.chunk({}, self.finish_reason)
+        out["claude_code"] = self.claude_code()
+        return out
+
+    def usage_chunk(self) -> dict[str, Any]:
+        out = self.chunk({})
+        out["choices"] = []
+        out["usage"] = self.usage_json() or usage_dict(events_pb2.Usage())
+        return out
+
+    def completion(self) -> dict[str, Any]:
+        text = "".join(self.text)
+        if self.completed is not None and self.completed.text:
+            text = self.completed.text
+        reasoning = "".join(self.reasoning) or None
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": text,
+                        "refusal": None,
+                        "reasoning_content": reasoning,
+                        "reasoning": reasoning,
+                    },
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason,
+                }
+            ],
+            "usage": self.usage_json() or usage_dict(events_pb2.Usage()),
+            "claude_code": self.claude_code(),
+        }
+
+
+def turn_failed_error(ev: events_pb2.TurnFailed) -> ApiError:
+    """The HTTP error for a TurnFailed event."""
+    return from_turn_failed(ev.code, ev.message, ev.reason, ev.retry_after_seconds)

@@ -1,0 +1,91 @@
+"""The facade's only way to the core: grpc.aio stubs on a lazily made channel.
+
+The channel is created on first use inside the worker process (after
+gunicorn's fork) and on the running event loop, never at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from claudecode.v1 import agent_pb2, agent_pb2_grpc, models_pb2, models_pb2_grpc
+
+Metadata = Sequence[tuple[str, str]]
+
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+]
+
+
+def auth_metadata(authorization: str | None, request_id: str | None = None) -> list[tuple[str, str]]:
+    """The client's Authorization header as gRPC metadata, plus the request id."""
+    md: list[tuple[str, str]] = []
+    if authorization:
+        md.append(("authorization", authorization.strip()))
+    if request_id:
+        md.append(("x-request-id", request_id))
+    return md
+
+
+class CoreClient:
+    """Stubs for AgentService, ModelService and grpc.health.v1 on one channel."""
+
+    def __init__(self, addr: str, unary_timeout: float = 10.0) -> None:
+        self.addr = addr
+        self.unary_timeout = unary_timeout
+        self._channel: grpc.aio.Channel | None = None
+        self._pid: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _ensure(self) -> grpc.aio.Channel:
+        loop = asyncio.get_running_loop()
+        if self._channel is None or self._pid != os.getpid() or self._loop is not loop:
+            self._channel = grpc.aio.insecure_channel(self.addr, options=_CHANNEL_OPTIONS)
+            self._pid = os.getpid()
+            self._loop = loop
+        return self._channel
+
+    def run_turn(self, request: agent_pb2.RunTurnRequest, metadata: Metadata) -> Any:
+        """Starts RunTurn; returns the grpc.aio stream call (iterate, or .read())."""
+        stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
+        return stub.RunTurn(request, metadata=tuple(metadata))
+
+    async def list_models(self, metadata: Metadata) -> models_pb2.ListModelsResponse:
+        stub = models_pb2_grpc.ModelServiceStub(self._ensure())
+        resp: models_pb2.ListModelsResponse = await stub.ListModels(
+            models_pb2.ListModelsRequest(), metadata=tuple(metadata), timeout=self.unary_timeout
+        )
+        return resp
+
+    async def get_model(self, name: str, metadata: Metadata) -> models_pb2.GetModelResponse:
+        stub = models_pb2_grpc.ModelServiceStub(self._ensure())
+        resp: models_pb2.GetModelResponse = await stub.GetModel(
+            models_pb2.GetModelRequest(name=name),
+            metadata=tuple(metadata),
+            timeout=self.unary_timeout,
+        )
+        return resp
+
+    async def health(self, timeout: float = 2.0) -> bool:
+        """True when the core answers SERVING for the overall service ""."""
+        stub = health_pb2_grpc.HealthStub(self._ensure())
+        try:
+            resp = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def close(self) -> None:
+        if self._channel is not None and self._pid == os.getpid():
+            await self._channel.close()
+        self._channel = None

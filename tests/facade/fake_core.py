@@ -1,0 +1,265 @@
+"""An in-process stand-in for the core: a real grpc.aio server with scripted turns.
+
+Only for the facade's fast tests; the live tests use the real core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from claudecode.v1 import agent_pb2, agent_pb2_grpc, events_pb2, models_pb2, models_pb2_grpc
+
+GOOD_KEY = "sk-fake-good"
+Event = agent_pb2.RunTurnResponse
+Script = Callable[[agent_pb2.RunTurnRequest, grpc.aio.ServicerContext], AsyncIterator[Event]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rich_metadata(
+    code: grpc.StatusCode, message: str, reason: str = "", param: str = "", retry: int = 0
+) -> tuple[tuple[str, bytes], ...]:
+    status = status_pb2.Status(code=code.value[0], message=message)
+    if reason:
+        info = error_details_pb2.ErrorInfo(reason=reason, domain="claudecode.v1")
+        if param:
+            info.metadata["param"] = param
+        status.details.add().Pack(info)
+    if retry:
+        ri = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=retry))
+        status.details.add().Pack(ri)
+    return (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+async def abort(
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,
+    reason: str = "",
+    param: str = "",
+    retry: int = 0,
+) -> None:
+    await context.abort(
+        code, message, trailing_metadata=rich_metadata(code, message, reason, param, retry)
+    )
+
+
+def started(turn_id: str = "t1", session_id: str = "s1", model: str = "claude-sonnet-4-5") -> Event:
+    return Event(
+        started=events_pb2.TurnStarted(
+            session_id=session_id, turn_id=turn_id, model=model, created_at=1_700_000_000
+        )
+    )
+
+
+def text(t: str) -> Event:
+    return Event(text_delta=events_pb2.TextDelta(text=t))
+
+
+def thinking(t: str) -> Event:
+    return Event(reasoning_delta=events_pb2.ReasoningDelta(text=t))
+
+
+def tool_use(tid: str, name: str, summary: str) -> Event:
+    return Event(tool_use=events_pb2.ToolUse(id=tid, name=name, summary=summary, input_json="{}"))
+
+
+def tool_result(tid: str, is_error: bool = False, excerpt: str = "") -> Event:
+    return Event(
+        tool_result=events_pb2.ToolResult(
+            tool_use_id=tid, is_error=is_error, output_excerpt=excerpt
+        )
+    )
+
+
+USAGE = events_pb2.Usage(
+    input_tokens=10,
+    output_tokens=7,
+    cache_read_input_tokens=5,
+    cache_creation_input_tokens=3,
+    cost_usd=0.0123,
+    reasoning_tokens=2,
+)
+
+
+def completed(
+    full_text: str,
+    finish: int = events_pb2.FINISH_REASON_STOP,
+    reasoning: str = "",
+    files: Sequence[events_pb2.FileChange] = (),
+) -> Event:
+    return Event(
+        completed=events_pb2.TurnCompleted(
+            finish_reason=finish,
+            text=full_text,
+            reasoning=reasoning,
+            usage=USAGE,
+            num_turns=2,
+            duration_ms=12,
+            files=list(files),
+            session_id="s1",
+        )
+    )
+
+
+def failed(code: grpc.StatusCode, message: str, reason: str, retry: int = 0) -> Event:
+    return Event(
+        failed=events_pb2.TurnFailed(
+            code=code.value[0], message=message, reason=reason, retry_after_seconds=retry
+        )
+    )
+
+
+def last_user_text(req: agent_pb2.RunTurnRequest) -> str:
+    for msg in reversed(req.messages):
+        if msg.role == 1:
+            return "".join(p.text for p in msg.content if p.WhichOneof("part") == "text")
+    return ""
+
+
+async def echo(req: agent_pb2.RunTurnRequest, ctx: Any) -> AsyncIterator[Event]:
+    """Echoes the last user text, word by word."""
+    said = last_user_text(req)
+    yield started()
+    for i, word in enumerate(said.split(" ")):
+        yield text(word if i == 0 else " " + word)
+    yield Event(usage=USAGE)
+    yield completed(said)
+
+
+@dataclass
+class FakeCore:
+    """Scripts by model name: ``fake.scripts["m"] = async_gen_fn``."""
+
+    scripts: dict[str, Script] = field(default_factory=dict)
+    requests: list[tuple[agent_pb2.RunTurnRequest, dict[str, str]]] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    health: health.aio.HealthServicer | None = None
+    port: int = 0
+    server: grpc.aio.Server | None = None
+    on_request: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = grpc.aio.server()
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(_Agent(self), self.server)
+        models_pb2_grpc.add_ModelServiceServicer_to_server(_Models(), self.server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(0)
+
+    async def set_serving(self, serving: bool) -> None:
+        assert self.health is not None
+        status = health_pb2.HealthCheckResponse
+        await self.health.set("", status.SERVING if serving else status.NOT_SERVING)
+
+
+def _auth(ctx: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {k: v for k, v in ctx.invocation_metadata() or () if isinstance(v, str)}
+
+
+class _Agent(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(self, fake: FakeCore) -> None:
+        self.fake = fake
+
+    async def RunTurn(  # noqa: N802 - gRPC method name
+        self, request: agent_pb2.RunTurnRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Event]:
+        md = _auth(context)
+        self.fake.requests.append((request, md))
+        if md.get("authorization") != f"Bearer {GOOD_KEY}":
+            await abort(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "Incorrect API key provided.",
+                "invalid_api_key",
+            )
+        script = self.fake.scripts.get(request.model)
+        if script is None:
+            await abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"The model '{request.model}' does not exist.",
+                "model_not_found",
+                "model",
+            )
+            return
+        try:
+            async for ev in script(request, context):
+                yield ev
+        except asyncio.CancelledError:
+            self.fake.cancelled.append(request.model)
+            raise
+        self.fake.finished.append(request.model)
+
+
+MODELS = [
+    models_pb2.Model(
+        id="claude-sonnet-4-5",
+        display_name="Claude Sonnet 4.5",
+        aliases=["sonnet", "gpt-4o"],
+        created=1_759_000_000,
+        owned_by="anthropic",
+    ),
+    models_pb2.Model(
+        id="claude-opus-4-1",
+        display_name="Claude Opus 4.1",
+        aliases=["opus"],
+        created=1_754_000_000,
+        owned_by="anthropic",
+    ),
+]
+
+
+class _Models(models_pb2_grpc.ModelServiceServicer):
+    async def ListModels(  # noqa: N802
+        self, request: models_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> models_pb2.ListModelsResponse:
+        if _auth(context).get("authorization") != f"Bearer {GOOD_KEY}":
+            await abort(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "Incorrect API key provided.",
+                "invalid_api_key",
+            )
+        return models_pb2.ListModelsResponse(models=MODELS)
+
+    async def GetModel(  # noqa: N802
+        self, request: models_pb2.GetModelRequest, context: grpc.aio.ServicerContext
+    ) -> models_pb2.GetModelResponse:
+        if _auth(context).get("authorization") != f"Bearer {GOOD_KEY}":
+            await abort(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "Incorrect API key provided.",
+                "invalid_api_key",
+            )
+        for m in MODELS:
+            if request.name == m.id or request.name in m.aliases:
+                return models_pb2.GetModelResponse(model=m)
+        await abort(context, grpc.StatusCode.NOT_FOUND, "no such model", "model_not_found")
+        raise AssertionError("unreachable")
