@@ -1,0 +1,118 @@
+"""Pre-started Claude Code processes for new conversations.
+
+Starting Claude Code costs about 0.3 s; a new conversation takes a process
+that is already connected (with its own fresh workspace) and the pool starts
+a replacement in the background. Entries idle longer than the configured time
+are closed, so an idle service holds no processes; the next use refills it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+from core_service.agent.options import ProcessShape, SessionStart, same_process
+from core_service.agent.process import AgentProcess, ProcessFactory
+from core_service.agent.workspace import WorkspaceLayout
+
+log = logging.getLogger("ccapi.pool")
+
+
+class ProcessPool:
+    def __init__(
+        self,
+        factory: ProcessFactory,
+        layout: WorkspaceLayout,
+        shape: ProcessShape,
+        size: int,
+        idle_seconds: float,
+    ) -> None:
+        self.shape = shape
+        self._factory = factory
+        self._layout = layout
+        self._size = max(0, size)
+        self._idle_seconds = idle_seconds
+        self._ready: list[AgentProcess] = []
+        self._starting = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        if self._size and self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_forever())
+            self._refill()
+
+    def take(self, shape: ProcessShape) -> AgentProcess | None:
+        """A ready process for a new conversation of this shape, or None.
+        The model may differ: it is switched per turn without a restart."""
+        if self._closed or not self._size:
+            return None
+        if not same_process(self.shape, shape):
+            return None
+        process = self._ready.pop() if self._ready else None
+        self._refill()
+        return process
+
+    @property
+    def ready_count(self) -> int:
+        return len(self._ready)
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        """Waits until the pool is full (benchmarks and tests use this)."""
+        deadline = time.monotonic() + timeout
+        while len(self._ready) < self._size and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    def _refill(self) -> None:
+        while not self._closed and len(self._ready) + self._starting < self._size:
+            self._starting += 1
+            task = asyncio.create_task(self._start_one())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _start_one(self) -> None:
+        workspace, home = self._layout.new_pair()
+        try:
+            process = await self._factory.start(
+                workspace, home, self.shape, SessionStart(session_id=str(uuid.uuid4()))
+            )
+        except Exception:
+            log.exception("could not pre-start a Claude Code process")
+            self._layout.remove(workspace, home)
+            await asyncio.sleep(5)  # don't spin when Claude Code cannot start
+            return
+        finally:
+            self._starting -= 1
+        if self._closed:
+            await self._discard(process)
+        else:
+            self._ready.append(process)
+
+    async def _discard(self, process: AgentProcess) -> None:
+        await process.close()
+        self._layout.remove(process.workspace, process.home)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, max(0.5, self._idle_seconds / 4)))
+            now = time.monotonic()
+            stale = [p for p in self._ready if now - p.last_used > self._idle_seconds]
+            for process in stale:
+                self._ready.remove(process)
+                await self._discard(process)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
+        ready, self._ready = self._ready, []
+        await asyncio.gather(*(self._discard(p) for p in ready))

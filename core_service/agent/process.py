@@ -1,0 +1,94 @@
+"""One running Claude Code process (a connected ClaudeSDKClient) bound to a
+conversation's session id, workspace and home."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass, field
+
+from claude_agent_sdk import ClaudeSDKClient
+
+from core_service.agent.options import ProcessShape, SessionStart, build_options
+from core_service.agent.workspace import AgentIdentity, WorkspaceLayout
+from core_service.config import CoreConfig
+
+log = logging.getLogger("ccapi.agent")
+
+CONNECT_TIMEOUT_SECONDS = 60.0
+CLOSE_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass
+class AgentProcess:
+    client: ClaudeSDKClient
+    session_id: str
+    workspace: str
+    home: str
+    shape: ProcessShape
+    last_used: float = field(default_factory=time.monotonic)
+    stderr_tail: collections.deque[str] = field(
+        default_factory=lambda: collections.deque(maxlen=20)
+    )
+    closed: bool = False
+
+    async def close(self) -> None:
+        """Ends the process; never raises, never hangs."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await asyncio.wait_for(self.client.disconnect(), CLOSE_TIMEOUT_SECONDS)
+        except (Exception, asyncio.CancelledError):
+            log.warning(
+                "claude process did not close cleanly", extra={"session_id": self.session_id}
+            )
+
+
+class ProcessFactory:
+    """Starts Claude Code processes with the service's options."""
+
+    def __init__(
+        self, config: CoreConfig, identity: AgentIdentity, layout: WorkspaceLayout
+    ) -> None:
+        self._config = config
+        self._identity = identity
+        self._layout = layout
+
+    async def start(
+        self, workspace: str, home: str, shape: ProcessShape, start: SessionStart
+    ) -> AgentProcess:
+        tail: collections.deque[str] = collections.deque(maxlen=20)
+
+        def on_stderr(line: str) -> None:
+            tail.append(line)
+            log.debug("claude stderr", extra={"session_id": start.session_id, "line": line})
+
+        options = build_options(
+            self._config,
+            self._identity,
+            self._layout.workspace_path(workspace),
+            self._layout.home_path(home),
+            shape,
+            start,
+            stderr=on_stderr,
+        )
+        client = ClaudeSDKClient(options)
+        try:
+            await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT_SECONDS)
+        except BaseException:
+            try:
+                await asyncio.wait_for(client.disconnect(), CLOSE_TIMEOUT_SECONDS)
+            except (Exception, asyncio.CancelledError):
+                pass
+            raise
+        return AgentProcess(
+            client=client,
+            session_id=start.session_id,
+            workspace=workspace,
+            home=home,
+            shape=shape,
+            stderr_tail=tail,
+        )

@@ -1,0 +1,139 @@
+"""The `ccapi` command. Logging is configured before the servers are imported."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core_service.config import CoreConfig
+    from core_service.keys import KeyStore
+
+
+def _config() -> CoreConfig:
+    from core_service.config import CoreConfig
+
+    return CoreConfig.from_env()
+
+
+def _key_store() -> KeyStore:
+    from core_service.db.engine import make_engine, make_sessionmaker
+    from core_service.db.migrations import upgrade
+    from core_service.keys import KeyStore
+
+    config = _config()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(config.database_url)
+    return KeyStore(make_sessionmaker(make_engine(config.database_url)))
+
+
+def cmd_core(_args: argparse.Namespace) -> int:
+    from core_service import logging_setup
+
+    config = _config()
+    logging_setup.configure(config.log_level)
+    from core_service.server import serve
+
+    asyncio.run(serve(config))
+    return 0
+
+
+def cmd_serve(_args: argparse.Namespace) -> int:
+    from core_service import logging_setup
+
+    config = _config()
+    logging_setup.configure(config.log_level)
+    from core_service.supervisor import run_all
+
+    return run_all(config)
+
+
+def cmd_http(_args: argparse.Namespace) -> int:
+    from http_facade.server import serve
+
+    serve()
+    return 0
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    from core_service.db.migrations import upgrade
+
+    config = _config()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(config.database_url)
+    print("database is at the latest revision")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    info, secret = _key_store().create(args.name, expires_in_days=args.expires_in_days)
+    print(f"created key {info.id} ({info.name})")
+    if info.expires_at:
+        print(f"expires {info.expires_at.isoformat()}")
+    print("the secret is shown once; store it now:")
+    print(secret)
+    return 0
+
+
+def cmd_keys_list(_args: argparse.Namespace) -> int:
+    for info in _key_store().list():
+        state = "revoked" if info.revoked_at else ("expired" if not info.usable() else "active")
+        expires = info.expires_at.isoformat() if info.expires_at else "never"
+        used = info.last_used_at.isoformat() if info.last_used_at else "never"
+        print(
+            f"{info.id}\t{info.name}\t{info.prefix}...\t{state}\texpires={expires}\tlast_used={used}"
+        )
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    if not _key_store().revoke(args.id):
+        print(f"no key {args.id}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.id}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ccapi", description="Claude Code behind OpenAI and gRPC APIs."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run core, HTTP facade and admin site").set_defaults(
+        func=cmd_serve
+    )
+    sub.add_parser("core", help="run the gRPC core alone").set_defaults(func=cmd_core)
+    sub.add_parser("http", help="run the OpenAI-compatible HTTP facade alone").set_defaults(
+        func=cmd_http
+    )
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="create a key; prints the secret on the last line")
+    create.add_argument("--name", required=True)
+    create.add_argument("--expires-in-days", type=float, default=None)
+    create.set_defaults(func=cmd_keys_create)
+    keys.add_parser("list", help="one line per key, id first").set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("id")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.umask(0o077)  # everything the service writes is private by default
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

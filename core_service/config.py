@@ -1,0 +1,94 @@
+"""Core settings, read once from the environment (names as in CONTRACT.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    return float(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """Everything the core needs to start; built by `from_env` or by tests."""
+
+    data_dir: Path
+    database_url: str
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    # Claude Code retries a failing model call up to 10 times with long backoff;
+    # capping it lets a model-side failure reach the client within seconds.
+    claude_max_retries: int = 2
+    # Pre-started Claude Code clients waiting for new conversations.
+    pool_size: int = 1
+    pool_idle_seconds: float = 300.0
+    # A connected session's process is closed after this much idleness.
+    session_idle_seconds: float = 600.0
+    # How long SIGTERM lets running turns finish before cancelling them.
+    shutdown_grace_seconds: float = 10.0
+    # OS user the agent runs as when the core runs as root; "" runs it as ourselves.
+    agent_user: str = ""
+    log_level: str = "info"
+    tool_output_excerpt_chars: int = 2000
+    # Extra names for models, e.g. {"gpt-4o": "claude-sonnet-5"}.
+    model_aliases: dict[str, str] = field(default_factory=dict)
+    # Environment handed to Claude Code unchanged.
+    claude_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def workspaces_dir(self) -> Path:
+        return self.data_dir / "workspaces"
+
+    @property
+    def homes_dir(self) -> Path:
+        return self.data_dir / "homes"
+
+    @classmethod
+    def from_env(cls) -> CoreConfig:
+        data_dir = Path(os.environ.get("CCAPI_DATA_DIR", "./data")).resolve()
+        database_url = os.environ.get("CCAPI_DATABASE_URL") or f"sqlite:///{data_dir / 'ccapi.db'}"
+        passthrough = (
+            "ANTHROPIC_API_KEY",
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            "ANTHROPIC_BASE_URL",
+            "API_TIMEOUT_MS",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+            "ANTHROPIC_AUTH_TOKEN",
+        )
+        claude_env = {k: os.environ[k] for k in passthrough if os.environ.get(k)}
+        default_user = "ccapi-agent" if os.geteuid() == 0 else ""
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            grpc_host=os.environ.get("CCAPI_GRPC_HOST", "127.0.0.1"),
+            grpc_port=_int("CCAPI_GRPC_PORT", 50051),
+            claude_max_retries=_int("CLAUDE_CODE_MAX_RETRIES", 2),
+            pool_size=_int("CCAPI_POOL_SIZE", 1),
+            pool_idle_seconds=_float("CCAPI_POOL_IDLE_SECONDS", 300.0),
+            session_idle_seconds=_float("CCAPI_SESSION_IDLE_SECONDS", 600.0),
+            shutdown_grace_seconds=_float("CCAPI_SHUTDOWN_GRACE_SECONDS", 10.0),
+            agent_user=os.environ.get("CCAPI_AGENT_USER", default_user),
+            log_level=os.environ.get("CCAPI_LOG_LEVEL", "info").lower(),
+            model_aliases=parse_aliases(os.environ.get("CCAPI_MODEL_ALIASES", "")),
+            claude_env=claude_env,
+        )
+
+
+def parse_aliases(raw: str) -> dict[str, str]:
+    """Parses "gpt-4o=claude-sonnet-5,gpt-4o-mini=haiku" into a dict."""
+    aliases: dict[str, str] = {}
+    for item in raw.split(","):
+        if "=" in item:
+            name, target = item.split("=", 1)
+            if name.strip() and target.strip():
+                aliases[name.strip()] = target.strip()
+    return aliases

@@ -1,0 +1,138 @@
+"""How a request's messages become a Claude Code prompt.
+
+System and developer messages (and `instructions`) are appended to Claude
+Code's system prompt. The trailing user messages are the new turn. Anything
+before them is history: when it matches a turn this key already had, that
+session is resumed (Claude Code has the history in its transcript); when not,
+it is written into the prompt as a faithful transcript.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from claudecode.v1 import content_pb2 as cpb
+from core_service.errors import InvalidArgument
+
+ROLE_NAMES = {cpb.ROLE_USER: "User", cpb.ROLE_ASSISTANT: "Assistant"}
+SUPPORTED_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
+
+@dataclass(frozen=True)
+class TurnInput:
+    system_append: str
+    history: list[cpb.Message]
+    prompt: list[cpb.Message]
+
+
+def message_text(message: cpb.Message) -> str:
+    return "".join(part.text for part in message.content if part.WhichOneof("part") == "text")
+
+
+def split(messages: Sequence[cpb.Message], instructions: str) -> TurnInput:
+    system: list[str] = [instructions] if instructions.strip() else []
+    dialogue: list[cpb.Message] = []
+    for i, message in enumerate(messages):
+        if message.role in (cpb.ROLE_SYSTEM, cpb.ROLE_DEVELOPER):
+            if any(p.WhichOneof("part") != "text" for p in message.content):
+                raise InvalidArgument(
+                    "System and developer messages may only contain text.",
+                    param=f"messages[{i}].content",
+                )
+            system.append(message_text(message))
+        elif message.role in (cpb.ROLE_USER, cpb.ROLE_ASSISTANT):
+            dialogue.append(message)
+        else:
+            raise InvalidArgument("Every message needs a role.", param=f"messages[{i}].role")
+    cut = len(dialogue)
+    while cut > 0 and dialogue[cut - 1].role == cpb.ROLE_USER:
+        cut -= 1
+    prompt = dialogue[cut:]
+    if not prompt:
+        raise InvalidArgument("The conversation must end with a user message.", param="messages")
+    if not any(message_text(m).strip() or len(m.content) for m in prompt):
+        raise InvalidArgument("The last user message is empty.", param="messages")
+    for m_index, message in enumerate(prompt):
+        for p_index, part in enumerate(message.content):
+            if part.WhichOneof("part") == "image":
+                _check_image(part.image, f"messages[{m_index}].content[{p_index}]")
+    return TurnInput("\n\n".join(system), dialogue[:cut], prompt)
+
+
+def _check_image(image: cpb.Image, param: str) -> None:
+    if image.url and not image.data:
+        if not image.url.startswith("https://"):
+            raise InvalidArgument("Image URLs must be https:// or data: URLs.", param=param)
+        return
+    if image.media_type not in SUPPORTED_IMAGE_TYPES:
+        raise InvalidArgument(
+            f"Unsupported image type '{image.media_type}'; use PNG, JPEG, GIF or WebP.",
+            param=param,
+        )
+
+
+def fingerprint(messages: Sequence[cpb.Message]) -> str:
+    """A stable hash of a dialogue (user and assistant messages only)."""
+    canon: list[Any] = []
+    for message in messages:
+        if message.role not in ROLE_NAMES:
+            continue
+        parts: list[Any] = []
+        for part in message.content:
+            if part.WhichOneof("part") == "text":
+                parts.append(part.text.strip())
+            else:
+                parts.append(
+                    hashlib.sha256(part.image.data).hexdigest()
+                    if part.image.data
+                    else part.image.url
+                )
+        canon.append([int(message.role), [p for p in parts if p]])
+    return hashlib.sha256(json.dumps(canon, ensure_ascii=False).encode()).hexdigest()
+
+
+def transcript_prompt(
+    history: Sequence[cpb.Message], prompt: Sequence[cpb.Message]
+) -> list[cpb.ContentPart]:
+    """The new turn's content, preceded by earlier history written out in full."""
+    parts: list[cpb.ContentPart] = []
+    if history:
+        lines = ["Earlier in this conversation (a transcript, oldest first):", ""]
+        for message in history:
+            lines.append(f"{ROLE_NAMES[message.role]}: {message_text(message)}")
+            lines.append("")
+        lines.append("Now the user says:")
+        parts.append(cpb.ContentPart(text="\n".join(lines)))
+        for message in history:
+            parts.extend(p for p in message.content if p.WhichOneof("part") == "image")
+    for message in prompt:
+        parts.extend(message.content)
+    return parts
+
+
+def sdk_content(parts: Sequence[cpb.ContentPart]) -> list[dict[str, Any]]:
+    """Anthropic content blocks for the SDK's streaming input."""
+    blocks: list[dict[str, Any]] = []
+    for part in parts:
+        if part.WhichOneof("part") == "text":
+            if part.text:
+                blocks.append({"type": "text", "text": part.text})
+        elif part.image.data:
+            blocks.append(
+                {
+                    "type": "image",
+                    "source": {
+                        "type": "base64",
+                        "media_type": part.image.media_type,
+                        "data": base64.b64encode(part.image.data).decode(),
+                    },
+                }
+            )
+        else:
+            blocks.append({"type": "image", "source": {"type": "url", "url": part.image.url}})
+    return blocks

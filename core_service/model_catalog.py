@@ -1,0 +1,58 @@
+"""The Claude models we offer and the names that resolve to them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core_service.errors import NotFound
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str
+    display_name: str
+    created: int
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+# Ids Claude Code itself knows; `created` is the Unix time of the release month.
+DEFAULT_MODELS: tuple[ModelEntry, ...] = (
+    ModelEntry("claude-opus-4-5", "Claude Opus 4.5", 1761955200, ("opus",)),
+    ModelEntry("claude-sonnet-4-5", "Claude Sonnet 4.5", 1756684800, ("sonnet",)),
+    ModelEntry("claude-haiku-4-5", "Claude Haiku 4.5", 1759276800, ("haiku",)),
+)
+
+
+class ModelCatalog:
+    def __init__(
+        self,
+        models: tuple[ModelEntry, ...] = DEFAULT_MODELS,
+        extra_aliases: dict[str, str] | None = None,
+    ) -> None:
+        self._models = {m.id: m for m in models}
+        self._alias_to_id: dict[str, str] = {}
+        for m in models:
+            for alias in m.aliases:
+                self._alias_to_id[alias] = m.id
+        for alias, target in (extra_aliases or {}).items():
+            # A configured alias may point at an id or at another alias.
+            self._alias_to_id[alias] = self._alias_to_id.get(target, target)
+
+    def resolve(self, name: str) -> ModelEntry:
+        """The model `name` means; NotFound(reason=model_not_found) otherwise."""
+        key = name.strip()
+        model_id = self._alias_to_id.get(key, key)
+        entry = self._models.get(model_id)
+        if entry is None:
+            raise NotFound(
+                f"The model '{name}' does not exist or you do not have access to it.",
+                reason="model_not_found",
+                param="model",
+            )
+        return entry
+
+    def aliases_of(self, model_id: str) -> list[str]:
+        return sorted(a for a, target in self._alias_to_id.items() if target == model_id)
+
+    def models(self) -> list[ModelEntry]:
+        return list(self._models.values())

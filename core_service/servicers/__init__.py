@@ -1,0 +1,1 @@
+"""gRPC servicers: decode, call the session manager or a store, encode."""

@@ -1,0 +1,219 @@
+"""Session and turn records (synchronous SQLAlchemy; callers use a thread)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from claudecode.v1 import agent_pb2 as pb
+from core_service.db.models import SessionRecord, TurnRecord
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def unix(value: datetime | None) -> int:
+    if value is None:
+        return 0
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp())
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: str
+    key_id: str
+    workspace: str
+    home: str
+    model: str
+    created_at: int
+    last_active_at: int
+    turn_count: int
+    last_turn_id: str | None
+    forked_from: str | None
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+    @classmethod
+    def of(cls, r: SessionRecord) -> SessionRow:
+        return cls(
+            r.id,
+            r.key_id,
+            r.workspace,
+            r.home,
+            r.model,
+            unix(r.created_at),
+            unix(r.last_active_at),
+            r.turn_count,
+            r.last_turn_id,
+            r.forked_from,
+            r.input_tokens,
+            r.output_tokens,
+            r.cost_usd,
+        )
+
+
+@dataclass(frozen=True)
+class TurnRow:
+    id: str
+    session_id: str
+    key_id: str
+    resume_at: str | None
+    turn: pb.Turn
+
+
+class SessionStore:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def ping(self) -> None:
+        with self._sessions() as db:
+            db.execute(select(1))
+
+    # Sessions
+
+    def create_session(
+        self,
+        session_id: str,
+        key_id: str,
+        workspace: str,
+        home: str,
+        model: str,
+        forked_from: str | None = None,
+    ) -> SessionRow:
+        now = utcnow()
+        row = SessionRecord(
+            id=session_id,
+            key_id=key_id,
+            workspace=workspace,
+            home=home,
+            model=model,
+            created_at=now,
+            last_active_at=now,
+            turn_count=0,
+            forked_from=forked_from,
+            input_tokens=0,
+            output_tokens=0,
+            cost_usd=0.0,
+            deleted=False,
+        )
+        with self._sessions.begin() as db:
+            db.add(row)
+        return SessionRow.of(row)
+
+    def get_session(self, key_id: str, session_id: str) -> SessionRow | None:
+        with self._sessions() as db:
+            row = db.get(SessionRecord, session_id)
+            if row is None or row.deleted or row.key_id != key_id:
+                return None
+            return SessionRow.of(row)
+
+    def list_sessions(self, key_id: str, limit: int, offset: int) -> list[SessionRow]:
+        with self._sessions() as db:
+            rows = db.scalars(
+                select(SessionRecord)
+                .where(SessionRecord.key_id == key_id, SessionRecord.deleted.is_(False))
+                .order_by(SessionRecord.last_active_at.desc(), SessionRecord.id)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return [SessionRow.of(r) for r in rows]
+
+    def mark_session_deleted(self, session_id: str) -> None:
+        with self._sessions.begin() as db:
+            row = db.get(SessionRecord, session_id)
+            if row is not None:
+                row.deleted = True
+
+    def expired_sessions(self, before: datetime) -> list[SessionRow]:
+        with self._sessions() as db:
+            rows = db.scalars(
+                select(SessionRecord).where(
+                    SessionRecord.deleted.is_(False), SessionRecord.last_active_at < before
+                )
+            ).all()
+            return [SessionRow.of(r) for r in rows]
+
+    # Turns
+
+    def start_turn(self, turn: pb.Turn, key_id: str, stored: bool) -> None:
+        with self._sessions.begin() as db:
+            db.add(
+                TurnRecord(
+                    id=turn.id,
+                    session_id=turn.session_id,
+                    key_id=key_id,
+                    parent_turn_id=turn.parent_turn_id or None,
+                    status=turn.status,
+                    created_at=utcnow(),
+                    stored=stored,
+                    snapshot=turn.SerializeToString(),
+                )
+            )
+
+    def finish_turn(self, turn: pb.Turn, resume_at: str | None, fingerprint: str | None) -> None:
+        with self._sessions.begin() as db:
+            row = db.get(TurnRecord, turn.id)
+            if row is None:
+                return
+            row.status = turn.status
+            row.snapshot = turn.SerializeToString()
+            row.resume_at = resume_at
+            row.fingerprint = fingerprint
+            session = db.get(SessionRecord, turn.session_id)
+            if session is not None:
+                session.last_active_at = utcnow()
+                session.turn_count += 1
+                session.last_turn_id = turn.id
+                session.model = turn.model
+                session.fingerprint = fingerprint
+                session.input_tokens += turn.usage.input_tokens
+                session.output_tokens += turn.usage.output_tokens
+                session.cost_usd += turn.usage.cost_usd
+
+    def get_turn(self, key_id: str, turn_id: str, stored_only: bool = True) -> TurnRow | None:
+        with self._sessions() as db:
+            row = db.get(TurnRecord, turn_id)
+            if row is None or row.key_id != key_id or (stored_only and not row.stored):
+                return None
+            return self._turn_row(row)
+
+    def find_turn_by_fingerprint(self, key_id: str, fingerprint: str) -> TurnRow | None:
+        with self._sessions() as db:
+            row = db.scalars(
+                select(TurnRecord)
+                .join(SessionRecord, SessionRecord.id == TurnRecord.session_id)
+                .where(
+                    TurnRecord.key_id == key_id,
+                    TurnRecord.fingerprint == fingerprint,
+                    SessionRecord.deleted.is_(False),
+                )
+                .order_by(TurnRecord.created_at.desc())
+                .limit(1)
+            ).first()
+            return self._turn_row(row) if row else None
+
+    def delete_turn(self, key_id: str, turn_id: str) -> bool:
+        with self._sessions.begin() as db:
+            row = db.get(TurnRecord, turn_id)
+            if row is None or row.key_id != key_id or not row.stored:
+                return False
+            # Keep the row for the session's lineage; forget its content.
+            row.stored = False
+            return True
+
+    def delete_turns_of(self, session_id: str) -> None:
+        with self._sessions.begin() as db:
+            db.execute(delete(TurnRecord).where(TurnRecord.session_id == session_id))
+
+    @staticmethod
+    def _turn_row(row: TurnRecord) -> TurnRow:
+        turn = pb.Turn()
+        turn.ParseFromString(row.snapshot)
+        return TurnRow(row.id, row.session_id, row.key_id, row.resume_at, turn)

@@ -1,0 +1,106 @@
+"""`ccapi serve`: runs the parts as child processes and stops them together.
+
+Each part runs in its own process group, so when it is gone any Claude Code
+process it left behind is killed with its group: nothing is orphaned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from core_service.config import CoreConfig
+
+log = logging.getLogger("ccapi.serve")
+
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class Part:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+
+
+def parts() -> list[Part]:
+    found = [Part("core", [sys.executable, "-m", "core_service.cli", "core"])]
+    try:
+        import http_facade.server  # noqa: F401 - present once the facade exists
+    except ImportError:
+        pass
+    else:
+        found.append(Part("http", [sys.executable, "-m", "core_service.cli", "http"]))
+    return found
+
+
+def bootstrap(config: CoreConfig) -> None:
+    """On an empty database: create the first API key and print it once."""
+    from core_service.db.engine import make_engine, make_sessionmaker
+    from core_service.db.migrations import upgrade
+    from core_service.keys import KeyStore
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(config.database_url)
+    engine = make_engine(config.database_url)
+    keys = KeyStore(make_sessionmaker(engine))
+    if keys.count() == 0:
+        info, secret = keys.create("default")
+        print(f"First start: created API key {info.id}. It is shown only this once:", flush=True)
+        print(secret, flush=True)
+    engine.dispose()
+
+
+def run_all(config: CoreConfig) -> int:
+    bootstrap(config)
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    running = parts()
+    for part in running:
+        part.process = subprocess.Popen(part.argv, start_new_session=True)
+        log.info("started part", extra={"part": part.name, "pid": part.process.pid})
+    exit_code = 0
+    while not stopping:
+        time.sleep(POLL_SECONDS)
+        for part in running:
+            assert part.process is not None
+            if part.process.poll() is not None:
+                log.error(
+                    "part exited; stopping the others",
+                    extra={"part": part.name, "code": part.process.returncode},
+                )
+                exit_code = 1
+                stopping = True
+    stop_parts(running, config.shutdown_grace_seconds + 5)
+    return exit_code
+
+
+def stop_parts(running: list[Part], timeout: float) -> None:
+    for part in running:
+        if part.process is not None and part.process.poll() is None:
+            part.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for part in running:
+        if part.process is None:
+            continue
+        try:
+            part.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("part did not stop in time; killing it", extra={"part": part.name})
+        # Whatever is left in the part's group (its Claude Code processes) goes too.
+        try:
+            os.killpg(part.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        part.process.wait()
