@@ -16,7 +16,7 @@ INT32_MAX = 2**31 - 1
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # --- content parts -------------------------------------------------------------------

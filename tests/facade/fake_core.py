@@ -34,7 +34,7 @@ def rich_metadata(
     code: grpc.StatusCode, message: str, reason: str = "", param: str = "", retry: int = 0
 ) -> tuple[tuple[str, bytes], ...]:
     status = status_pb2.Status(code=code.value[0], message=message)
-    if reason:
+    if reason or param:
         info = error_details_pb2.ErrorInfo(reason=reason, domain="claudecode.v1")
         if param:
             info.metadata["param"] = param
