@@ -25,7 +25,7 @@ from http_facade.openapi import OpenAPI
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-class FacadeApp(falcon.asgi.App):
+class FacadeApp(falcon.asgi.App[Any, Any]):
     """falcon.asgi.App that tells resources at once when the client disconnects."""
 
     core: CoreClient
@@ -47,7 +47,7 @@ def create_app(config: FacadeConfig | None = None, core: CoreClient | None = Non
     """Builds the app; the core channel is only opened on the first request."""
     config = config or FacadeConfig.from_env()
     core = core or CoreClient(config.core_addr, config.unary_timeout_seconds)
-    middleware: list[object] = [RequestIdMiddleware(), SecurityHeadersMiddleware(),
+    middleware: list[Any] = [RequestIdMiddleware(), SecurityHeadersMiddleware(),
                                 BodyLimitMiddleware(config.max_body_bytes)]
     if config.cors_origins:
         middleware.insert(0, falcon.CORSMiddleware(

@@ -27,7 +27,9 @@ _CHANNEL_OPTIONS = [
 ]
 
 
-def auth_metadata(authorization: str | None, request_id: str | None = None) -> list[tuple[str, str]]:
+def auth_metadata(
+    authorization: str | None, request_id: str | None = None
+) -> list[tuple[str, str]]:
     """The client's Authorization header as gRPC metadata, plus the request id."""
     md: list[tuple[str, str]] = []
     if authorization:

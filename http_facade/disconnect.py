@@ -19,7 +19,9 @@ CLEANUPS_KEY = "ccapi.cleanups"
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
-def install(scope: MutableMapping[str, Any], receive: Receive) -> tuple[Receive, Callable[[], None]]:
+def install(
+    scope: MutableMapping[str, Any], receive: Receive
+) -> tuple[Receive, Callable[[], None]]:
     """Puts the disconnect event and cleanup list into ``scope``.
 
     Returns the wrapped receive and a function running (once) every cleanup.

@@ -33,7 +33,7 @@ class ApiError(Exception):
         status: int,
         message: str,
         *,
-        type: str = INVALID_REQUEST,  # noqa: A002 - OpenAI's field name
+        type: str = INVALID_REQUEST,
         code: str | None = None,
         param: str | None = None,
         retry_after: int | None = None,
@@ -243,8 +243,9 @@ async def _handle_http_error(
     params: dict[str, Any],
 ) -> None:
     await _render(req, resp, _falcon_error(ex))
-    if ex.headers:
-        for name, value in ex.headers.items():
+    headers = ex.headers
+    if isinstance(headers, dict):
+        for name, value in headers.items():
             if name.lower() in ("allow", "retry-after"):
                 resp.set_header(name, value)
 
@@ -256,7 +257,7 @@ async def _handle_unexpected(
     await _render(req, resp, ApiError(500, "The server had an error.", type=SERVER_ERROR))
 
 
-def register_error_handlers(app: falcon.asgi.App) -> None:
+def register_error_handlers(app: falcon.asgi.App[Any, Any]) -> None:
     """Most specific last wins in Falcon; the generic handler is added first."""
     app.add_error_handler(Exception, _handle_unexpected)
     app.add_error_handler(falcon.HTTPError, _handle_http_error)

@@ -55,7 +55,7 @@ def build_openapi() -> dict[str, Any]:
         [(m, "validation" if m is ChatCompletionRequest else "serialization") for m in _MODELS],
         ref_template=_REF,
     )
-    bearer = [{"bearer": []}]
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
         "openapi": "3.1.0",
         "info": {

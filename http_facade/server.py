@@ -42,6 +42,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "accesslog": "-",
             "errorlog": "-",
             "preload_app": False,
+            # Several gunicorns (tests, scaled facades) share one $HOME; no control socket.
+            "control_socket_disable": True,
         }
         for key, value in options.items():
             self.cfg.set(key, value)

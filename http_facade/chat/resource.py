@@ -12,7 +12,6 @@ import falcon.asgi
 import grpc
 import grpc.aio
 
-from claudecode.v1 import agent_pb2
 from http_facade import disconnect
 from http_facade.body import read_json
 from http_facade.config import FacadeConfig

@@ -32,8 +32,9 @@ from .protocol import (
 
 ENDPOINT = "/v1/chat/completions"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
-_DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$",
-                       re.DOTALL)
+_DATA_URL = re.compile(
+    r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.DOTALL
+)
 _TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none", "null"}
 
 # --- request ---------------------------------------------------------------------------

@@ -98,7 +98,7 @@ USAGE = events_pb2.Usage(
 
 def completed(
     full_text: str,
-    finish: int = events_pb2.FINISH_REASON_STOP,
+    finish: Any = events_pb2.FINISH_REASON_STOP,
     reasoning: str = "",
     files: Sequence[events_pb2.FileChange] = (),
 ) -> Event:
@@ -160,7 +160,8 @@ class FakeCore:
 
     async def start(self) -> None:
         self.server = grpc.aio.server()
-        agent_pb2_grpc.add_AgentServiceServicer_to_server(_Agent(self), self.server)
+        agent = _Agent(self)  # type: ignore[abstract]
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(agent, self.server)
         models_pb2_grpc.add_ModelServiceServicer_to_server(_Models(), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -182,11 +183,11 @@ def _auth(ctx: grpc.aio.ServicerContext) -> dict[str, str]:
     return {k: v for k, v in ctx.invocation_metadata() or () if isinstance(v, str)}
 
 
-class _Agent(agent_pb2_grpc.AgentServiceServicer):
+class _Agent(agent_pb2_grpc.AgentServiceServicer):  # type: ignore[misc]
     def __init__(self, fake: FakeCore) -> None:
         self.fake = fake
 
-    async def RunTurn(  # noqa: N802 - gRPC method name
+    async def RunTurn(
         self, request: agent_pb2.RunTurnRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Event]:
         md = _auth(context)
@@ -236,7 +237,7 @@ MODELS = [
 
 
 class _Models(models_pb2_grpc.ModelServiceServicer):
-    async def ListModels(  # noqa: N802
+    async def ListModels(
         self, request: models_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> models_pb2.ListModelsResponse:
         if _auth(context).get("authorization") != f"Bearer {GOOD_KEY}":
@@ -248,7 +249,7 @@ class _Models(models_pb2_grpc.ModelServiceServicer):
             )
         return models_pb2.ListModelsResponse(models=MODELS)
 
-    async def GetModel(  # noqa: N802
+    async def GetModel(
         self, request: models_pb2.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> models_pb2.GetModelResponse:
         if _auth(context).get("authorization") != f"Bearer {GOOD_KEY}":

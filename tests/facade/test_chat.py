@@ -278,7 +278,7 @@ async def test_turn_failed_mid_stream(client: httpx.AsyncClient, fake: FakeCore)
     async def fails(req: Any, ctx: Any) -> AsyncIterator[fc.Event]:
         yield fc.started()
         yield fc.text("some ")
-        yield fc.failed(grpc.StatusCode.RESOURCE_EXHAUSTED, "Model rate limited", 
+        yield fc.failed(grpc.StatusCode.RESOURCE_EXHAUSTED, "Model rate limited",
                         "model_rate_limited", 7)
         await fc.abort(ctx, grpc.StatusCode.RESOURCE_EXHAUSTED, "Model rate limited",
                        "model_rate_limited", retry=7)
