@@ -35,8 +35,9 @@ class CoreConfig:
     session_idle_seconds: float = 600.0
     # How long SIGTERM lets running turns finish before cancelling them.
     shutdown_grace_seconds: float = 10.0
-    # OS user the agent runs as when the core runs as root; "" runs it as ourselves.
-    agent_user: str = ""
+    # When > 0 (the default for a root core), conversation N's Claude Code runs
+    # as uid agent_uid_base + N; 0 runs it as the core's own user.
+    agent_uid_base: int = 0
     log_level: str = "info"
     tool_output_excerpt_chars: int = 2000
     # Extra names for models, e.g. {"gpt-4o": "claude-sonnet-5"}.
@@ -65,7 +66,7 @@ class CoreConfig:
             "ANTHROPIC_AUTH_TOKEN",
         )
         claude_env = {k: os.environ[k] for k in passthrough if os.environ.get(k)}
-        default_user = "ccapi-agent" if os.geteuid() == 0 else ""
+        default_uid_base = 2_000_000 if os.geteuid() == 0 else 0
         return cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -76,7 +77,7 @@ class CoreConfig:
             pool_idle_seconds=_float("CCAPI_POOL_IDLE_SECONDS", 300.0),
             session_idle_seconds=_float("CCAPI_SESSION_IDLE_SECONDS", 600.0),
             shutdown_grace_seconds=_float("CCAPI_SHUTDOWN_GRACE_SECONDS", 10.0),
-            agent_user=os.environ.get("CCAPI_AGENT_USER", default_user),
+            agent_uid_base=_int("CCAPI_AGENT_UID_BASE", default_uid_base),
             log_level=os.environ.get("CCAPI_LOG_LEVEL", "info").lower(),
             model_aliases=parse_aliases(os.environ.get("CCAPI_MODEL_ALIASES", "")),
             claude_env=claude_env,

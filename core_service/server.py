@@ -23,7 +23,7 @@ from claudecode.v1 import (
 from core_service.agent.options import ProcessShape
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import ProcessFactory
-from core_service.agent.workspace import WorkspaceLayout, ensure_agent_user
+from core_service.agent.workspace import WorkspaceLayout
 from core_service.config import CoreConfig
 from core_service.db.engine import make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade
@@ -57,9 +57,10 @@ class Core:
         self.keys = KeyStore(db)
         self.store = SessionStore(db)
         self.catalog = ModelCatalog(extra_aliases=config.model_aliases)
-        identity = ensure_agent_user(config.agent_user)
-        self.layout = WorkspaceLayout(config, identity)
-        factory = ProcessFactory(config, identity, self.layout)
+        base = config.agent_uid_base
+        next_uid = (lambda: base + self.store.next_uid_index()) if base > 0 else None
+        self.layout = WorkspaceLayout(config, next_uid)
+        factory = ProcessFactory(config, self.layout)
         default_shape = ProcessShape(model=self.catalog.resolve("sonnet").id)
         pool = ProcessPool(
             factory, self.layout, default_shape, config.pool_size, config.pool_idle_seconds

@@ -391,19 +391,13 @@ class SessionManager:
                 self._store.create_session,
                 pooled.session_id,
                 caller.key_id,
-                pooled.workspace,
-                pooled.home,
+                pooled.place,
                 shape.model,
             )
             return _Plan(session, SessionStart(session.id), content=content), pooled
-        workspace, home = self._layout.new_pair()
+        place = await asyncio.to_thread(self._layout.new_place)
         session = await asyncio.to_thread(
-            self._store.create_session,
-            str(uuid.uuid4()),
-            caller.key_id,
-            workspace,
-            home,
-            shape.model,
+            self._store.create_session, str(uuid.uuid4()), caller.key_id, place, shape.model
         )
         return _Plan(session, SessionStart(session.id), content=content), None
 
@@ -415,16 +409,13 @@ class SessionManager:
         shape: ProcessShape,
         content: list[cpb.ContentPart],
     ) -> _Plan:
-        workspace, home = await asyncio.to_thread(
-            self._layout.copy_pair, parent_session.workspace, parent_session.home
-        )
+        place = await asyncio.to_thread(self._layout.copy_place, parent_session.place)
         new_id = str(uuid.uuid4())
         session = await asyncio.to_thread(
             self._store.create_session,
             new_id,
             caller.key_id,
-            workspace,
-            home,
+            place,
             shape.model,
             parent_session.id,
         )
@@ -443,9 +434,7 @@ class SessionManager:
         if start.fork_from is None and not start.resume and plan.session.turn_count > 0:
             start = SessionStart(plan.session.id, resume=True)
         try:
-            process = await self._factory.start(
-                plan.session.workspace, plan.session.home, shape, start
-            )
+            process = await self._factory.start(plan.session.place, shape, start)
         except Exception as error:
             log.exception("could not start Claude Code", extra={"session_id": plan.session.id})
             raise Unavailable(

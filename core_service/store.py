@@ -9,7 +9,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from claudecode.v1 import agent_pb2 as pb
-from core_service.db.models import SessionRecord, TurnRecord
+from core_service.agent.workspace import Place
+from core_service.db.models import AgentUid, SessionRecord, TurnRecord
 
 
 def utcnow() -> datetime:
@@ -28,8 +29,7 @@ def unix(value: datetime | None) -> int:
 class SessionRow:
     id: str
     key_id: str
-    workspace: str
-    home: str
+    place: Place
     model: str
     created_at: int
     last_active_at: int
@@ -45,8 +45,7 @@ class SessionRow:
         return cls(
             r.id,
             r.key_id,
-            r.workspace,
-            r.home,
+            Place(r.workspace, r.home, r.uid),
             r.model,
             unix(r.created_at),
             unix(r.last_active_at),
@@ -78,12 +77,19 @@ class SessionStore:
 
     # Sessions
 
+    def next_uid_index(self) -> int:
+        """A number no other conversation got, across every core process."""
+        with self._sessions.begin() as db:
+            row = AgentUid(created_at=utcnow())
+            db.add(row)
+            db.flush()
+            return row.id
+
     def create_session(
         self,
         session_id: str,
         key_id: str,
-        workspace: str,
-        home: str,
+        place: Place,
         model: str,
         forked_from: str | None = None,
     ) -> SessionRow:
@@ -91,8 +97,9 @@ class SessionStore:
         row = SessionRecord(
             id=session_id,
             key_id=key_id,
-            workspace=workspace,
-            home=home,
+            workspace=place.workspace,
+            home=place.home,
+            uid=place.uid,
             model=model,
             created_at=now,
             last_active_at=now,

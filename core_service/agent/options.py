@@ -14,7 +14,6 @@ from claude_agent_sdk import ClaudeAgentOptions
 from claude_agent_sdk.types import SystemPromptPreset
 
 from core_service.agent.permissions import make_permission_callback
-from core_service.agent.workspace import AgentIdentity
 from core_service.config import CoreConfig
 
 # Variables the agent's processes may see from our environment; everything
@@ -89,9 +88,9 @@ def agent_env(config: CoreConfig, home: Path, shape: ProcessShape) -> dict[str, 
 
 def build_options(
     config: CoreConfig,
-    identity: AgentIdentity,
     workspace: Path,
     home: Path,
+    uid: int | None,
     shape: ProcessShape,
     start: SessionStart,
     stderr: Callable[[str], None] | None = None,
@@ -115,7 +114,8 @@ def build_options(
         # Ignore settings files on disk: the agent could write one into its workspace.
         setting_sources=[],
         env=agent_env(config, home, shape),
-        user=identity.user,
+        # A uid, not a name: subprocess takes either, and these uids have no passwd entry.
+        user=uid,  # type: ignore[arg-type]
         stderr=stderr,
     )
     if shape.effort:

@@ -75,14 +75,19 @@ class ProcessPool:
             task.add_done_callback(self._tasks.discard)
 
     async def _start_one(self) -> None:
-        workspace, home = self._layout.new_pair()
+        try:
+            place = await asyncio.to_thread(self._layout.new_place)
+        except Exception:
+            log.exception("could not prepare a workspace")
+            self._starting -= 1
+            return
         try:
             process = await self._factory.start(
-                workspace, home, self.shape, SessionStart(session_id=str(uuid.uuid4()))
+                place, self.shape, SessionStart(session_id=str(uuid.uuid4()))
             )
         except Exception:
             log.exception("could not pre-start a Claude Code process")
-            self._layout.remove(workspace, home)
+            self._layout.remove(place)
             await asyncio.sleep(5)  # don't spin when Claude Code cannot start
             return
         finally:
@@ -94,7 +99,7 @@ class ProcessPool:
 
     async def _discard(self, process: AgentProcess) -> None:
         await process.close()
-        self._layout.remove(process.workspace, process.home)
+        self._layout.remove(process.place)
 
     async def _reap_forever(self) -> None:
         while True:

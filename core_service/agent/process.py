@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from claude_agent_sdk import ClaudeSDKClient
 
 from core_service.agent.options import ProcessShape, SessionStart, build_options
-from core_service.agent.workspace import AgentIdentity, WorkspaceLayout
+from core_service.agent.workspace import Place, WorkspaceLayout
 from core_service.config import CoreConfig
 
 log = logging.getLogger("ccapi.agent")
@@ -25,8 +25,7 @@ CLOSE_TIMEOUT_SECONDS = 5.0
 class AgentProcess:
     client: ClaudeSDKClient
     session_id: str
-    workspace: str
-    home: str
+    place: Place
     shape: ProcessShape
     last_used: float = field(default_factory=time.monotonic)
     stderr_tail: collections.deque[str] = field(
@@ -50,16 +49,11 @@ class AgentProcess:
 class ProcessFactory:
     """Starts Claude Code processes with the service's options."""
 
-    def __init__(
-        self, config: CoreConfig, identity: AgentIdentity, layout: WorkspaceLayout
-    ) -> None:
+    def __init__(self, config: CoreConfig, layout: WorkspaceLayout) -> None:
         self._config = config
-        self._identity = identity
         self._layout = layout
 
-    async def start(
-        self, workspace: str, home: str, shape: ProcessShape, start: SessionStart
-    ) -> AgentProcess:
+    async def start(self, place: Place, shape: ProcessShape, start: SessionStart) -> AgentProcess:
         tail: collections.deque[str] = collections.deque(maxlen=20)
 
         def on_stderr(line: str) -> None:
@@ -68,9 +62,9 @@ class ProcessFactory:
 
         options = build_options(
             self._config,
-            self._identity,
-            self._layout.workspace_path(workspace),
-            self._layout.home_path(home),
+            self._layout.workspace_path(place.workspace),
+            self._layout.home_path(place.home),
+            place.uid,
             shape,
             start,
             stderr=on_stderr,
@@ -87,8 +81,7 @@ class ProcessFactory:
         return AgentProcess(
             client=client,
             session_id=start.session_id,
-            workspace=workspace,
-            home=home,
+            place=place,
             shape=shape,
             stderr_tail=tail,
         )

@@ -38,6 +38,16 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class AgentUid(Base):
+    """One row per uid handed to a conversation; the id makes uids unique
+    across every core process sharing the database."""
+
+    __tablename__ = "agent_uids"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class SessionRecord(Base):
     """A conversation: one Claude Code session and its workspace."""
 
@@ -50,6 +60,7 @@ class SessionRecord(Base):
     # a session id cannot find that session's files.
     workspace: Mapped[str] = mapped_column(String(64))
     home: Mapped[str] = mapped_column(String(64))
+    uid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     model: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_active_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

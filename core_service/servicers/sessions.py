@@ -82,7 +82,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         row = await self._own(request.session_id)
         await self._sessions.close_session(row.id)
         await asyncio.to_thread(self._store.mark_session_deleted, row.id)
-        await asyncio.to_thread(self._layout.remove, row.workspace, row.home)
+        await asyncio.to_thread(self._layout.remove, row.place)
         return pb.DeleteSessionResponse(session_id=row.id)
 
     async def ListSessionFiles(
@@ -90,7 +90,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     ) -> pb.ListSessionFilesResponse:
         row = await self._own(request.session_id)
         files = await asyncio.to_thread(
-            workspace_files.list_files, self._layout.workspace_path(row.workspace)
+            workspace_files.list_files, self._layout.workspace_path(row.place.workspace)
         )
         return pb.ListSessionFilesResponse(
             files=[
@@ -104,7 +104,9 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     ) -> pb.GetSessionFileResponse:
         row = await self._own(request.session_id)
         found = await asyncio.to_thread(
-            workspace_files.read_file, self._layout.workspace_path(row.workspace), request.path
+            workspace_files.read_file,
+            self._layout.workspace_path(row.place.workspace),
+            request.path,
         )
         return pb.GetSessionFileResponse(
             file=pb.WorkspaceFile(
