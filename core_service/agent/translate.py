@@ -220,15 +220,10 @@ class TurnTranslator:
             self.acc.finish_reason = ev.FINISH_REASON_CANCELLED
         elif message.stop_reason == "max_tokens":
             self.acc.finish_reason = ev.FINISH_REASON_LENGTH
-        if (
-            message.is_error
-            and self.acc.error is None
-            and message.subtype
-            in (
-                "success",
-                "error_during_execution",
-            )
-        ):
-            detail = "; ".join(message.errors or [])[:300] or (message.result or "")[:300]
-            self.acc.error = from_api_status(message.api_error_status, detail)
+        if message.is_error and message.subtype in ("success", "error_during_execution"):
+            # The HTTP status is the most precise account; an assistant-message
+            # error kind (e.g. "server_error" for a 529) is the fallback.
+            if message.api_error_status is not None or self.acc.error is None:
+                detail = "; ".join(message.errors or [])[:300] or (message.result or "")[:300]
+                self.acc.error = from_api_status(message.api_error_status, detail)
         return [pb.RunTurnResponse(usage=self.acc.usage)]
