@@ -78,7 +78,8 @@ class _Row:
     status: int
     type: str
     code: str | None
-    message: str | None = None  # None: use the core's message
+    message: str | None = None  # replaces the core's message (which may be internal)
+    default: str = "The request failed."  # used when the core sent no message
 
 
 _C = grpc.StatusCode
@@ -90,7 +91,7 @@ STATUS_TABLE: dict[tuple[grpc.StatusCode, str | None], _Row] = {
     (_C.OUT_OF_RANGE, None): _Row(400, INVALID_REQUEST, None),
     (_C.UNAUTHENTICATED, "upstream_authentication"): _Row(
         502, SERVER_ERROR, "upstream_authentication",
-        "The service's own Claude credentials were refused by the model provider.",
+        default="The service's own Claude credentials were refused by the model provider.",
     ),
     (_C.UNAUTHENTICATED, None): _Row(401, INVALID_REQUEST, "invalid_api_key"),
     (_C.PERMISSION_DENIED, None): _Row(403, INVALID_REQUEST, "permission_denied"),
@@ -111,6 +112,8 @@ STATUS_TABLE: dict[tuple[grpc.StatusCode, str | None], _Row] = {
     ),
     (_C.FAILED_PRECONDITION, None): _Row(400, INVALID_REQUEST, "failed_precondition"),
     (_C.UNAVAILABLE, "model_overloaded"): _Row(503, SERVER_ERROR, "model_overloaded"),
+    # The model provider answered 5xx: a bad gateway from the client's point of view.
+    (_C.UNAVAILABLE, "model_unavailable"): _Row(502, SERVER_ERROR, "model_unavailable"),
     (_C.UNAVAILABLE, None): _Row(503, SERVER_ERROR, "service_unavailable"),
     (_C.INTERNAL, "model_error"): _Row(502, SERVER_ERROR, "model_error"),
     (_C.UNKNOWN, "model_error"): _Row(502, SERVER_ERROR, "model_error"),
@@ -143,7 +146,7 @@ def from_status(
         retry_after = 1
     return ApiError(
         row.status,
-        row.message or message or "The request failed.",
+        row.message or message or row.default,
         type=row.type,
         code=row.code,
         param=param if row.status < 500 else None,

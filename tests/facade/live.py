@@ -1,0 +1,24 @@
+"""Shared pieces of the live layer: gunicorn facade in front of the real core.
+
+The `core` and `model_double` fixtures come from tests/conftest.py; when that
+stack cannot be imported the live tests skip with the reason.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+try:
+    from tests.model_double import ModelDouble, RecordedRequest, Reply
+    from tests.stack import CoreProcess, claude_processes_in, start_core
+except ImportError as exc:  # pragma: no cover - only while the stack is missing
+    pytest.skip(f"live stack not importable: {exc}", allow_module_level=True)
+
+__all__ = [
+    "CoreProcess",
+    "ModelDouble",
+    "RecordedRequest",
+    "Reply",
+    "claude_processes_in",
+    "start_core",
+]
