@@ -40,6 +40,8 @@ class CoreConfig:
     agent_uid_base: int = 0
     log_level: str = "info"
     tool_output_excerpt_chars: int = 2000
+    # Unified diffs in file-change reports are cut at this many characters.
+    diff_limit_chars: int = 20_000
     # Extra names for models, e.g. {"gpt-4o": "claude-sonnet-5"}.
     model_aliases: dict[str, str] = field(default_factory=dict)
     # Environment handed to Claude Code unchanged.

@@ -19,7 +19,7 @@ import grpc
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
-from core_service import conversation
+from core_service import conversation, workspace_files
 from core_service.agent.options import ProcessShape, SessionStart, same_process
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import AgentProcess, ProcessFactory
@@ -205,16 +205,36 @@ class SessionManager:
                 # The model is the one thing a running process can switch.
                 await process.client.set_model(shape.model)
                 process.shape = dataclasses.replace(process.shape, model=shape.model)
+            tracker = workspace_files.FileTracker(
+                self._layout.workspace_path(plan.session.place.workspace),
+                self._config.diff_limit_chars,
+            )
+            await asyncio.to_thread(tracker.begin)
+            log.debug(
+                "claude prompt",
+                extra={"session_id": plan.session.id, "prompt": repr(plan.content)[:4000]},
+            )
             await process.client.query(self._prompt_stream(plan.content, plan.session.id))
             async for message in process.client.receive_response():
+                log.debug(
+                    "claude message",
+                    extra={"session_id": plan.session.id, "message": repr(message)[:4000]},
+                )
                 for event in translator.feed(message):
                     yield event
+                    if event.WhichOneof("event") == "tool_result":
+                        # Changes are read off the workspace, so Bash edits count too.
+                        for change in await asyncio.to_thread(tracker.step):
+                            yield pb.RunTurnResponse(file_change=change)
                 if translator.stop_hit and not running.cancel_requested:
                     # A stop sequence ended the answer: stop the model, keep the session.
                     running.cancel_requested = True
                     await self._interrupt(process)
             for event in translator.flush():
                 yield event
+            for change in await asyncio.to_thread(tracker.step):
+                yield pb.RunTurnResponse(file_change=change)
+            turn.files.extend(await asyncio.to_thread(tracker.total))
             acc = translator.acc
             turn.output_text = "".join(acc.text)
             turn.reasoning = "".join(acc.reasoning)
@@ -263,6 +283,7 @@ class SessionManager:
                     num_turns=acc.num_turns,
                     duration_ms=int((time.monotonic() - started) * 1000),
                     session_id=plan.session.id,
+                    files=turn.files,
                 )
             )
         except ServiceError as error:

@@ -180,3 +180,26 @@ def list_files(root: Path) -> list[tuple[str, int, int, bool]]:
             continue
         out.append((rel, st.st_size, int(st.st_mtime), looks_binary(head)))
     return out
+
+
+class FileTracker:
+    """Follows one turn's changes: `step()` after each tool call reports what
+    changed since the previous step; `total()` the net change of the turn."""
+
+    def __init__(self, root: Path, diff_limit: int) -> None:
+        self._root = root
+        self._diff_limit = diff_limit
+        self._start: Snapshot = {}
+        self._last: Snapshot = {}
+
+    def begin(self) -> None:
+        self._start = self._last = snapshot(self._root)
+
+    def step(self) -> list[ev.FileChange]:
+        current = snapshot(self._root, self._last)
+        found = changes(self._last, current, self._diff_limit)
+        self._last = current
+        return found
+
+    def total(self) -> list[ev.FileChange]:
+        return changes(self._start, self._last, self._diff_limit)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from claudecode.v1 import agent_pb2_grpc
-from google.rpc import error_details_pb2
 from tests.core.helpers import request, run_turn
 from tests.model_double import ModelDouble, Reply
 from tests.stack import CoreProcess, claude_processes_in, start_core
