@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import threading
 
 from ._demo import demo_reply
@@ -25,13 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     double = ModelDouble(args.host, args.port, max_recorded=50)
     double.set_default(demo_reply)
+    done = threading.Event()
+    # Install both explicitly: a job backgrounded by a script (make demo &) inherits
+    # an ignored SIGINT, and SIGTERM should stop the server cleanly too.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
     with double:
         print(f"model double serving the demo on {double.url}", flush=True)
         print(f"  use ANTHROPIC_BASE_URL={double.url} ANTHROPIC_API_KEY=anything", flush=True)
-        try:
-            threading.Event().wait()  # the server runs in its own thread
-        except KeyboardInterrupt:
+        while not done.wait(1.0):  # a timed wait lets Python run the signal handlers
             pass
+    print("model double stopped", flush=True)
     return 0
 
 
