@@ -148,7 +148,8 @@ def test_disconnect_mid_stream_cancels_the_turn(facade: Facade, core: CoreProces
               "messages": [{"role": "user", "content": "take your time"}]},
     ) as r:
         assert r.status_code == 200
-        for line in r.iter_lines():
+        lines = r.iter_lines()  # held: a dropped generator would close the connection
+        for line in lines:
             if line.startswith("data:"):
                 break  # the role chunk: the turn has started
         model_double.wait_for_requests(1, timeout=30)
