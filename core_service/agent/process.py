@@ -73,6 +73,10 @@ class ProcessFactory:
         try:
             await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT_SECONDS)
         except BaseException:
+            log.warning(
+                "claude process failed to start",
+                extra={"session_id": start.session_id, "stderr": "\n".join(tail)},
+            )
             try:
                 await asyncio.wait_for(client.disconnect(), CLOSE_TIMEOUT_SECONDS)
             except (Exception, asyncio.CancelledError):
