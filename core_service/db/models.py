@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -36,6 +37,113 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Limits; 0 means unlimited.
+    rpm: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tpm: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    max_concurrent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    budget_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # "day", "month" or "total".
+    budget_period: Mapped[str] = mapped_column(String(8), default="month", server_default="month")
+    # JSON lists; empty means "all models" / "the service default tools".
+    allowed_models: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    allowed_tools: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    # Turns running now, changed only by conditional UPDATEs so that the
+    # limit holds across processes sharing the database.
+    active_turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Spend in the current budget period, and when that period started.
+    spent_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    spent_total_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class RateWindow(Base):
+    """Requests and tokens of one key in one minute window."""
+
+    __tablename__ = "rate_windows"
+
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
+    # Unix minute (seconds // 60).
+    window: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RequestLogRecord(Base):
+    """One API request. Written in batches off the request path."""
+
+    __tablename__ = "request_logs"
+    __table_args__ = (
+        Index("ix_request_logs_time", "time_ms"),
+        Index("ix_request_logs_key_time", "key_id", "time_ms"),
+        Index("ix_request_logs_model_time", "model", "time_ms"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    time_ms: Mapped[int] = mapped_column(BigInteger)
+    key_id: Mapped[str] = mapped_column(String(32), default="")
+    key_name: Mapped[str] = mapped_column(String(200), default="")
+    endpoint: Mapped[str] = mapped_column(String(200), default="")
+    model: Mapped[str] = mapped_column(String(100), default="")
+    status: Mapped[int] = mapped_column(Integer, default=200)
+    outcome: Mapped[str] = mapped_column(String(16), default="ok")
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    ttft_ms: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    session_id: Mapped[str] = mapped_column(String(64), default="")
+    turn_id: Mapped[str] = mapped_column(String(64), default="")
+    tools_used: Mapped[str] = mapped_column(Text, default="[]")
+    files_changed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    request_id: Mapped[str] = mapped_column(String(100), default="")
+    request_body: Mapped[str] = mapped_column(Text, default="")
+    response_body: Mapped[str] = mapped_column(Text, default="")
+
+
+class ConfigVersion(Base):
+    """One version of the live configuration; the newest row applies."""
+
+    __tablename__ = "config_versions"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    config_json: Mapped[str] = mapped_column(Text)
+    changed_fields: Mapped[str] = mapped_column(Text, default="[]")
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AdminUser(Base):
+    """An admin-site user; the password is kept as an argon2 hash."""
+
+    __tablename__ = "admin_users"
+
+    username: Mapped[str] = mapped_column(String(100), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class LoginFailure(Base):
+    """A failed sign-in, for throttling by user and by address."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_user", "username", "time"),
+        Index("ix_login_failures_address", "address", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(100))
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class AgentUid(Base):
