@@ -29,6 +29,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 0 or 1, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class FacadeConfig:
     """Everything the HTTP facade needs; it keeps no other state."""
@@ -45,6 +56,8 @@ class FacadeConfig:
     unary_timeout_seconds: float = 10.0
     # Seconds gunicorn waits for in-flight requests on shutdown.
     graceful_timeout_seconds: int = 30
+    # Append a markdown summary of changed files to chat answers (CCAPI_FILE_SUMMARY=0: off).
+    file_summary: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FacadeConfig:
@@ -63,4 +76,5 @@ class FacadeConfig:
             cors_origins=origins,
             keepalive_seconds=max(0.05, _float(e, "CCAPI_SSE_KEEPALIVE_SECONDS", 15.0)),
             unary_timeout_seconds=max(0.1, _float(e, "CCAPI_CORE_TIMEOUT_SECONDS", 10.0)),
+            file_summary=_bool(e, "CCAPI_FILE_SUMMARY", True),
         )

@@ -15,7 +15,13 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from claudecode.v1 import agent_pb2, agent_pb2_grpc, models_pb2, models_pb2_grpc
+from claudecode.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    sessions_pb2_grpc,
+)
 
 Metadata = Sequence[tuple[str, str]]
 
@@ -61,6 +67,34 @@ class CoreClient:
         """Starts RunTurn; returns the grpc.aio stream call (iterate, or .read())."""
         stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
         return stub.RunTurn(request, metadata=tuple(metadata))
+
+    async def get_turn(self, turn_id: str, metadata: Metadata) -> agent_pb2.Turn:
+        stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
+        resp: agent_pb2.GetTurnResponse = await stub.GetTurn(
+            agent_pb2.GetTurnRequest(turn_id=turn_id), metadata=tuple(metadata),
+            timeout=self.unary_timeout,
+        )
+        return resp.turn
+
+    async def cancel_turn(self, turn_id: str, metadata: Metadata) -> agent_pb2.Turn:
+        stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
+        # The core waits (a few seconds) for the turn to stop before answering.
+        resp: agent_pb2.CancelTurnResponse = await stub.CancelTurn(
+            agent_pb2.CancelTurnRequest(turn_id=turn_id), metadata=tuple(metadata),
+            timeout=self.unary_timeout + 10,
+        )
+        return resp.turn
+
+    async def delete_turn(self, turn_id: str, metadata: Metadata) -> None:
+        stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
+        await stub.DeleteTurn(
+            agent_pb2.DeleteTurnRequest(turn_id=turn_id), metadata=tuple(metadata),
+            timeout=self.unary_timeout,
+        )
+
+    def sessions(self) -> sessions_pb2_grpc.SessionServiceStub:
+        """The SessionService stub; calls pass ``timeout=self.unary_timeout``."""
+        return sessions_pb2_grpc.SessionServiceStub(self._ensure())
 
     async def list_models(self, metadata: Metadata) -> models_pb2.ListModelsResponse:
         stub = models_pb2_grpc.ModelServiceStub(self._ensure())

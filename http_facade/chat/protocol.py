@@ -52,7 +52,7 @@ def _type_of(value: Any) -> str | None:
     return f"type={kind}" if isinstance(kind, str) else None
 
 
-# Tags are not identifiers, so error locations can drop them (see translate.param_of).
+# Tags are not identifiers, so error locations can drop them (see inputs.param_of).
 UserPart = Annotated[
     Annotated[TextPart, Tag("type=text")] | Annotated[ImagePart, Tag("type=image_url")],
     Discriminator(

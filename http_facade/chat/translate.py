@@ -5,18 +5,16 @@ Pure functions and one small accumulator; no I/O.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from claudecode.v1 import agent_pb2, content_pb2, events_pb2
-from http_facade.errors import ApiError, from_turn_failed, invalid_request, unsupported
+from http_facade import file_summary
+from http_facade.errors import invalid_request, unsupported
+from http_facade.inputs import image_from_url, validate_model
+from http_facade.turns import file_dict
 
 from .protocol import (
     UNSUPPORTED,
@@ -31,27 +29,8 @@ from .protocol import (
 )
 
 ENDPOINT = "/v1/chat/completions"
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
-_DATA_URL = re.compile(
-    r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.DOTALL
-)
-_TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none", "null"}
 
 # --- request ---------------------------------------------------------------------------
-
-
-def param_of(loc: Sequence[int | str]) -> str:
-    """A pydantic error location as an OpenAI param: ``messages[0].content``.
-
-    Union branch names and discriminator tags (never identifiers) are dropped.
-    """
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.isidentifier() and part not in _TYPE_NAMES:
-            out += f".{part}" if out else part
-    return out or "body"
 
 
 def _check_unsupported(body: Mapping[str, Any]) -> None:
@@ -78,59 +57,12 @@ def _check_unsupported(body: Mapping[str, Any]) -> None:
                     raise unsupported(f"messages[{i}].content[{j}].type", f"'{kind}' parts")
 
 
-def _best_error(exc: ValidationError) -> dict[str, Any]:
-    errors = list(exc.errors(include_url=False))
-    for err in errors:
-        if err["type"] == "extra_forbidden":
-            return dict(err)
-    return dict(max(errors, key=lambda e: len(e["loc"])))
-
-
 def validate_request(body: Any) -> ChatCompletionRequest:
     """The request body as a model, or an ApiError (400) naming the param."""
     if not isinstance(body, dict):
         raise invalid_request("The request body must be a JSON object.")
     _check_unsupported(body)
-    try:
-        return ChatCompletionRequest.model_validate(body)
-    except ValidationError as exc:
-        err = _best_error(exc)
-        param = param_of(err["loc"])
-        if err["type"] == "extra_forbidden":
-            raise invalid_request(
-                f"Unrecognized request argument supplied: {param}", param, "unknown_parameter"
-            ) from None
-        if err["type"] == "missing":
-            raise invalid_request(f"Missing required parameter: '{param}'.", param,
-                                  "missing_required_parameter") from None
-        raise invalid_request(f"Invalid value for '{param}': {err['msg']}.", param,
-                              "invalid_value") from None
-
-
-def _image(url: str, param: str) -> content_pb2.Image:
-    if url.startswith("data:"):
-        m = _DATA_URL.match(url)
-        if not m:
-            raise invalid_request("Image data URLs must look like data:image/png;base64,...",
-                                  param, "invalid_image_url")
-        media_type = m.group("type").lower()
-        if media_type not in IMAGE_TYPES:
-            raise invalid_request(
-                f"Unsupported image type '{media_type}'; use one of {', '.join(IMAGE_TYPES)}.",
-                param, "invalid_image_format",
-            )
-        try:
-            data = base64.b64decode(m.group("data"), validate=True)
-        except (binascii.Error, ValueError):
-            raise invalid_request("The image data is not valid base64.", param,
-                                  "invalid_image_url") from None
-        if not data:
-            raise invalid_request("The image is empty.", param, "invalid_image_url")
-        return content_pb2.Image(media_type=media_type, data=data)
-    if url.startswith(("https://", "http://")) and len(url) > 10:
-        return content_pb2.Image(url=url)
-    raise invalid_request("Image URLs must be http(s) or base64 data URLs.", param,
-                          "invalid_image_url")
+    return validate_model(ChatCompletionRequest, body)
 
 
 _ROLES = {
@@ -145,21 +77,28 @@ AnyMessage = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage
 
 def _parts(msg: AnyMessage, i: int) -> list[content_pb2.ContentPart]:
     content = msg.content
+    # Our own earlier answers come back with the file summary we appended; the
+    # core knows them without it (it matches resent history exactly).
+    ours = file_summary.strip if isinstance(msg, AssistantMessage) else _same
     if content is None:
         text = msg.refusal if isinstance(msg, AssistantMessage) and msg.refusal else ""
         return [content_pb2.ContentPart(text=text)] if text else []
     if isinstance(content, str):
-        return [content_pb2.ContentPart(text=content)]
+        return [content_pb2.ContentPart(text=ours(content))]
     parts: list[content_pb2.ContentPart] = []
     for j, part in enumerate(content):
         if isinstance(part, TextPart):
-            parts.append(content_pb2.ContentPart(text=part.text))
+            parts.append(content_pb2.ContentPart(text=ours(part.text)))
         elif isinstance(part, RefusalPart):
             parts.append(content_pb2.ContentPart(text=part.refusal))
         elif isinstance(part, ImagePart):
-            img = _image(part.image_url.url, f"messages[{i}].content[{j}].image_url.url")
+            img = image_from_url(part.image_url.url, f"messages[{i}].content[{j}].image_url.url")
             parts.append(content_pb2.ContentPart(image=img))
     return parts
+
+
+def _same(text: str) -> str:
+    return text
 
 
 _EFFORT = {"none": "low", "minimal": "low", "low": "low", "medium": "medium",
@@ -212,13 +151,6 @@ _FINISH = {
     events_pb2.FINISH_REASON_BUDGET: "length",
     events_pb2.FINISH_REASON_CANCELLED: "stop",
 }
-_KINDS = {
-    events_pb2.FILE_CHANGE_KIND_CREATED: "created",
-    events_pb2.FILE_CHANGE_KIND_MODIFIED: "modified",
-    events_pb2.FILE_CHANGE_KIND_DELETED: "deleted",
-}
-
-
 def usage_dict(u: events_pb2.Usage) -> dict[str, Any]:
     """OpenAI usage from Claude Code's own numbers (never estimated)."""
     prompt = u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens
@@ -228,17 +160,6 @@ def usage_dict(u: events_pb2.Usage) -> dict[str, Any]:
         "total_tokens": prompt + u.output_tokens,
         "prompt_tokens_details": {"cached_tokens": u.cache_read_input_tokens},
         "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-    }
-
-
-def file_dict(f: events_pb2.FileChange) -> dict[str, Any]:
-    return {
-        "path": f.path,
-        "kind": _KINDS.get(f.kind, "unspecified"),
-        "size_bytes": f.size_bytes,
-        "binary": f.binary,
-        "diff": f.diff or None,
-        "diff_truncated": f.diff_truncated,
     }
 
 
@@ -252,6 +173,7 @@ class TurnState:
     """Collects one turn's events; also knows how to render chunks for them."""
 
     include_usage: bool = False
+    file_summary: bool = False
     id: str = ""
     session_id: str = ""
     turn_id: str = ""
@@ -332,6 +254,10 @@ class TurnState:
             "num_turns": c.num_turns if c is not None else None,
         }
 
+    def summary(self) -> str:
+        """The markdown file summary to append to the content ("" when off or unchanged)."""
+        return file_summary.render(self.files.values()) if self.file_summary else ""
+
     def usage_json(self) -> dict[str, Any] | None:
         return usage_dict(self.usage) if self.usage is not None else None
 
@@ -370,6 +296,7 @@ class TurnState:
         text = "".join(self.text)
         if self.completed is not None and self.completed.text:
             text = self.completed.text
+        text += self.summary()
         reasoning = "".join(self.reasoning) or None
         return {
             "id": self.id,
@@ -394,8 +321,3 @@ class TurnState:
             "usage": self.usage_json() or usage_dict(events_pb2.Usage()),
             "claude_code": self.claude_code(),
         }
-
-
-def turn_failed_error(ev: events_pb2.TurnFailed) -> ApiError:
-    """The HTTP error for a TurnFailed event."""
-    return from_turn_failed(ev.code, ev.message, ev.reason, ev.retry_after_seconds)

@@ -14,6 +14,7 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from claudecode.v1 import content_pb2, events_pb2
+from http_facade import file_summary
 from http_facade.chat import protocol
 from tests.facade import fake_core as fc
 from tests.facade.conftest import AUTH, Served, make_config, serve_app
@@ -80,7 +81,10 @@ async def test_reasoning_and_activity_stay_out_of_content(client: httpx.AsyncCli
     r = await client.post(URL, headers=AUTH, json=body("agentic"))
     data = r.json()
     msg = data["choices"][0]["message"]
-    assert msg["content"] == "Done: fib.py"
+    # The file summary follows the answer (on by default), after its marker.
+    assert msg["content"].startswith("Done: fib.py\n\n" + file_summary.MARKER)
+    assert "`fib.py` (created, 42 bytes)" in msg["content"]
+    assert file_summary.strip(msg["content"]) == "Done: fib.py"
     assert msg["reasoning_content"] == (
         "Let me think. \n▸ Write fib.py\n✓ Write fib.py\n\n▸ Bash: pytest -q\n"
         "✗ Bash: pytest -q: 1 failed more\n"
@@ -113,7 +117,9 @@ async def test_streaming_wire_format(client: httpx.AsyncClient) -> None:
     content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content") or "" for c in chunks)
     reasoning2 = "".join(c["choices"][0]["delta"].get("reasoning") or "" for c in chunks)
-    assert content == "Done: fib.py"
+    assert file_summary.strip(content) == "Done: fib.py"
+    # The summary is the last content delta, before the finish chunk.
+    assert chunks[-2]["choices"][0]["delta"]["content"].lstrip().startswith(file_summary.MARKER)
     assert "▸ Write fib.py" in reasoning and reasoning == reasoning2
     finals = [c["choices"][0]["finish_reason"] for c in chunks]
     assert finals[-1] == "length" and set(finals[:-1]) == {None}
