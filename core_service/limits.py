@@ -1,0 +1,204 @@
+"""Per-key limits, enforced in the core so gRPC callers obey them too.
+
+Every counter changes through one conditional SQL statement (an upsert or an
+UPDATE with the limit in its WHERE clause), so the database decides who gets
+the last slot: limits hold exactly across facade workers and core processes
+sharing one database.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from core_service.db.models import ApiKey, RateWindow
+from core_service.errors import PermissionDenied, ResourceExhausted
+from core_service.keys import KeyInfo, aware
+
+
+@dataclass
+class Admission:
+    """A turn let through; `release` must follow when it ends."""
+
+    key_id: str
+    holds_slot: bool
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def period_start(period: str, at: datetime) -> datetime:
+    if period == "day":
+        return at.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "month":
+        return at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def next_period(period: str, start: datetime) -> datetime | None:
+    if period == "day":
+        return datetime.fromtimestamp(start.timestamp() + 86400, UTC)
+    if period == "month":
+        return start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+    return None
+
+
+class LimitGate:
+    def __init__(self, engine: Engine, sessions: sessionmaker[Session]) -> None:
+        self._dialect = engine.dialect.name
+        self._sessions = sessions
+
+    def check_model(self, key: KeyInfo, names: set[str]) -> None:
+        """PERMISSION_DENIED unless one of the model's names is in the key's scope."""
+        if key.allowed_models and not names & set(key.allowed_models):
+            raise PermissionDenied(
+                f"This API key may not use the model '{sorted(names)[0]}'.",
+                reason="model_not_allowed",
+                param="model",
+            )
+
+    def admit(self, key: KeyInfo) -> Admission:
+        """Counts one request against the key's limits, or raises RESOURCE_EXHAUSTED."""
+        limits = key.limits
+        now = time.time()
+        window = int(now // 60)
+        reset = f"{60 - int(now % 60)}s"
+        headers: dict[str, str] = {}
+        with self._sessions.begin() as db:
+            if limits.budget_usd > 0:
+                spent, ends = self._spent(db, key)
+                if spent >= limits.budget_usd:
+                    retry = int(ends.timestamp() - now) if ends else None
+                    raise ResourceExhausted(
+                        f"This API key has used its budget of ${limits.budget_usd:.2f} "
+                        f"per {limits.budget_period}.",
+                        reason="insufficient_quota",
+                        retry_after_seconds=retry,
+                    )
+            if limits.tpm > 0:
+                used = (
+                    db.scalar(
+                        select(RateWindow.tokens).where(
+                            RateWindow.key_id == key.id, RateWindow.window == window
+                        )
+                    )
+                    or 0
+                )
+                headers.update(
+                    {
+                        "x-ratelimit-limit-tokens": str(limits.tpm),
+                        "x-ratelimit-remaining-tokens": str(max(0, limits.tpm - used)),
+                        "x-ratelimit-reset-tokens": reset,
+                    }
+                )
+                if used >= limits.tpm:
+                    raise ResourceExhausted(
+                        f"Rate limit reached: {limits.tpm} tokens per minute.",
+                        retry_after_seconds=60 - int(now % 60),
+                        headers=headers,
+                    )
+            count = self._count_request(db, key.id, window, limits.rpm)
+            if limits.rpm > 0:
+                headers.update(
+                    {
+                        "x-ratelimit-limit-requests": str(limits.rpm),
+                        "x-ratelimit-remaining-requests": str(
+                            max(0, limits.rpm - (count or limits.rpm))
+                        ),
+                        "x-ratelimit-reset-requests": reset,
+                    }
+                )
+                if count is None:
+                    raise ResourceExhausted(
+                        f"Rate limit reached: {limits.rpm} requests per minute.",
+                        retry_after_seconds=60 - int(now % 60),
+                        headers=headers,
+                    )
+        holds = False
+        if limits.max_concurrent > 0:
+            with self._sessions.begin() as db:
+                taken = db.execute(  # type: ignore[attr-defined]
+                    update(ApiKey)
+                    .where(ApiKey.id == key.id, ApiKey.active_turns < limits.max_concurrent)
+                    .values(active_turns=ApiKey.active_turns + 1)
+                ).rowcount
+            if not taken:
+                raise ResourceExhausted(
+                    f"Too many turns at once: this key allows {limits.max_concurrent}.",
+                    retry_after_seconds=1,
+                    headers=headers,
+                )
+            holds = True
+        return Admission(key.id, holds, headers)
+
+    def release(self, admission: Admission, tokens: int, cost_usd: float) -> None:
+        """Returns the concurrency slot and books tokens and spend."""
+        window = int(time.time() // 60)
+        with self._sessions.begin() as db:
+            if admission.holds_slot:
+                db.execute(
+                    update(ApiKey)
+                    .where(ApiKey.id == admission.key_id, ApiKey.active_turns > 0)
+                    .values(active_turns=ApiKey.active_turns - 1)
+                )
+            if tokens:
+                self._add_tokens(db, admission.key_id, window, tokens)
+            if cost_usd:
+                db.execute(
+                    update(ApiKey)
+                    .where(ApiKey.id == admission.key_id)
+                    .values(
+                        spent_usd=ApiKey.spent_usd + cost_usd,
+                        spent_total_usd=ApiKey.spent_total_usd + cost_usd,
+                    )
+                )
+
+    def _spent(self, db: Session, key: KeyInfo) -> tuple[float, datetime | None]:
+        """Spend in the current period, starting a new period when due."""
+        row = db.get(ApiKey, key.id)
+        if row is None:
+            return 0.0, None
+        now = datetime.now(UTC)
+        start = period_start(row.budget_period, now)
+        current = aware(row.period_start)
+        if current is None or current < start:
+            # A conditional reset: only one process starts the new period.
+            db.execute(
+                update(ApiKey)
+                .where(ApiKey.id == key.id, ApiKey.period_start == row.period_start)
+                .values(spent_usd=0.0, period_start=start)
+            )
+            db.refresh(row)
+        return row.spent_usd, next_period(row.budget_period, start)
+
+    def _count_request(self, db: Session, key_id: str, window: int, rpm: int) -> int | None:
+        """The request's number in this window, or None when the limit is reached."""
+        insert = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(
+            RateWindow
+        ).values(key_id=key_id, window=window, requests=1, tokens=0)
+        statement = insert.on_conflict_do_update(
+            index_elements=[RateWindow.key_id, RateWindow.window],
+            set_={"requests": RateWindow.requests + 1},
+            where=(RateWindow.requests < rpm) if rpm > 0 else None,
+        ).returning(RateWindow.requests)
+        return db.scalar(statement)
+
+    def _add_tokens(self, db: Session, key_id: str, window: int, tokens: int) -> None:
+        insert = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(
+            RateWindow
+        ).values(key_id=key_id, window=window, requests=0, tokens=tokens)
+        db.execute(
+            insert.on_conflict_do_update(
+                index_elements=[RateWindow.key_id, RateWindow.window],
+                set_={"tokens": RateWindow.tokens + tokens},
+            )
+        )
+
+    def purge_windows(self, older_than_window: int) -> None:
+        from sqlalchemy import delete
+
+        with self._sessions.begin() as db:
+            db.execute(delete(RateWindow).where(RateWindow.window < older_than_window))

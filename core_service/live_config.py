@@ -1,0 +1,210 @@
+"""Live configuration: stored in the database, versioned, validated, with who
+changed what. Every process polls the newest version and applies it without
+a restart (`LiveConfigStore.refresh`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from google.protobuf import json_format
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from claudecode.v1 import admin_pb2
+from core_service.config import CoreConfig
+from core_service.db.models import ConfigVersion
+from core_service.errors import Busy, InvalidArgument
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_BODY_CEILING = 100 * 1024 * 1024
+FIELDS = tuple(f.name for f in admin_pb2.LiveConfig.DESCRIPTOR.fields)
+
+
+def defaults(config: CoreConfig) -> admin_pb2.LiveConfig:
+    """Version 0: what the environment says."""
+    return admin_pb2.LiveConfig(
+        model_aliases=config.model_aliases,
+        default_allowed_tools=[],
+        log_level=config.log_level,
+        cors_origins=[],
+        max_body_bytes=10 * 1024 * 1024,
+        log_retention_days=30,
+        workspace_retention_days=30,
+        pool_size=config.pool_size,
+        claude_max_retries=config.claude_max_retries,
+        log_bodies=True,
+    )
+
+
+def validate(config: admin_pb2.LiveConfig, known_models: set[str]) -> None:
+    """Raises InvalidArgument whose `param` names the bad field."""
+    if config.log_level not in LOG_LEVELS:
+        raise InvalidArgument(
+            f"log_level must be one of {', '.join(LOG_LEVELS)}.", param="log_level"
+        )
+    if not 1024 <= config.max_body_bytes <= MAX_BODY_CEILING:
+        raise InvalidArgument(
+            f"max_body_bytes must be between 1024 and {MAX_BODY_CEILING}.", param="max_body_bytes"
+        )
+    for name in ("log_retention_days", "workspace_retention_days"):
+        if not 1 <= getattr(config, name) <= 3650:
+            raise InvalidArgument(f"{name} must be between 1 and 3650.", param=name)
+    if not 0 <= config.pool_size <= 16:
+        raise InvalidArgument("pool_size must be between 0 and 16.", param="pool_size")
+    if not 0 <= config.claude_max_retries <= 10:
+        raise InvalidArgument(
+            "claude_max_retries must be between 0 and 10.", param="claude_max_retries"
+        )
+    for origin in config.cors_origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise InvalidArgument(
+                f"CORS origin '{origin}' must be '*' or start with http:// or https://.",
+                param="cors_origins",
+            )
+    for alias, target in config.model_aliases.items():
+        if not alias.strip() or target not in known_models:
+            raise InvalidArgument(
+                f"Alias '{alias}' must point at a known model (got '{target}').",
+                param="model_aliases",
+            )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    config: admin_pb2.LiveConfig
+    version: int
+    updated_by: str
+    updated_at: int
+
+
+class LiveConfigStore:
+    def __init__(self, sessions: sessionmaker[Session], base: admin_pb2.LiveConfig) -> None:
+        self._sessions = sessions
+        self._base = base
+        self._current = Snapshot(base, 0, "environment", 0)
+
+    @property
+    def current(self) -> Snapshot:
+        return self._current
+
+    def refresh(self) -> bool:
+        """Loads the newest version; True when it changed."""
+        with self._sessions() as db:
+            row = db.scalars(
+                select(ConfigVersion).order_by(ConfigVersion.version.desc()).limit(1)
+            ).first()
+            if row is None or row.version == self._current.version:
+                return False
+            self._current = self._snapshot(row)
+            return True
+
+    def update(
+        self,
+        new: admin_pb2.LiveConfig,
+        paths: list[str],
+        actor: str,
+        expected_version: int,
+        known_models: set[str],
+    ) -> Snapshot:
+        self.refresh()
+        current = self._current
+        if expected_version and expected_version != current.version:
+            raise Busy(
+                f"The configuration changed since version {expected_version}; reload and retry.",
+                reason="config_version_conflict",
+            )
+        unknown = [p for p in paths if p not in FIELDS]
+        if unknown or not paths:
+            raise InvalidArgument(
+                f"update_mask must name fields of LiveConfig (bad: {', '.join(unknown) or 'none'}).",
+                param="update_mask",
+            )
+        merged = admin_pb2.LiveConfig()
+        merged.CopyFrom(current.config)
+        for path in paths:
+            merged.ClearField(path)  # type: ignore[arg-type]
+            if path == "model_aliases":
+                merged.model_aliases.update(new.model_aliases)
+            elif path in ("default_allowed_tools", "cors_origins"):
+                getattr(merged, path).extend(getattr(new, path))
+            else:
+                setattr(merged, path, getattr(new, path))
+        validate(merged, known_models)
+        changed = [f for f in FIELDS if getattr(merged, f) != getattr(current.config, f)]
+        row = ConfigVersion(
+            version=current.version + 1,
+            config_json=json_format.MessageToJson(merged, preserving_proto_field_name=True),
+            changed_fields=json.dumps(changed),
+            updated_by=actor,
+            updated_at=datetime.now(UTC),
+        )
+        try:
+            with self._sessions.begin() as db:
+                db.add(row)
+        except IntegrityError:
+            raise Busy(
+                "Another change was saved at the same time; retry.",
+                reason="config_version_conflict",
+            ) from None
+        self._current = self._snapshot(row)
+        return self._current
+
+    def history(self, limit: int, offset: int) -> list[admin_pb2.ConfigChange]:
+        with self._sessions() as db:
+            rows = db.scalars(
+                select(ConfigVersion)
+                .order_by(ConfigVersion.version.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return [
+                admin_pb2.ConfigChange(
+                    version=r.version,
+                    updated_by=r.updated_by,
+                    updated_at=_unix(r.updated_at),
+                    changed_fields=json.loads(r.changed_fields),
+                    config=self._parse(r.config_json),
+                )
+                for r in rows
+            ]
+
+    def count(self) -> int:
+        with self._sessions() as db:
+            return int(db.scalar(select(func.count()).select_from(ConfigVersion)) or 0)
+
+    def _snapshot(self, row: ConfigVersion) -> Snapshot:
+        return Snapshot(
+            self._parse(row.config_json), row.version, row.updated_by, _unix(row.updated_at)
+        )
+
+    def _parse(self, text: str) -> admin_pb2.LiveConfig:
+        config = admin_pb2.LiveConfig()
+        config.CopyFrom(self._base)
+        # Fields added after a version was saved keep their defaults.
+        stored = json_format.Parse(text, admin_pb2.LiveConfig(), ignore_unknown_fields=True)
+        config.MergeFrom(stored)
+        for name in ("default_allowed_tools", "cors_origins"):
+            del getattr(config, name)[:]
+            getattr(config, name).extend(getattr(stored, name))
+        config.model_aliases.clear()
+        config.model_aliases.update(stored.model_aliases)
+        for name in (
+            "log_level",
+            "max_body_bytes",
+            "log_retention_days",
+            "workspace_retention_days",
+            "pool_size",
+            "claude_max_retries",
+            "log_bodies",
+        ):
+            setattr(config, name, getattr(stored, name))
+        return config
+
+
+def _unix(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp())
