@@ -21,6 +21,13 @@ from http_facade.middleware import (
 )
 from http_facade.models.resource import Model, Models
 from http_facade.openapi import OpenAPI
+from http_facade.responses.resource import (
+    Response,
+    ResponseCancel,
+    ResponseInputItems,
+    Responses,
+)
+from http_facade.sessions.resource import Session, SessionFile, SessionFiles, Sessions
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
@@ -59,6 +66,14 @@ def create_app(config: FacadeConfig | None = None, core: CoreClient | None = Non
     app.req_options.strip_url_path_trailing_slash = True
 
     app.add_route("/v1/chat/completions", ChatCompletions(core, config))
+    app.add_route("/v1/responses", Responses(core, config))
+    app.add_route("/v1/responses/{response_id}", Response(core))
+    app.add_route("/v1/responses/{response_id}/cancel", ResponseCancel(core))
+    app.add_route("/v1/responses/{response_id}/input_items", ResponseInputItems(core))
+    app.add_route("/v1/sessions", Sessions(core))
+    app.add_route("/v1/sessions/{session_id}", Session(core))
+    app.add_route("/v1/sessions/{session_id}/files", SessionFiles(core))
+    app.add_route("/v1/sessions/{session_id}/files/{path:path}", SessionFile(core))
     app.add_route("/v1/models", Models(core))
     app.add_route("/v1/models/{model_id:path}", Model(core))
     live = Live()

@@ -19,7 +19,7 @@ with warnings.catch_warnings():
 log = logging.getLogger(__name__)
 
 
-class FacadeWorker(_UvicornWorker):  # type: ignore[misc]
+class FacadeWorker(_UvicornWorker):  # type: ignore[misc,unused-ignore]
     """uvicorn worker on the plain asyncio loop (grpc.aio does not support uvloop)."""
 
     CONFIG_KWARGS = {"loop": "asyncio", "http": "auto", "lifespan": "off"}

@@ -17,7 +17,15 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from claudecode.v1 import agent_pb2, agent_pb2_grpc, events_pb2, models_pb2, models_pb2_grpc
+from claudecode.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    events_pb2,
+    models_pb2,
+    models_pb2_grpc,
+    sessions_pb2,
+    sessions_pb2_grpc,
+)
 
 GOOD_KEY = "sk-fake-good"
 Event = agent_pb2.RunTurnResponse
@@ -153,6 +161,11 @@ class FakeCore:
     port: int = 0
     server: grpc.aio.Server | None = None
     on_request: Callable[[], Awaitable[None]] | None = None
+    # Stored turns (GetTurn/CancelTurn/DeleteTurn) and sessions with their files.
+    turns: dict[str, agent_pb2.Turn] = field(default_factory=dict)
+    sessions: dict[str, sessions_pb2.Session] = field(default_factory=dict)
+    files: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    file_requests: list[str] = field(default_factory=list)
 
     @property
     def addr(self) -> str:
@@ -160,9 +173,11 @@ class FakeCore:
 
     async def start(self) -> None:
         self.server = grpc.aio.server()
-        agent = _Agent(self)  # type: ignore[abstract]
+        agent = _Agent(self)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(agent, self.server)
         models_pb2_grpc.add_ModelServiceServicer_to_server(_Models(), self.server)
+        sessions_pb2_grpc.add_SessionServiceServicer_to_server(
+            _Sessions(self), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -183,7 +198,7 @@ def _auth(ctx: grpc.aio.ServicerContext) -> dict[str, str]:
     return {k: v for k, v in ctx.invocation_metadata() or () if isinstance(v, str)}
 
 
-class _Agent(agent_pb2_grpc.AgentServiceServicer):  # type: ignore[misc]
+class _Agent(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, fake: FakeCore) -> None:
         self.fake = fake
 
@@ -216,6 +231,110 @@ class _Agent(agent_pb2_grpc.AgentServiceServicer):  # type: ignore[misc]
             self.fake.cancelled.append(request.model)
             raise
         self.fake.finished.append(request.model)
+
+
+    async def GetTurn(
+        self, request: agent_pb2.GetTurnRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.GetTurnResponse:
+        return agent_pb2.GetTurnResponse(turn=await self._turn(request.turn_id, context))
+
+    async def CancelTurn(
+        self, request: agent_pb2.CancelTurnRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.CancelTurnResponse:
+        turn = await self._turn(request.turn_id, context)
+        if turn.status == agent_pb2.TURN_STATUS_IN_PROGRESS:
+            turn.status = agent_pb2.TURN_STATUS_CANCELLED
+            turn.finish_reason = events_pb2.FINISH_REASON_CANCELLED
+        return agent_pb2.CancelTurnResponse(turn=turn)
+
+    async def DeleteTurn(
+        self, request: agent_pb2.DeleteTurnRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.DeleteTurnResponse:
+        await self._turn(request.turn_id, context)
+        del self.fake.turns[request.turn_id]
+        return agent_pb2.DeleteTurnResponse(turn_id=request.turn_id)
+
+    async def _turn(self, turn_id: str, context: grpc.aio.ServicerContext) -> agent_pb2.Turn:
+        await _check_key(context)
+        turn = self.fake.turns.get(turn_id)
+        if turn is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"No response '{turn_id}'.",
+                        "turn_not_found", "turn_id")
+            raise AssertionError("unreachable")
+        return turn
+
+
+async def _check_key(context: grpc.aio.ServicerContext) -> None:
+    if _auth(context).get("authorization") != f"Bearer {GOOD_KEY}":
+        await abort(context, grpc.StatusCode.UNAUTHENTICATED, "Incorrect API key provided.",
+                    "invalid_api_key")
+
+
+class _Sessions(sessions_pb2_grpc.SessionServiceServicer):
+    def __init__(self, fake: FakeCore) -> None:
+        self.fake = fake
+
+    async def _own(self, session_id: str, context: grpc.aio.ServicerContext
+                   ) -> sessions_pb2.Session:
+        await _check_key(context)
+        session = self.fake.sessions.get(session_id)
+        if session is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"No session '{session_id}'.",
+                        "session_not_found", "session_id")
+            raise AssertionError("unreachable")
+        return session
+
+    async def ListSessions(
+        self, request: sessions_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> sessions_pb2.ListSessionsResponse:
+        await _check_key(context)
+        size = request.page_size or 50
+        offset = int(request.page_token or "0")
+        rows = list(self.fake.sessions.values())
+        token = str(offset + size) if len(rows) > offset + size else ""
+        return sessions_pb2.ListSessionsResponse(sessions=rows[offset:offset + size],
+                                                 next_page_token=token)
+
+    async def GetSession(
+        self, request: sessions_pb2.GetSessionRequest, context: grpc.aio.ServicerContext
+    ) -> sessions_pb2.GetSessionResponse:
+        return sessions_pb2.GetSessionResponse(
+            session=await self._own(request.session_id, context))
+
+    async def DeleteSession(
+        self, request: sessions_pb2.DeleteSessionRequest, context: grpc.aio.ServicerContext
+    ) -> sessions_pb2.DeleteSessionResponse:
+        await self._own(request.session_id, context)
+        del self.fake.sessions[request.session_id]
+        return sessions_pb2.DeleteSessionResponse(session_id=request.session_id)
+
+    async def ListSessionFiles(
+        self, request: sessions_pb2.ListSessionFilesRequest, context: grpc.aio.ServicerContext
+    ) -> sessions_pb2.ListSessionFilesResponse:
+        await self._own(request.session_id, context)
+        return sessions_pb2.ListSessionFilesResponse(files=[
+            sessions_pb2.WorkspaceFile(path=path, size_bytes=len(data), modified_at=1_700_000_000)
+            for (sid, path), data in sorted(self.fake.files.items()) if sid == request.session_id
+        ])
+
+    async def GetSessionFile(
+        self, request: sessions_pb2.GetSessionFileRequest, context: grpc.aio.ServicerContext
+    ) -> sessions_pb2.GetSessionFileResponse:
+        await self._own(request.session_id, context)
+        self.fake.file_requests.append(request.path)
+        if request.path.startswith("/") or ".." in request.path.split("/"):
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "Path outside the workspace.",
+                        "path_outside_workspace", "path")
+        data = self.fake.files.get((request.session_id, request.path))
+        if data is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "No such file.", "file_not_found",
+                        "path")
+            raise AssertionError("unreachable")
+        media = "text/x-python" if request.path.endswith(".py") else "application/octet-stream"
+        return sessions_pb2.GetSessionFileResponse(
+            file=sessions_pb2.WorkspaceFile(path=request.path, size_bytes=len(data),
+                                            modified_at=1_700_000_000),
+            content=data, media_type=media)
 
 
 MODELS = [

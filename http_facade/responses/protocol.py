@@ -1,0 +1,420 @@
+"""Responses API wire models (pydantic v2): the request validated, the rest documented.
+
+Like chat, requests forbid unknown fields; parameters the service refuses are
+checked on the raw body first (:data:`UNSUPPORTED`) so they get
+``code: "unsupported_parameter"``. Input items the official SDK sends back when
+a client manages the conversation itself (our own ``reasoning`` and
+``mcp_call`` output items) are accepted and skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+
+INT32_MAX = 2**31 - 1
+# The server_label of the mcp_call items that show Claude Code's own tool calls.
+SERVER_LABEL = "claude_code"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+# --- input ---------------------------------------------------------------------------
+
+
+class InputText(_Strict):
+    type: Literal["input_text"]
+    text: str
+    prompt_cache_breakpoint: dict[str, Any] | None = Field(None, description="Ignored.")
+
+
+class InputImage(_Strict):
+    type: Literal["input_image"]
+    image_url: str | None = Field(None, description="An https URL or a data:image/... URL.")
+    file_id: str | None = Field(None, description="Not supported (no Files API).")
+    detail: Literal["low", "high", "auto", "original"] | None = Field(
+        None, description="Accepted and ignored."
+    )
+    prompt_cache_breakpoint: dict[str, Any] | None = Field(None, description="Ignored.")
+
+
+class OutputText(_Strict):
+    type: Literal["output_text"]
+    text: str
+    annotations: list[Any] | None = None
+    logprobs: list[Any] | None = None
+
+
+class Refusal(_Strict):
+    type: Literal["refusal"]
+    refusal: str
+
+
+def _type_of(value: Any) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return f"type={kind}" if isinstance(kind, str) else None
+
+
+UserPart = Annotated[
+    Annotated[InputText, Tag("type=input_text")] | Annotated[InputImage, Tag("type=input_image")],
+    Discriminator(
+        _type_of,
+        custom_error_type="invalid_part",
+        custom_error_message="content part type must be input_text or input_image",
+    ),
+]
+AssistantPart = Annotated[
+    Annotated[OutputText, Tag("type=output_text")]
+    | Annotated[InputText, Tag("type=input_text")]
+    | Annotated[Refusal, Tag("type=refusal")],
+    Discriminator(
+        _type_of,
+        custom_error_type="invalid_part",
+        custom_error_message="content part type must be output_text, input_text or refusal",
+    ),
+]
+
+MessageStatus = Literal["in_progress", "completed", "incomplete"]
+
+
+class UserInput(_Strict):
+    type: Literal["message"] | None = None
+    role: Literal["user"]
+    content: str | list[UserPart]
+    id: str | None = None
+    status: MessageStatus | None = None
+
+
+class SystemInput(_Strict):
+    """system and developer messages: appended to Claude Code's system prompt."""
+
+    type: Literal["message"] | None = None
+    role: Literal["system", "developer"]
+    content: str | list[InputText]
+    id: str | None = None
+    status: MessageStatus | None = None
+
+
+class AssistantInput(_Strict):
+    type: Literal["message"] | None = None
+    role: Literal["assistant"]
+    content: str | list[AssistantPart]
+    id: str | None = None
+    status: MessageStatus | None = None
+    phase: Literal["commentary", "final_answer"] | None = None
+
+
+class ReasoningInput(_Loose):
+    """One of our reasoning output items sent back: skipped (thinking is in the session)."""
+
+    type: Literal["reasoning"]
+
+
+class McpCallInput(_Loose):
+    """One of our mcp_call output items sent back: skipped (it already ran)."""
+
+    type: Literal["mcp_call"]
+
+
+def _item_of(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    kind = value.get("type")
+    if kind in ("reasoning", "mcp_call"):
+        return f"type={kind}"
+    role = value.get("role")
+    if kind in (None, "message") and isinstance(role, str):
+        return "role=system" if role == "developer" else f"role={role}"
+    return None
+
+
+InputItem = Annotated[
+    Annotated[UserInput, Tag("role=user")]
+    | Annotated[SystemInput, Tag("role=system")]
+    | Annotated[AssistantInput, Tag("role=assistant")]
+    | Annotated[ReasoningInput, Tag("type=reasoning")]
+    | Annotated[McpCallInput, Tag("type=mcp_call")],
+    Discriminator(
+        _item_of,
+        custom_error_type="invalid_item",
+        custom_error_message="input items must be messages with role user, assistant, system "
+                             "or developer",
+    ),
+]
+
+
+class StreamOptions(_Strict):
+    include_obfuscation: bool | None = Field(None, description="Accepted and ignored.")
+
+
+class ReasoningConfig(_Strict):
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = Field(
+        None, description="Accepted; thinking is always summarised as it is."
+    )
+    generate_summary: Literal["auto", "concise", "detailed"] | None = Field(
+        None, description="Deprecated alias of summary; accepted."
+    )
+
+
+class TextFormat(_Strict):
+    type: Literal["text"]
+
+
+class TextConfig(_Strict):
+    format: TextFormat | None = None
+    verbosity: Literal["low", "medium", "high"] | None = Field(
+        None, description="Accepted and ignored."
+    )
+
+
+class ResponseCreateRequest(_Strict):
+    """POST /v1/responses. Fields marked "ignored" are accepted but cannot reach
+    Claude Code; see http_facade/README.md."""
+
+    model: str | None = Field(None, min_length=1, max_length=256)
+    input: str | list[InputItem]
+    instructions: str | None = None
+    previous_response_id: str | None = Field(None, max_length=256)
+    store: bool | None = Field(None, description="Default true: retrievable with GET.")
+    metadata: dict[str, str] | None = Field(None, description="Up to 16 pairs.")
+    max_output_tokens: int | None = Field(None, ge=1, le=INT32_MAX)
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    reasoning: ReasoningConfig | None = None
+    text: TextConfig | None = None
+    user: str | None = Field(None, max_length=256)
+    # Accepted and ignored (Claude Code exposes no such knob).
+    temperature: float | None = Field(None, ge=0, le=2, description="Accepted and ignored.")
+    top_p: float | None = Field(None, ge=0, le=1, description="Accepted and ignored.")
+    parallel_tool_calls: bool | None = Field(None, description="Accepted and ignored.")
+    truncation: Literal["auto", "disabled"] | None = Field(
+        None, description="Accepted and ignored."
+    )
+    include: list[str] | None = Field(None, description="Accepted and ignored.")
+    service_tier: str | None = Field(None, description="Accepted and ignored.")
+    prompt_cache_key: str | None = Field(None, description="Accepted and ignored.")
+    prompt_cache_retention: str | None = Field(None, description="Accepted and ignored.")
+    safety_identifier: str | None = Field(None, description="Accepted and ignored.")
+    # Accepted only in their neutral form; anything else is "unsupported_parameter".
+    tools: list[Any] | None = Field(None, description="Only empty.")
+    tool_choice: Any = Field(None, description='Only "auto" or "none".')
+    background: bool | None = Field(None, description="Only false.")
+    conversation: Any = Field(None, description="Only null.")
+    prompt: Any = Field(None, description="Only null.")
+    max_tool_calls: int | None = Field(None, description="Only null.")
+    top_logprobs: int | None = Field(None, description="Only 0.")
+    context_management: Any = Field(None, description="Only null.")
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        if v is None:
+            return v
+        if len(v) > 16:
+            raise ValueError("at most 16 metadata pairs")
+        for key, value in v.items():
+            if len(key) > 64 or len(value) > 512:
+                raise ValueError("metadata keys are at most 64 and values 512 characters")
+        return v
+
+    @field_validator("input")
+    @classmethod
+    def _input(cls, v: str | list[Any]) -> str | list[Any]:
+        if isinstance(v, list) and not v:
+            raise ValueError("input must not be empty")
+        return v
+
+
+# Parameter -> "is this value harmless?". A non-harmless value is refused.
+UNSUPPORTED: dict[str, Any] = {
+    "tools": lambda v: v is None or v == [],
+    "tool_choice": lambda v: v in (None, "auto", "none"),
+    "background": lambda v: v is None or v is False,
+    "conversation": lambda v: v is None,
+    "prompt": lambda v: v is None,
+    "max_tool_calls": lambda v: v is None,
+    "top_logprobs": lambda v: v is None or v == 0,
+    "context_management": lambda v: v is None,
+}
+
+# Input item types only function calling (or OpenAI's hosted tools) would need.
+SUPPORTED_ITEM_TYPES = (None, "message", "reasoning", "mcp_call")
+
+# --- output (documentation of what the facade sends) ------------------------------
+
+
+class OutputTextPart(BaseModel):
+    type: Literal["output_text"]
+    text: str
+    annotations: list[Any]
+    logprobs: list[Any]
+
+
+class OutputMessage(BaseModel):
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    status: MessageStatus
+    content: list[OutputTextPart]
+
+
+class SummaryText(BaseModel):
+    type: Literal["summary_text"]
+    text: str
+
+
+class ReasoningItem(BaseModel):
+    """Claude's thinking, as a reasoning summary."""
+
+    id: str
+    type: Literal["reasoning"]
+    summary: list[SummaryText]
+
+
+class McpToolExecutionError(BaseModel):
+    type: Literal["mcp_tool_execution_error"]
+    content: Any
+
+
+class McpCall(BaseModel):
+    """A tool call Claude Code made and ran itself (Write, Edit, Bash, ...)."""
+
+    id: str
+    type: Literal["mcp_call"]
+    server_label: Literal["claude_code"]
+    name: str
+    arguments: str = Field(description="The tool input as JSON.")
+    output: str | None = Field(description="The start of the tool's output.")
+    error: McpToolExecutionError | None
+    status: Literal["in_progress", "completed", "incomplete", "failed"]
+    approval_request_id: None = None
+
+
+OutputItem = Annotated[OutputMessage | ReasoningItem | McpCall, Field(discriminator="type")]
+
+
+class InputTokensDetails(BaseModel):
+    cached_tokens: int
+    cache_write_tokens: int
+
+
+class OutputTokensDetails(BaseModel):
+    reasoning_tokens: int
+
+
+class ResponseUsage(BaseModel):
+    input_tokens: int
+    input_tokens_details: InputTokensDetails
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails
+    total_tokens: int
+
+
+class ResponseError(BaseModel):
+    code: str
+    message: str
+
+
+class IncompleteDetails(BaseModel):
+    reason: Literal["max_output_tokens"] | None
+
+
+class FileInfo(BaseModel):
+    path: str
+    kind: Literal["created", "modified", "deleted", "unspecified"]
+    size_bytes: int
+    binary: bool
+    diff: str | None = None
+    diff_truncated: bool = False
+
+
+class ClaudeCodeInfo(BaseModel):
+    """Extension: the session and what Claude Code did in the turn."""
+
+    session_id: str
+    turn_id: str
+    files: list[FileInfo]
+    cost_usd: float | None = None
+    num_turns: int | None = None
+
+
+class ResponseObject(BaseModel):
+    """A response, as returned by create, retrieve and cancel (and inside stream events)."""
+
+    id: str = Field(description="resp_<turn id>")
+    object: Literal["response"]
+    created_at: int
+    completed_at: int | None
+    status: Literal["completed", "failed", "in_progress", "cancelled", "incomplete"]
+    background: bool
+    error: ResponseError | None
+    incomplete_details: IncompleteDetails | None
+    instructions: str | None
+    max_output_tokens: int | None
+    max_tool_calls: int | None
+    model: str
+    output: list[OutputItem]
+    parallel_tool_calls: bool
+    previous_response_id: str | None
+    reasoning: dict[str, Any]
+    service_tier: str
+    store: bool
+    temperature: float | None
+    text: dict[str, Any]
+    tool_choice: Any
+    tools: list[Any]
+    top_logprobs: int
+    top_p: float | None
+    truncation: str
+    usage: ResponseUsage | None
+    user: str | None
+    metadata: dict[str, str]
+    safety_identifier: str | None
+    prompt_cache_key: str | None
+    claude_code: ClaudeCodeInfo
+
+
+class StreamEvent(BaseModel):
+    """One SSE event (`event: <type>` and `data: {...}`); see OpenAI's streaming events."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    sequence_number: int
+
+
+class ResponseDeleted(BaseModel):
+    id: str
+    object: Literal["response"]
+    deleted: Literal[True]
+
+
+class InputItemContent(BaseModel):
+    type: Literal["input_text", "input_image"]
+    text: str | None = None
+    image_url: str | None = None
+    detail: str | None = None
+    file_id: None = None
+
+
+class InputMessageItem(BaseModel):
+    id: str
+    type: Literal["message"]
+    role: Literal["user"]
+    status: Literal["completed"]
+    content: list[InputItemContent]
+
+
+class InputItemList(BaseModel):
+    object: Literal["list"]
+    data: list[InputMessageItem]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool

@@ -1,0 +1,215 @@
+"""POST /v1/responses and the stored-response endpoints, over AgentService."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import falcon.asgi
+import grpc
+import grpc.aio
+
+from http_facade import disconnect
+from http_facade.body import read_json
+from http_facade.config import FacadeConfig
+from http_facade.core_client import CoreClient, auth_metadata
+from http_facade.errors import ApiError, from_rpc_error, invalid_request
+from http_facade.turns import GONE, PING, Reader, client_gone, turn_failed_error, wait_started
+
+from .translate import (
+    Echo,
+    Event,
+    ResponseState,
+    for_responses,
+    from_turn,
+    input_items,
+    page,
+    to_run_turn_request,
+    turn_id_of,
+    validate_request,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _sse(event: Event) -> falcon.asgi.SSEvent:
+    data = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+    return falcon.asgi.SSEvent(event=event["type"], data=data)
+
+
+def _metadata(req: falcon.asgi.Request) -> list[tuple[str, str]]:
+    return auth_metadata(req.get_header("Authorization"), req.context.request_id)
+
+
+class Responses:
+    """POST /v1/responses: one RunTurn call, JSON or SSE out."""
+
+    def __init__(self, core: CoreClient, config: FacadeConfig) -> None:
+        self.core = core
+        self.config = config
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        body = await read_json(req, self.config.max_body_bytes)
+        create = validate_request(body)
+        request_id: str = req.context.request_id
+        turn = to_run_turn_request(create, request_id=request_id)
+        state = ResponseState(echo=Echo.of_request(create))
+        stream = bool(create.stream)
+
+        gone = disconnect.gone_event(req.scope)
+        watcher = None if stream else disconnect.watch(req.scope)
+        call = self.core.run_turn(turn, _metadata(req))
+        reader = Reader(call, gone, self.config.keepalive_seconds)
+        disconnect.on_disconnect(req.scope, reader.close)
+        try:
+            started = await wait_started(reader)
+        except ApiError as err:
+            reader.close()
+            disconnect.stop(watcher)
+            raise for_responses(err, create.previous_response_id) from None
+        except BaseException:
+            reader.close()
+            disconnect.stop(watcher)
+            raise
+        first = state.start(started, create.model or "")
+        resp.set_header("X-Session-Id", state.session_id)
+        if stream:
+            resp.content_type = "text/event-stream"
+            resp.set_header("X-Accel-Buffering", "no")
+            resp.sse = self._events(reader, state, first, request_id)
+            return
+        try:
+            await self._collect(reader, state)
+        finally:
+            reader.close()
+            disconnect.stop(watcher)
+        resp.media = state.response()
+
+    async def _collect(self, reader: Reader, state: ResponseState) -> None:
+        while True:
+            try:
+                ev = await reader.next()
+            except grpc.aio.AioRpcError as err:
+                raise from_rpc_error(err) from None
+            if ev is PING:
+                continue
+            if ev is GONE:
+                raise client_gone()
+            if ev is grpc.aio.EOF:
+                state.finish("incomplete")
+                return
+            if ev.WhichOneof("event") == "failed":
+                raise turn_failed_error(ev.failed)
+            state.on_event(ev)
+            if ev.WhichOneof("event") == "completed":
+                return
+
+    async def _events(
+        self, reader: Reader, state: ResponseState, first: list[Event], request_id: str
+    ) -> AsyncIterator[falcon.asgi.SSEvent]:
+        try:
+            for event in first:
+                yield _sse(event)
+            while True:
+                try:
+                    ev = await reader.next()
+                except grpc.aio.AioRpcError as err:
+                    for event in state.fail(from_rpc_error(err)):
+                        yield _sse(event)
+                    return
+                if ev is PING:
+                    yield falcon.asgi.SSEvent(comment="ping")
+                    continue
+                if ev is GONE:
+                    log.info("client went away; cancelling turn %s (%s)", state.turn_id,
+                             request_id)
+                    return
+                if ev is grpc.aio.EOF:
+                    for event in state.finish("incomplete"):
+                        yield _sse(event)
+                    return
+                if ev.WhichOneof("event") == "failed":
+                    for event in state.fail(turn_failed_error(ev.failed)):
+                        yield _sse(event)
+                    return
+                for event in state.on_event(ev):
+                    yield _sse(event)
+                if ev.WhichOneof("event") == "completed":
+                    return
+        finally:
+            reader.close()
+
+
+class Response:
+    """GET and DELETE /v1/responses/{response_id}."""
+
+    def __init__(self, core: CoreClient) -> None:
+        self.core = core
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                     response_id: str) -> None:
+        if req.get_param_as_bool("stream"):
+            raise invalid_request("Streaming a stored response is not supported.", "stream",
+                                  "unsupported_parameter")
+        turn = await _call(self.core.get_turn(turn_id_of(response_id), _metadata(req)),
+                           response_id)
+        resp.media = from_turn(turn)
+
+    async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                        response_id: str) -> None:
+        await _call(self.core.delete_turn(turn_id_of(response_id), _metadata(req)), response_id)
+        resp.media = {"id": response_id, "object": "response", "deleted": True}
+
+
+class ResponseCancel:
+    """POST /v1/responses/{response_id}/cancel: stops a running turn."""
+
+    def __init__(self, core: CoreClient) -> None:
+        self.core = core
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                      response_id: str) -> None:
+        turn = await _call(self.core.cancel_turn(turn_id_of(response_id), _metadata(req)),
+                           response_id)
+        resp.media = from_turn(turn)
+
+
+class ResponseInputItems:
+    """GET /v1/responses/{response_id}/input_items: a cursor page."""
+
+    def __init__(self, core: CoreClient) -> None:
+        self.core = core
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                     response_id: str) -> None:
+        limit = _int_param(req, "limit", 20, 1, 100)
+        order = req.get_param("order") or "desc"
+        if order not in ("asc", "desc"):
+            raise invalid_request("order must be 'asc' or 'desc'.", "order", "invalid_value")
+        turn = await _call(self.core.get_turn(turn_id_of(response_id), _metadata(req)),
+                           response_id)
+        resp.media = page(input_items(turn), limit=limit, order=order,
+                          after=req.get_param("after"))
+
+
+def _int_param(req: falcon.asgi.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = req.get_param(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise invalid_request(f"'{name}' must be an integer from {low} to {high}.", name,
+                              "invalid_value")
+    return value
+
+
+async def _call(awaitable: Any, response_id: str) -> Any:
+    try:
+        return await awaitable
+    except grpc.aio.AioRpcError as err:
+        raise for_responses(from_rpc_error(err, started=False), response_id) from None
