@@ -80,7 +80,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(_args: argparse.Namespace) -> int:
-    for info in _key_store().list():
+    for info in _key_store().all():
         state = "revoked" if info.revoked_at else ("expired" if not info.usable() else "active")
         expires = info.expires_at.isoformat() if info.expires_at else "never"
         used = info.last_used_at.isoformat() if info.last_used_at else "never"

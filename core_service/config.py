@@ -44,6 +44,8 @@ class CoreConfig:
     diff_limit_chars: int = 20_000
     # Extra names for models, e.g. {"gpt-4o": "claude-sonnet-5"}.
     model_aliases: dict[str, str] = field(default_factory=dict)
+    # Shared secret AdminService callers (the admin site) must present.
+    admin_token: str = ""
     # Environment handed to Claude Code unchanged.
     claude_env: dict[str, str] = field(default_factory=dict)
 
@@ -83,6 +85,7 @@ class CoreConfig:
             log_level=os.environ.get("CCAPI_LOG_LEVEL", "info").lower(),
             model_aliases=parse_aliases(os.environ.get("CCAPI_MODEL_ALIASES", "")),
             claude_env=claude_env,
+            admin_token=os.environ.get("CCAPI_ADMIN_TOKEN", "") or read_admin_token(data_dir),
         )
 
 
@@ -95,3 +98,14 @@ def parse_aliases(raw: str) -> dict[str, str]:
             if name.strip() and target.strip():
                 aliases[name.strip()] = target.strip()
     return aliases
+
+
+def admin_token_path(data_dir: Path) -> Path:
+    return data_dir / "admin-token"
+
+
+def read_admin_token(data_dir: Path) -> str:
+    try:
+        return admin_token_path(data_dir).read_text().strip()
+    except OSError:
+        return ""

@@ -19,9 +19,12 @@ class ServiceError(Exception):
         reason: str | None = None,
         param: str | None = None,
         retry_after_seconds: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        # Extra response metadata for the caller, e.g. x-ratelimit-* headers.
+        self.headers = headers or {}
         if reason is not None:
             self.reason = reason
         self.param = param

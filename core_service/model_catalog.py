@@ -31,12 +31,18 @@ class ModelCatalog:
     ) -> None:
         self._models = {m.id: m for m in models}
         self._alias_to_id: dict[str, str] = {}
-        for m in models:
+        self.set_extra_aliases(extra_aliases or {})
+
+    def set_extra_aliases(self, extra: dict[str, str]) -> None:
+        """Replaces the configured aliases (live configuration)."""
+        aliases: dict[str, str] = {}
+        for m in self._models.values():
             for alias in m.aliases:
-                self._alias_to_id[alias] = m.id
-        for alias, target in (extra_aliases or {}).items():
+                aliases[alias] = m.id
+        for alias, target in extra.items():
             # A configured alias may point at an id or at another alias.
-            self._alias_to_id[alias] = self._alias_to_id.get(target, target)
+            aliases[alias] = aliases.get(target, target)
+        self._alias_to_id = aliases
 
     def resolve(self, name: str) -> ModelEntry:
         """The model `name` means; NotFound(reason=model_not_found) otherwise."""

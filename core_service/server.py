@@ -5,21 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
+import time
+from datetime import UTC, datetime
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from claudecode.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
     agent_pb2,
     agent_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
+    runtime_pb2,
+    runtime_pb2_grpc,
     sessions_pb2,
     sessions_pb2_grpc,
 )
+from core_service import live_config, request_log, usage
 from core_service.agent.options import ProcessShape
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import ProcessFactory
@@ -27,14 +35,20 @@ from core_service.agent.workspace import WorkspaceLayout
 from core_service.config import CoreConfig
 from core_service.db.engine import make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade
-from core_service.interceptors import CoreInterceptor
+from core_service.interceptors import HTTP_STATUS, CoreInterceptor
 from core_service.keys import KeyStore
+from core_service.limits import LimitGate
+from core_service.live_config import LiveConfigStore
 from core_service.model_catalog import ModelCatalog
+from core_service.request_context import RequestRecord
+from core_service.servicers.admin import AdminServicer
 from core_service.servicers.agent import AgentServicer
 from core_service.servicers.models import ModelServicer
+from core_service.servicers.runtime import RuntimeServicer
 from core_service.servicers.sessions import SessionServicer
 from core_service.session_manager import SessionManager
 from core_service.store import SessionStore
+from core_service.users import UserStore
 
 log = logging.getLogger("ccapi.core")
 
@@ -42,8 +56,12 @@ SERVICE_NAMES = (
     agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
     models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    runtime_pb2.DESCRIPTOR.services_by_name["RuntimeService"].full_name,
 )
 HEALTH_CHECK_SECONDS = 5.0
+CONFIG_POLL_SECONDS = 2.0
+RETENTION_SECONDS = 600.0
 
 
 class Core:
@@ -55,27 +73,44 @@ class Core:
         db = make_sessionmaker(engine)
         self.engine = engine
         self.keys = KeyStore(db)
+        self.users = UserStore(db)
         self.store = SessionStore(db)
+        self.live = LiveConfigStore(db, live_config.defaults(config))
         self.catalog = ModelCatalog(extra_aliases=config.model_aliases)
+        self.gate = LimitGate(engine, db)
+        self.log_writer = request_log.RequestLogWriter(db)
+        self.log_query = request_log.RequestLogQuery(db)
+        self._usage = functools.partial(usage.usage, db)
         base = config.agent_uid_base
         next_uid = (lambda: base + self.store.next_uid_index()) if base > 0 else None
         self.layout = WorkspaceLayout(config, next_uid)
-        factory = ProcessFactory(config, self.layout)
+        self.factory = ProcessFactory(config, self.layout)
         default_shape = ProcessShape(model=self.catalog.resolve("sonnet").id)
-        pool = ProcessPool(
-            factory, self.layout, default_shape, config.pool_size, config.pool_idle_seconds
+        self.pool = ProcessPool(
+            self.factory, self.layout, default_shape, config.pool_size, config.pool_idle_seconds
         )
-        self.sessions = SessionManager(config, self.store, self.catalog, factory, self.layout, pool)
+        self.sessions = SessionManager(
+            config, self.store, self.catalog, self.factory, self.layout, self.pool, self.gate
+        )
         self.health = (
             health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         )
         self.server: grpc.aio.Server | None = None
-        self._health_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> int:
         """Starts serving; returns the bound port."""
         self.layout.prepare()
-        server = grpc.aio.server(interceptors=[CoreInterceptor(self.keys)])
+        await asyncio.to_thread(self.live.refresh)
+        self._apply_live_config()
+        interceptor = CoreInterceptor(
+            self.keys,
+            self.users,
+            admin_token=self.config.admin_token,
+            log_sink=self._log_request,
+            default_tools=lambda: tuple(self.live.current.config.default_allowed_tools),
+        )
+        server = grpc.aio.server(interceptors=[interceptor])
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(self.sessions, self.store), server
         )
@@ -83,6 +118,21 @@ class Core:
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionServicer(self.sessions, self.store, self.layout), server
         )
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(
+                self.keys,
+                self.users,
+                self.live,
+                self.catalog,
+                self.log_query,
+                self.store,
+                self.sessions,
+                self.layout,
+                self._usage,
+            ),
+            server,
+        )
+        runtime_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeServicer(self.live), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -90,10 +140,94 @@ class Core:
         port: int = server.add_insecure_port(f"{self.config.grpc_host}:{self.config.grpc_port}")
         await server.start()
         self.server = server
+        self.log_writer.start()
         self.sessions.start()
-        self._health_task = asyncio.create_task(self._watch_database())
+        self._tasks = [
+            asyncio.create_task(self._watch_database()),
+            asyncio.create_task(self._watch_config()),
+            asyncio.create_task(self._enforce_retention()),
+        ]
         log.info("core listening", extra={"port": port, "data_dir": str(self.config.data_dir)})
         return port
+
+    def _log_request(self, record: RequestRecord, code: grpc.StatusCode, error: str) -> None:
+        """One request-log row per API request; written off the request path."""
+        bodies = self.live.current.config.log_bodies
+        key = record.key
+        outcome = (
+            "ok"
+            if code == grpc.StatusCode.OK
+            else (
+                "cancelled"
+                if code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED)
+                else "error"
+            )
+        )
+        usage_ = record.usage
+        self.log_writer.submit(
+            request_log.LogEntry(
+                time_ms=record.time_ms,
+                key_id=key.id if key else "",
+                key_name=key.name if key else "",
+                endpoint=record.endpoint,
+                model=record.model,
+                status=HTTP_STATUS.get(code, 500),
+                outcome=outcome,
+                latency_ms=int((time.monotonic() - record.started) * 1000),
+                ttft_ms=record.ttft_ms,
+                input_tokens=usage_.input_tokens,
+                output_tokens=usage_.output_tokens,
+                cache_read_tokens=usage_.cache_read_input_tokens,
+                cache_write_tokens=usage_.cache_creation_input_tokens,
+                cost_usd=usage_.cost_usd,
+                session_id=record.session_id,
+                turn_id=record.turn_id,
+                tools_used=record.tools,
+                files_changed=record.files_changed,
+                error=request_log.prepare_body(error, 2000),
+                stream=record.stream,
+                request_id=record.request_id,
+                request_body=request_log.prepare_body(record.request_body) if bodies else "",
+                response_body=request_log.prepare_body(record.response_body) if bodies else "",
+            )
+        )
+
+    def _apply_live_config(self) -> None:
+        """Makes the newest live configuration take effect in this process."""
+        config = self.live.current.config
+        self.catalog.set_extra_aliases(dict(config.model_aliases))
+        logging.getLogger().setLevel(config.log_level.upper())
+        self.factory.max_retries = config.claude_max_retries
+        self.pool.resize(config.pool_size)
+
+    async def _watch_config(self) -> None:
+        while True:
+            await asyncio.sleep(CONFIG_POLL_SECONDS)
+            try:
+                if await asyncio.to_thread(self.live.refresh):
+                    self._apply_live_config()
+                    log.info(
+                        "live configuration applied", extra={"version": self.live.current.version}
+                    )
+            except Exception:
+                log.exception("could not refresh the live configuration")
+
+    async def _enforce_retention(self) -> None:
+        while True:
+            try:
+                config = self.live.current.config
+                now = time.time()
+                cutoff_ms = int((now - config.log_retention_days * 86400) * 1000)
+                await asyncio.to_thread(self.log_query.purge_older_than, cutoff_ms)
+                await asyncio.to_thread(self.gate.purge_windows, int(now // 60) - 1440)
+                before = datetime.fromtimestamp(now - config.workspace_retention_days * 86400, UTC)
+                for row in await asyncio.to_thread(self.store.expired_sessions, before):
+                    await self.sessions.close_session(row.id)
+                    await asyncio.to_thread(self.store.mark_session_deleted, row.id)
+                    await asyncio.to_thread(self.layout.remove, row.place)
+            except Exception:
+                log.exception("retention pass failed")
+            await asyncio.sleep(RETENTION_SECONDS)
 
     async def _watch_database(self) -> None:
         """Readiness follows the database: NOT_SERVING while it does not answer."""
@@ -110,8 +244,8 @@ class Core:
 
     async def stop(self) -> None:
         """Graceful stop: running turns get the grace period, then everything ends."""
-        if self._health_task is not None:
-            self._health_task.cancel()
+        for task in self._tasks:
+            task.cancel()
         for name in ("", *SERVICE_NAMES):
             await _maybe_await(self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING))
         grace = self.config.shutdown_grace_seconds
@@ -120,6 +254,8 @@ class Core:
             await asyncio.gather(stopping, self.server.stop(grace + 2))
         else:
             await stopping
+        # Every request-log row queued so far is written before we exit.
+        await self.log_writer.close()
         self.engine.dispose()
 
 

@@ -19,7 +19,9 @@ import grpc
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
-from core_service import conversation, workspace_files
+from google.protobuf import json_format
+
+from core_service import conversation, request_context, workspace_files
 from core_service.agent.options import ProcessShape, SessionStart, same_process
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import AgentProcess, ProcessFactory
@@ -35,6 +37,8 @@ from core_service.errors import (
     ServiceError,
     Unavailable,
 )
+from core_service.keys import KeyInfo
+from core_service.limits import Admission, LimitGate
 from core_service.model_catalog import ModelCatalog
 from core_service.store import SessionRow, SessionStore, TurnRow
 
@@ -51,6 +55,7 @@ class Caller:
 
     key_id: str
     allowed_tools: tuple[str, ...] | None = None
+    key: KeyInfo | None = None
 
 
 @dataclass
@@ -80,8 +85,10 @@ class SessionManager:
         factory: ProcessFactory,
         layout: WorkspaceLayout,
         pool: ProcessPool,
+        gate: LimitGate,
     ) -> None:
         self._config = config
+        self._gate = gate
         self._store = store
         self._catalog = catalog
         self._factory = factory
@@ -140,6 +147,11 @@ class SessionManager:
                 reason="missing_credentials",
             )
         model = self._catalog.resolve(request.model or "sonnet")
+        record = request_context.current()
+        if record is not None:
+            record.model = model.id
+            record.stream = True
+            record.request_body = json_format.MessageToJson(request, indent=None)
         turn_input = conversation.split(request.messages, request.instructions)
         shape = ProcessShape(
             model=model.id,
@@ -148,15 +160,33 @@ class SessionManager:
             effort=self._effort(request.options.reasoning_effort),
             allowed_tools=caller.allowed_tools,
         )
-        plan, pooled = await self._plan(caller, request, turn_input, shape)
-        lock = self._locks.setdefault(plan.session.id, asyncio.Lock())
-        if lock.locked():
-            raise Busy(
-                "This session is already running a turn; wait for it to finish.", param="session_id"
-            )
-        async with lock:
-            async for event in self._run_locked(caller, request, plan, shape, pooled, turn_input):
-                yield event
+        admission: Admission | None = None
+        if caller.key is not None:
+            names = {request.model, model.id, *self._catalog.aliases_of(model.id)}
+            self._gate.check_model(caller.key, {n for n in names if n})
+            admission = await asyncio.to_thread(self._gate.admit, caller.key)
+            if record is not None:
+                record.headers = admission.headers
+        try:
+            plan, pooled = await self._plan(caller, request, turn_input, shape)
+            lock = self._locks.setdefault(plan.session.id, asyncio.Lock())
+            if lock.locked():
+                raise Busy(
+                    "This session is already running a turn; wait for it to finish.",
+                    param="session_id",
+                )
+            async with lock:
+                async for event in self._run_locked(
+                    caller, request, plan, shape, pooled, turn_input
+                ):
+                    yield event
+        finally:
+            if admission is not None:
+                usage = record.usage if record is not None else ev.Usage()
+                tokens = usage.input_tokens + usage.output_tokens
+                await asyncio.shield(
+                    asyncio.to_thread(self._gate.release, admission, tokens, usage.cost_usd)
+                )
 
     async def _run_locked(
         self,
@@ -168,6 +198,7 @@ class SessionManager:
         turn_input: conversation.TurnInput,
     ) -> AsyncIterator[pb.RunTurnResponse]:
         started = time.monotonic()
+        record = request_context.current()
         turn = pb.Turn(
             id="t" + uuid.uuid4().hex,
             session_id=plan.session.id,
@@ -221,6 +252,8 @@ class SessionManager:
                     extra={"session_id": plan.session.id, "message": repr(message)[:4000]},
                 )
                 for event in translator.feed(message):
+                    if record is not None and event.WhichOneof("event") == "text_delta":
+                        record.mark_text()
                     yield event
                     if event.WhichOneof("event") == "tool_result":
                         # Changes are read off the workspace, so Bash edits count too.
@@ -296,6 +329,13 @@ class SessionManager:
             raise
         finally:
             self._running.pop(turn.id, None)
+            if record is not None:
+                acc = translator.acc
+                record.session_id, record.turn_id = plan.session.id, turn.id
+                record.usage = acc.usage
+                record.tools = [u.name for u in acc.tool_uses]
+                record.files_changed = len(turn.files)
+                record.response_body = "".join(acc.text)
             if not finished:
                 # The caller went away (or something broke) mid-turn: stop the
                 # model, end the process, and record the turn as cancelled.

@@ -132,6 +132,33 @@ class SessionStore:
             ).all()
             return [SessionRow.of(r) for r in rows]
 
+    def list_all_sessions(self, key_id: str, limit: int, offset: int) -> list[SessionRow]:
+        """Every key's sessions (admin view), newest first."""
+        with self._sessions() as db:
+            query = select(SessionRecord).where(SessionRecord.deleted.is_(False))
+            if key_id:
+                query = query.where(SessionRecord.key_id == key_id)
+            rows = db.scalars(
+                query.order_by(SessionRecord.last_active_at.desc(), SessionRecord.id)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return [SessionRow.of(r) for r in rows]
+
+    def get_any_session(self, session_id: str) -> SessionRow | None:
+        with self._sessions() as db:
+            row = db.get(SessionRecord, session_id)
+            return SessionRow.of(row) if row is not None and not row.deleted else None
+
+    def turns_of(self, session_id: str) -> list[pb.Turn]:
+        with self._sessions() as db:
+            rows = db.scalars(
+                select(TurnRecord)
+                .where(TurnRecord.session_id == session_id)
+                .order_by(TurnRecord.created_at)
+            ).all()
+            return [self._turn_row(r).turn for r in rows]
+
     def mark_session_deleted(self, session_id: str) -> None:
         with self._sessions.begin() as db:
             row = db.get(SessionRecord, session_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -36,28 +37,52 @@ def parts() -> list[Part]:
         pass
     else:
         found.append(Part("http", [sys.executable, "-m", "core_service.cli", "http"]))
+    try:
+        import admin_web.server  # noqa: F401 - present once the admin site exists
+    except ImportError:
+        pass
+    else:
+        found.append(Part("admin", [sys.executable, "-m", "core_service.cli", "admin"]))
     return found
 
 
-def bootstrap(config: CoreConfig) -> None:
-    """On an empty database: create the first API key and print it once."""
+def bootstrap(config: CoreConfig) -> str:
+    """Migrates, and on an empty database creates the `admin` user and a first
+    API key, printing both once. Returns the admin token the parts share."""
+    from core_service.config import admin_token_path
     from core_service.db.engine import make_engine, make_sessionmaker
     from core_service.db.migrations import upgrade
     from core_service.keys import KeyStore
+    from core_service.users import UserStore
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(config.database_url)
     engine = make_engine(config.database_url)
-    keys = KeyStore(make_sessionmaker(engine))
+    db = make_sessionmaker(engine)
+    keys, users = KeyStore(db), UserStore(db)
+    if users.count() == 0:
+        password = secrets.token_urlsafe(12)
+        users.create("admin", "admin", password, must_change=True)
+        print("First start: admin site user 'admin' created; its password (shown once,")
+        print("to be changed at first sign-in):")
+        print(password, flush=True)
     if keys.count() == 0:
         info, secret = keys.create("default")
         print(f"First start: created API key {info.id}. It is shown only this once:", flush=True)
         print(secret, flush=True)
     engine.dispose()
+    token = config.admin_token
+    if not token:
+        token = secrets.token_urlsafe(32)
+        path = admin_token_path(config.data_dir)
+        path.touch(mode=0o600)
+        path.write_text(token)
+    return token
 
 
 def run_all(config: CoreConfig) -> int:
-    bootstrap(config)
+    admin_token = bootstrap(config)
+    env = {**os.environ, "CCAPI_ADMIN_TOKEN": admin_token}
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -68,7 +93,7 @@ def run_all(config: CoreConfig) -> int:
     signal.signal(signal.SIGINT, on_signal)
     running = parts()
     for part in running:
-        part.process = subprocess.Popen(part.argv, start_new_session=True)
+        part.process = subprocess.Popen(part.argv, start_new_session=True, env=env)
         log.info("started part", extra={"part": part.name, "pid": part.process.pid})
     exit_code = 0
     while not stopping:

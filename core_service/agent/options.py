@@ -70,13 +70,15 @@ def settings_json(config: CoreConfig) -> str:
     return json.dumps({"permissions": {"deny": deny}})
 
 
-def agent_env(config: CoreConfig, home: Path, shape: ProcessShape) -> dict[str, str]:
+def agent_env(
+    config: CoreConfig, home: Path, shape: ProcessShape, max_retries: int
+) -> dict[str, str]:
     env = {name: "" for name in os.environ if name not in INHERITED_ENV}
     env.update(config.claude_env)
     env.update(
         {
             "HOME": str(home),
-            "CLAUDE_CODE_MAX_RETRIES": str(config.claude_max_retries),
+            "CLAUDE_CODE_MAX_RETRIES": str(max_retries),
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_AUTOUPDATER": "1",
         }
@@ -91,6 +93,7 @@ def build_options(
     workspace: Path,
     home: Path,
     uid: int | None,
+    max_retries: int,
     shape: ProcessShape,
     start: SessionStart,
     stderr: Callable[[str], None] | None = None,
@@ -113,7 +116,7 @@ def build_options(
         settings=settings_json(config),
         # Ignore settings files on disk: the agent could write one into its workspace.
         setting_sources=[],
-        env=agent_env(config, home, shape),
+        env=agent_env(config, home, shape, max_retries),
         # A uid, not a name: subprocess takes either, and these uids have no passwd entry.
         user=uid,  # type: ignore[arg-type]
         stderr=stderr,

@@ -40,8 +40,10 @@ class ProcessPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
+        self._started = False
 
     def start(self) -> None:
+        self._started = True
         if self._size and self._reaper is None:
             self._reaper = asyncio.create_task(self._reap_forever())
             self._refill()
@@ -56,6 +58,19 @@ class ProcessPool:
         process = self._ready.pop() if self._ready else None
         self._refill()
         return process
+
+    def resize(self, size: int) -> None:
+        """Changes the pool's size (live configuration); extra processes close."""
+        self._size = max(0, size)
+        while len(self._ready) > self._size:
+            process = self._ready.pop()
+            task = asyncio.create_task(self._discard(process))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if self._reaper is not None:
+            self._refill()
+        elif self._size and not self._closed and self._started:
+            self.start()
 
     @property
     def ready_count(self) -> int:

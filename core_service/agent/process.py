@@ -52,6 +52,8 @@ class ProcessFactory:
     def __init__(self, config: CoreConfig, layout: WorkspaceLayout) -> None:
         self._config = config
         self._layout = layout
+        # Live configuration may change the retry cap for processes started later.
+        self.max_retries = config.claude_max_retries
 
     async def start(self, place: Place, shape: ProcessShape, start: SessionStart) -> AgentProcess:
         tail: collections.deque[str] = collections.deque(maxlen=20)
@@ -65,6 +67,7 @@ class ProcessFactory:
             self._layout.workspace_path(place.workspace),
             self._layout.home_path(place.home),
             place.uid,
+            self.max_retries,
             shape,
             start,
             stderr=on_stderr,

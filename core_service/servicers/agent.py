@@ -9,6 +9,7 @@ import grpc
 
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import agent_pb2_grpc
+from core_service import request_context
 from core_service.errors import NotFound
 from core_service.interceptors import current_caller
 from core_service.session_manager import SessionManager
@@ -23,7 +24,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def RunTurn(
         self, request: pb.RunTurnRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.RunTurnResponse]:
+        sent_headers = False
         async for event in self._sessions.run_turn(current_caller(), request):
+            if not sent_headers:
+                # Rate-limit state is known once the turn was admitted.
+                record = request_context.current()
+                if record is not None and record.headers:
+                    await context.send_initial_metadata(tuple(record.headers.items()))
+                sent_headers = True
             yield event
 
     async def GetTurn(

@@ -20,6 +20,22 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
 
+def encode_session(row: SessionRow, live: set[str]) -> pb.Session:
+    return pb.Session(
+        id=row.id,
+        model=row.model,
+        created_at=row.created_at,
+        last_active_at=row.last_active_at,
+        turn_count=row.turn_count,
+        last_turn_id=row.last_turn_id or "",
+        forked_from=row.forked_from or "",
+        usage=ev.Usage(
+            input_tokens=row.input_tokens, output_tokens=row.output_tokens, cost_usd=row.cost_usd
+        ),
+        live=row.id in live,
+    )
+
+
 class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     def __init__(
         self, sessions: SessionManager, store: SessionStore, layout: WorkspaceLayout
@@ -37,21 +53,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         return row
 
     def _encode(self, row: SessionRow) -> pb.Session:
-        return pb.Session(
-            id=row.id,
-            model=row.model,
-            created_at=row.created_at,
-            last_active_at=row.last_active_at,
-            turn_count=row.turn_count,
-            last_turn_id=row.last_turn_id or "",
-            forked_from=row.forked_from or "",
-            usage=ev.Usage(
-                input_tokens=row.input_tokens,
-                output_tokens=row.output_tokens,
-                cost_usd=row.cost_usd,
-            ),
-            live=row.id in self._sessions.live_sessions(),
-        )
+        return encode_session(row, self._sessions.live_sessions())
 
     async def ListSessions(
         self, request: pb.ListSessionsRequest, context: grpc.aio.ServicerContext
