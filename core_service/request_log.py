@@ -26,9 +26,9 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import CursorResult, delete, insert, or_, select
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -415,7 +415,7 @@ class RequestLogWriter:
 
 
 _STRING_SIZES = {
-    column.name: int(column.type.length)
+    column.name: int(getattr(column.type, "length", 0))
     for column in RequestLogRecord.__table__.columns
     if getattr(column.type, "length", None)
 }
@@ -539,10 +539,11 @@ class RequestLogQuery:
         while True:
             ids = select(t.id).where(t.time_ms < cutoff_ms).order_by(t.time_ms).limit(chunk)
             with self._sessions() as session, session.begin():
-                deleted = session.execute(
+                result = session.execute(
                     delete(t).where(t.id.in_(ids.scalar_subquery())),
                     execution_options={"synchronize_session": False},
-                ).rowcount
+                )
+                deleted = int(cast("CursorResult[Any]", result).rowcount)
             total += deleted
             if deleted < chunk:
                 return total

@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import BigInteger, Integer, case, cast, func, or_, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
@@ -56,6 +57,8 @@ def usage(
     end_ms: int,
     bucket_seconds: int,
     group_by: admin_pb2.UsageGrouping.ValueType,
+    *,
+    strategy: str = "auto",
 ) -> tuple[list[admin_pb2.UsageBucket], admin_pb2.UsageBucket]:
     """Buckets (by series, then time; only non-empty ones) and the totals of
     [start_ms, end_ms).
@@ -63,7 +66,9 @@ def usage(
     end_ms 0 means now; bucket_seconds 0 means one bucket for the whole range.
     Bucket i covers [start_ms + i*width, start_ms + (i+1)*width). Raises
     ValueError for an empty or negative range, a negative width or more than
-    MAX_BUCKETS buckets (INVALID_ARGUMENT).
+    MAX_BUCKETS buckets (INVALID_ARGUMENT). `strategy` ("auto", "postgresql",
+    "sqlite", "window") picks how percentiles are computed; tests and the
+    bench use it, callers leave it alone.
     """
     if end_ms == 0:
         end_ms = int(time.time() * 1000)
@@ -74,24 +79,26 @@ def usage(
     width = bucket_seconds * 1000 if bucket_seconds else end_ms - start_ms
     count = math.ceil((end_ms - start_ms) / width)
     if count > MAX_BUCKETS:
-        raise ValueError(f"{count} buckets requested; at most {MAX_BUCKETS}: widen bucket_seconds")
+        raise ValueError(f"{count} buckets; at most {MAX_BUCKETS}: widen bucket_seconds")
 
     t = RequestLogRecord
     series: ColumnElement[str] | None = None
     if group_by == admin_pb2.USAGE_GROUPING_KEY:
-        series = t.key_id
+        series = t.__table__.c.key_id
     elif group_by == admin_pb2.USAGE_GROUPING_MODEL:
-        series = t.model
+        series = t.__table__.c.model
     bucket = cast((t.time_ms - start_ms) // width, BigInteger).label("b")
     in_range = (t.time_ms >= start_ms, t.time_ms < end_ms)
 
     with sessions() as session:
-        postgres = session.get_bind().dialect.name == "postgresql"
-        groups, total = (
-            _postgres(session, bucket, series, in_range)
-            if postgres
-            else _generic(session, bucket, series, in_range)
-        )
+        if strategy == "auto":
+            strategy = session.get_bind().dialect.name
+        if strategy == "postgresql":
+            groups, total = _postgres(session, bucket, series, in_range)
+        elif strategy == "sqlite":
+            groups, total = _sqlite(session, bucket, series, in_range)
+        else:
+            groups, total = _window(session, bucket, series, in_range)
 
     buckets = []
     for (index, name), sums in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
@@ -152,59 +159,127 @@ def _postgres(
     in_range: tuple[ColumnElement[bool], ...],
 ) -> tuple[dict[_GroupKey, _Sums], _Sums]:
     t = RequestLogRecord
-    name = (series if series is not None else func.cast("", t.model.type)).label("s")
+    keys: list[ColumnElement[Any]] = [bucket]
+    if series is not None:
+        keys.append(series.label("s"))
     pcts = [func.percentile_cont(p).within_group(t.latency_ms) for p in PERCENTILES]
-    # One scan: the buckets and the totals as two grouping sets.
+    # One scan: the buckets and the totals as two grouping sets; grouping(b)
+    # is 1 on the totals row.
     stmt = (
-        select(
-            func.grouping(bucket, name),
-            bucket,
-            name,
-            *_aggregates(),
-            *pcts,
-        )
+        select(func.grouping(bucket), *keys, *_aggregates(), *pcts)
         .where(*in_range)
-        .group_by(func.grouping_sets(tuple_(bucket, name), tuple_()))
+        .group_by(func.grouping_sets(tuple_(*keys), tuple_()))
     )
     groups: dict[_GroupKey, _Sums] = {}
     total = _Sums()
+    n = len(keys) + 1
     for row in session.execute(stmt):
-        grouping, b, s, *rest = row
-        sums = _sums(rest[:5])
-        sums.p50 = float(rest[5] or 0.0)
-        sums.p95 = float(rest[6] or 0.0)
-        if grouping:
+        sums = _sums(row[n : n + 5])
+        sums.p50 = float(row[n + 5] or 0.0)
+        sums.p95 = float(row[n + 6] or 0.0)
+        if row[0]:
             total = sums
         else:
-            groups[(int(b), str(s or ""))] = sums
+            groups[(int(row[1]), str(row[2] or "") if series is not None else "")] = sums
     return groups, total
 
 
-def _generic(
+def _group_sums(
+    session: Session,
+    bucket: ColumnElement[int],
+    series: ColumnElement[str] | None,
+    in_range: tuple[ColumnElement[bool], ...],
+    extra: ColumnElement[Any] | None = None,
+) -> tuple[dict[_GroupKey, _Sums], _Sums, dict[_GroupKey, Any]]:
+    """Sums per (bucket, series) in SQL, the totals added up from them, and
+    the value of `extra` (another aggregate) per group."""
+    keys: list[ColumnElement[Any]] = [bucket]
+    if series is not None:
+        keys.append(series.label("s"))
+    columns = [*keys, *_aggregates()] + ([extra] if extra is not None else [])
+    stmt = select(*columns).where(*in_range).group_by(*keys)
+    groups: dict[_GroupKey, _Sums] = {}
+    extras: dict[_GroupKey, Any] = {}
+    total = _Sums()
+    n = len(keys)
+    for row in session.execute(stmt):
+        key = (int(row[0]), str(row[1] or "") if series is not None else "")
+        sums = _sums(row[n : n + 5])
+        groups[key] = sums
+        if extra is not None:
+            extras[key] = row[n + 5]
+        total.requests += sums.requests
+        total.errors += sums.errors
+        total.input_tokens += sums.input_tokens
+        total.output_tokens += sums.output_tokens
+        total.cost_usd += sums.cost_usd
+    return groups, total, extras
+
+
+def _sqlite(
+    session: Session,
+    bucket: ColumnElement[int],
+    series: ColumnElement[str] | None,
+    in_range: tuple[ColumnElement[bool], ...],
+) -> tuple[dict[_GroupKey, _Sums], _Sums]:
+    runs: list[list[int]] = []
+
+    class Latencies:
+        """Collects a group's latencies; the result is the index of the
+        sorted run in `runs`."""
+
+        def __init__(self) -> None:
+            self.values: list[int] = []
+
+        def step(self, value: int) -> None:
+            self.values.append(value)
+
+        def finalize(self) -> int:
+            self.values.sort()
+            runs.append(self.values)
+            return len(runs) - 1
+
+    dbapi = session.connection().connection.driver_connection
+    dbapi.create_aggregate("ccapi_latencies", 1, Latencies)  # type: ignore[union-attr]
+    t = RequestLogRecord
+    groups, total, handles = _group_sums(
+        session, bucket, series, in_range, func.ccapi_latencies(t.latency_ms)
+    )
+    for key, sums in groups.items():
+        values = runs[int(handles[key])]
+        sums.p50, sums.p95 = (_percentile(values, p) for p in PERCENTILES)
+    if len(runs) == 1:
+        everything = runs[0]
+    else:
+        # Sorting sorted runs is a merge for timsort.
+        everything = sorted(v for run in runs for v in run)
+    total.p50, total.p95 = (_percentile(everything, p) for p in PERCENTILES)
+    return groups, total
+
+
+def _percentile(values: list[int], p: float) -> float:
+    """percentile_cont(p) of sorted values."""
+    if not values:
+        return 0.0
+    pos = p * (len(values) - 1)
+    low = math.floor(pos)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (pos - low) * (values[high] - values[low])
+
+
+def _window(
     session: Session,
     bucket: ColumnElement[int],
     series: ColumnElement[str] | None,
     in_range: tuple[ColumnElement[bool], ...],
 ) -> tuple[dict[_GroupKey, _Sums], _Sums]:
     t = RequestLogRecord
-    keys: list[ColumnElement[object]] = [bucket]
-    if series is not None:
-        keys.append(series.label("s"))
-    stmt = select(*keys, *_aggregates()).where(*in_range).group_by(*keys)
-    groups: dict[_GroupKey, _Sums] = {}
-    total = _Sums()
-    for row in session.execute(stmt):
-        b = int(row[0])
-        s = str(row[1] or "") if series is not None else ""
-        sums = _sums(row[len(keys) :])
-        groups[(b, s)] = sums
-        total.requests += sums.requests
-        total.errors += sums.errors
-        total.input_tokens += sums.input_tokens
-        total.output_tokens += sums.output_tokens
-        total.cost_usd += sums.cost_usd
+    groups, total, _ = _group_sums(session, bucket, series, in_range)
     if not groups:
         return groups, total
+    keys: list[ColumnElement[Any]] = [bucket]
+    if series is not None:
+        keys.append(series.label("s"))
 
     # Percentiles: rank every row within its group by latency, keep only the
     # rows next to each wanted rank.
@@ -226,9 +301,8 @@ def _generic(
     for row in rows:
         b = int(row[0])
         s = str(row[1] or "") if series is not None else ""
-        n, rn, v = row[-3], row[-2], row[-1]
+        rn, v = row[-2], row[-1]
         values.setdefault((b, s), {})[int(rn)] = float(v)
-        groups[(b, s)].requests = int(n)
     for group_key, by_rank in values.items():
         sums = groups[group_key]
         sums.p50 = _interpolate(by_rank, sums.requests, 0.5)
