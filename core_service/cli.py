@@ -70,12 +70,70 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    info, secret = _key_store().create(args.name, expires_in_days=args.expires_in_days)
+    from datetime import UTC, datetime, timedelta
+
+    from core_service.keys import KeyLimits, KeySpec
+
+    expires = (
+        datetime.now(UTC) + timedelta(days=args.expires_in_days) if args.expires_in_days else None
+    )
+    spec = KeySpec(
+        name=args.name,
+        limits=KeyLimits(
+            rpm=args.rpm,
+            tpm=args.tpm,
+            max_concurrent=args.max_concurrent,
+            budget_usd=args.budget_usd,
+            budget_period=args.budget_period,
+        ),
+        allowed_models=tuple(_split(args.models)),
+        allowed_tools=tuple(_split(args.tools)),
+        expires_at=expires,
+    )
+    try:
+        info, secret = _key_store().create(args.name, spec=spec)
+    except ValueError as error:
+        print(f"invalid key settings: {error}", file=sys.stderr)
+        return 2
     print(f"created key {info.id} ({info.name})")
     if info.expires_at:
         print(f"expires {info.expires_at.isoformat()}")
     print("the secret is shown once; store it now:")
     print(secret)
+    return 0
+
+
+def _split(raw: str | None) -> list[str]:
+    return [item.strip() for item in (raw or "").split(",") if item.strip()]
+
+
+def cmd_users_create(args: argparse.Namespace) -> int:
+    from core_service.db.engine import make_engine, make_sessionmaker
+    from core_service.db.migrations import upgrade
+    from core_service.errors import ServiceError
+    from core_service.users import UserStore
+
+    if not args.password_stdin:
+        print("pass the password on standard input with --password-stdin", file=sys.stderr)
+        return 2
+    password = sys.stdin.readline().rstrip("\n")
+    config = _config()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(config.database_url)
+    users = UserStore(make_sessionmaker(make_engine(config.database_url)))
+    try:
+        user = users.create(args.username, args.role, password)
+    except ServiceError as error:
+        print(error.message, file=sys.stderr)
+        return 2
+    print(f"created {user.role} {user.username}")
+    return 0
+
+
+def cmd_admin(_args: argparse.Namespace) -> int:
+    from admin_web.server import serve
+
+    serve()
     return 0
 
 
@@ -117,11 +175,28 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys.add_parser("create", help="create a key; prints the secret on the last line")
     create.add_argument("--name", required=True)
     create.add_argument("--expires-in-days", type=float, default=None)
+    create.add_argument("--rpm", type=int, default=0, help="requests per minute (0: unlimited)")
+    create.add_argument("--tpm", type=int, default=0, help="tokens per minute (0: unlimited)")
+    create.add_argument("--max-concurrent", type=int, default=0, help="turns at once")
+    create.add_argument("--budget-usd", type=float, default=0.0, help="spend per budget period")
+    create.add_argument("--budget-period", choices=("day", "month", "total"), default="month")
+    create.add_argument("--models", help="comma-separated models the key may use")
+    create.add_argument("--tools", help="comma-separated Claude Code tools, e.g. Read,Grep,Glob")
     create.set_defaults(func=cmd_keys_create)
     keys.add_parser("list", help="one line per key, id first").set_defaults(func=cmd_keys_list)
     revoke = keys.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("id")
     revoke.set_defaults(func=cmd_keys_revoke)
+
+    sub.add_parser("admin", help="run the admin site alone").set_defaults(func=cmd_admin)
+    users = sub.add_parser("users", help="admin-site users").add_subparsers(
+        dest="users_command", required=True
+    )
+    user_create = users.add_parser("create", help="create an admin-site user")
+    user_create.add_argument("--username", required=True)
+    user_create.add_argument("--role", choices=("admin", "viewer"), required=True)
+    user_create.add_argument("--password-stdin", action="store_true")
+    user_create.set_defaults(func=cmd_users_create)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)

@@ -4,6 +4,7 @@ process wired to the model double, with its own data dir and API key."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -66,6 +67,10 @@ class CoreProcess:
     def metadata(self, key: str | None = None) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {key or self.api_key}"),)
 
+    def admin_metadata(self, actor: str | None = None) -> tuple[tuple[str, str], ...]:
+        md = (("x-ccapi-admin-token", self.env["CCAPI_ADMIN_TOKEN"]),)
+        return md + ((("x-ccapi-actor", actor),) if actor else ())
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -96,6 +101,7 @@ def core_env(model_url: str, data_dir: Path, port: int, **overrides: str) -> dic
             "ANTHROPIC_API_KEY": "test-anthropic-key",
             "CLAUDE_CODE_MAX_RETRIES": "0",
             "CCAPI_SHUTDOWN_GRACE_SECONDS": "3",
+            "CCAPI_ADMIN_TOKEN": "test-admin-token-" + secrets.token_hex(8),
             "PYTHONUNBUFFERED": "1",
         }
     )
