@@ -121,6 +121,9 @@ def build_options(
         user=uid,  # type: ignore[arg-type]
         stderr=stderr,
     )
+    if shape.allowed_tools is not None:
+        # The model is only offered the key's tools; the callback still checks each use.
+        options.tools = list(shape.allowed_tools)
     if shape.effort:
         options.effort = shape.effort  # type: ignore[assignment]
     if start.fork_from:

@@ -109,7 +109,10 @@ def test_read_only_tool_scope(core: CoreProcess, model_double: ModelDouble) -> N
     assert log.error is None, log.error
     results = [e.tool_result for e in log.of("tool_result")]
     assert len(results) == 2 and all(r.is_error for r in results)
-    assert model_double.main_requests[0].tool_names and "Write" not in model_double.main_requests[0].tool_names
+    assert (
+        model_double.main_requests[0].tool_names
+        and "Write" not in model_double.main_requests[0].tool_names
+    )
     from pathlib import Path
 
     workspace = Path(model_double.main_requests[0].working_directory or "")
@@ -137,7 +140,9 @@ def test_concurrency_limit_lets_exactly_the_limit_through(
     ok = [log for log in logs if log.error is None]
     refused = [log for log in logs if log.error is not None]
     assert len(ok) == 5, [log.error.details() for log in refused if log.error][:3]
-    assert all(log.error and log.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for log in refused)
+    assert all(
+        log.error and log.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for log in refused
+    )
     # Slots come back when turns end.
     model_double.set_default(Reply.text("fast"))
     assert run_turn(core, request("after"), key=key).error is None
@@ -167,7 +172,9 @@ def admin(core: CoreProcess) -> Iterator[admin_pb2_grpc.AdminServiceStub]:
         yield admin_pb2_grpc.AdminServiceStub(channel)
 
 
-def test_admin_rpcs_need_the_admin_token(core: CoreProcess, admin: admin_pb2_grpc.AdminServiceStub) -> None:
+def test_admin_rpcs_need_the_admin_token(
+    core: CoreProcess, admin: admin_pb2_grpc.AdminServiceStub
+) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         admin.ListKeys(admin_pb2.ListKeysRequest(), metadata=core.metadata())
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -177,11 +184,14 @@ def test_admin_rpcs_need_the_admin_token(core: CoreProcess, admin: admin_pb2_grp
     assert admin.ListKeys(admin_pb2.ListKeysRequest(), metadata=core.admin_metadata()).keys
 
 
-def test_viewers_read_but_cannot_write(core: CoreProcess, admin: admin_pb2_grpc.AdminServiceStub) -> None:
+def test_viewers_read_but_cannot_write(
+    core: CoreProcess, admin: admin_pb2_grpc.AdminServiceStub
+) -> None:
     md = core.admin_metadata()
     admin.CreateUser(
-        admin_pb2.CreateUserRequest(username="vera", role=admin_pb2.USER_ROLE_VIEWER,
-                                    password="a long enough password"),
+        admin_pb2.CreateUserRequest(
+            username="vera", role=admin_pb2.USER_ROLE_VIEWER, password="a long enough password"
+        ),
         metadata=md,
     )
     viewer = core.admin_metadata("vera")
@@ -201,7 +211,9 @@ def test_admin_key_lifecycle_and_revocation_is_immediate(
 ) -> None:
     md = core.admin_metadata()
     created = admin.CreateKey(
-        admin_pb2.CreateKeyRequest(name="via-admin", limits=admin_pb2.KeyLimits(requests_per_minute=7)),
+        admin_pb2.CreateKeyRequest(
+            name="via-admin", limits=admin_pb2.KeyLimits(requests_per_minute=7)
+        ),
         metadata=md,
     )
     assert created.secret.startswith("sk-cc-")
