@@ -2,7 +2,7 @@
 
 Plain chat UIs only show ``content``; the summary lets them show what the agent
 wrote. Chat clients resend our answer as history, and the core recognises a
-conversation by its exact history, so :func:`strip` removes the block again
+conversation by its exact history, so :func:`remove` takes the block out again
 (found by :data:`MARKER`, an HTML comment that markdown renderers hide) before
 a request's messages go to the core.
 """
@@ -27,7 +27,7 @@ _LANG = {
 }
 
 
-def strip(text: str) -> str:
+def remove(text: str) -> str:
     """``text`` without a summary block this facade appended (and the blank lines before it)."""
     at = text.rfind(MARKER)
     if at < 0:

@@ -15,12 +15,27 @@ from http_facade.chat.protocol import (
     ErrorResponse,
 )
 from http_facade.models.protocol import ModelList, ModelObject
+from http_facade.responses.protocol import (
+    InputItemList,
+    ResponseCreateRequest,
+    ResponseDeleted,
+    ResponseObject,
+    StreamEvent,
+)
+from http_facade.sessions.protocol import (
+    SessionDeleted,
+    SessionFileList,
+    SessionList,
+    SessionObject,
+)
 
 _REF = "#/components/schemas/{model}"
 _MODELS: list[type[BaseModel]] = [
     ChatCompletionRequest, ChatCompletion, ChatCompletionChunk, ErrorResponse, ModelList,
-    ModelObject,
+    ModelObject, ResponseCreateRequest, ResponseObject, StreamEvent, ResponseDeleted,
+    InputItemList, SessionList, SessionObject, SessionDeleted, SessionFileList,
 ]
+_REQUESTS = (ChatCompletionRequest, ResponseCreateRequest)
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -37,7 +52,7 @@ _ERRORS = {
         (400, "Malformed JSON, schema violation or unsupported parameter"),
         (401, "Missing or invalid API key"),
         (403, "Permission denied"),
-        (404, "Unknown model or URL"),
+        (404, "Unknown model, response, session, file or URL"),
         (413, "Body over the size limit"),
         (429, "Rate or quota limit; see Retry-After"),
         (502, "The model side failed"),
@@ -45,6 +60,20 @@ _ERRORS = {
         (504, "Timed out"),
     ]
 }
+
+
+def _path_param(name: str, description: str = "") -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string"}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema}
+
+
+_RESPONSE_ID = _path_param("response_id", "resp_<turn id>")
+_SESSION_ID = _path_param("session_id")
 _HEALTH = {"200": {"description": "OK", "content": {"application/json": {"schema": {
     "type": "object", "properties": {"status": {"type": "string"}}}}}}}
 
@@ -52,7 +81,7 @@ _HEALTH = {"200": {"description": "OK", "content": {"application/json": {"schema
 def build_openapi() -> dict[str, Any]:
     """The facade's OpenAPI 3.1 document."""
     _, defs = models_json_schema(
-        [(m, "validation" if m is ChatCompletionRequest else "serialization") for m in _MODELS],
+        [(m, "validation" if m in _REQUESTS else "serialization") for m in _MODELS],
         ref_template=_REF,
     )
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -61,7 +90,8 @@ def build_openapi() -> dict[str, Any]:
         "info": {
             "title": "claudecode-api HTTP facade",
             "version": "1",
-            "description": "OpenAI-compatible Chat Completions and Models over Claude Code.",
+            "description": "OpenAI-compatible Chat Completions, Responses and Models over "
+                           "Claude Code, plus /v1/sessions.",
         },
         "servers": [{"url": "/"}],
         "components": {
@@ -84,6 +114,84 @@ def build_openapi() -> dict[str, Any]:
                             }},
                     **_ERRORS,
                 },
+            }},
+            "/v1/responses": {"post": {
+                "operationId": "createResponse",
+                "security": bearer,
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref(ResponseCreateRequest)}}},
+                "responses": {
+                    "200": {"description": "A response (JSON) or its events (SSE with "
+                                           "`event:` lines and increasing sequence_number)",
+                            "headers": {"X-Session-Id": {"schema": {"type": "string"}}},
+                            "content": {
+                                "application/json": {"schema": _ref(ResponseObject)},
+                                "text/event-stream": {"schema": _ref(StreamEvent)},
+                            }},
+                    **_ERRORS,
+                },
+            }},
+            "/v1/responses/{response_id}": {
+                "get": {"operationId": "getResponse", "security": bearer,
+                        "parameters": [_RESPONSE_ID],
+                        "responses": {"200": _json(ResponseObject, "A stored response"),
+                                      **_ERRORS}},
+                "delete": {"operationId": "deleteResponse", "security": bearer,
+                           "parameters": [_RESPONSE_ID],
+                           "responses": {"200": _json(ResponseDeleted, "Forgotten"),
+                                         **_ERRORS}},
+            },
+            "/v1/responses/{response_id}/cancel": {"post": {
+                "operationId": "cancelResponse", "security": bearer,
+                "parameters": [_RESPONSE_ID],
+                "responses": {"200": _json(ResponseObject, "The response after stopping it"),
+                              **_ERRORS},
+            }},
+            "/v1/responses/{response_id}/input_items": {"get": {
+                "operationId": "listInputItems", "security": bearer,
+                "parameters": [
+                    _RESPONSE_ID,
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100,
+                                     "default": 20}, "Page size"),
+                    _query("order", {"type": "string", "enum": ["asc", "desc"],
+                                     "default": "desc"}, "Order of the items"),
+                    _query("after", {"type": "string"}, "An item id: list items after it"),
+                ],
+                "responses": {"200": _json(InputItemList, "A cursor page"), **_ERRORS},
+            }},
+            "/v1/sessions": {"get": {
+                "operationId": "listSessions", "security": bearer,
+                "parameters": [
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200,
+                                     "default": 50}, "Page size"),
+                    _query("page_token", {"type": "string"}, "next_page_token of a page"),
+                ],
+                "responses": {"200": _json(SessionList, "The caller's sessions"), **_ERRORS},
+            }},
+            "/v1/sessions/{session_id}": {
+                "get": {"operationId": "getSession", "security": bearer,
+                        "parameters": [_SESSION_ID],
+                        "responses": {"200": _json(SessionObject, "The session"), **_ERRORS}},
+                "delete": {"operationId": "deleteSession", "security": bearer,
+                           "parameters": [_SESSION_ID],
+                           "responses": {"200": _json(SessionDeleted, "Process stopped, "
+                                                      "workspace removed"), **_ERRORS}},
+            },
+            "/v1/sessions/{session_id}/files": {"get": {
+                "operationId": "listSessionFiles", "security": bearer,
+                "parameters": [_SESSION_ID],
+                "responses": {"200": _json(SessionFileList, "The workspace's files"),
+                              **_ERRORS},
+            }},
+            "/v1/sessions/{session_id}/files/{path}": {"get": {
+                "operationId": "getSessionFile", "security": bearer,
+                "parameters": [_SESSION_ID, _path_param(
+                    "path", "Relative to the workspace; may contain '/'. Paths leaving the "
+                            "workspace ('..', absolute, symlinks out) are refused.")],
+                "responses": {"200": {"description": "The file's bytes, with its content type",
+                                      "content": {"*/*": {"schema": {
+                                          "type": "string", "format": "binary"}}}},
+                              **_ERRORS},
             }},
             "/v1/models": {"get": {
                 "operationId": "listModels", "security": bearer,

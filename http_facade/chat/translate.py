@@ -79,7 +79,7 @@ def _parts(msg: AnyMessage, i: int) -> list[content_pb2.ContentPart]:
     content = msg.content
     # Our own earlier answers come back with the file summary we appended; the
     # core knows them without it (it matches resent history exactly).
-    ours = file_summary.strip if isinstance(msg, AssistantMessage) else _same
+    ours = file_summary.remove if isinstance(msg, AssistantMessage) else _same
     if content is None:
         text = msg.refusal if isinstance(msg, AssistantMessage) and msg.refusal else ""
         return [content_pb2.ContentPart(text=text)] if text else []

@@ -148,11 +148,11 @@ def _assistant_parts(item: AssistantInput) -> list[content_pb2.ContentPart]:
     # A client keeping the conversation itself resends our answers; they carry
     # no facade additions, but strip a chat file summary all the same.
     if isinstance(item.content, str):
-        return [_text(file_summary.strip(item.content))]
+        return [_text(file_summary.remove(item.content))]
     parts: list[content_pb2.ContentPart] = []
     for part in item.content:
         if isinstance(part, OutputText | InputText):
-            parts.append(_text(file_summary.strip(part.text)))
+            parts.append(_text(file_summary.remove(part.text)))
         elif isinstance(part, Refusal):
             parts.append(_text(part.refusal))
     return parts

@@ -84,7 +84,7 @@ async def test_reasoning_and_activity_stay_out_of_content(client: httpx.AsyncCli
     # The file summary follows the answer (on by default), after its marker.
     assert msg["content"].startswith("Done: fib.py\n\n" + file_summary.MARKER)
     assert "`fib.py` (created, 42 bytes)" in msg["content"]
-    assert file_summary.strip(msg["content"]) == "Done: fib.py"
+    assert file_summary.remove(msg["content"]) == "Done: fib.py"
     assert msg["reasoning_content"] == (
         "Let me think. \n▸ Write fib.py\n✓ Write fib.py\n\n▸ Bash: pytest -q\n"
         "✗ Bash: pytest -q: 1 failed more\n"
@@ -117,7 +117,7 @@ async def test_streaming_wire_format(client: httpx.AsyncClient) -> None:
     content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content") or "" for c in chunks)
     reasoning2 = "".join(c["choices"][0]["delta"].get("reasoning") or "" for c in chunks)
-    assert file_summary.strip(content) == "Done: fib.py"
+    assert file_summary.remove(content) == "Done: fib.py"
     # The summary is the last content delta, before the finish chunk.
     assert chunks[-2]["choices"][0]["delta"]["content"].lstrip().startswith(file_summary.MARKER)
     assert "▸ Write fib.py" in reasoning and reasoning == reasoning2
@@ -338,3 +338,73 @@ async def test_eight_concurrent_streams(served: Served) -> None:
 
     texts = await asyncio.gather(*(one(i) for i in range(8)))
     assert texts == [f"stream number {i}" for i in range(8)]
+
+
+# --- file summary --------------------------------------------------------------------------
+
+
+async def test_resent_answer_loses_the_file_summary(client: httpx.AsyncClient,
+                                                    fake: FakeCore) -> None:
+    first = (await client.post(URL, headers=AUTH, json=body("agentic"))).json()
+    answer = first["choices"][0]["message"]["content"]
+    assert file_summary.MARKER in answer
+    history = [
+        {"role": "user", "content": "write fib"},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "thanks"},
+    ]
+    r = await client.post(URL, headers=AUTH, json={"model": "echo", "messages": history})
+    assert r.status_code == 200
+    sent = fake.requests[-1][0]
+    assert sent.messages[1].content[0].text == "Done: fib.py"
+    # The same as a list of parts.
+    history[1] = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+    await client.post(URL, headers=AUTH, json={"model": "echo", "messages": history})
+    assert fake.requests[-1][0].messages[1].content[0].text == "Done: fib.py"
+    # User messages are never touched.
+    history[0] = {"role": "user", "content": "quote: " + answer}
+    await client.post(URL, headers=AUTH, json={"model": "echo", "messages": history})
+    assert file_summary.MARKER in fake.requests[-1][0].messages[0].content[0].text
+
+
+async def test_file_summary_can_be_turned_off(fake: FakeCore) -> None:
+    from http_facade.config import FacadeConfig
+
+    assert FacadeConfig.from_env({"CCAPI_FILE_SUMMARY": "0"}).file_summary is False
+    assert FacadeConfig.from_env({}).file_summary is True
+    served = await serve_app(make_config(fake.addr, file_summary=False))
+    try:
+        async with served.client() as c:
+            r = await c.post(URL, headers=AUTH, json=body("agentic"))
+            assert r.json()["choices"][0]["message"]["content"] == "Done: fib.py"
+            r = await c.post(URL, headers=AUTH, json=body("agentic", stream=True))
+            datas, _ = events(r.text)
+            text = "".join(d["choices"][0]["delta"].get("content") or ""
+                           for d in datas[:-1] if d.get("choices"))
+            assert text == "Done: fib.py"
+    finally:
+        await served.stop()
+
+
+def test_summary_rendering() -> None:
+    files = [
+        {"path": "new.py", "kind": "created", "size_bytes": 30, "binary": False,
+         "diff": "--- /dev/null\n+++ b/new.py\n@@ -0,0 +1,2 @@\n+x = '```'\n+print(x)",
+         "diff_truncated": False},
+        {"path": "app.py", "kind": "modified", "size_bytes": 12, "binary": False,
+         "diff": "--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-v1\n+v2", "diff_truncated": True},
+        {"path": "logo.png", "kind": "created", "size_bytes": 2048, "binary": True,
+         "diff": None, "diff_truncated": False},
+        {"path": "gone.txt", "kind": "deleted", "size_bytes": 0, "binary": False,
+         "diff": "-old", "diff_truncated": False},
+    ]
+    text = file_summary.render(files)
+    assert text.startswith("\n\n" + file_summary.MARKER)
+    assert "**Files changed (4)**" in text
+    assert "````python\nx = '```'\nprint(x)\n````" in text  # fence longer than the content's
+    assert "```diff\n@@ -1 +1 @@\n-v1\n+v2\n```" in text and "*(cut;" in text
+    assert "- `logo.png` (created, 2.0 KB, binary)" in text
+    assert "- `gone.txt` (deleted)" in text
+    assert file_summary.render([]) == ""
+    assert file_summary.remove("answer" + text) == "answer"
+    assert file_summary.remove("no summary here") == "no summary here"

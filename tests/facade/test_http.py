@@ -101,6 +101,13 @@ async def test_openapi(client: httpx.AsyncClient) -> None:
     assert doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) >= {"/v1/chat/completions", "/v1/models", "/v1/models/{model_id}",
                                  "/health", "/health/live", "/health/ready"}
+    assert set(doc["paths"]) >= {
+        "/v1/responses", "/v1/responses/{response_id}", "/v1/responses/{response_id}/cancel",
+        "/v1/responses/{response_id}/input_items", "/v1/sessions", "/v1/sessions/{session_id}",
+        "/v1/sessions/{session_id}/files", "/v1/sessions/{session_id}/files/{path}"}
+    assert set(doc["paths"]["/v1/responses/{response_id}"]) == {"get", "delete"}
+    assert {"model", "input"} <= set(doc["components"]["schemas"]["ResponseCreateRequest"][
+        "properties"])
     schemas = doc["components"]["schemas"]
     req = schemas["ChatCompletionRequest"]
     assert {"model", "messages"} <= set(req["required"])
