@@ -97,6 +97,7 @@ class Core:
         )
         self.server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._applied_version = -1
 
     async def start(self) -> int:
         """Starts serving; returns the bound port."""
@@ -194,6 +195,7 @@ class Core:
 
     def _apply_live_config(self) -> None:
         """Makes the newest live configuration take effect in this process."""
+        self._applied_version = self.live.current.version
         config = self.live.current.config
         self.catalog.set_extra_aliases(dict(config.model_aliases))
         logging.getLogger().setLevel(config.log_level.upper())
@@ -204,7 +206,10 @@ class Core:
         while True:
             await asyncio.sleep(CONFIG_POLL_SECONDS)
             try:
-                if await asyncio.to_thread(self.live.refresh):
+                await asyncio.to_thread(self.live.refresh)
+                # Compare with what this process applied: an UpdateConfig served
+                # here already moved `current` on.
+                if self.live.current.version != self._applied_version:
                     self._apply_live_config()
                     log.info(
                         "live configuration applied", extra={"version": self.live.current.version}
