@@ -7,6 +7,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -24,6 +25,15 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if not raw:
         return default
     return raw in ("1", "true", "yes", "on")
+
+
+def read_token_file(env: Mapping[str, str]) -> str:
+    """The token `ccapi serve` writes to the data dir, for `ccapi admin` run alone."""
+    data_dir = Path(env.get("CCAPI_DATA_DIR", "").strip() or "./data")
+    try:
+        return (data_dir / "admin-token").read_text().strip()
+    except OSError:
+        return ""
 
 
 def derive_secret(admin_token: str) -> str:
@@ -65,7 +75,7 @@ class AdminConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> AdminConfig:
         e = os.environ if env is None else env
         grpc_port = _int(e, "CCAPI_GRPC_PORT", 50051)
-        token = e.get("CCAPI_ADMIN_TOKEN", "").strip()
+        token = e.get("CCAPI_ADMIN_TOKEN", "").strip() or read_token_file(e)
         secure = e.get("CCAPI_ADMIN_SECURE_COOKIES", "").strip().lower() or "auto"
         if secure not in ("auto", "always", "never"):
             raise ValueError("CCAPI_ADMIN_SECURE_COOKIES must be auto, always or never")

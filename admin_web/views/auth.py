@@ -62,6 +62,11 @@ class Login(View):
                                       grpc.StatusCode.DEADLINE_EXCEEDED):
                     error = "The service is unreachable right now. Try again in a moment."
                     status = falcon.HTTP_503
+                elif failure.reason == "invalid_admin_token":
+                    log.error("the core refused the admin token: check CCAPI_ADMIN_TOKEN")
+                    error = ("The admin site is not configured to talk to the core "
+                             "(wrong CCAPI_ADMIN_TOKEN). Ask the operator.")
+                    status = falcon.HTTP_503
                 else:
                     log.info("sign-in refused for %r: %s", username, failure)
                     error = "Wrong username or password."
