@@ -7,18 +7,32 @@ TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 PROTOS := $(wildcard proto/claudecode/v1/*.proto)
 
-.PHONY: install run test proto proto-check lint bench demo clean system-deps
+.PHONY: install run test proto proto-check lint bench demo clean system-deps test-deps
 
 install: $(STAMP)
 
-# Debian packages Claude Code's bash sandbox needs (bubblewrap, socat), and the
-# test browser; installed only when missing and only when we are root.
-system-deps:
-	@missing=""; for p in bubblewrap socat; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Debian packages: Claude Code's bash sandbox needs bubblewrap and socat; the
+# tests also need PostgreSQL (a throwaway server per run) and Chromium (the
+# admin site's browser tests). Installed only when missing, only as root.
+SANDBOX_PACKAGES := bubblewrap socat
+TEST_PACKAGES := postgresql chromium
+
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q $$missing >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null); \
-	  else echo "please install:$$missing (Claude Code's sandbox needs them)"; exit 1; fi; \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	    (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null); \
+	  else echo "please install:$$missing"; exit 1; fi; \
 	fi
+endef
+
+system-deps:
+	$(call apt_install,$(SANDBOX_PACKAGES))
+
+test-deps: system-deps
+	$(call apt_install,$(TEST_PACKAGES))
 
 $(STAMP): pyproject.toml | system-deps
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -49,7 +63,7 @@ lint: $(STAMP) $(BUF)
 	$(BUF) lint
 	$(VENV)/bin/mypy core_service http_facade admin_web tests
 
-test: $(STAMP) proto-check lint
+test: $(STAMP) test-deps proto-check lint
 	$(VENV)/bin/pytest -q
 
 run: $(STAMP)
