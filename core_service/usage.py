@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, case, cast, func, or_, select, tuple_
+from sqlalchemy import BigInteger, and_, case, cast, func, or_, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -349,10 +349,11 @@ def _interpolate(by_rank: dict[int, float], n: int, p: float) -> float:
 
 
 def _rank_conditions(rn: ColumnElement[int], n: ColumnElement[int]) -> ColumnElement[bool]:
-    """rn is next to one of PERCENTILES' positions in a group of n rows.
-    CAST(x AS INTEGER) truncates, which is floor for x >= 0."""
+    """rn (1-based) is one of the two ranks around a percentile's position
+    pos = p*(n-1): rn-1 is floor(pos) or floor(pos)+1, that is pos < rn <= pos+2.
+    Plain comparisons: CAST to integer rounds on some dialects, truncates on others."""
     conditions = []
     for p in PERCENTILES:
-        low = cast(p * (n - 1), Integer) + 1
-        conditions.extend([rn == low, rn == low + 1])
+        pos = p * (n - 1)
+        conditions.append(and_(rn > pos, rn <= pos + 2))
     return or_(*conditions)

@@ -23,11 +23,13 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 PG_USER = "postgres"
 DEFAULT_DB = "ccapi"
@@ -238,3 +240,44 @@ def postgres_server(bin_dir: Path | None = None) -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+# -- pytest fixtures ---------------------------------------------------------
+# Import them into a conftest.py to use them (tests/db/conftest.py does):
+#     from tests.pg import database_url, pg_server
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole test session. Skips when the
+    binaries are missing, except in CI (CI=true), where that is a failure."""
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        if in_ci():
+            pytest.fail(f"{exc} (CI=true: PostgreSQL tests must run in CI)", pytrace=False)
+        pytest.skip(str(exc))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """An empty database (not migrated) on each engine: a fresh SQLite file,
+    or a fresh database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        directory = tmp_path_factory.mktemp("sqlite")
+        yield f"sqlite:///{directory / 'ccapi.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    url = server.create_database(name)
+    try:
+        yield url
+    finally:
+        server.drop_database(name)
