@@ -1,0 +1,49 @@
+"""`make bench` machinery, one round: every row and ratio comes out, with
+positive numbers. No timing is asserted: benchmarks report, tests don't."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.bench import COMPARISONS, SCENARIOS
+from tests.bench.__main__ import main
+from tests.bench.scenarios import METRICS, PHASES
+
+
+def test_one_round_produces_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "bench.json"
+    monkeypatch.setenv("BENCH_ROUNDS", "1")
+    monkeypatch.setenv("BENCH_OUTPUT", str(output))
+    monkeypatch.setenv("BENCH_WARMUP", "0")
+
+    assert main() == 0
+
+    result = json.loads(output.read_text())
+    assert result["rounds"] == 1
+    rows = {(r["scenario"], r["phase"]): r for r in result["rows"]}
+    assert set(rows) == {(s.key, p) for s in SCENARIOS for p in PHASES}
+    for row in rows.values():
+        for metric in METRICS:
+            samples = row["samples"][metric]
+            assert len(samples) == 1, (row["scenario"], row["phase"], metric)
+            assert samples[0] > 0
+            assert row[f"{metric}_median"] == samples[0]
+        assert row["first_text_s_median"] <= row["full_turn_s_median"]
+
+    assert [q["label"] for q in result["ratios"]] == [c.label for c in COMPARISONS]
+    for ratio in result["ratios"]:
+        assert math.isfinite(ratio["value"]) and ratio["value"] > 0
+        if ratio["target_max"] is not None:
+            assert isinstance(ratio["target_met"], bool)
+
+    printed = capsys.readouterr().out
+    for scenario in SCENARIOS:
+        assert scenario.title in printed
+    for comparison in COMPARISONS:
+        assert comparison.label in printed
