@@ -19,20 +19,21 @@ class Range:
     label: str
     seconds: int
     bucket_seconds: int
+    short: str = ""
 
 
 RANGES = [
-    Range("1h", "Last hour", 3600, 60),
-    Range("24h", "Last 24 hours", 86400, 3600),
-    Range("7d", "Last 7 days", 7 * 86400, 6 * 3600),
-    Range("30d", "Last 30 days", 30 * 86400, 86400),
+    Range("1h", "Last hour", 3600, 60, "1 h"),
+    Range("24h", "Last 24 hours", 86400, 3600, "24 h"),
+    Range("7d", "Last 7 days", 7 * 86400, 6 * 3600, "7 d"),
+    Range("30d", "Last 30 days", 30 * 86400, 86400, "30 d"),
 ]
 RANGES_BY_NAME = {r.name: r for r in RANGES}
 DEFAULT_RANGE = "24h"
 
-WIDTH = 600
-HEIGHT = 170
-LEFT = 52
+WIDTH = 440
+HEIGHT = 180
+LEFT = 46
 RIGHT = 8
 TOP = 10
 BOTTOM = 24
@@ -97,7 +98,11 @@ def fill(
     return [by_slot.get(i, admin_pb2.UsageBucket(start_time_ms=s)) for i, s in enumerate(starts)]
 
 
-def _nice_max(value: float) -> float:
+def _nice_max(value: float, integer: bool = False) -> float:
+    if integer:
+        top = max(2, int(-(-value // 1)))
+        nice = _nice_max(float(top))
+        return nice if nice % 2 == 0 else nice + 1
     if value <= 0:
         return 1.0
     magnitude = 10 ** (len(str(int(value))) - 1) if value >= 1 else 1.0
@@ -119,7 +124,8 @@ def _time_label(ms: int, bucket_seconds: int) -> str:
 def _frame(chart: Chart, top: float, fmt: Callable[[float], str], starts: list[int],
            bucket_seconds: int) -> None:
     plot_h = HEIGHT - TOP - BOTTOM
-    chart.yticks = [Tick(TOP + plot_h * (1 - f), fmt(top * f)) for f in (0.0, 0.5, 1.0)]
+    chart.yticks = [Tick(TOP + plot_h * (1 - f), fmt(top * f) if f else "0")
+                    for f in (0.0, 0.5, 1.0)]
     plot_w = WIDTH - LEFT - RIGHT
     n = len(starts)
     picks = sorted({0, n // 2, n - 1}) if n else []
@@ -136,10 +142,11 @@ def bar_chart(
     total: str,
     bucket_seconds: int,
     css: str = "bar",
+    integer: bool = False,
 ) -> Chart:
     chart = Chart(title=title, total=total, bar_css=css)
     values = [value(b) for b in series]
-    top = _nice_max(max(values, default=0.0))
+    top = _nice_max(max(values, default=0.0), integer)
     starts = [b.start_time_ms for b in series]
     _frame(chart, top, fmt, starts, bucket_seconds)
     plot_w = WIDTH - LEFT - RIGHT
@@ -202,9 +209,9 @@ def overview(
     b = rng.bucket_seconds
     return [
         bar_chart("Requests", series, lambda x: x.requests, fmt_num,
-                  fmt_num(totals.requests), b),
+                  fmt_num(totals.requests), b, integer=True),
         bar_chart("Errors", series, lambda x: x.errors, fmt_num, fmt_num(totals.errors), b,
-                  css="bar bar-error"),
+                  css="bar bar-error", integer=True),
         line_chart(
             "Latency",
             series,

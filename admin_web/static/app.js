@@ -61,8 +61,8 @@
     link.textContent = String(data.time || "");
     timeCell.appendChild(link);
     cell(row, String(data.key || ""));
-    cell(row, String(data.endpoint || ""), "mono");
-    cell(row, String(data.model || ""));
+    cell(row, String(data.endpoint || ""), "mono hide-sm");
+    cell(row, String(data.model || ""), "hide-sm");
     var statusCell = cell(row, "");
     var badge = document.createElement("span");
     badge.className = badgeClass(Number(data.status));
@@ -76,8 +76,8 @@
       statusCell.appendChild(extra);
     }
     cell(row, String(data.latency || ""), "num");
-    cell(row, String(data.tokens || 0), "num");
-    cell(row, String(data.cost || ""), "num");
+    cell(row, String(data.tokens || 0), "num hide-sm");
+    cell(row, String(data.cost || ""), "num hide-sm");
     feed.insertBefore(row, feed.firstChild);
     while (feed.rows.length > MAX_ROWS) { feed.deleteRow(feed.rows.length - 1); }
     var emptyNote = document.getElementById("feed-empty");
