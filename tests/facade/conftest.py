@@ -9,7 +9,7 @@ client going away, so it cannot drive a turn to its end.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from http_facade.app import FacadeApp, create_app
 from http_facade.config import FacadeConfig
 from tests.facade import fake_core
 from tests.facade.fake_core import GOOD_KEY, FakeCore, free_port
+from tests.facade.gunicorn_proc import Facade, start_facade
 
 AUTH = {"Authorization": f"Bearer {GOOD_KEY}"}
 
@@ -83,3 +84,11 @@ async def served(fake: FakeCore) -> AsyncIterator[Served]:
 async def client(served: Served) -> AsyncIterator[httpx.AsyncClient]:
     async with served.client() as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def facade(core: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facade]:
+    """Live layer: gunicorn in front of the real core (``core`` is tests/conftest.py's)."""
+    f = start_facade(core.addr, tmp_path_factory.mktemp("facade") / "gunicorn.log", workers=2)
+    yield f
+    f.stop()

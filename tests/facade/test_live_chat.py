@@ -32,13 +32,6 @@ HERE = Path(__file__).resolve().parent
 TOOLS = HERE.parents[1] / ".tools" / "facade-node"
 
 
-@pytest.fixture(scope="session")
-def facade(core: CoreProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facade]:
-    f = start_facade(core.addr, tmp_path_factory.mktemp("facade") / "gunicorn.log", workers=2)
-    yield f
-    f.stop()
-
-
 @pytest.fixture
 def sdk(facade: Facade, core: CoreProcess) -> Iterator[openai.OpenAI]:
     client = openai.OpenAI(base_url=facade.base_url + "/v1", api_key=core.api_key,
