@@ -278,6 +278,12 @@ class RequestLogWriter:
             self._wake.set()
             try:
                 await self._task
+            except asyncio.CancelledError:
+                # The task was cancelled (say, by a loop shutting down); still
+                # flush below, unless it is close() itself being cancelled.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
             except Exception:  # pragma: no cover - _run logs its own errors
                 log.exception("request log writer task failed")
             self._task = None

@@ -47,7 +47,11 @@ def find_bin_dir() -> Path | None:
     """Where initdb and pg_ctl live: $CCAPI_PG_BIN, the newest Debian cluster
     version, or PATH."""
     env = os.environ.get("CCAPI_PG_BIN")
-    candidates: list[Path] = [Path(env)] if env else []
+    if env:
+        # An explicit choice is not second-guessed.
+        chosen = Path(env)
+        return chosen if (chosen / "initdb").is_file() and (chosen / "pg_ctl").is_file() else None
+    candidates: list[Path] = []
 
     def version(path: str) -> tuple[int, ...]:
         found = re.search(r"/postgresql/([\d.]+)/", path)
@@ -82,6 +86,14 @@ class PostgresServer:
                 "`postgresql` package or set CCAPI_PG_BIN"
             )
         self.bin_dir = found
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam(PG_USER)
+            except KeyError as exc:
+                raise PostgresUnavailable(
+                    f"running as root, PostgreSQL needs the {PG_USER!r} OS user "
+                    "(Debian's `postgresql` package creates it)"
+                ) from exc
         self.port = 0
         self.root: Path | None = None
         self._as_postgres = os.geteuid() == 0

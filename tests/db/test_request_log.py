@@ -395,3 +395,17 @@ def test_purge_deletes_only_older_entries_in_chunks(sessions: sessionmaker[Sessi
     rows, _ = query.list(LogFilters(), 500, "")
     assert min(r.time_ms for r in rows) == cutoff
     assert query.purge_older_than(cutoff) == 0
+
+
+async def test_close_flushes_even_after_the_task_was_cancelled(
+    sessions: sessionmaker[Session],
+) -> None:
+    writer = RequestLogWriter(sessions, batch_size=1000, flush_interval=60)
+    writer.start()
+    for _ in range(5):
+        writer.submit(LogEntry())
+    assert writer._task is not None
+    writer._task.cancel()
+    await asyncio.sleep(0)
+    await writer.close()
+    assert _count(sessions) == 5
