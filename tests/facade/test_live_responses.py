@@ -70,8 +70,8 @@ def test_create_retrieve_input_items_delete(sdk: openai.OpenAI,
 
     items = sdk.responses.input_items.list(done.id)
     assert [(i.type, getattr(i, "role", None)) for i in items.data] == [("message", "user")]
-    assert json.dumps(items.data[0].to_dict()["content"]) == json.dumps(
-        [{"type": "input_text", "text": "Say hello"}])
+    assert json.dumps(items.data[0].to_dict()["content"], sort_keys=True) == json.dumps(
+        [{"type": "input_text", "text": "Say hello"}], sort_keys=True)
 
     sdk.responses.delete(done.id)
     with pytest.raises(openai.NotFoundError):

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from http_facade.chat.protocol import ChatCompletionRequest
+from http_facade.responses.protocol import ResponseCreateRequest
 from tests.facade.conftest import AUTH, Served
 
 URL = "/v1/chat/completions"
@@ -114,3 +115,56 @@ async def test_no_model_path_gives_a_5xx(served: Served) -> None:
 def test_floats_are_not_special_cased() -> None:
     # NaN never passes the range checks on sampling knobs.
     assert not (0 <= math.nan <= 2)
+
+
+input_parts = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(["input_text", "output_text", "refusal"]),
+                           "text": st.text(max_size=20) | json_values}),
+    st.fixed_dictionaries({"type": st.just("input_image"),
+                           "image_url": image_urls | json_values},
+                          optional={"detail": json_values, "file_id": json_values}),
+    st.fixed_dictionaries({"type": st.sampled_from(["input_file", "input_audio", "x"])}),
+    json_values,
+)
+input_items = st.fixed_dictionaries(
+    {},
+    optional={"type": st.sampled_from(["message", "reasoning", "mcp_call", "function_call",
+                                       "item_reference"]) | json_values,
+              "role": st.sampled_from(["user", "assistant", "system", "developer", "tool"])
+              | json_values,
+              "content": st.text(max_size=30) | st.lists(input_parts, max_size=3) | json_values,
+              "server_label": st.sampled_from(["claude_code", "other"]) | json_values,
+              "id": json_values, "status": json_values},
+)
+response_bodies = st.fixed_dictionaries(
+    {"model": st.sampled_from(["echo", "", "nope"]) | json_values,
+     "input": st.text(max_size=30) | st.lists(input_items, max_size=3) | json_values},
+    optional={name: json_values for name in ResponseCreateRequest.model_fields
+              if name not in ("model", "input")},
+)
+
+
+async def test_no_responses_body_gives_a_5xx(served: Served) -> None:
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body=response_bodies)
+    def run(body: dict[str, Any]) -> None:
+        with httpx.Client(base_url=served.base_url, timeout=20) as c:
+            _check(c.post("/v1/responses", headers={**AUTH, "Content-Type": "application/json"},
+                          content=_dumps(body)))
+
+    await asyncio.to_thread(run)
+
+
+async def test_no_response_or_session_path_gives_a_5xx(served: Served) -> None:
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(name=st.text(min_size=1, max_size=40,
+                        alphabet=st.characters(blacklist_categories=["Cs"])),
+           where=st.sampled_from(["/v1/responses/{}", "/v1/responses/resp_{}/input_items",
+                                  "/v1/sessions/{}", "/v1/sessions/s/files/{}"]))
+    def run(name: str, where: str) -> None:
+        with httpx.Client(base_url=served.base_url, timeout=20) as c:
+            r = c.get(where.format(quote(name, safe="")), headers=AUTH,
+                      params={"limit": name, "order": name, "after": name})
+            assert r.status_code < 500, r.text
+
+    await asyncio.to_thread(run)
