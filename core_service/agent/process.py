@@ -4,12 +4,13 @@ conversation's session id, workspace and home."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import collections
 import logging
 import time
 from dataclasses import dataclass, field
 
-from claude_agent_sdk import ClaudeSDKClient
+from claude_agent_sdk import ClaudeSDKClient, CLIConnectionError
 
 from core_service.agent.options import ProcessShape, SessionStart, build_options
 from core_service.agent.workspace import Place, WorkspaceLayout
@@ -19,6 +20,12 @@ log = logging.getLogger("ccapi.agent")
 
 CONNECT_TIMEOUT_SECONDS = 60.0
 CLOSE_TIMEOUT_SECONDS = 5.0
+START_ATTEMPTS = 3
+
+
+async def _quietly_disconnect(client: ClaudeSDKClient) -> None:
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(client.disconnect(), CLOSE_TIMEOUT_SECONDS)
 
 
 @dataclass
@@ -72,19 +79,30 @@ class ProcessFactory:
             start,
             stderr=on_stderr,
         )
-        client = ClaudeSDKClient(options)
-        try:
-            await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT_SECONDS)
-        except BaseException:
-            log.warning(
-                "claude process failed to start",
-                extra={"session_id": start.session_id, "stderr": "\n".join(tail)},
-            )
+        for attempt in range(1, START_ATTEMPTS + 1):
+            client = ClaudeSDKClient(options)
             try:
-                await asyncio.wait_for(client.disconnect(), CLOSE_TIMEOUT_SECONDS)
-            except (Exception, asyncio.CancelledError):
-                pass
-            raise
+                await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT_SECONDS)
+                break
+            except CLIConnectionError:
+                # Seen under load: the CLI's stdin pipe breaks during the
+                # initialize handshake although the process started. A fresh
+                # process works; give up only when it keeps happening.
+                log.warning(
+                    "claude process failed to start",
+                    extra={
+                        "session_id": start.session_id,
+                        "attempt": attempt,
+                        "stderr": "\n".join(tail),
+                    },
+                )
+                await _quietly_disconnect(client)
+                if attempt == START_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.2 * attempt)
+            except BaseException:
+                await _quietly_disconnect(client)
+                raise
         return AgentProcess(
             client=client,
             session_id=start.session_id,

@@ -229,3 +229,32 @@ def test_get_and_delete_a_stored_turn(core: CoreProcess) -> None:
         with pytest.raises(grpc.RpcError) as caught:
             stub.GetTurn(pb.GetTurnRequest(turn_id=turn_id), metadata=core.metadata())
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.fixture
+def quick_idle_core(model_double: ModelDouble) -> Iterator[CoreProcess]:
+    process = start_core(model_double.url, CCAPI_SESSION_IDLE_SECONDS="2", CCAPI_POOL_SIZE="0")
+    yield process
+    process.cleanup()
+
+
+def test_idle_processes_close_and_come_back_on_demand(
+    quick_idle_core: CoreProcess, model_double: ModelDouble
+) -> None:
+    import time
+    from pathlib import Path
+
+    from tests.stack import claude_processes_in
+
+    core = quick_idle_core
+    model_double.set_default(Reply.dynamic(lambda r: Reply.text(f"echo: {r.last_user_text}")))
+    first = run_turn(core, request("keep this in mind: kiwi"))
+    workspace = Path(model_double.main_requests[-1].working_directory or "")
+    assert claude_processes_in(workspace)
+    deadline = time.monotonic() + 20
+    while claude_processes_in(workspace) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert claude_processes_in(workspace) == []
+    again = run_turn(core, request("what fruit?", session_id=first.started.started.session_id))
+    assert again.error is None, again.error
+    assert _said(model_double.main_requests[-1], "keep this in mind: kiwi")
