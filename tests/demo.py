@@ -4,9 +4,9 @@ Starts the model double's demo model (`python -m tests.model_double`) and
 `ccapi serve` with ANTHROPIC_BASE_URL pointing at it, data in ./data-demo,
 prints the base URL, an API key and examples, and runs until Ctrl-C.
 
-Environment: CCAPI_HTTP_PORT (default 8000), CCAPI_GRPC_PORT (default 50051),
-DEMO_MODEL_PORT (default 8787), DEMO_DATA_DIR (default ./data-demo). A default
-port that is taken is replaced by a free one.
+Environment: CCAPI_HTTP_PORT (default 8000), CCAPI_ADMIN_PORT (8001),
+CCAPI_GRPC_PORT (50051), DEMO_MODEL_PORT (8787), DEMO_DATA_DIR (./data-demo).
+A default port that is taken is replaced by a free one.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ class Child:
 
 def port_free(port: int) -> bool:
     with socket.socket() as sock:
+        # As the servers bind: connections of a previous run in TIME_WAIT don't count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -145,20 +147,32 @@ def create_key(env: dict[str, str]) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def try_it(base_url: str, key: str) -> str:
-    """One real turn through the whole stack, so the demo is known to work."""
-    reply = httpx.post(
-        f"{base_url}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={"model": "sonnet", "messages": [{"role": "user", "content": "Hello!"}]},
-        timeout=120,
-    )
-    reply.raise_for_status()
-    body = reply.json()
-    return str(body["choices"][0]["message"]["content"])
+def try_it(base_url: str, key: str, attempts: int = 3) -> str:
+    """One real turn through the whole stack, so the demo is known to work.
+    Returns the answer, or what went wrong."""
+    outcome = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            reply = httpx.post(
+                f"{base_url}/v1/chat/completions",
+                headers={"Authorization": f"Bearer {key}"},
+                json={"model": "sonnet", "messages": [{"role": "user", "content": "Hello!"}]},
+                timeout=120,
+            )
+        except httpx.HTTPError as error:
+            outcome = f"{type(error).__name__}: {error}"
+        else:
+            if reply.status_code == 200:
+                return repr(reply.json()["choices"][0]["message"]["content"])
+            outcome = f"HTTP {reply.status_code} {reply.text[:300]}"
+        print(f"  check turn {attempt}/{attempts} failed: {outcome}", flush=True)
+        time.sleep(1)
+    return f"FAILED ({outcome}); see serve.log"
 
 
-def instructions(base_url: str, key: str, key_note: str, data_dir: Path, answer: str) -> str:
+def instructions(
+    base_url: str, admin_url: str, key: str, key_note: str, data_dir: Path, answer: str
+) -> str:
     chat = json.dumps(
         {
             "model": "sonnet",
@@ -175,7 +189,10 @@ def instructions(base_url: str, key: str, key_note: str, data_dir: Path, answer:
  API key:                       {key}
                                 ({key_note})
 
- Self-check: "Hello!" was answered with: {answer!r}
+ Admin site:                    {admin_url}  (user admin; its first-start password
+                                is printed by serve above, or use `ccapi users create`)
+
+ Self-check: "Hello!" was answered with: {answer}
 
  The demo model echoes you; "create file NAME" (optionally 'containing "text"')
  makes Claude Code really write the file in the conversation's workspace.
@@ -205,6 +222,7 @@ def instructions(base_url: str, key: str, key_note: str, data_dir: Path, answer:
 
 def main() -> int:
     http_port = pick_port("CCAPI_HTTP_PORT", 8000)
+    admin_port = pick_port("CCAPI_ADMIN_PORT", 8001)
     grpc_port = pick_port("CCAPI_GRPC_PORT", 50051)
     model_port = pick_port("DEMO_MODEL_PORT", 8787)
     data_dir = Path(os.environ.get("DEMO_DATA_DIR", "") or REPO / "data-demo").resolve()
@@ -222,6 +240,7 @@ def main() -> int:
             "PYTHONUNBUFFERED": "1",
             "CCAPI_DATA_DIR": str(data_dir),
             "CCAPI_HTTP_PORT": str(http_port),
+            "CCAPI_ADMIN_PORT": str(admin_port),
             "CCAPI_GRPC_PORT": str(grpc_port),
             "ANTHROPIC_BASE_URL": model_url,
             "ANTHROPIC_API_KEY": "demo-not-a-real-key",
@@ -271,7 +290,8 @@ def main() -> int:
 
         print("checking a turn end to end ...", flush=True)
         answer = try_it(base_url, key)
-        print(instructions(base_url, key, key_note, data_dir, answer), flush=True)
+        admin_url = f"http://127.0.0.1:{admin_port}"
+        print(instructions(base_url, admin_url, key, key_note, data_dir, answer), flush=True)
 
         while not stopping:
             time.sleep(0.5)
