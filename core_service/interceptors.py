@@ -220,7 +220,10 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     await _abort(context, error)
                     return
                 except asyncio.CancelledError:
-                    after(record, grpc.StatusCode.CANCELLED, "cancelled by the client")
+                    if record.completed:
+                        after(record, grpc.StatusCode.OK, "")
+                    else:
+                        after(record, grpc.StatusCode.CANCELLED, "cancelled by the client")
                     raise
                 after(record, grpc.StatusCode.OK, "")
 

@@ -28,6 +28,9 @@ class RequestRecord:
     stream: bool = False
     request_body: str = ""
     response_body: str = ""
+    # True once the final event of a turn was sent: a client that hangs up
+    # after it got its answer did not cancel anything.
+    completed: bool = False
     # Response metadata to send (x-ratelimit-*).
     headers: dict[str, str] = field(default_factory=dict)
 

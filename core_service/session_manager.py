@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
-from google.protobuf import json_format
-
 from core_service import conversation, request_context, workspace_files
 from core_service.agent.options import ProcessShape, SessionStart, same_process
 from core_service.agent.pool import ProcessPool
@@ -307,6 +306,8 @@ class SessionManager:
             )
             finished = True
             process.last_used = time.monotonic()
+            if record is not None:
+                record.completed = True
             yield pb.RunTurnResponse(
                 completed=ev.TurnCompleted(
                     finish_reason=finish,

@@ -149,14 +149,17 @@ class UserStore:
             row = db.get(AdminUser, username)
             # Hash even for unknown users, so timing does not reveal who exists.
             ok = _matches(row.password_hash if row else _DUMMY_HASH, password) and row is not None
-            if not ok or row is None or row.disabled:
-                db.add(LoginFailure(username=username, address=address, time=now))
-                raise Unauthenticated("Wrong username or password.", reason="bad_credentials")
-            db.execute(delete(LoginFailure).where(LoginFailure.username == username))
-            row.last_login_at = now
-            if _hasher.check_needs_rehash(row.password_hash):
-                row.password_hash = _hasher.hash(password)
-            return UserInfo.of(row)
+            if ok and row is not None and not row.disabled:
+                db.execute(delete(LoginFailure).where(LoginFailure.username == username))
+                row.last_login_at = now
+                if _hasher.check_needs_rehash(row.password_hash):
+                    row.password_hash = _hasher.hash(password)
+                return UserInfo.of(row)
+        # Recorded in its own transaction: raising inside the one above would
+        # roll the failure back and throttling would never trigger.
+        with self._sessions.begin() as db:
+            db.add(LoginFailure(username=username, address=address, time=now))
+        raise Unauthenticated("Wrong username or password.", reason="bad_credentials")
 
 
 def _matches(stored: str, password: str) -> bool:

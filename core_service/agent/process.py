@@ -4,8 +4,8 @@ conversation's session id, workspace and home."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import collections
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field

@@ -234,3 +234,34 @@ def test_admin_key_lifecycle_and_revocation_is_immediate(
     admin.RevokeKey(admin_pb2.RevokeKeyRequest(key_id=created.key.id), metadata=md)
     gone = run_turn(core, request("hi", model="haiku"), key=created.secret)
     assert gone.error is not None and gone.error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_sign_in_is_throttled_after_repeated_failures(
+    core: CoreProcess, admin: admin_pb2_grpc.AdminServiceStub
+) -> None:
+    md = core.admin_metadata()
+    admin.CreateUser(
+        admin_pb2.CreateUserRequest(
+            username="tess", role=admin_pb2.USER_ROLE_ADMIN, password="the right password"
+        ),
+        metadata=md,
+    )
+    codes = []
+    for _ in range(6):
+        with pytest.raises(grpc.RpcError) as caught:
+            admin.AuthenticateUser(
+                admin_pb2.AuthenticateUserRequest(
+                    username="tess", password="wrong", client_address="1.2.3.4"
+                ),
+                metadata=md,
+            )
+        codes.append(caught.value.code())
+    assert codes[:5] == [grpc.StatusCode.UNAUTHENTICATED] * 5
+    assert codes[5] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # Even the right password waits now.
+    with pytest.raises(grpc.RpcError) as caught:
+        admin.AuthenticateUser(
+            admin_pb2.AuthenticateUserRequest(username="tess", password="the right password"),
+            metadata=md,
+        )
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

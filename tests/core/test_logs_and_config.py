@@ -9,8 +9,15 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from claudecode.v1 import admin_pb2, admin_pb2_grpc, agent_pb2_grpc
-from claudecode.v1 import models_pb2, models_pb2_grpc, runtime_pb2, runtime_pb2_grpc
+from claudecode.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    agent_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    runtime_pb2,
+    runtime_pb2_grpc,
+)
 from tests.core.helpers import request, run_turn
 from tests.model_double import ModelDouble, Reply
 from tests.stack import CoreProcess, start_core
