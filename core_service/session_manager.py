@@ -276,7 +276,7 @@ class SessionManager:
             turn.completed_at = int(time.time())
             if acc.result is None:
                 raise ModelError(self._exit_detail(process))
-            if acc.error is not None and not translator.stop_hit:
+            if acc.error is not None and not translator.stop_hit and not running.cancel_requested:
                 raise acc.error
             finish = acc.finish_reason
             if translator.stop_hit:
