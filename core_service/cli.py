@@ -9,6 +9,12 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+# The core forks to start Claude Code as other uids while gRPC threads run;
+# gRPC's fork handlers then crash the child now and then (SIGSEGV before exec).
+# The child execs at once and needs no gRPC, so the handlers are turned off.
+# Set before anything imports grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
 if TYPE_CHECKING:
     from core_service.config import CoreConfig
     from core_service.keys import KeyStore

@@ -119,7 +119,8 @@ class LiveConfigStore:
         unknown = [p for p in paths if p not in FIELDS]
         if unknown or not paths:
             raise InvalidArgument(
-                f"update_mask must name fields of LiveConfig (bad: {', '.join(unknown) or 'none'}).",
+                "update_mask must name fields of LiveConfig "
+                f"(bad: {', '.join(unknown) or 'none'}).",
                 param="update_mask",
             )
         merged = admin_pb2.LiveConfig()

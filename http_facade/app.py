@@ -14,6 +14,7 @@ from http_facade.config import FacadeConfig
 from http_facade.core_client import CoreClient
 from http_facade.errors import register_error_handlers
 from http_facade.health import Live, Ready
+from http_facade.live_settings import LiveSettings, LiveSettingsMiddleware, cors_middleware
 from http_facade.middleware import (
     BodyLimitMiddleware,
     RequestIdMiddleware,
@@ -54,13 +55,15 @@ def create_app(config: FacadeConfig | None = None, core: CoreClient | None = Non
     """Builds the app; the core channel is only opened on the first request."""
     config = config or FacadeConfig.from_env()
     core = core or CoreClient(config.core_addr, config.unary_timeout_seconds)
-    middleware: list[Any] = [RequestIdMiddleware(), SecurityHeadersMiddleware(),
-                                BodyLimitMiddleware(config.max_body_bytes)]
-    if config.cors_origins:
-        middleware.insert(0, falcon.CORSMiddleware(
-            allow_origins="*" if "*" in config.cors_origins else list(config.cors_origins),
-            expose_headers=["x-request-id", "X-Session-Id", "Retry-After"],
-        ))
+    settings = LiveSettings(config, core)
+    cors = cors_middleware()
+    middleware: list[Any] = [
+        LiveSettingsMiddleware(settings, cors),
+        cors,
+        RequestIdMiddleware(),
+        SecurityHeadersMiddleware(),
+        BodyLimitMiddleware(config.max_body_bytes),
+    ]
     app = FacadeApp(middleware=middleware)
     app.core = core
     app.req_options.strip_url_path_trailing_slash = True

@@ -12,7 +12,8 @@ from http_facade.errors import ApiError, invalid_request
 
 def too_large(limit: int) -> ApiError:
     return ApiError(
-        413, f"The request body is larger than the limit of {limit} bytes.",
+        413,
+        f"The request body is larger than the limit of {limit} bytes.",
         code="request_too_large",
     )
 

@@ -64,9 +64,7 @@ class FacadeConfig:
         """Reads CCAPI_* variables; unset ones take the defaults above."""
         e = os.environ if env is None else env
         grpc_port = _int(e, "CCAPI_GRPC_PORT", 50051)
-        origins = tuple(
-            o.strip() for o in e.get("CCAPI_CORS_ORIGINS", "").split(",") if o.strip()
-        )
+        origins = tuple(o.strip() for o in e.get("CCAPI_CORS_ORIGINS", "").split(",") if o.strip())
         return cls(
             host=e.get("CCAPI_HOST", "").strip() or "127.0.0.1",
             port=_int(e, "CCAPI_HTTP_PORT", 8000),

@@ -20,6 +20,8 @@ from claudecode.v1 import (
     agent_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
+    runtime_pb2,
+    runtime_pb2_grpc,
     sessions_pb2_grpc,
 )
 
@@ -34,14 +36,18 @@ _CHANNEL_OPTIONS = [
 
 
 def auth_metadata(
-    authorization: str | None, request_id: str | None = None
+    authorization: str | None, request_id: str | None = None, endpoint: str | None = None
 ) -> list[tuple[str, str]]:
-    """The client's Authorization header as gRPC metadata, plus the request id."""
+    """The client's Authorization header as gRPC metadata, plus the request id
+    and the public endpoint (the route template), which the core's request
+    log records."""
     md: list[tuple[str, str]] = []
     if authorization:
         md.append(("authorization", authorization.strip()))
     if request_id:
         md.append(("x-request-id", request_id))
+    if endpoint:
+        md.append(("x-ccapi-endpoint", endpoint))
     return md
 
 
@@ -71,7 +77,8 @@ class CoreClient:
     async def get_turn(self, turn_id: str, metadata: Metadata) -> agent_pb2.Turn:
         stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
         resp: agent_pb2.GetTurnResponse = await stub.GetTurn(
-            agent_pb2.GetTurnRequest(turn_id=turn_id), metadata=tuple(metadata),
+            agent_pb2.GetTurnRequest(turn_id=turn_id),
+            metadata=tuple(metadata),
             timeout=self.unary_timeout,
         )
         return resp.turn
@@ -80,7 +87,8 @@ class CoreClient:
         stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
         # The core waits (a few seconds) for the turn to stop before answering.
         resp: agent_pb2.CancelTurnResponse = await stub.CancelTurn(
-            agent_pb2.CancelTurnRequest(turn_id=turn_id), metadata=tuple(metadata),
+            agent_pb2.CancelTurnRequest(turn_id=turn_id),
+            metadata=tuple(metadata),
             timeout=self.unary_timeout + 10,
         )
         return resp.turn
@@ -88,7 +96,8 @@ class CoreClient:
     async def delete_turn(self, turn_id: str, metadata: Metadata) -> None:
         stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
         await stub.DeleteTurn(
-            agent_pb2.DeleteTurnRequest(turn_id=turn_id), metadata=tuple(metadata),
+            agent_pb2.DeleteTurnRequest(turn_id=turn_id),
+            metadata=tuple(metadata),
             timeout=self.unary_timeout,
         )
 
@@ -109,6 +118,14 @@ class CoreClient:
             models_pb2.GetModelRequest(name=name),
             metadata=tuple(metadata),
             timeout=self.unary_timeout,
+        )
+        return resp
+
+    async def runtime_config(self, timeout: float = 2.0) -> runtime_pb2.GetRuntimeConfigResponse:
+        """The live settings the facade applies (no credentials needed)."""
+        stub = runtime_pb2_grpc.RuntimeServiceStub(self._ensure())
+        resp: runtime_pb2.GetRuntimeConfigResponse = await stub.GetRuntimeConfig(
+            runtime_pb2.GetRuntimeConfigRequest(), timeout=timeout
         )
         return resp
 

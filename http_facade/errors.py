@@ -37,8 +37,11 @@ class ApiError(Exception):
         code: str | None = None,
         param: str | None = None,
         retry_after: int | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
+        # e.g. x-ratelimit-* from the core, sent along with the error.
+        self.extra_headers = extra_headers or {}
         self.status = status
         self.message = message
         self.type = type
@@ -58,7 +61,10 @@ class ApiError(Exception):
         }
 
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        headers = dict(self.extra_headers)
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
+        return headers
 
 
 def invalid_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
@@ -69,8 +75,9 @@ def invalid_request(message: str, param: str | None = None, code: str | None = N
 def unsupported(param: str, detail: str = "") -> ApiError:
     """400 for an OpenAI parameter the service does not support (yet)."""
     msg = f"The parameter '{param}' is not supported by this service"
-    return ApiError(400, msg + (f": {detail}" if detail else "."), param=param,
-                    code="unsupported_parameter")
+    return ApiError(
+        400, msg + (f": {detail}" if detail else "."), param=param, code="unsupported_parameter"
+    )
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,9 @@ STATUS_TABLE: dict[tuple[grpc.StatusCode, str | None], _Row] = {
     (_C.INVALID_ARGUMENT, None): _Row(400, INVALID_REQUEST, None),
     (_C.OUT_OF_RANGE, None): _Row(400, INVALID_REQUEST, None),
     (_C.UNAUTHENTICATED, "upstream_authentication"): _Row(
-        502, SERVER_ERROR, "upstream_authentication",
+        502,
+        SERVER_ERROR,
+        "upstream_authentication",
         default="The service's own Claude credentials were refused by the model provider.",
     ),
     (_C.UNAUTHENTICATED, None): _Row(401, INVALID_REQUEST, "invalid_api_key"),
@@ -106,7 +115,9 @@ STATUS_TABLE: dict[tuple[grpc.StatusCode, str | None], _Row] = {
     (_C.RESOURCE_EXHAUSTED, "model_rate_limited"): _Row(429, RATE_LIMIT, "model_rate_limited"),
     (_C.RESOURCE_EXHAUSTED, None): _Row(429, RATE_LIMIT, "rate_limit_exceeded"),
     (_C.FAILED_PRECONDITION, "missing_credentials"): _Row(
-        503, SERVER_ERROR, "missing_credentials",
+        503,
+        SERVER_ERROR,
+        "missing_credentials",
         "The service has no Claude credentials: set ANTHROPIC_API_KEY or "
         "CLAUDE_CODE_OAUTH_TOKEN for the core.",
     ),
@@ -198,9 +209,21 @@ def from_rpc_error(err: grpc.aio.AioRpcError, *, started: bool = True) -> ApiErr
     reason, param, retry = _rich_details(err)
     if code == _C.UNAVAILABLE and not reason and not started:
         row = CORE_UNAVAILABLE
-        return ApiError(row.status, row.message or "", type=row.type, code=row.code,
-                        retry_after=retry or 1)
-    return from_status(code, err.details() or "", reason, param, retry)
+        return ApiError(
+            row.status, row.message or "", type=row.type, code=row.code, retry_after=retry or 1
+        )
+    error = from_status(code, err.details() or "", reason, param, retry)
+    error.extra_headers.update(rate_limit_headers(err.trailing_metadata()))
+    return error
+
+
+def rate_limit_headers(metadata: Any) -> dict[str, str]:
+    """The core's x-ratelimit-* metadata, as HTTP headers."""
+    return {
+        key: value
+        for key, value in (metadata or ())
+        if key.startswith("x-ratelimit-") and isinstance(value, str)
+    }
 
 
 def _falcon_error(exc: falcon.HTTPError) -> ApiError:

@@ -19,11 +19,31 @@ MAX_LINES_PER_FILE = 60
 MAX_CHARS = 8000
 
 _LANG = {
-    ".py": "python", ".js": "javascript", ".ts": "typescript", ".tsx": "tsx", ".jsx": "jsx",
-    ".sh": "bash", ".go": "go", ".rs": "rust", ".java": "java", ".c": "c", ".h": "c",
-    ".cpp": "cpp", ".rb": "ruby", ".php": "php", ".html": "html", ".css": "css",
-    ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".md": "markdown",
-    ".sql": "sql", ".kt": "kotlin", ".swift": "swift", ".cs": "csharp",
+    ".py": "python",
+    ".js": "javascript",
+    ".ts": "typescript",
+    ".tsx": "tsx",
+    ".jsx": "jsx",
+    ".sh": "bash",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
+    ".c": "c",
+    ".h": "c",
+    ".cpp": "cpp",
+    ".rb": "ruby",
+    ".php": "php",
+    ".html": "html",
+    ".css": "css",
+    ".json": "json",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".toml": "toml",
+    ".md": "markdown",
+    ".sql": "sql",
+    ".kt": "kotlin",
+    ".swift": "swift",
+    ".cs": "csharp",
 }
 
 
@@ -61,8 +81,7 @@ def _new_content(diff: str) -> list[str]:
 
 
 def _diff_body(diff: str) -> list[str]:
-    return [ln for ln in diff.splitlines()
-            if not (ln.startswith("+++ ") or ln.startswith("--- "))]
+    return [ln for ln in diff.splitlines() if not (ln.startswith("+++ ") or ln.startswith("--- "))]
 
 
 def _code(f: Mapping[str, Any]) -> str:

@@ -57,10 +57,12 @@ def validate_model(model: type[M], body: dict[str, Any]) -> M:
                 f"Unrecognized request argument supplied: {param}", param, "unknown_parameter"
             ) from None
         if err["type"] == "missing":
-            raise invalid_request(f"Missing required parameter: '{param}'.", param,
-                                  "missing_required_parameter") from None
-        raise invalid_request(f"Invalid value for '{param}': {err['msg']}.", param,
-                              "invalid_value") from None
+            raise invalid_request(
+                f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
+            ) from None
+        raise invalid_request(
+            f"Invalid value for '{param}': {err['msg']}.", param, "invalid_value"
+        ) from None
 
 
 def image_from_url(url: str, param: str) -> content_pb2.Image:
@@ -68,23 +70,29 @@ def image_from_url(url: str, param: str) -> content_pb2.Image:
     if url.startswith("data:"):
         m = _DATA_URL.match(url)
         if not m:
-            raise invalid_request("Image data URLs must look like data:image/png;base64,...",
-                                  param, "invalid_image_url")
+            raise invalid_request(
+                "Image data URLs must look like data:image/png;base64,...",
+                param,
+                "invalid_image_url",
+            )
         media_type = m.group("type").lower()
         if media_type not in IMAGE_TYPES:
             raise invalid_request(
                 f"Unsupported image type '{media_type}'; use one of {', '.join(IMAGE_TYPES)}.",
-                param, "invalid_image_format",
+                param,
+                "invalid_image_format",
             )
         try:
             data = base64.b64decode(m.group("data"), validate=True)
         except (binascii.Error, ValueError):
-            raise invalid_request("The image data is not valid base64.", param,
-                                  "invalid_image_url") from None
+            raise invalid_request(
+                "The image data is not valid base64.", param, "invalid_image_url"
+            ) from None
         if not data:
             raise invalid_request("The image is empty.", param, "invalid_image_url")
         return content_pb2.Image(media_type=media_type, data=data)
     if url.startswith(("https://", "http://")) and len(url) > 10:
         return content_pb2.Image(url=url)
-    raise invalid_request("Image URLs must be http(s) or base64 data URLs.", param,
-                          "invalid_image_url")
+    raise invalid_request(
+        "Image URLs must be http(s) or base64 data URLs.", param, "invalid_image_url"
+    )

@@ -30,7 +30,10 @@ class RequestIdMiddleware:
         req.context.request_id = given if _SAFE_ID.match(given) else f"req_{uuid.uuid4().hex}"
 
     async def process_response(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: Any,
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        resource: Any,
         req_succeeded: bool,
     ) -> None:
         rid = getattr(req.context, "request_id", None) or f"req_{uuid.uuid4().hex}"
@@ -41,7 +44,10 @@ class SecurityHeadersMiddleware:
     """Basic hardening headers on every response."""
 
     async def process_response(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: Any,
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        resource: Any,
         req_succeeded: bool,
     ) -> None:
         for name, value in SECURITY_HEADERS.items():
@@ -59,5 +65,7 @@ class BodyLimitMiddleware:
         self.limit = limit
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        if req.content_length is not None and req.content_length > self.limit:
-            raise too_large(self.limit)
+        # The live configuration (LiveSettingsMiddleware) may have changed it.
+        limit = int(getattr(req.context, "max_body_bytes", None) or self.limit)
+        if req.content_length is not None and req.content_length > limit:
+            raise too_large(limit)

@@ -31,9 +31,21 @@ from http_facade.sessions.protocol import (
 
 _REF = "#/components/schemas/{model}"
 _MODELS: list[type[BaseModel]] = [
-    ChatCompletionRequest, ChatCompletion, ChatCompletionChunk, ErrorResponse, ModelList,
-    ModelObject, ResponseCreateRequest, ResponseObject, StreamEvent, ResponseDeleted,
-    InputItemList, SessionList, SessionObject, SessionDeleted, SessionFileList,
+    ChatCompletionRequest,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ErrorResponse,
+    ModelList,
+    ModelObject,
+    ResponseCreateRequest,
+    ResponseObject,
+    StreamEvent,
+    ResponseDeleted,
+    InputItemList,
+    SessionList,
+    SessionObject,
+    SessionDeleted,
+    SessionFileList,
 ]
 _REQUESTS = (ChatCompletionRequest, ResponseCreateRequest)
 
@@ -63,19 +75,37 @@ _ERRORS = {
 
 
 def _path_param(name: str, description: str = "") -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "description": description,
-            "schema": {"type": "string"}}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": schema}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
 
 
 _RESPONSE_ID = _path_param("response_id", "resp_<turn id>")
 _SESSION_ID = _path_param("session_id")
-_HEALTH = {"200": {"description": "OK", "content": {"application/json": {"schema": {
-    "type": "object", "properties": {"status": {"type": "string"}}}}}}}
+_HEALTH = {
+    "200": {
+        "description": "OK",
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"status": {"type": "string"}}}
+            }
+        },
+    }
+}
 
 
 def build_openapi() -> dict[str, Any]:
@@ -91,7 +121,7 @@ def build_openapi() -> dict[str, Any]:
             "title": "claudecode-api HTTP facade",
             "version": "1",
             "description": "OpenAI-compatible Chat Completions, Responses and Models over "
-                           "Claude Code, plus /v1/sessions.",
+            "Claude Code, plus /v1/sessions.",
         },
         "servers": [{"url": "/"}],
         "components": {
@@ -99,114 +129,199 @@ def build_openapi() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "paths": {
-            "/v1/chat/completions": {"post": {
-                "operationId": "createChatCompletion",
-                "security": bearer,
-                "parameters": [{"name": "X-Session-Id", "in": "header", "required": False,
-                                "schema": {"type": "string"}}],
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": _ref(ChatCompletionRequest)}}},
-                "responses": {
-                    "200": {"description": "A completion (JSON) or a stream of chunks (SSE)",
+            "/v1/chat/completions": {
+                "post": {
+                    "operationId": "createChatCompletion",
+                    "security": bearer,
+                    "parameters": [
+                        {
+                            "name": "X-Session-Id",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(ChatCompletionRequest)}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "A completion (JSON) or a stream of chunks (SSE)",
                             "content": {
                                 "application/json": {"schema": _ref(ChatCompletion)},
                                 "text/event-stream": {"schema": _ref(ChatCompletionChunk)},
-                            }},
-                    **_ERRORS,
-                },
-            }},
-            "/v1/responses": {"post": {
-                "operationId": "createResponse",
-                "security": bearer,
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": _ref(ResponseCreateRequest)}}},
-                "responses": {
-                    "200": {"description": "A response (JSON) or its events (SSE with "
-                                           "`event:` lines and increasing sequence_number)",
+                            },
+                        },
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/v1/responses": {
+                "post": {
+                    "operationId": "createResponse",
+                    "security": bearer,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(ResponseCreateRequest)}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "A response (JSON) or its events (SSE with "
+                            "`event:` lines and increasing sequence_number)",
                             "headers": {"X-Session-Id": {"schema": {"type": "string"}}},
                             "content": {
                                 "application/json": {"schema": _ref(ResponseObject)},
                                 "text/event-stream": {"schema": _ref(StreamEvent)},
-                            }},
-                    **_ERRORS,
-                },
-            }},
+                            },
+                        },
+                        **_ERRORS,
+                    },
+                }
+            },
             "/v1/responses/{response_id}": {
-                "get": {"operationId": "getResponse", "security": bearer,
-                        "parameters": [_RESPONSE_ID],
-                        "responses": {"200": _json(ResponseObject, "A stored response"),
-                                      **_ERRORS}},
-                "delete": {"operationId": "deleteResponse", "security": bearer,
-                           "parameters": [_RESPONSE_ID],
-                           "responses": {"200": _json(ResponseDeleted, "Forgotten"),
-                                         **_ERRORS}},
+                "get": {
+                    "operationId": "getResponse",
+                    "security": bearer,
+                    "parameters": [_RESPONSE_ID],
+                    "responses": {"200": _json(ResponseObject, "A stored response"), **_ERRORS},
+                },
+                "delete": {
+                    "operationId": "deleteResponse",
+                    "security": bearer,
+                    "parameters": [_RESPONSE_ID],
+                    "responses": {"200": _json(ResponseDeleted, "Forgotten"), **_ERRORS},
+                },
             },
-            "/v1/responses/{response_id}/cancel": {"post": {
-                "operationId": "cancelResponse", "security": bearer,
-                "parameters": [_RESPONSE_ID],
-                "responses": {"200": _json(ResponseObject, "The response after stopping it"),
-                              **_ERRORS},
-            }},
-            "/v1/responses/{response_id}/input_items": {"get": {
-                "operationId": "listInputItems", "security": bearer,
-                "parameters": [
-                    _RESPONSE_ID,
-                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100,
-                                     "default": 20}, "Page size"),
-                    _query("order", {"type": "string", "enum": ["asc", "desc"],
-                                     "default": "desc"}, "Order of the items"),
-                    _query("after", {"type": "string"}, "An item id: list items after it"),
-                ],
-                "responses": {"200": _json(InputItemList, "A cursor page"), **_ERRORS},
-            }},
-            "/v1/sessions": {"get": {
-                "operationId": "listSessions", "security": bearer,
-                "parameters": [
-                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200,
-                                     "default": 50}, "Page size"),
-                    _query("page_token", {"type": "string"}, "next_page_token of a page"),
-                ],
-                "responses": {"200": _json(SessionList, "The caller's sessions"), **_ERRORS},
-            }},
+            "/v1/responses/{response_id}/cancel": {
+                "post": {
+                    "operationId": "cancelResponse",
+                    "security": bearer,
+                    "parameters": [_RESPONSE_ID],
+                    "responses": {
+                        "200": _json(ResponseObject, "The response after stopping it"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/v1/responses/{response_id}/input_items": {
+                "get": {
+                    "operationId": "listInputItems",
+                    "security": bearer,
+                    "parameters": [
+                        _RESPONSE_ID,
+                        _query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+                            "Page size",
+                        ),
+                        _query(
+                            "order",
+                            {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
+                            "Order of the items",
+                        ),
+                        _query("after", {"type": "string"}, "An item id: list items after it"),
+                    ],
+                    "responses": {"200": _json(InputItemList, "A cursor page"), **_ERRORS},
+                }
+            },
+            "/v1/sessions": {
+                "get": {
+                    "operationId": "listSessions",
+                    "security": bearer,
+                    "parameters": [
+                        _query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                            "Page size",
+                        ),
+                        _query("page_token", {"type": "string"}, "next_page_token of a page"),
+                    ],
+                    "responses": {"200": _json(SessionList, "The caller's sessions"), **_ERRORS},
+                }
+            },
             "/v1/sessions/{session_id}": {
-                "get": {"operationId": "getSession", "security": bearer,
-                        "parameters": [_SESSION_ID],
-                        "responses": {"200": _json(SessionObject, "The session"), **_ERRORS}},
-                "delete": {"operationId": "deleteSession", "security": bearer,
-                           "parameters": [_SESSION_ID],
-                           "responses": {"200": _json(SessionDeleted, "Process stopped, "
-                                                      "workspace removed"), **_ERRORS}},
+                "get": {
+                    "operationId": "getSession",
+                    "security": bearer,
+                    "parameters": [_SESSION_ID],
+                    "responses": {"200": _json(SessionObject, "The session"), **_ERRORS},
+                },
+                "delete": {
+                    "operationId": "deleteSession",
+                    "security": bearer,
+                    "parameters": [_SESSION_ID],
+                    "responses": {
+                        "200": _json(SessionDeleted, "Process stopped, workspace removed"),
+                        **_ERRORS,
+                    },
+                },
             },
-            "/v1/sessions/{session_id}/files": {"get": {
-                "operationId": "listSessionFiles", "security": bearer,
-                "parameters": [_SESSION_ID],
-                "responses": {"200": _json(SessionFileList, "The workspace's files"),
-                              **_ERRORS},
-            }},
-            "/v1/sessions/{session_id}/files/{path}": {"get": {
-                "operationId": "getSessionFile", "security": bearer,
-                "parameters": [_SESSION_ID, _path_param(
-                    "path", "Relative to the workspace; may contain '/'. Paths leaving the "
-                            "workspace ('..', absolute, symlinks out) are refused.")],
-                "responses": {"200": {"description": "The file's bytes, with its content type",
-                                      "content": {"*/*": {"schema": {
-                                          "type": "string", "format": "binary"}}}},
-                              **_ERRORS},
-            }},
-            "/v1/models": {"get": {
-                "operationId": "listModels", "security": bearer,
-                "responses": {"200": _json(ModelList, "The models and aliases"), **_ERRORS},
-            }},
-            "/v1/models/{model_id}": {"get": {
-                "operationId": "retrieveModel", "security": bearer,
-                "parameters": [{"name": "model_id", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
-                "responses": {"200": _json(ModelObject, "The model"), **_ERRORS},
-            }},
+            "/v1/sessions/{session_id}/files": {
+                "get": {
+                    "operationId": "listSessionFiles",
+                    "security": bearer,
+                    "parameters": [_SESSION_ID],
+                    "responses": {
+                        "200": _json(SessionFileList, "The workspace's files"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/v1/sessions/{session_id}/files/{path}": {
+                "get": {
+                    "operationId": "getSessionFile",
+                    "security": bearer,
+                    "parameters": [
+                        _SESSION_ID,
+                        _path_param(
+                            "path",
+                            "Relative to the workspace; may contain '/'. Paths leaving the "
+                            "workspace ('..', absolute, symlinks out) are refused.",
+                        ),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The file's bytes, with its content type",
+                            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                        },
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/v1/models": {
+                "get": {
+                    "operationId": "listModels",
+                    "security": bearer,
+                    "responses": {"200": _json(ModelList, "The models and aliases"), **_ERRORS},
+                }
+            },
+            "/v1/models/{model_id}": {
+                "get": {
+                    "operationId": "retrieveModel",
+                    "security": bearer,
+                    "parameters": [
+                        {
+                            "name": "model_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {"200": _json(ModelObject, "The model"), **_ERRORS},
+                }
+            },
             "/health": {"get": {"operationId": "health", "responses": _HEALTH}},
             "/health/live": {"get": {"operationId": "live", "responses": _HEALTH}},
-            "/health/ready": {"get": {"operationId": "ready", "responses": {
-                **_HEALTH, "503": {"description": "The core or its database does not answer"}}}},
+            "/health/ready": {
+                "get": {
+                    "operationId": "ready",
+                    "responses": {
+                        **_HEALTH,
+                        "503": {"description": "The core or its database does not answer"},
+                    },
+                }
+            },
         },
     }
 

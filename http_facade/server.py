@@ -62,8 +62,13 @@ def _bind(host: str, port: int) -> str:
 def serve(config: FacadeConfig | None = None) -> None:
     """Serves until SIGTERM/SIGINT; the calling process becomes gunicorn's arbiter."""
     config = config or FacadeConfig.from_env()
-    log.info("HTTP facade on %s:%s, core at %s, %d workers", config.host, config.port,
-             config.core_addr, config.workers)
+    log.info(
+        "HTTP facade on %s:%s, core at %s, %d workers",
+        config.host,
+        config.port,
+        config.core_addr,
+        config.workers,
+    )
     _Gunicorn(config).run()
 
 

@@ -41,7 +41,8 @@ class Reader:
         if self._read is None:
             self._read = asyncio.ensure_future(self.call.read())
         done, _ = await asyncio.wait(
-            {self._read, self._gone}, timeout=self.ping_every,
+            {self._read, self._gone},
+            timeout=self.ping_every,
             return_when=asyncio.FIRST_COMPLETED,
         )
         if self._read in done:
@@ -80,14 +81,22 @@ async def wait_started(reader: Reader) -> events_pb2.TurnStarted:
         if ev is GONE:
             raise client_gone()
         if ev is grpc.aio.EOF:
-            raise ApiError(502, "The core ended the turn without any event.",
-                           type=SERVER_ERROR, code="core_protocol_error")
+            raise ApiError(
+                502,
+                "The core ended the turn without any event.",
+                type=SERVER_ERROR,
+                code="core_protocol_error",
+            )
         assert isinstance(ev, agent_pb2.RunTurnResponse)
         if ev.WhichOneof("event") == "failed":
             raise turn_failed_error(ev.failed)
         if ev.WhichOneof("event") != "started":
-            raise ApiError(502, "The core did not start the turn properly.",
-                           type=SERVER_ERROR, code="core_protocol_error")
+            raise ApiError(
+                502,
+                "The core did not start the turn properly.",
+                type=SERVER_ERROR,
+                code="core_protocol_error",
+            )
         return ev.started
 
 

@@ -104,9 +104,10 @@ class ProcessPool:
             log.exception("could not pre-start a Claude Code process")
             self._layout.remove(place)
             await asyncio.sleep(5)  # don't spin when Claude Code cannot start
-            return
-        finally:
             self._starting -= 1
+            self._refill()
+            return
+        self._starting -= 1
         if self._closed:
             await self._discard(process)
         else:

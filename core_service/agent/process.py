@@ -85,9 +85,9 @@ class ProcessFactory:
                 await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT_SECONDS)
                 break
             except CLIConnectionError:
-                # Seen under load: the CLI's stdin pipe breaks during the
-                # initialize handshake although the process started. A fresh
-                # process works; give up only when it keeps happening.
+                # The CLI died during the initialize handshake (once seen as a
+                # crash before exec, now avoided in cli.py); a fresh process
+                # usually works, so only a repeated failure reaches the caller.
                 log.warning(
                     "claude process failed to start",
                     extra={

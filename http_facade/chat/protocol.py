@@ -29,9 +29,7 @@ class TextPart(_Strict):
 
 class ImageURL(_Strict):
     url: str = Field(description="An https URL or a data:image/...;base64 URL.")
-    detail: Literal["auto", "low", "high"] | None = Field(
-        None, description="Accepted and ignored."
-    )
+    detail: Literal["auto", "low", "high"] | None = Field(None, description="Accepted and ignored.")
 
 
 class ImagePart(_Strict):

@@ -15,12 +15,14 @@ from http_facade import disconnect
 from http_facade.body import read_json
 from http_facade.config import FacadeConfig
 from http_facade.core_client import CoreClient, auth_metadata
-from http_facade.errors import from_rpc_error
+from http_facade.errors import from_rpc_error, rate_limit_headers
+from http_facade.live_settings import body_limit
 from http_facade.turns import GONE, PING, Reader, client_gone, turn_failed_error, wait_started
 
 from .translate import TurnState, session_id_of, to_run_turn_request, validate_request
 
 log = logging.getLogger(__name__)
+
 
 def _json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
@@ -39,7 +41,7 @@ class ChatCompletions:
         self.config = config
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await read_json(req, self.config.max_body_bytes)
+        body = await read_json(req, body_limit(req, self.config.max_body_bytes))
         chat = validate_request(body)
         request_id: str = req.context.request_id
         turn = to_run_turn_request(
@@ -47,7 +49,7 @@ class ChatCompletions:
             session_id=session_id_of(chat, req.get_header("X-Session-Id")),
             request_id=request_id,
         )
-        md = auth_metadata(req.get_header("Authorization"), request_id)
+        md = auth_metadata(req.get_header("Authorization"), request_id, req.uri_template)
         gone = disconnect.gone_event(req.scope)
         stream = bool(chat.stream)
         include_usage = bool(stream and chat.stream_options and chat.stream_options.include_usage)
@@ -64,6 +66,8 @@ class ChatCompletions:
             disconnect.stop(watcher)
             raise
         resp.set_header("X-Session-Id", state.session_id)
+        for name, value in rate_limit_headers(await call.initial_metadata()).items():
+            resp.set_header(name, value)
         if stream:
             resp.content_type = "text/event-stream"
             resp.set_header("X-Accel-Buffering", "no")
@@ -110,8 +114,7 @@ class ChatCompletions:
                     yield falcon.asgi.SSEvent(comment="ping")
                     continue
                 if ev is GONE:
-                    log.info("client went away; cancelling turn %s (%s)", state.turn_id,
-                             request_id)
+                    log.info("client went away; cancelling turn %s (%s)", state.turn_id, request_id)
                     return
                 if ev is grpc.aio.EOF:
                     break

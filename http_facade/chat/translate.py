@@ -101,8 +101,14 @@ def _same(text: str) -> str:
     return text
 
 
-_EFFORT = {"none": "low", "minimal": "low", "low": "low", "medium": "medium",
-           "high": "high", "xhigh": "high"}
+_EFFORT = {
+    "none": "low",
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+}
 
 
 def session_id_of(req: ChatCompletionRequest, header: str | None) -> str:
@@ -151,6 +157,8 @@ _FINISH = {
     events_pb2.FINISH_REASON_BUDGET: "length",
     events_pb2.FINISH_REASON_CANCELLED: "stop",
 }
+
+
 def usage_dict(u: events_pb2.Usage) -> dict[str, Any]:
     """OpenAI usage from Claude Code's own numbers (never estimated)."""
     prompt = u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens
@@ -263,9 +271,7 @@ class TurnState:
 
     # --- rendering -----------------------------------------------------------------
 
-    def chunk(
-        self, delta: Mapping[str, Any], finish_reason: str | None = None
-    ) -> dict[str, Any]:
+    def chunk(self, delta: Mapping[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -273,8 +279,7 @@ class TurnState:
             "model": self.model,
             "system_fingerprint": None,
             "choices": [
-                {"index": 0, "delta": dict(delta), "logprobs": None,
-                 "finish_reason": finish_reason}
+                {"index": 0, "delta": dict(delta), "logprobs": None, "finish_reason": finish_reason}
             ],
         }
         if self.include_usage:

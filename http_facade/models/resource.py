@@ -39,7 +39,9 @@ class Models:
         self.core = core
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        md = auth_metadata(req.get_header("Authorization"), req.context.request_id)
+        md = auth_metadata(
+            req.get_header("Authorization"), req.context.request_id, req.uri_template
+        )
         resp.media = model_list(await self.core.list_models(md))
 
 
@@ -50,7 +52,9 @@ class Model:
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model_id: str
     ) -> None:
-        md = auth_metadata(req.get_header("Authorization"), req.context.request_id)
+        md = auth_metadata(
+            req.get_header("Authorization"), req.context.request_id, req.uri_template
+        )
         try:
             found = await self.core.get_model(model_id, md)
         except grpc.aio.AioRpcError as err:

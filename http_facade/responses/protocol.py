@@ -145,7 +145,7 @@ InputItem = Annotated[
         _item_of,
         custom_error_type="invalid_item",
         custom_error_message="input items must be messages with role user, assistant, system "
-                             "or developer",
+        "or developer",
     ),
 ]
 

@@ -15,7 +15,8 @@ from http_facade import disconnect
 from http_facade.body import read_json
 from http_facade.config import FacadeConfig
 from http_facade.core_client import CoreClient, auth_metadata
-from http_facade.errors import ApiError, from_rpc_error, invalid_request
+from http_facade.errors import ApiError, from_rpc_error, invalid_request, rate_limit_headers
+from http_facade.live_settings import body_limit
 from http_facade.turns import GONE, PING, Reader, client_gone, turn_failed_error, wait_started
 
 from .translate import (
@@ -40,7 +41,7 @@ def _sse(event: Event) -> falcon.asgi.SSEvent:
 
 
 def _metadata(req: falcon.asgi.Request) -> list[tuple[str, str]]:
-    return auth_metadata(req.get_header("Authorization"), req.context.request_id)
+    return auth_metadata(req.get_header("Authorization"), req.context.request_id, req.uri_template)
 
 
 class Responses:
@@ -51,7 +52,7 @@ class Responses:
         self.config = config
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await read_json(req, self.config.max_body_bytes)
+        body = await read_json(req, body_limit(req, self.config.max_body_bytes))
         create = validate_request(body)
         request_id: str = req.context.request_id
         turn = to_run_turn_request(create, request_id=request_id)
@@ -75,6 +76,8 @@ class Responses:
             raise
         first = state.start(started, create.model or "")
         resp.set_header("X-Session-Id", state.session_id)
+        for name, value in rate_limit_headers(await call.initial_metadata()).items():
+            resp.set_header(name, value)
         if stream:
             resp.content_type = "text/event-stream"
             resp.set_header("X-Accel-Buffering", "no")
@@ -123,8 +126,7 @@ class Responses:
                     yield falcon.asgi.SSEvent(comment="ping")
                     continue
                 if ev is GONE:
-                    log.info("client went away; cancelling turn %s (%s)", state.turn_id,
-                             request_id)
+                    log.info("client went away; cancelling turn %s (%s)", state.turn_id, request_id)
                     return
                 if ev is grpc.aio.EOF:
                     for event in state.finish("incomplete"):
@@ -148,17 +150,19 @@ class Response:
     def __init__(self, core: CoreClient) -> None:
         self.core = core
 
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                     response_id: str) -> None:
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, response_id: str
+    ) -> None:
         if req.get_param_as_bool("stream"):
-            raise invalid_request("Streaming a stored response is not supported.", "stream",
-                                  "unsupported_parameter")
-        turn = await _call(self.core.get_turn(turn_id_of(response_id), _metadata(req)),
-                           response_id)
+            raise invalid_request(
+                "Streaming a stored response is not supported.", "stream", "unsupported_parameter"
+            )
+        turn = await _call(self.core.get_turn(turn_id_of(response_id), _metadata(req)), response_id)
         resp.media = from_turn(turn)
 
-    async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                        response_id: str) -> None:
+    async def on_delete(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, response_id: str
+    ) -> None:
         await _call(self.core.delete_turn(turn_id_of(response_id), _metadata(req)), response_id)
         resp.media = {"id": response_id, "object": "response", "deleted": True}
 
@@ -169,10 +173,12 @@ class ResponseCancel:
     def __init__(self, core: CoreClient) -> None:
         self.core = core
 
-    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                      response_id: str) -> None:
-        turn = await _call(self.core.cancel_turn(turn_id_of(response_id), _metadata(req)),
-                           response_id)
+    async def on_post(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, response_id: str
+    ) -> None:
+        turn = await _call(
+            self.core.cancel_turn(turn_id_of(response_id), _metadata(req)), response_id
+        )
         resp.media = from_turn(turn)
 
 
@@ -182,16 +188,15 @@ class ResponseInputItems:
     def __init__(self, core: CoreClient) -> None:
         self.core = core
 
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                     response_id: str) -> None:
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, response_id: str
+    ) -> None:
         limit = _int_param(req, "limit", 20, 1, 100)
         order = req.get_param("order") or "desc"
         if order not in ("asc", "desc"):
             raise invalid_request("order must be 'asc' or 'desc'.", "order", "invalid_value")
-        turn = await _call(self.core.get_turn(turn_id_of(response_id), _metadata(req)),
-                           response_id)
-        resp.media = page(input_items(turn), limit=limit, order=order,
-                          after=req.get_param("after"))
+        turn = await _call(self.core.get_turn(turn_id_of(response_id), _metadata(req)), response_id)
+        resp.media = page(input_items(turn), limit=limit, order=order, after=req.get_param("after"))
 
 
 def _int_param(req: falcon.asgi.Request, name: str, default: int, low: int, high: int) -> int:
@@ -203,8 +208,9 @@ def _int_param(req: falcon.asgi.Request, name: str, default: int, low: int, high
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise invalid_request(f"'{name}' must be an integer from {low} to {high}.", name,
-                              "invalid_value")
+        raise invalid_request(
+            f"'{name}' must be an integer from {low} to {high}.", name, "invalid_value"
+        )
     return value
 
 

@@ -86,11 +86,12 @@ def validate_request(body: Any) -> ResponseCreateRequest:
 def turn_id_of(response_id: str, param: str | None = None) -> str:
     """The core's turn id in ``resp_<turn id>``; a 400 (param given) or 404 otherwise."""
     if response_id.startswith(PREFIX) and len(response_id) > len(PREFIX):
-        return response_id[len(PREFIX):]
+        return response_id[len(PREFIX) :]
     if param is not None:
         raise invalid_request(
             f"Invalid '{param}': '{response_id}'. Expected an ID that begins with 'resp'.",
-            param, "invalid_value",
+            param,
+            "invalid_value",
         )
     raise not_found(response_id)
 
@@ -110,7 +111,7 @@ def for_responses(err: ApiError, response_id: str | None = None) -> ApiError:
         if err.status == 404 and response_id:
             err.message = f"Response with id '{response_id}' not found."
     elif err.param and err.param.startswith("messages"):
-        err.param = "input" + err.param[len("messages"):]
+        err.param = "input" + err.param[len("messages") :]
     return err
 
 
@@ -120,8 +121,14 @@ _ROLES = {
     "user": content_pb2.ROLE_USER,
     "assistant": content_pb2.ROLE_ASSISTANT,
 }
-_EFFORT = {"none": "low", "minimal": "low", "low": "low", "medium": "medium",
-           "high": "high", "xhigh": "high"}
+_EFFORT = {
+    "none": "low",
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+}
 
 
 def _text(text: str) -> content_pb2.ContentPart:
@@ -138,8 +145,9 @@ def _user_parts(item: UserInput, i: int) -> list[content_pb2.ContentPart]:
         elif isinstance(part, InputImage):
             param = f"input[{i}].content[{j}].image_url"
             if not part.image_url:
-                raise invalid_request("input_image parts need an image_url.", param,
-                                      "missing_required_parameter")
+                raise invalid_request(
+                    "input_image parts need an image_url.", param, "missing_required_parameter"
+                )
             parts.append(content_pb2.ContentPart(image=image_from_url(part.image_url, param)))
     return parts
 
@@ -166,12 +174,16 @@ def _messages(req: ResponseCreateRequest) -> list[content_pb2.Message]:
         if isinstance(item, UserInput):
             out.append(content_pb2.Message(role=_ROLES["user"], content=_user_parts(item, i)))
         elif isinstance(item, SystemInput):
-            content = item.content if isinstance(item.content, str) else "".join(
-                p.text for p in item.content)
+            content = (
+                item.content
+                if isinstance(item.content, str)
+                else "".join(p.text for p in item.content)
+            )
             out.append(content_pb2.Message(role=_ROLES[item.role], content=[_text(content)]))
         elif isinstance(item, AssistantInput):
-            out.append(content_pb2.Message(role=_ROLES["assistant"],
-                                           content=_assistant_parts(item)))
+            out.append(
+                content_pb2.Message(role=_ROLES["assistant"], content=_assistant_parts(item))
+            )
         # reasoning and mcp_call items: our own output, already in the session.
     return out
 
@@ -239,7 +251,8 @@ class Echo:
             user=req.user,
             reasoning_effort=reasoning.effort if reasoning else None,
             reasoning_summary=(reasoning.summary or reasoning.generate_summary)
-            if reasoning else None,
+            if reasoning
+            else None,
             truncation=req.truncation or "disabled",
             verbosity=(req.text.verbosity if req.text and req.text.verbosity else "medium"),
             service_tier="default",
@@ -265,8 +278,10 @@ def usage_dict(u: events_pb2.Usage) -> dict[str, Any]:
     prompt = u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": u.cache_read_input_tokens,
-                                 "cache_write_tokens": u.cache_creation_input_tokens},
+        "input_tokens_details": {
+            "cached_tokens": u.cache_read_input_tokens,
+            "cache_write_tokens": u.cache_creation_input_tokens,
+        },
         "output_tokens": u.output_tokens,
         "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
         "total_tokens": prompt + u.output_tokens,
@@ -274,8 +289,14 @@ def usage_dict(u: events_pb2.Usage) -> dict[str, Any]:
 
 
 # ResponseError.code is an enumeration in OpenAI's spec; ours map onto it.
-_ERROR_CODES = {"rate_limit_exceeded", "invalid_image", "invalid_image_format",
-                "invalid_base64_image", "invalid_image_url", "image_too_large"}
+_ERROR_CODES = {
+    "rate_limit_exceeded",
+    "invalid_image",
+    "invalid_image_format",
+    "invalid_base64_image",
+    "invalid_image_url",
+    "image_too_large",
+}
 
 
 def error_dict(err: ApiError) -> dict[str, Any]:
@@ -358,8 +379,10 @@ class ResponseState:
         if started.created_at:
             self.created_at = int(started.created_at)
         snapshot = self.response()
-        return [self._ev("response.created", response=snapshot),
-                self._ev("response.in_progress", response=snapshot)]
+        return [
+            self._ev("response.created", response=snapshot),
+            self._ev("response.in_progress", response=snapshot),
+        ]
 
     def on_event(self, ev: agent_pb2.RunTurnResponse) -> list[Event]:
         kind = ev.WhichOneof("event")
@@ -413,8 +436,7 @@ class ResponseState:
     def _open_item(self, item: dict[str, Any]) -> tuple[int, Event]:
         index = len(self.output)
         self.output.append(item)
-        return index, self._ev("response.output_item.added", output_index=index,
-                               item=_copy(item))
+        return index, self._ev("response.output_item.added", output_index=index, item=_copy(item))
 
     def on_text(self, text: str) -> list[Event]:
         if not text:
@@ -424,18 +446,37 @@ class ResponseState:
         if index is None or self.output[index]["type"] != "message":
             events += self._close("completed")
             item: dict[str, Any] = {
-                "id": f"msg_{self.turn_id}_{len(self.output)}", "type": "message",
-                "role": "assistant", "status": "in_progress", "content": []}
+                "id": f"msg_{self.turn_id}_{len(self.output)}",
+                "type": "message",
+                "role": "assistant",
+                "status": "in_progress",
+                "content": [],
+            }
             index, added = self._open_item(item)
             events.append(added)
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             item["content"].append(part)
-            events.append(self._ev("response.content_part.added", item_id=item["id"],
-                                   output_index=index, content_index=0, part=dict(part)))
+            events.append(
+                self._ev(
+                    "response.content_part.added",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    part=dict(part),
+                )
+            )
             self._open, self._texts[index] = index, []
         self._texts[index].append(text)
-        events.append(self._ev("response.output_text.delta", item_id=self.output[index]["id"],
-                               output_index=index, content_index=0, delta=text, logprobs=[]))
+        events.append(
+            self._ev(
+                "response.output_text.delta",
+                item_id=self.output[index]["id"],
+                output_index=index,
+                content_index=0,
+                delta=text,
+                logprobs=[],
+            )
+        )
         return events
 
     def on_reasoning(self, text: str) -> list[Event]:
@@ -446,17 +487,32 @@ class ResponseState:
         if index is None or self.output[index]["type"] != "reasoning":
             events += self._close("completed")
             item: dict[str, Any] = {
-                "id": f"rs_{self.turn_id}_{len(self.output)}", "type": "reasoning", "summary": []}
+                "id": f"rs_{self.turn_id}_{len(self.output)}",
+                "type": "reasoning",
+                "summary": [],
+            }
             index, added = self._open_item(item)
             events.append(added)
-            events.append(self._ev("response.reasoning_summary_part.added", item_id=item["id"],
-                                   output_index=index, summary_index=0,
-                                   part={"type": "summary_text", "text": ""}))
+            events.append(
+                self._ev(
+                    "response.reasoning_summary_part.added",
+                    item_id=item["id"],
+                    output_index=index,
+                    summary_index=0,
+                    part={"type": "summary_text", "text": ""},
+                )
+            )
             self._open, self._texts[index] = index, []
         self._texts[index].append(text)
-        events.append(self._ev("response.reasoning_summary_text.delta",
-                               item_id=self.output[index]["id"], output_index=index,
-                               summary_index=0, delta=text))
+        events.append(
+            self._ev(
+                "response.reasoning_summary_text.delta",
+                item_id=self.output[index]["id"],
+                output_index=index,
+                summary_index=0,
+                delta=text,
+            )
+        )
         return events
 
     def _close(self, status: str) -> list[Event]:
@@ -470,28 +526,54 @@ class ResponseState:
             item["content"] = [part]
             item["status"] = status
             return [
-                self._ev("response.output_text.done", item_id=item["id"], output_index=index,
-                         content_index=0, text=text, logprobs=[]),
-                self._ev("response.content_part.done", item_id=item["id"], output_index=index,
-                         content_index=0, part=dict(part)),
+                self._ev(
+                    "response.output_text.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    text=text,
+                    logprobs=[],
+                ),
+                self._ev(
+                    "response.content_part.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    part=dict(part),
+                ),
                 self._ev("response.output_item.done", output_index=index, item=_copy(item)),
             ]
         part = {"type": "summary_text", "text": text}
         item["summary"] = [part]
         return [
-            self._ev("response.reasoning_summary_text.done", item_id=item["id"],
-                     output_index=index, summary_index=0, text=text),
-            self._ev("response.reasoning_summary_part.done", item_id=item["id"],
-                     output_index=index, summary_index=0, part=dict(part)),
+            self._ev(
+                "response.reasoning_summary_text.done",
+                item_id=item["id"],
+                output_index=index,
+                summary_index=0,
+                text=text,
+            ),
+            self._ev(
+                "response.reasoning_summary_part.done",
+                item_id=item["id"],
+                output_index=index,
+                summary_index=0,
+                part=dict(part),
+            ),
             self._ev("response.output_item.done", output_index=index, item=_copy(item)),
         ]
 
     def on_tool_use(self, tu: events_pb2.ToolUse) -> list[Event]:
         events = self._close("completed")
         item: dict[str, Any] = {
-            "id": f"mcp_{tu.id or len(self.output)}", "type": "mcp_call",
-            "server_label": SERVER_LABEL, "name": tu.name or "tool", "arguments": "",
-            "output": None, "error": None, "status": "in_progress",
+            "id": f"mcp_{tu.id or len(self.output)}",
+            "type": "mcp_call",
+            "server_label": SERVER_LABEL,
+            "name": tu.name or "tool",
+            "arguments": "",
+            "output": None,
+            "error": None,
+            "status": "in_progress",
             "approval_request_id": None,
         }
         index, added = self._open_item(item)
@@ -500,10 +582,18 @@ class ResponseState:
         events += [
             added,
             self._ev("response.mcp_call.in_progress", item_id=item["id"], output_index=index),
-            self._ev("response.mcp_call_arguments.delta", item_id=item["id"],
-                     output_index=index, delta=arguments),
-            self._ev("response.mcp_call_arguments.done", item_id=item["id"],
-                     output_index=index, arguments=arguments),
+            self._ev(
+                "response.mcp_call_arguments.delta",
+                item_id=item["id"],
+                output_index=index,
+                delta=arguments,
+            ),
+            self._ev(
+                "response.mcp_call_arguments.done",
+                item_id=item["id"],
+                output_index=index,
+                arguments=arguments,
+            ),
         ]
         item["arguments"] = arguments
         return events
@@ -515,8 +605,10 @@ class ResponseState:
         item = self.output[index]
         item["output"] = tr.output_excerpt
         if tr.is_error:
-            item["error"] = {"type": "mcp_tool_execution_error",
-                             "content": [{"type": "text", "text": tr.output_excerpt}]}
+            item["error"] = {
+                "type": "mcp_tool_execution_error",
+                "content": [{"type": "text", "text": tr.output_excerpt}],
+            }
             return self._close_tool(index, "failed")
         return self._close_tool(index, "completed")
 
@@ -524,10 +616,14 @@ class ResponseState:
         item = self.output[index]
         self._tools = {k: v for k, v in self._tools.items() if v != index}
         item["status"] = status
-        done = {"completed": "response.mcp_call.completed",
-                "failed": "response.mcp_call.failed"}.get(status, "response.mcp_call.failed")
-        return [self._ev(done, item_id=item["id"], output_index=index),
-                self._ev("response.output_item.done", output_index=index, item=_copy(item))]
+        done = {
+            "completed": "response.mcp_call.completed",
+            "failed": "response.mcp_call.failed",
+        }.get(status, "response.mcp_call.failed")
+        return [
+            self._ev(done, item_id=item["id"], output_index=index),
+            self._ev("response.output_item.done", output_index=index, item=_copy(item)),
+        ]
 
     # --- the object ------------------------------------------------------------------
 
@@ -609,8 +705,15 @@ def from_turn(turn: agent_pb2.Turn) -> dict[str, Any]:
     interleaving: the rebuilt output is thinking, then tool calls, then text.
     """
     state = ResponseState(echo=Echo.of_turn(turn))
-    state.start(events_pb2.TurnStarted(session_id=turn.session_id, turn_id=turn.id,
-                                       model=turn.model, created_at=turn.created_at), "")
+    state.start(
+        events_pb2.TurnStarted(
+            session_id=turn.session_id,
+            turn_id=turn.id,
+            model=turn.model,
+            created_at=turn.created_at,
+        ),
+        "",
+    )
     status = _TURN_STATUS.get(turn.status)
     if status is None:  # still running: the core has no output for it yet
         return state.response()
@@ -644,26 +747,40 @@ def input_items(turn: agent_pb2.Turn) -> list[dict[str, Any]]:
             else:
                 img = part.image
                 url = img.url or (
-                    f"data:{img.media_type};base64,{base64.b64encode(img.data).decode()}")
-                content.append({"type": "input_image", "image_url": url, "detail": "auto",
-                                "file_id": None})
-        role = {content_pb2.ROLE_ASSISTANT: "assistant", content_pb2.ROLE_SYSTEM: "system",
-                content_pb2.ROLE_DEVELOPER: "developer"}.get(msg.role, "user")
-        items.append({"id": f"msg_{turn.id}_in{i}", "type": "message", "role": role,
-                      "status": "completed", "content": content})
+                    f"data:{img.media_type};base64,{base64.b64encode(img.data).decode()}"
+                )
+                content.append(
+                    {"type": "input_image", "image_url": url, "detail": "auto", "file_id": None}
+                )
+        role = {
+            content_pb2.ROLE_ASSISTANT: "assistant",
+            content_pb2.ROLE_SYSTEM: "system",
+            content_pb2.ROLE_DEVELOPER: "developer",
+        }.get(msg.role, "user")
+        items.append(
+            {
+                "id": f"msg_{turn.id}_in{i}",
+                "type": "message",
+                "role": role,
+                "status": "completed",
+                "content": content,
+            }
+        )
     return items
 
 
-def page(items: list[dict[str, Any]], *, limit: int, order: str, after: str | None
-         ) -> dict[str, Any]:
+def page(
+    items: list[dict[str, Any]], *, limit: int, order: str, after: str | None
+) -> dict[str, Any]:
     """OpenAI's cursor page of input items."""
     ordered = list(reversed(items)) if order == "desc" else list(items)
     if after:
         ids = [item["id"] for item in ordered]
         if after not in ids:
-            raise invalid_request(f"No input item '{after}' in this response.", "after",
-                                  "invalid_value")
-        ordered = ordered[ids.index(after) + 1:]
+            raise invalid_request(
+                f"No input item '{after}' in this response.", "after", "invalid_value"
+            )
+        ordered = ordered[ids.index(after) + 1 :]
     data = ordered[:limit]
     return {
         "object": "list",

@@ -24,7 +24,8 @@ class SessionObject(BaseModel):
     turn_count: int
     last_turn_id: str | None
     last_response_id: str | None = Field(
-        description="resp_<last_turn_id>, usable as previous_response_id.")
+        description="resp_<last_turn_id>, usable as previous_response_id."
+    )
     forked_from: str | None
     usage: SessionUsage
     live: bool = Field(description="True while a Claude Code process is attached.")
