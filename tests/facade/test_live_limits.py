@@ -1,0 +1,147 @@
+"""Live: key limits, request logs and live configuration seen through HTTP."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from google.protobuf import field_mask_pb2
+
+from claudecode.v1 import admin_pb2, admin_pb2_grpc
+from tests.facade.gunicorn_proc import Facade, start_facade
+from tests.facade.live import CoreProcess, ModelDouble, Reply, start_core
+from tests.stack import ccapi
+
+
+def _key(core: CoreProcess, *options: str) -> str:
+    return (
+        ccapi(core.env, "keys", "create", "--name", "http-limits", *options)
+        .strip()
+        .splitlines()[-1]
+    )
+
+
+def _chat(facade: Facade, key: str, **body: Any) -> httpx.Response:
+    payload = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}], **body}
+    return httpx.post(
+        facade.base_url + "/v1/chat/completions",
+        json=payload,
+        timeout=90,
+        headers={"Authorization": f"Bearer {key}"},
+    )
+
+
+def test_rate_limit_headers_and_429(facade: Facade, core: CoreProcess) -> None:
+    key = _key(core, "--rpm", "2")
+    first = _chat(facade, key)
+    assert first.status_code == 200
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert first.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert _chat(facade, key, stream=True).status_code == 200
+    third = _chat(facade, key)
+    assert third.status_code == 429
+    assert third.json()["error"]["code"] == "rate_limit_exceeded"
+    assert int(third.headers["retry-after"]) >= 1
+    assert third.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_budget_exhaustion_is_insufficient_quota(facade: Facade, core: CoreProcess) -> None:
+    key = _key(core, "--budget-usd", "0.000001")
+    assert _chat(facade, key).status_code == 200
+    second = _chat(facade, key)
+    assert second.status_code == 429
+    assert second.json()["error"]["code"] == "insufficient_quota"
+
+
+def test_model_scope_over_http(facade: Facade, core: CoreProcess) -> None:
+    key = _key(core, "--models", "haiku")
+    denied = _chat(facade, key)
+    assert denied.status_code == 403
+    assert denied.json()["error"]["param"] == "model"
+    assert _chat(facade, key, model="haiku").status_code == 200
+
+
+def test_concurrency_limit_over_several_workers(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    key = _key(core, "--max-concurrent", "5")
+    model_double.set_default(Reply.hang(4, "slow"))
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        statuses = list(pool.map(lambda _: _chat(facade, key).status_code, range(20)))
+    assert statuses.count(200) == 5
+    assert statuses.count(429) == 15
+
+
+def test_requests_are_logged_with_their_http_endpoint(facade: Facade, core: CoreProcess) -> None:
+    marker = f"log marker {time.time()}"
+    response = _chat(facade, core.api_key, messages=[{"role": "user", "content": marker}])
+    assert response.status_code == 200
+    with core.channel() as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        row = None
+        deadline = time.monotonic() + 10
+        while row is None and time.monotonic() < deadline:
+            logs = admin.ListRequestLogs(
+                admin_pb2.ListRequestLogsRequest(endpoint="/v1/chat/completions", page_size=100),
+                metadata=core.admin_metadata(),
+            ).logs
+            row = next((r for r in logs if marker in r.request_body), None)
+            time.sleep(0.2)
+    assert row is not None
+    assert row.status == 200 and row.outcome == "ok"
+    assert row.request_id == response.headers["x-request-id"]
+    assert core.api_key not in row.request_body
+
+
+@pytest.fixture
+def own_stack(
+    model_double: ModelDouble, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[CoreProcess, Facade]]:
+    # Its own core and facade: the configuration change must not leak into other tests.
+    core = start_core(model_double.url)
+    facade = start_facade(core.addr, tmp_path_factory.mktemp("own") / "gunicorn.log", workers=2)
+    yield core, facade
+    facade.stop()
+    core.cleanup()
+
+
+def test_live_config_reaches_a_running_facade(own_stack: tuple[CoreProcess, Facade]) -> None:
+    core, facade = own_stack
+    origin = "https://chat.example"
+    headers = {"Origin": origin, "Authorization": f"Bearer {core.api_key}"}
+    before = httpx.get(facade.base_url + "/v1/models", headers=headers)
+    assert "access-control-allow-origin" not in before.headers
+    big = {"model": "sonnet", "messages": [{"role": "user", "content": "x" * 5000}]}
+    with core.channel() as channel:
+        admin_pb2_grpc.AdminServiceStub(channel).UpdateConfig(
+            admin_pb2.UpdateConfigRequest(
+                config=admin_pb2.LiveConfig(cors_origins=[origin], max_body_bytes=2048),
+                update_mask=field_mask_pb2.FieldMask(paths=["cors_origins", "max_body_bytes"]),
+            ),
+            metadata=core.admin_metadata(),
+        )
+    deadline = time.monotonic() + 15
+    allowed = too_big = False
+    while time.monotonic() < deadline and not (allowed and too_big):
+        # Two workers: each must pick the change up on its own.
+        allowed = all(
+            httpx.get(facade.base_url + "/v1/models", headers=headers).headers.get(
+                "access-control-allow-origin"
+            )
+            == origin
+            for _ in range(4)
+        )
+        too_big = all(
+            httpx.post(
+                facade.base_url + "/v1/chat/completions", json=big, headers=headers
+            ).status_code
+            == 413
+            for _ in range(4)
+        )
+        time.sleep(0.5)
+    assert allowed and too_big
