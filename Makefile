@@ -69,8 +69,9 @@ test: $(STAMP) test-deps proto-check lint
 run: $(STAMP)
 	$(VENV)/bin/ccapi serve
 
-bench: $(STAMP)
+bench: $(STAMP) test-deps
 	$(PY) -m tests.bench
+	$(PY) -m tests.usage_bench --engine all
 
 demo: $(STAMP)
 	$(PY) -m tests.demo

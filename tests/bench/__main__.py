@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from tests.bench.accounting import measure as measure_accounting
 from tests.bench.runner import run_bench
 from tests.stack import REPO
 
@@ -28,7 +29,21 @@ def main() -> int:
     print(f"{result.rounds} rounds in {result.seconds:.0f} s; medians; raw samples in {output}")
     for warning in result.warnings:
         print(f"warning: {warning}")
-    output.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    data = result.to_json()
+    # The auth + limits + log work a keyed request costs, against a whole turn.
+    accounting = measure_accounting()
+    follow_up = result.row("core-grpc", "follow-up").median("full_turn_s")
+    new = result.row("core-grpc", "new").median("full_turn_s")
+    print()
+    print("per-request auth + limits + request log (median, real database):")
+    for engine, seconds in accounting.items():
+        print(
+            f"  {engine:<10} {seconds * 1000:6.2f} ms"
+            f" = {seconds / follow_up:5.3f}x a follow-up turn,"
+            f" {seconds / new:5.3f}x a new conversation's turn"
+        )
+    data["accounting_s"] = accounting
+    output.write_text(json.dumps(data, indent=2) + "\n")
     return 0
 
 
