@@ -43,22 +43,6 @@ ACTOR_HEADER = "x-ccapi-actor"
 ENDPOINT_HEADER = "x-ccapi-endpoint"
 REQUEST_ID_HEADER = "x-request-id"
 
-# The HTTP status an OpenAI client sees for each outcome (mirrors the facade's
-# table; kept here only to fill the request log's status column).
-HTTP_STATUS = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.FAILED_PRECONDITION: 503,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-}
-
 
 @dataclass(frozen=True)
 class Actor:
@@ -121,7 +105,7 @@ def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-LogSink = Callable[[RequestRecord, grpc.StatusCode, str], None]
+LogSink = Callable[[RequestRecord, grpc.StatusCode, str, str], None]
 ToolPolicy = Callable[[], tuple[str, ...]]
 
 
@@ -166,7 +150,9 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await self._authenticate_admin(metadata)
             return record
 
-        def after(record: RequestRecord, code: grpc.StatusCode, error: str) -> None:
+        def after(
+            record: RequestRecord, code: grpc.StatusCode, error: str, reason: str = ""
+        ) -> None:
             caller = CALLER.get(None)
             log.info(
                 "rpc finished",
@@ -181,7 +167,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 },
             )
             if keyed and self._log_sink is not None:
-                self._log_sink(record, code, error)
+                self._log_sink(record, code, reason, error)
 
         if handler.unary_unary is not None:
             inner_unary = handler.unary_unary
@@ -192,7 +178,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     record = await before()
                     result = await inner_unary(request, context)
                 except ServiceError as error:
-                    after(record, error.code, error.message)
+                    after(record, error.code, error.message, error.reason)
                     await _abort(context, error)
                     raise AssertionError("unreachable") from None
                 except asyncio.CancelledError:
@@ -216,7 +202,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     async for response in inner_stream(request, context):
                         yield response
                 except ServiceError as error:
-                    after(record, error.code, error.message)
+                    after(record, error.code, error.message, error.reason)
                     await _abort(context, error)
                     return
                 except asyncio.CancelledError:

@@ -35,7 +35,7 @@ from core_service.agent.workspace import WorkspaceLayout
 from core_service.config import CoreConfig
 from core_service.db.engine import make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade
-from core_service.interceptors import HTTP_STATUS, CoreInterceptor
+from core_service.interceptors import CoreInterceptor
 from core_service.keys import KeyStore
 from core_service.limits import LimitGate
 from core_service.live_config import LiveConfigStore
@@ -49,6 +49,7 @@ from core_service.servicers.sessions import SessionServicer
 from core_service.session_manager import SessionManager
 from core_service.store import SessionStore
 from core_service.users import UserStore
+from http_facade.status_table import http_status
 
 log = logging.getLogger("ccapi.core")
 
@@ -151,7 +152,9 @@ class Core:
         log.info("core listening", extra={"port": port, "data_dir": str(self.config.data_dir)})
         return port
 
-    def _log_request(self, record: RequestRecord, code: grpc.StatusCode, error: str) -> None:
+    def _log_request(
+        self, record: RequestRecord, code: grpc.StatusCode, reason: str, error: str
+    ) -> None:
         """One request-log row per API request; written off the request path."""
         bodies = self.live.current.config.log_bodies
         key = record.key
@@ -172,7 +175,8 @@ class Core:
                 key_name=key.name if key else "",
                 endpoint=record.endpoint,
                 model=record.model,
-                status=HTTP_STATUS.get(code, 500),
+                # What an OpenAI client saw: the facade's own table decides.
+                status=http_status(code, reason),
                 outcome=outcome,
                 latency_ms=int((time.monotonic() - record.started) * 1000),
                 ttft_ms=record.ttft_ms,

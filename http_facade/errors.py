@@ -1,4 +1,5 @@
-"""Every error the facade returns, and THE one table from gRPC status to HTTP.
+"""Every error the facade returns, rendered from the one gRPC-to-HTTP table
+(`status_table.py`).
 
 Errors are raised as :class:`ApiError` (or come up as ``grpc.aio.AioRpcError``)
 and rendered by the handlers registered in :func:`register_error_handlers` as
@@ -8,7 +9,6 @@ OpenAI's ``{"error": {"message", "type", "param", "code"}}``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import falcon
@@ -17,12 +17,18 @@ import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
-log = logging.getLogger(__name__)
+from http_facade.status_table import (
+    _C,
+    CORE_UNAVAILABLE,
+    INVALID_REQUEST,
+    RATE_LIMIT,
+    SERVER_ERROR,
+    STATUS_TABLE,
+)
 
-# OpenAI error types.
-INVALID_REQUEST = "invalid_request_error"
-SERVER_ERROR = "server_error"
-RATE_LIMIT = "requests"  # what OpenAI sends with code "rate_limit_exceeded"
+__all__ = ["INVALID_REQUEST", "RATE_LIMIT", "SERVER_ERROR", "STATUS_TABLE", "ApiError"]
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -78,68 +84,6 @@ def unsupported(param: str, detail: str = "") -> ApiError:
     return ApiError(
         400, msg + (f": {detail}" if detail else "."), param=param, code="unsupported_parameter"
     )
-
-
-@dataclass(frozen=True)
-class _Row:
-    status: int
-    type: str
-    code: str | None
-    message: str | None = None  # replaces the core's message (which may be internal)
-    default: str = "The request failed."  # used when the core sent no message
-
-
-_C = grpc.StatusCode
-
-# (gRPC status, ErrorInfo reason or None for "any other reason") -> HTTP error.
-# This is the only place a gRPC status becomes an HTTP status.
-STATUS_TABLE: dict[tuple[grpc.StatusCode, str | None], _Row] = {
-    (_C.INVALID_ARGUMENT, None): _Row(400, INVALID_REQUEST, None),
-    (_C.OUT_OF_RANGE, None): _Row(400, INVALID_REQUEST, None),
-    (_C.UNAUTHENTICATED, "upstream_authentication"): _Row(
-        502,
-        SERVER_ERROR,
-        "upstream_authentication",
-        default="The service's own Claude credentials were refused by the model provider.",
-    ),
-    (_C.UNAUTHENTICATED, None): _Row(401, INVALID_REQUEST, "invalid_api_key"),
-    (_C.PERMISSION_DENIED, None): _Row(403, INVALID_REQUEST, "permission_denied"),
-    (_C.NOT_FOUND, "model_not_found"): _Row(404, INVALID_REQUEST, "model_not_found"),
-    (_C.NOT_FOUND, None): _Row(404, INVALID_REQUEST, "not_found"),
-    (_C.ALREADY_EXISTS, None): _Row(409, INVALID_REQUEST, "conflict"),
-    (_C.ABORTED, None): _Row(409, INVALID_REQUEST, "conflict"),
-    (_C.RESOURCE_EXHAUSTED, "rate_limit_exceeded"): _Row(429, RATE_LIMIT, "rate_limit_exceeded"),
-    (_C.RESOURCE_EXHAUSTED, "insufficient_quota"): _Row(
-        429, "insufficient_quota", "insufficient_quota"
-    ),
-    (_C.RESOURCE_EXHAUSTED, "model_rate_limited"): _Row(429, RATE_LIMIT, "model_rate_limited"),
-    (_C.RESOURCE_EXHAUSTED, None): _Row(429, RATE_LIMIT, "rate_limit_exceeded"),
-    (_C.FAILED_PRECONDITION, "missing_credentials"): _Row(
-        503,
-        SERVER_ERROR,
-        "missing_credentials",
-        "The service has no Claude credentials: set ANTHROPIC_API_KEY or "
-        "CLAUDE_CODE_OAUTH_TOKEN for the core.",
-    ),
-    (_C.FAILED_PRECONDITION, None): _Row(400, INVALID_REQUEST, "failed_precondition"),
-    (_C.UNAVAILABLE, "model_overloaded"): _Row(503, SERVER_ERROR, "model_overloaded"),
-    # The model provider answered 5xx: a bad gateway from the client's point of view.
-    (_C.UNAVAILABLE, "model_unavailable"): _Row(502, SERVER_ERROR, "model_unavailable"),
-    (_C.UNAVAILABLE, None): _Row(503, SERVER_ERROR, "service_unavailable"),
-    (_C.INTERNAL, "model_error"): _Row(502, SERVER_ERROR, "model_error"),
-    (_C.UNKNOWN, "model_error"): _Row(502, SERVER_ERROR, "model_error"),
-    (_C.INTERNAL, None): _Row(500, SERVER_ERROR, "internal_error", "The server had an error."),
-    (_C.UNKNOWN, None): _Row(500, SERVER_ERROR, "internal_error", "The server had an error."),
-    (_C.DATA_LOSS, None): _Row(500, SERVER_ERROR, "internal_error", "The server had an error."),
-    (_C.UNIMPLEMENTED, None): _Row(501, INVALID_REQUEST, "not_implemented"),
-    (_C.DEADLINE_EXCEEDED, None): _Row(504, SERVER_ERROR, "timeout", "The request timed out."),
-    # The client is normally gone already; 499 is nginx's "client closed request".
-    (_C.CANCELLED, None): _Row(499, INVALID_REQUEST, "cancelled", "The request was cancelled."),
-}
-
-CORE_UNAVAILABLE = _Row(
-    503, SERVER_ERROR, "core_unavailable", "The core service is unavailable; try again later."
-)
 
 
 def from_status(
