@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -17,10 +18,10 @@ def user(text: str) -> cpb.Message:
     return cpb.Message(role=cpb.ROLE_USER, content=[cpb.ContentPart(text=text)])
 
 
-def request(text: str, **fields: object) -> pb.RunTurnRequest:
+def request(text: str, **fields: Any) -> pb.RunTurnRequest:
     return pb.RunTurnRequest(
         model=str(fields.pop("model", "sonnet")), messages=[user(text)], **fields
-    )  # type: ignore[arg-type]
+    )
 
 
 @dataclass

@@ -80,7 +80,10 @@ def test_failed_and_cancelled_turns_are_logged(
         next(call)
         model_double.wait_for_requests(1, timeout=20)
         call.cancel()
-    rows = lambda: _logs(core)  # noqa: E731
+
+    def rows() -> list[admin_pb2.RequestLog]:
+        return _logs(core)
+
     error_row = _wait_for(lambda: next((r for r in rows() if "will fail" in r.request_body), None))
     assert error_row.outcome == "error" and error_row.status == 503 and error_row.error
     cancelled = _wait_for(

@@ -128,9 +128,9 @@ def test_serve_prints_a_first_key_and_sigterm_stops_everything(model_double: Mod
             addr=f"127.0.0.1:{env['CCAPI_GRPC_PORT']}",
             api_key=secret,
             data_dir=data_dir,
-            process=serve,
+            process=serve,  # type: ignore[arg-type]
             log_path=data_dir / "none",
-        )  # type: ignore[arg-type]
+        )
         from tests.stack import wait_serving
 
         wait_serving(core)

@@ -25,7 +25,7 @@ def _history_texts(req: RecordedRequest) -> list[str]:
         content = message.get("content")
         if isinstance(content, str):
             texts.append(content)
-        else:
+        elif isinstance(content, list):
             texts.extend(
                 b.get("text", "")
                 for b in content
