@@ -217,12 +217,6 @@ def test_viewer_cannot_create_keys_and_csrf_is_required(chrome: Any, stack: Serv
     admin.context.close()
 
 
-@pytest.mark.xfail(
-    reason="core bug: UserStore.authenticate adds the LoginFailure row and raises inside "
-           "the same `sessions.begin()` block, so the row is rolled back and never counted "
-           "(core_service/users.py); passes against the fake core",
-    strict=False,
-)
 def test_throttling_after_wrong_passwords(chrome: Any, stack: Served) -> None:
     page = new_page(chrome, stack)
     for _ in range(5):

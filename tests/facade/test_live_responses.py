@@ -184,12 +184,7 @@ def test_cancel_a_running_response(sdk: openai.OpenAI, facade: Facade, core: Cor
     assert stream_done.wait(15), "the stream did not end after the cancel"
     assert time.monotonic() - started < 10
     model_double.wait_for_aborted(1, timeout=10)  # the model call was stopped
-    assert seen[-1].type in ("response.incomplete", "response.failed")
     assert sdk.responses.retrieve(response_id).status == cancelled.status
-    if cancelled.status == "failed":
-        # Core bug (reported): after CancelTurn's interrupt the CLI's error result
-        # wins over cancel_requested, so the turn is stored as failed.
-        pytest.xfail(f"core records a cancelled turn as failed: {cancelled.error}")
     assert cancelled.status == "cancelled"
     assert seen[-1].type == "response.incomplete" and seen[-1].response.status == "cancelled"
     thread.join(5)
