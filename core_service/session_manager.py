@@ -205,7 +205,7 @@ class SessionManager:
             model=shape.model,
             status=pb.TURN_STATUS_IN_PROGRESS,
             created_at=int(time.time()),
-            input=list(turn_input.prompt),
+            input=list(request.messages),
             instructions=request.instructions,
             options=request.options,
         )
@@ -272,6 +272,7 @@ class SessionManager:
             turn.reasoning = "".join(acc.reasoning)
             turn.tool_uses.extend(acc.tool_uses)
             turn.tool_results.extend(acc.tool_results)
+            turn.items.extend(acc.items)
             turn.usage.CopyFrom(acc.usage)
             turn.completed_at = int(time.time())
             if acc.result is None:

@@ -325,6 +325,7 @@ class Turn(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Turn id."""
     session_id: _builtins.str
@@ -349,7 +350,9 @@ class Turn(_message.Message):
     """Why it ended, when it ended normally."""
     @_builtins.property
     def input(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.Message]:
-        """The messages this turn was given as its new input."""
+        """The messages the request carried (system, earlier history and the new
+        user turn), as the caller sent them.
+        """
 
     @_builtins.property
     def tool_uses(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.ToolUse]:
@@ -379,6 +382,12 @@ class Turn(_message.Message):
     def options(self) -> Global___TurnOptions:
         """Options the turn ran with."""
 
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___TurnItem]:
+        """What the turn produced, in the order it happened: text, thinking, tool
+        calls and results (consecutive text or thinking deltas merged into one item).
+        """
+
     def __init__(
         self,
         *,
@@ -401,14 +410,55 @@ class Turn(_message.Message):
         error: _events_pb2.TurnFailed | None = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         options: Global___TurnOptions | None = ...,
+        items: _abc.Iterable[Global___TurnItem] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "options", b"options", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "files", b"files", "finish_reason", b"finish_reason", "id", b"id", "input", b"input", "instructions", b"instructions", "metadata", b"metadata", "model", b"model", "options", b"options", "output_text", b"output_text", "parent_turn_id", b"parent_turn_id", "reasoning", b"reasoning", "session_id", b"session_id", "status", b"status", "tool_results", b"tool_results", "tool_uses", b"tool_uses", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "files", b"files", "finish_reason", b"finish_reason", "id", b"id", "input", b"input", "instructions", b"instructions", "items", b"items", "metadata", b"metadata", "model", b"model", "options", b"options", "output_text", b"output_text", "parent_turn_id", b"parent_turn_id", "reasoning", b"reasoning", "session_id", b"session_id", "status", b"status", "tool_results", b"tool_results", "tool_uses", b"tool_uses", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Turn: _TypeAlias = Turn  # noqa: Y015
+
+@_typing.final
+class TurnItem(_message.Message):
+    """One piece of a turn's output, in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
+    TOOL_USE_FIELD_NUMBER: _builtins.int
+    TOOL_RESULT_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """Answer text."""
+    reasoning: _builtins.str
+    """Thinking text."""
+    @_builtins.property
+    def tool_use(self) -> _events_pb2.ToolUse:
+        """A tool call."""
+
+    @_builtins.property
+    def tool_result(self) -> _events_pb2.ToolResult:
+        """A tool call's outcome."""
+
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        reasoning: _builtins.str = ...,
+        tool_use: _events_pb2.ToolUse | None = ...,
+        tool_result: _events_pb2.ToolResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "reasoning", b"reasoning", "text", b"text", "tool_result", b"tool_result", "tool_use", b"tool_use"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "reasoning", b"reasoning", "text", b"text", "tool_result", b"tool_result", "tool_use", b"tool_use"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["text", "reasoning", "tool_use", "tool_result"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+
+Global___TurnItem: _TypeAlias = TurnItem  # noqa: Y015
 
 @_typing.final
 class GetTurnRequest(_message.Message):

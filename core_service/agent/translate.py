@@ -102,6 +102,22 @@ class TurnAccumulator:
     result: ResultMessage | None = None
     # Claude Code's uuid of the latest assistant message (to fork at this turn).
     last_assistant_uuid: str | None = None
+    # Everything above in the order it happened.
+    items: list[pb.TurnItem] = field(default_factory=list)
+
+    def add_text(self, text: str) -> None:
+        self.text.append(text)
+        if self.items and self.items[-1].WhichOneof("item") == "text":
+            self.items[-1].text += text
+        else:
+            self.items.append(pb.TurnItem(text=text))
+
+    def add_reasoning(self, text: str) -> None:
+        self.reasoning.append(text)
+        if self.items and self.items[-1].WhichOneof("item") == "reasoning":
+            self.items[-1].reasoning += text
+        else:
+            self.items.append(pb.TurnItem(reasoning=text))
 
 
 class TurnTranslator:
@@ -132,7 +148,7 @@ class TurnTranslator:
     def _text(self, text: str) -> list[pb.RunTurnResponse]:
         if not text:
             return []
-        self.acc.text.append(text)
+        self.acc.add_text(text)
         return [pb.RunTurnResponse(text_delta=ev.TextDelta(text=text))]
 
     def _on_stream_event(self, message: StreamEvent) -> list[pb.RunTurnResponse]:
@@ -159,7 +175,7 @@ class TurnTranslator:
         if delta.get("type") == "thinking_delta":
             text = delta.get("thinking", "")
             if text:
-                self.acc.reasoning.append(text)
+                self.acc.add_reasoning(text)
                 return [pb.RunTurnResponse(reasoning_delta=ev.ReasoningDelta(text=text))]
         return []
 
@@ -181,6 +197,7 @@ class TurnTranslator:
                     summary=tool_summary(block.name, block.input),
                 )
                 self.acc.tool_uses.append(use)
+                self.acc.items.append(pb.TurnItem(tool_use=use))
                 out.append(pb.RunTurnResponse(tool_use=use))
         return out
 
@@ -198,6 +215,7 @@ class TurnTranslator:
                     truncated=len(text) > self._excerpt_chars,
                 )
                 self.acc.tool_results.append(result)
+                self.acc.items.append(pb.TurnItem(tool_result=result))
                 out.append(pb.RunTurnResponse(tool_result=result))
         return out
 

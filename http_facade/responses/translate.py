@@ -701,8 +701,9 @@ _TURN_STATUS = {
 def from_turn(turn: agent_pb2.Turn) -> dict[str, Any]:
     """A stored turn as a response object (GET, cancel).
 
-    The core keeps a turn's text, thinking and tool calls, not their
-    interleaving: the rebuilt output is thinking, then tool calls, then text.
+    The core keeps the turn's output items in order, so replaying them gives
+    the same output the stream had. Turns stored before the core kept that
+    order come back as thinking, then tool calls, then text.
     """
     state = ResponseState(echo=Echo.of_turn(turn))
     state.start(
@@ -717,13 +718,25 @@ def from_turn(turn: agent_pb2.Turn) -> dict[str, Any]:
     status = _TURN_STATUS.get(turn.status)
     if status is None:  # still running: the core has no output for it yet
         return state.response()
-    state.on_reasoning(turn.reasoning)
-    results = {r.tool_use_id: r for r in turn.tool_results}
-    for tu in turn.tool_uses:
-        state.on_tool_use(tu)
-        if tu.id in results:
-            state.on_tool_result(results[tu.id])
-    state.on_text(turn.output_text)
+    if turn.items:
+        for item in turn.items:
+            kind = item.WhichOneof("item")
+            if kind == "text":
+                state.on_text(item.text)
+            elif kind == "reasoning":
+                state.on_reasoning(item.reasoning)
+            elif kind == "tool_use":
+                state.on_tool_use(item.tool_use)
+            elif kind == "tool_result":
+                state.on_tool_result(item.tool_result)
+    else:
+        state.on_reasoning(turn.reasoning)
+        results = {r.tool_use_id: r for r in turn.tool_results}
+        for tu in turn.tool_uses:
+            state.on_tool_use(tu)
+            if tu.id in results:
+                state.on_tool_result(results[tu.id])
+        state.on_text(turn.output_text)
     for f in turn.files:
         state.files[f.path] = file_dict(f)
     if turn.HasField("usage"):
@@ -737,7 +750,7 @@ def from_turn(turn: agent_pb2.Turn) -> dict[str, Any]:
 
 
 def input_items(turn: agent_pb2.Turn) -> list[dict[str, Any]]:
-    """The turn's new input messages as input items, oldest first."""
+    """The messages the request carried, as input items, oldest first."""
     items: list[dict[str, Any]] = []
     for i, msg in enumerate(turn.input):
         content: list[dict[str, Any]] = []

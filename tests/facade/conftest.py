@@ -54,9 +54,16 @@ class Served:
 async def serve_app(config: FacadeConfig) -> Served:
     app = create_app(config)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(
-        app, host="127.0.0.1", port=port, loop="asyncio", lifespan="off", log_level="warning",
-    ))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            loop="asyncio",
+            lifespan="off",
+            log_level="warning",
+        )
+    )
     task = asyncio.ensure_future(server.serve())
     for _ in range(500):
         if server.started:
@@ -67,8 +74,11 @@ async def serve_app(config: FacadeConfig) -> Served:
 
 
 def make_config(addr: str, **kw: Any) -> FacadeConfig:
-    base: dict[str, Any] = {"core_addr": addr, "keepalive_seconds": 15.0,
-                            "max_body_bytes": 256 * 1024}
+    base: dict[str, Any] = {
+        "core_addr": addr,
+        "keepalive_seconds": 15.0,
+        "max_body_bytes": 256 * 1024,
+    }
     base.update(kw)
     return FacadeConfig(**base)
 

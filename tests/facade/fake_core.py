@@ -176,8 +176,7 @@ class FakeCore:
         agent = _Agent(self)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(agent, self.server)
         models_pb2_grpc.add_ModelServiceServicer_to_server(_Models(), self.server)
-        sessions_pb2_grpc.add_SessionServiceServicer_to_server(
-            _Sessions(self), self.server)
+        sessions_pb2_grpc.add_SessionServiceServicer_to_server(_Sessions(self), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -232,7 +231,6 @@ class _Agent(agent_pb2_grpc.AgentServiceServicer):
             raise
         self.fake.finished.append(request.model)
 
-
     async def GetTurn(
         self, request: agent_pb2.GetTurnRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetTurnResponse:
@@ -258,29 +256,44 @@ class _Agent(agent_pb2_grpc.AgentServiceServicer):
         await _check_key(context)
         turn = self.fake.turns.get(turn_id)
         if turn is None:
-            await abort(context, grpc.StatusCode.NOT_FOUND, f"No response '{turn_id}'.",
-                        "turn_not_found", "turn_id")
+            await abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"No response '{turn_id}'.",
+                "turn_not_found",
+                "turn_id",
+            )
             raise AssertionError("unreachable")
         return turn
 
 
 async def _check_key(context: grpc.aio.ServicerContext) -> None:
     if _auth(context).get("authorization") != f"Bearer {GOOD_KEY}":
-        await abort(context, grpc.StatusCode.UNAUTHENTICATED, "Incorrect API key provided.",
-                    "invalid_api_key")
+        await abort(
+            context,
+            grpc.StatusCode.UNAUTHENTICATED,
+            "Incorrect API key provided.",
+            "invalid_api_key",
+        )
 
 
 class _Sessions(sessions_pb2_grpc.SessionServiceServicer):
     def __init__(self, fake: FakeCore) -> None:
         self.fake = fake
 
-    async def _own(self, session_id: str, context: grpc.aio.ServicerContext
-                   ) -> sessions_pb2.Session:
+    async def _own(
+        self, session_id: str, context: grpc.aio.ServicerContext
+    ) -> sessions_pb2.Session:
         await _check_key(context)
         session = self.fake.sessions.get(session_id)
         if session is None:
-            await abort(context, grpc.StatusCode.NOT_FOUND, f"No session '{session_id}'.",
-                        "session_not_found", "session_id")
+            await abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"No session '{session_id}'.",
+                "session_not_found",
+                "session_id",
+            )
             raise AssertionError("unreachable")
         return session
 
@@ -292,14 +305,14 @@ class _Sessions(sessions_pb2_grpc.SessionServiceServicer):
         offset = int(request.page_token or "0")
         rows = list(self.fake.sessions.values())
         token = str(offset + size) if len(rows) > offset + size else ""
-        return sessions_pb2.ListSessionsResponse(sessions=rows[offset:offset + size],
-                                                 next_page_token=token)
+        return sessions_pb2.ListSessionsResponse(
+            sessions=rows[offset : offset + size], next_page_token=token
+        )
 
     async def GetSession(
         self, request: sessions_pb2.GetSessionRequest, context: grpc.aio.ServicerContext
     ) -> sessions_pb2.GetSessionResponse:
-        return sessions_pb2.GetSessionResponse(
-            session=await self._own(request.session_id, context))
+        return sessions_pb2.GetSessionResponse(session=await self._own(request.session_id, context))
 
     async def DeleteSession(
         self, request: sessions_pb2.DeleteSessionRequest, context: grpc.aio.ServicerContext
@@ -312,10 +325,15 @@ class _Sessions(sessions_pb2_grpc.SessionServiceServicer):
         self, request: sessions_pb2.ListSessionFilesRequest, context: grpc.aio.ServicerContext
     ) -> sessions_pb2.ListSessionFilesResponse:
         await self._own(request.session_id, context)
-        return sessions_pb2.ListSessionFilesResponse(files=[
-            sessions_pb2.WorkspaceFile(path=path, size_bytes=len(data), modified_at=1_700_000_000)
-            for (sid, path), data in sorted(self.fake.files.items()) if sid == request.session_id
-        ])
+        return sessions_pb2.ListSessionFilesResponse(
+            files=[
+                sessions_pb2.WorkspaceFile(
+                    path=path, size_bytes=len(data), modified_at=1_700_000_000
+                )
+                for (sid, path), data in sorted(self.fake.files.items())
+                if sid == request.session_id
+            ]
+        )
 
     async def GetSessionFile(
         self, request: sessions_pb2.GetSessionFileRequest, context: grpc.aio.ServicerContext
@@ -323,18 +341,27 @@ class _Sessions(sessions_pb2_grpc.SessionServiceServicer):
         await self._own(request.session_id, context)
         self.fake.file_requests.append(request.path)
         if request.path.startswith("/") or ".." in request.path.split("/"):
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "Path outside the workspace.",
-                        "path_outside_workspace", "path")
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "Path outside the workspace.",
+                "path_outside_workspace",
+                "path",
+            )
         data = self.fake.files.get((request.session_id, request.path))
         if data is None:
-            await abort(context, grpc.StatusCode.NOT_FOUND, "No such file.", "file_not_found",
-                        "path")
+            await abort(
+                context, grpc.StatusCode.NOT_FOUND, "No such file.", "file_not_found", "path"
+            )
             raise AssertionError("unreachable")
         media = "text/x-python" if request.path.endswith(".py") else "application/octet-stream"
         return sessions_pb2.GetSessionFileResponse(
-            file=sessions_pb2.WorkspaceFile(path=request.path, size_bytes=len(data),
-                                            modified_at=1_700_000_000),
-            content=data, media_type=media)
+            file=sessions_pb2.WorkspaceFile(
+                path=request.path, size_bytes=len(data), modified_at=1_700_000_000
+            ),
+            content=data,
+            media_type=media,
+        )
 
 
 MODELS = [

@@ -29,8 +29,12 @@ class Facade:
         return f"http://127.0.0.1:{self.port}"
 
     def worker_pids(self) -> list[int]:
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],
-                             capture_output=True, text=True, check=False).stdout
+        out = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         return [int(p) for p in out.split()]
 
     def stop(self) -> int:
@@ -44,16 +48,25 @@ class Facade:
         return self.proc.returncode
 
 
-def start_facade(core_addr: str, log: Path, workers: int = 2,
-                 extra_env: Mapping[str, str] | None = None) -> Facade:
+def start_facade(
+    core_addr: str, log: Path, workers: int = 2, extra_env: Mapping[str, str] | None = None
+) -> Facade:
     port = free_port()
-    env = {**os.environ, "CCAPI_HOST": "127.0.0.1", "CCAPI_HTTP_PORT": str(port),
-           "CCAPI_CORE_ADDR": core_addr, "CCAPI_HTTP_WORKERS": str(workers),
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        "CCAPI_HOST": "127.0.0.1",
+        "CCAPI_HTTP_PORT": str(port),
+        "CCAPI_CORE_ADDR": core_addr,
+        "CCAPI_HTTP_WORKERS": str(workers),
+        **(extra_env or {}),
+    }
     out = log.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-c", "from http_facade.server import serve; serve()"],
-        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
     )
     facade = Facade(proc, port, log)
     deadline = time.monotonic() + 30

@@ -18,7 +18,7 @@ def events(body: str) -> tuple[list[Any], list[str]]:
             if line.startswith(":"):
                 comments.append(line)
             elif line.startswith("data: "):
-                payload = line[len("data: "):]
+                payload = line[len("data: ") :]
                 datas.append(payload if payload == "[DONE]" else json.loads(payload))
             else:
                 raise AssertionError(f"unexpected SSE line {line!r}")

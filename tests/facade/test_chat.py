@@ -33,8 +33,11 @@ async def agentic(req: Any, ctx: Any) -> AsyncIterator[fc.Event]:
     yield fc.started(turn_id="agent1")
     yield fc.thinking("Let me think. ")
     yield fc.tool_use("tu1", "Write", "Write fib.py")
-    yield fc.Event(file_change=events_pb2.FileChange(
-        kind=events_pb2.FILE_CHANGE_KIND_CREATED, path="fib.py", size_bytes=42, diff="+x"))
+    yield fc.Event(
+        file_change=events_pb2.FileChange(
+            kind=events_pb2.FILE_CHANGE_KIND_CREATED, path="fib.py", size_bytes=42, diff="+x"
+        )
+    )
     yield fc.tool_result("tu1")
     yield fc.tool_use("tu2", "Bash", "Bash: pytest -q")
     yield fc.tool_result("tu2", is_error=True, excerpt="1 failed\nmore")
@@ -63,18 +66,30 @@ async def test_non_streaming_wire_format(client: httpx.AsyncClient) -> None:
     choice = data["choices"][0]
     assert choice == {
         "index": 0,
-        "message": {"role": "assistant", "content": "hello there world", "refusal": None,
-                    "reasoning_content": None, "reasoning": None},
+        "message": {
+            "role": "assistant",
+            "content": "hello there world",
+            "refusal": None,
+            "reasoning_content": None,
+            "reasoning": None,
+        },
         "logprobs": None,
         "finish_reason": "stop",
     }
     assert data["usage"] == {
-        "prompt_tokens": 18, "completion_tokens": 7, "total_tokens": 25,
+        "prompt_tokens": 18,
+        "completion_tokens": 7,
+        "total_tokens": 25,
         "prompt_tokens_details": {"cached_tokens": 5},
         "completion_tokens_details": {"reasoning_tokens": 2},
     }
-    assert data["claude_code"] == {"session_id": "s1", "turn_id": "t1", "files": [],
-                                   "cost_usd": 0.0123, "num_turns": 2}
+    assert data["claude_code"] == {
+        "session_id": "s1",
+        "turn_id": "t1",
+        "files": [],
+        "cost_usd": 0.0123,
+        "num_turns": 2,
+    }
 
 
 async def test_reasoning_and_activity_stay_out_of_content(client: httpx.AsyncClient) -> None:
@@ -92,9 +107,16 @@ async def test_reasoning_and_activity_stay_out_of_content(client: httpx.AsyncCli
     assert msg["reasoning"] == msg["reasoning_content"]
     assert data["choices"][0]["finish_reason"] == "length"
     assert data["id"] == "chatcmpl-agent1"
-    assert data["claude_code"]["files"] == [{
-        "path": "fib.py", "kind": "created", "size_bytes": 42, "binary": False, "diff": "+x",
-        "diff_truncated": False}]
+    assert data["claude_code"]["files"] == [
+        {
+            "path": "fib.py",
+            "kind": "created",
+            "size_bytes": 42,
+            "binary": False,
+            "diff": "+x",
+            "diff_truncated": False,
+        }
+    ]
 
 
 async def test_streaming_wire_format(client: httpx.AsyncClient) -> None:
@@ -128,8 +150,9 @@ async def test_streaming_wire_format(client: httpx.AsyncClient) -> None:
 
 
 async def test_stream_include_usage(client: httpx.AsyncClient) -> None:
-    r = await client.post(URL, headers=AUTH,
-                          json=body(stream=True, stream_options={"include_usage": True}))
+    r = await client.post(
+        URL, headers=AUTH, json=body(stream=True, stream_options={"include_usage": True})
+    )
     datas, _ = events(r.text)
     assert datas[-1] == "[DONE]"
     usage_chunk = datas[-2]
@@ -140,15 +163,18 @@ async def test_stream_include_usage(client: httpx.AsyncClient) -> None:
 
 
 async def test_openai_sdk_both_modes(served: Served) -> None:
-    client = openai.AsyncOpenAI(base_url=served.base_url + "/v1", api_key=GOOD_KEY,
-                                max_retries=0)
+    client = openai.AsyncOpenAI(base_url=served.base_url + "/v1", api_key=GOOD_KEY, max_retries=0)
     done = await client.chat.completions.create(
-        model="echo", messages=[{"role": "user", "content": "one two"}])
+        model="echo", messages=[{"role": "user", "content": "one two"}]
+    )
     assert done.choices[0].message.content == "one two"
     assert done.usage is not None and done.usage.completion_tokens == 7
     stream = await client.chat.completions.create(
-        model="echo", messages=[{"role": "user", "content": "three four"}], stream=True,
-        stream_options={"include_usage": True})
+        model="echo",
+        messages=[{"role": "user", "content": "three four"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     text, usage = "", None
     async for chunk in stream:
         if chunk.choices:
@@ -169,12 +195,17 @@ async def test_request_translation(client: httpx.AsyncClient, fake: FakeCore) ->
             {"role": "developer", "content": [{"type": "text", "text": "Use Python."}]},
             {"role": "user", "content": "first", "name": "ann"},
             {"role": "assistant", "content": "earlier answer"},
-            {"role": "user", "content": [
-                {"type": "text", "text": "look"},
-                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
-                {"type": "image_url", "image_url": {"url": "https://example.com/a.jpg",
-                                                    "detail": "low"}},
-            ]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "look"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "https://example.com/a.jpg", "detail": "low"},
+                    },
+                ],
+            },
         ],
         "max_completion_tokens": 123,
         "stop": "END",
@@ -191,8 +222,12 @@ async def test_request_translation(client: httpx.AsyncClient, fake: FakeCore) ->
     assert md["authorization"] == f"Bearer {GOOD_KEY}"
     assert md["x-request-id"] == "my-req-1"
     assert [m.role for m in req.messages] == [
-        content_pb2.ROLE_SYSTEM, content_pb2.ROLE_DEVELOPER, content_pb2.ROLE_USER,
-        content_pb2.ROLE_ASSISTANT, content_pb2.ROLE_USER]
+        content_pb2.ROLE_SYSTEM,
+        content_pb2.ROLE_DEVELOPER,
+        content_pb2.ROLE_USER,
+        content_pb2.ROLE_ASSISTANT,
+        content_pb2.ROLE_USER,
+    ]
     assert req.messages[2].name == "ann"
     parts = req.messages[4].content
     assert parts[0].text == "look"
@@ -213,8 +248,7 @@ async def test_session_id_header(client: httpx.AsyncClient, fake: FakeCore) -> N
     r = await client.post(URL, headers={**AUTH, "X-Session-Id": "hdr"}, json=body())
     assert r.status_code == 200
     assert fake.requests[-1][0].session_id == "hdr"
-    r = await client.post(URL, headers={**AUTH, "X-Session-Id": "a"},
-                          json=body(session_id="b"))
+    r = await client.post(URL, headers={**AUTH, "X-Session-Id": "a"}, json=body(session_id="b"))
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "session_id"
 
@@ -284,18 +318,30 @@ async def test_turn_failed_mid_stream(client: httpx.AsyncClient, fake: FakeCore)
     async def fails(req: Any, ctx: Any) -> AsyncIterator[fc.Event]:
         yield fc.started()
         yield fc.text("some ")
-        yield fc.failed(grpc.StatusCode.RESOURCE_EXHAUSTED, "Model rate limited",
-                        "model_rate_limited", 7)
-        await fc.abort(ctx, grpc.StatusCode.RESOURCE_EXHAUSTED, "Model rate limited",
-                       "model_rate_limited", retry=7)
+        yield fc.failed(
+            grpc.StatusCode.RESOURCE_EXHAUSTED, "Model rate limited", "model_rate_limited", 7
+        )
+        await fc.abort(
+            ctx,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "Model rate limited",
+            "model_rate_limited",
+            retry=7,
+        )
 
     fake.scripts["fails"] = fails
     r = await client.post(URL, headers=AUTH, json=body("fails", stream=True))
     assert r.status_code == 200
     datas, _ = events(r.text)
     assert datas[-1] == "[DONE]"
-    assert datas[-2] == {"error": {"message": "Model rate limited", "type": "requests",
-                                   "param": None, "code": "model_rate_limited"}}
+    assert datas[-2] == {
+        "error": {
+            "message": "Model rate limited",
+            "type": "requests",
+            "param": None,
+            "code": "model_rate_limited",
+        }
+    }
     assert datas[1]["choices"][0]["delta"] == {"content": "some "}
     # Non-streaming: the same failure is an HTTP error with Retry-After.
     r = await client.post(URL, headers=AUTH, json=body("fails"))
@@ -318,10 +364,10 @@ async def test_rpc_error_mid_stream_without_turn_failed(
     assert datas[-1] == "[DONE]"
     assert datas[-2]["error"]["code"] == "model_error"
     assert datas[-2]["error"]["type"] == "server_error"
-    sdk = openai.AsyncOpenAI(base_url=str(client.base_url) + "/v1", api_key=GOOD_KEY,
-                             max_retries=0)
+    sdk = openai.AsyncOpenAI(base_url=str(client.base_url) + "/v1", api_key=GOOD_KEY, max_retries=0)
     stream = await sdk.chat.completions.create(
-        model="dies", messages=[{"role": "user", "content": "x"}], stream=True)
+        model="dies", messages=[{"role": "user", "content": "x"}], stream=True
+    )
     with pytest.raises(openai.APIError, match="boom"):
         async for _ in stream:
             pass
@@ -333,8 +379,9 @@ async def test_eight_concurrent_streams(served: Served) -> None:
         async with served.client() as c:
             r = await c.post(URL, headers=AUTH, json=body(text=f"stream number {i}", stream=True))
             datas, _ = events(r.text)
-            return "".join(d["choices"][0]["delta"].get("content") or ""
-                           for d in datas[:-1] if d["choices"])
+            return "".join(
+                d["choices"][0]["delta"].get("content") or "" for d in datas[:-1] if d["choices"]
+            )
 
     texts = await asyncio.gather(*(one(i) for i in range(8)))
     assert texts == [f"stream number {i}" for i in range(8)]
@@ -343,8 +390,9 @@ async def test_eight_concurrent_streams(served: Served) -> None:
 # --- file summary --------------------------------------------------------------------------
 
 
-async def test_resent_answer_loses_the_file_summary(client: httpx.AsyncClient,
-                                                    fake: FakeCore) -> None:
+async def test_resent_answer_loses_the_file_summary(
+    client: httpx.AsyncClient, fake: FakeCore
+) -> None:
     first = (await client.post(URL, headers=AUTH, json=body("agentic"))).json()
     answer = first["choices"][0]["message"]["content"]
     assert file_summary.MARKER in answer
@@ -379,8 +427,11 @@ async def test_file_summary_can_be_turned_off(fake: FakeCore) -> None:
             assert r.json()["choices"][0]["message"]["content"] == "Done: fib.py"
             r = await c.post(URL, headers=AUTH, json=body("agentic", stream=True))
             datas, _ = events(r.text)
-            text = "".join(d["choices"][0]["delta"].get("content") or ""
-                           for d in datas[:-1] if d.get("choices"))
+            text = "".join(
+                d["choices"][0]["delta"].get("content") or ""
+                for d in datas[:-1]
+                if d.get("choices")
+            )
             assert text == "Done: fib.py"
     finally:
         await served.stop()
@@ -388,15 +439,38 @@ async def test_file_summary_can_be_turned_off(fake: FakeCore) -> None:
 
 def test_summary_rendering() -> None:
     files = [
-        {"path": "new.py", "kind": "created", "size_bytes": 30, "binary": False,
-         "diff": "--- /dev/null\n+++ b/new.py\n@@ -0,0 +1,2 @@\n+x = '```'\n+print(x)",
-         "diff_truncated": False},
-        {"path": "app.py", "kind": "modified", "size_bytes": 12, "binary": False,
-         "diff": "--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-v1\n+v2", "diff_truncated": True},
-        {"path": "logo.png", "kind": "created", "size_bytes": 2048, "binary": True,
-         "diff": None, "diff_truncated": False},
-        {"path": "gone.txt", "kind": "deleted", "size_bytes": 0, "binary": False,
-         "diff": "-old", "diff_truncated": False},
+        {
+            "path": "new.py",
+            "kind": "created",
+            "size_bytes": 30,
+            "binary": False,
+            "diff": "--- /dev/null\n+++ b/new.py\n@@ -0,0 +1,2 @@\n+x = '```'\n+print(x)",
+            "diff_truncated": False,
+        },
+        {
+            "path": "app.py",
+            "kind": "modified",
+            "size_bytes": 12,
+            "binary": False,
+            "diff": "--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-v1\n+v2",
+            "diff_truncated": True,
+        },
+        {
+            "path": "logo.png",
+            "kind": "created",
+            "size_bytes": 2048,
+            "binary": True,
+            "diff": None,
+            "diff_truncated": False,
+        },
+        {
+            "path": "gone.txt",
+            "kind": "deleted",
+            "size_bytes": 0,
+            "binary": False,
+            "diff": "-old",
+            "diff_truncated": False,
+        },
     ]
     text = file_summary.render(files)
     assert text.startswith("\n\n" + file_summary.MARKER)

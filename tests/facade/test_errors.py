@@ -21,8 +21,9 @@ def body(model: str = "echo", **kw: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": "hi"}], **kw}
 
 
-def assert_error(r: httpx.Response, status: int, type_: str, code: str | None,
-                 param: str | None = None) -> dict[str, Any]:
+def assert_error(
+    r: httpx.Response, status: int, type_: str, code: str | None, param: str | None = None
+) -> dict[str, Any]:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")
     assert r.headers["x-request-id"]
@@ -36,31 +37,110 @@ def assert_error(r: httpx.Response, status: int, type_: str, code: str | None,
 # (gRPC code, reason, param, retry) -> (HTTP status, type, code, param, Retry-After)
 STATUS_CASES = [
     (C.INVALID_ARGUMENT, "", "messages", 0, 400, "invalid_request_error", None, "messages", None),
-    (C.UNAUTHENTICATED, "invalid_api_key", "", 0, 401, "invalid_request_error",
-     "invalid_api_key", None, None),
-    (C.PERMISSION_DENIED, "", "", 0, 403, "invalid_request_error", "permission_denied", None,
-     None),
-    (C.NOT_FOUND, "model_not_found", "model", 0, 404, "invalid_request_error",
-     "model_not_found", "model", None),
-    (C.NOT_FOUND, "session_not_found", "", 0, 404, "invalid_request_error", "not_found", None,
-     None),
-    (C.RESOURCE_EXHAUSTED, "rate_limit_exceeded", "", 12, 429, "requests",
-     "rate_limit_exceeded", None, "12"),
-    (C.RESOURCE_EXHAUSTED, "insufficient_quota", "", 0, 429, "insufficient_quota",
-     "insufficient_quota", None, "1"),
-    (C.RESOURCE_EXHAUSTED, "model_rate_limited", "", 3, 429, "requests", "model_rate_limited",
-     None, "3"),
-    (C.UNAVAILABLE, "model_overloaded", "", 5, 503, "server_error", "model_overloaded", None,
-     "5"),
+    (
+        C.UNAUTHENTICATED,
+        "invalid_api_key",
+        "",
+        0,
+        401,
+        "invalid_request_error",
+        "invalid_api_key",
+        None,
+        None,
+    ),
+    (C.PERMISSION_DENIED, "", "", 0, 403, "invalid_request_error", "permission_denied", None, None),
+    (
+        C.NOT_FOUND,
+        "model_not_found",
+        "model",
+        0,
+        404,
+        "invalid_request_error",
+        "model_not_found",
+        "model",
+        None,
+    ),
+    (
+        C.NOT_FOUND,
+        "session_not_found",
+        "",
+        0,
+        404,
+        "invalid_request_error",
+        "not_found",
+        None,
+        None,
+    ),
+    (
+        C.RESOURCE_EXHAUSTED,
+        "rate_limit_exceeded",
+        "",
+        12,
+        429,
+        "requests",
+        "rate_limit_exceeded",
+        None,
+        "12",
+    ),
+    (
+        C.RESOURCE_EXHAUSTED,
+        "insufficient_quota",
+        "",
+        0,
+        429,
+        "insufficient_quota",
+        "insufficient_quota",
+        None,
+        "1",
+    ),
+    (
+        C.RESOURCE_EXHAUSTED,
+        "model_rate_limited",
+        "",
+        3,
+        429,
+        "requests",
+        "model_rate_limited",
+        None,
+        "3",
+    ),
+    (C.UNAVAILABLE, "model_overloaded", "", 5, 503, "server_error", "model_overloaded", None, "5"),
     (C.INTERNAL, "model_error", "", 0, 502, "server_error", "model_error", None, None),
-    (C.UNAVAILABLE, "model_unavailable", "", 0, 502, "server_error", "model_unavailable", None,
-     None),
+    (
+        C.UNAVAILABLE,
+        "model_unavailable",
+        "",
+        0,
+        502,
+        "server_error",
+        "model_unavailable",
+        None,
+        None,
+    ),
     (C.ABORTED, "session_busy", "", 0, 409, "invalid_request_error", "conflict", None, None),
     (C.UNKNOWN, "model_error", "", 0, 502, "server_error", "model_error", None, None),
-    (C.UNAUTHENTICATED, "upstream_authentication", "", 0, 502, "server_error",
-     "upstream_authentication", None, None),
-    (C.FAILED_PRECONDITION, "missing_credentials", "", 0, 503, "server_error",
-     "missing_credentials", None, None),
+    (
+        C.UNAUTHENTICATED,
+        "upstream_authentication",
+        "",
+        0,
+        502,
+        "server_error",
+        "upstream_authentication",
+        None,
+        None,
+    ),
+    (
+        C.FAILED_PRECONDITION,
+        "missing_credentials",
+        "",
+        0,
+        503,
+        "server_error",
+        "missing_credentials",
+        None,
+        None,
+    ),
     (C.DEADLINE_EXCEEDED, "", "", 0, 504, "server_error", "timeout", None, None),
     (C.INTERNAL, "", "", 0, 500, "server_error", "internal_error", None, None),
 ]
@@ -68,8 +148,9 @@ STATUS_CASES = [
 
 @pytest.mark.parametrize("case", STATUS_CASES, ids=lambda c: f"{c[0].name}-{c[1] or 'none'}")
 @pytest.mark.parametrize("when", ["before-start", "after-start"])
-async def test_status_table(client: httpx.AsyncClient, fake: FakeCore, case: Any,
-                           when: str) -> None:
+async def test_status_table(
+    client: httpx.AsyncClient, fake: FakeCore, case: Any, when: str
+) -> None:
     code, reason, param, retry, status, type_, ecode, eparam, retry_after = case
     model = f"err-{code.name}-{reason}-{when}"
 
@@ -126,8 +207,7 @@ async def test_core_unreachable_is_503() -> None:
 
 @pytest.mark.parametrize("raw", [b"{", b"not json", b"\xff\xfe", b"[" * 100000])
 async def test_malformed_json(client: httpx.AsyncClient, raw: bytes) -> None:
-    r = await client.post(URL, headers={**AUTH, "Content-Type": "application/json"},
-                          content=raw)
+    r = await client.post(URL, headers={**AUTH, "Content-Type": "application/json"}, content=raw)
     assert_error(r, 400, "invalid_request_error", None)
 
 
@@ -153,35 +233,74 @@ UNSUPPORTED = [
     ({"web_search_options": {}}, "web_search_options"),
     ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, "messages[0].role"),
     ({"messages": [{"role": "function", "name": "f", "content": "x"}]}, "messages[0].role"),
-    ({"messages": [{"role": "assistant", "tool_calls": [{"id": "1"}]},
-                   {"role": "user", "content": "x"}]}, "messages[0].tool_calls"),
-    ({"messages": [{"role": "user", "content": [
-        {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}]}]},
-     "messages[0].content[0].type"),
-    ({"messages": [{"role": "user", "content": [{"type": "file", "file": {}}]}]},
-     "messages[0].content[0].type"),
+    (
+        {
+            "messages": [
+                {"role": "assistant", "tool_calls": [{"id": "1"}]},
+                {"role": "user", "content": "x"},
+            ]
+        },
+        "messages[0].tool_calls",
+    ),
+    (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}
+                    ],
+                }
+            ]
+        },
+        "messages[0].content[0].type",
+    ),
+    (
+        {"messages": [{"role": "user", "content": [{"type": "file", "file": {}}]}]},
+        "messages[0].content[0].type",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("extra", "param"), UNSUPPORTED, ids=[p for _, p in UNSUPPORTED])
-async def test_unsupported_parameters(client: httpx.AsyncClient, extra: dict[str, Any],
-                                      param: str) -> None:
+async def test_unsupported_parameters(
+    client: httpx.AsyncClient, extra: dict[str, Any], param: str
+) -> None:
     r = await client.post(URL, headers=AUTH, json={**body(), **extra})
     assert_error(r, 400, "invalid_request_error", "unsupported_parameter", param)
 
 
-NEUTRAL = [{"tools": []}, {"tool_choice": "none"}, {"n": 1}, {"logprobs": False},
-           {"top_logprobs": 0}, {"logit_bias": {}}, {"response_format": {"type": "text"}},
-           {"modalities": ["text"]}, {"audio": None}, {"parallel_tool_calls": False},
-           {"temperature": 0.3, "top_p": 0.9, "presence_penalty": 1, "frequency_penalty": -1,
-            "seed": 7, "service_tier": "auto", "store": False, "prompt_cache_key": "k",
-            "safety_identifier": "x", "verbosity": "low"},
-           {"stream_options": {"include_usage": False, "include_obfuscation": True}}]
+NEUTRAL = [
+    {"tools": []},
+    {"tool_choice": "none"},
+    {"n": 1},
+    {"logprobs": False},
+    {"top_logprobs": 0},
+    {"logit_bias": {}},
+    {"response_format": {"type": "text"}},
+    {"modalities": ["text"]},
+    {"audio": None},
+    {"parallel_tool_calls": False},
+    {
+        "temperature": 0.3,
+        "top_p": 0.9,
+        "presence_penalty": 1,
+        "frequency_penalty": -1,
+        "seed": 7,
+        "service_tier": "auto",
+        "store": False,
+        "prompt_cache_key": "k",
+        "safety_identifier": "x",
+        "verbosity": "low",
+    },
+    {"stream_options": {"include_usage": False, "include_obfuscation": True}},
+]
 
 
 @pytest.mark.parametrize("extra", NEUTRAL, ids=lambda e: ",".join(e))
-async def test_neutral_and_ignored_values_are_accepted(client: httpx.AsyncClient,
-                                                       extra: dict[str, Any]) -> None:
+async def test_neutral_and_ignored_values_are_accepted(
+    client: httpx.AsyncClient, extra: dict[str, Any]
+) -> None:
     r = await client.post(URL, headers=AUTH, json={**body(), **extra})
     assert r.status_code == 200, r.text
 
@@ -197,32 +316,82 @@ SCHEMA = [
     ({**body(), "metadata": {str(i): "v" for i in range(17)}}, "metadata", "invalid_value"),
     ({**body(), "stream": "yes"}, "stream", "invalid_value"),
     ({**body(), "reasoning_effort": "max"}, "reasoning_effort", "invalid_value"),
-    ({"model": "echo", "messages": [{"role": "user", "content": 5}]}, "messages[0].content",
-     "invalid_value"),
-    ({"model": "echo", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0]",
-     "invalid_value"),
-    ({"model": "echo", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": 3}}]}]},
-     "messages[0].content[0].image_url.url", "invalid_value"),
-    ({"model": "echo", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]}]},
-     "messages[0].content[0].image_url.url", "invalid_image_url"),
-    ({"model": "echo", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/tiff;base64,AAAA"}}]}]},
-     "messages[0].content[0].image_url.url", "invalid_image_format"),
-    ({"model": "echo", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]}]},
-     "messages[0].content[0].image_url.url", "invalid_image_url"),
+    (
+        {"model": "echo", "messages": [{"role": "user", "content": 5}]},
+        "messages[0].content",
+        "invalid_value",
+    ),
+    (
+        {"model": "echo", "messages": [{"role": "wizard", "content": "x"}]},
+        "messages[0]",
+        "invalid_value",
+    ),
+    (
+        {
+            "model": "echo",
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": 3}}]}
+            ],
+        },
+        "messages[0].content[0].image_url.url",
+        "invalid_value",
+    ),
+    (
+        {
+            "model": "echo",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}
+                    ],
+                }
+            ],
+        },
+        "messages[0].content[0].image_url.url",
+        "invalid_image_url",
+    ),
+    (
+        {
+            "model": "echo",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "data:image/tiff;base64,AAAA"}}
+                    ],
+                }
+            ],
+        },
+        "messages[0].content[0].image_url.url",
+        "invalid_image_format",
+    ),
+    (
+        {
+            "model": "echo",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}],
+                }
+            ],
+        },
+        "messages[0].content[0].image_url.url",
+        "invalid_image_url",
+    ),
     ({**body(), "frobnicate": 1}, "frobnicate", "unknown_parameter"),
-    ({"model": "echo", "messages": [{"role": "user", "content": "x", "mood": "ok"}]},
-     "messages[0].mood", "unknown_parameter"),
+    (
+        {"model": "echo", "messages": [{"role": "user", "content": "x", "mood": "ok"}]},
+        "messages[0].mood",
+        "unknown_parameter",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("payload", "param", "code"), SCHEMA, ids=[s[1] for s in SCHEMA])
-async def test_schema_violations_name_the_param(client: httpx.AsyncClient,
-                                                payload: dict[str, Any], param: str,
-                                                code: str) -> None:
+async def test_schema_violations_name_the_param(
+    client: httpx.AsyncClient, payload: dict[str, Any], param: str, code: str
+) -> None:
     r = await client.post(URL, headers=AUTH, json=payload)
     assert_error(r, 400, "invalid_request_error", code, param)
 

@@ -11,8 +11,13 @@ from tests.facade.fake_core import GOOD_KEY, FakeCore
 
 
 async def test_request_id_on_every_response(client: httpx.AsyncClient) -> None:
-    for method, path in [("GET", "/health"), ("GET", "/nope"), ("POST", "/v1/chat/completions"),
-                         ("GET", "/v1/models"), ("GET", "/openapi.json")]:
+    for method, path in [
+        ("GET", "/health"),
+        ("GET", "/nope"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/models"),
+        ("GET", "/openapi.json"),
+    ]:
         r = await client.request(method, path)
         assert r.headers["x-request-id"].startswith("req_"), (method, path)
     r = await client.get("/health", headers={"X-Request-Id": "abc-123"})
@@ -41,9 +46,14 @@ async def test_cors_when_configured(fake: FakeCore) -> None:
             assert "x-request-id" in r.headers["access-control-expose-headers"].lower()
             r = await c.get("/health", headers={"Origin": "https://evil.example"})
             assert "access-control-allow-origin" not in r.headers
-            r = await c.options("/v1/chat/completions", headers={
-                "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "authorization,content-type"})
+            r = await c.options(
+                "/v1/chat/completions",
+                headers={
+                    "Origin": "https://app.example",
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization,content-type",
+                },
+            )
             assert r.status_code == 200
             assert "POST" in r.headers["access-control-allow-methods"]
             assert "authorization" in r.headers["access-control-allow-headers"].lower()
@@ -58,11 +68,19 @@ async def test_models(client: httpx.AsyncClient) -> None:
     assert data["object"] == "list"
     ids = [m["id"] for m in data["data"]]
     assert ids == ["claude-sonnet-4-5", "sonnet", "gpt-4o", "claude-opus-4-1", "opus"]
-    assert data["data"][2] == {"id": "gpt-4o", "object": "model", "created": 1_759_000_000,
-                               "owned_by": "anthropic"}
+    assert data["data"][2] == {
+        "id": "gpt-4o",
+        "object": "model",
+        "created": 1_759_000_000,
+        "owned_by": "anthropic",
+    }
     r = await client.get("/v1/models/gpt-4o", headers=AUTH)
-    assert r.json() == {"id": "gpt-4o", "object": "model", "created": 1_759_000_000,
-                        "owned_by": "anthropic"}
+    assert r.json() == {
+        "id": "gpt-4o",
+        "object": "model",
+        "created": 1_759_000_000,
+        "owned_by": "anthropic",
+    }
     r = await client.get("/v1/models/gpt-5-nope", headers=AUTH)
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "model_not_found"
@@ -99,15 +117,28 @@ async def test_openapi(client: httpx.AsyncClient) -> None:
     r = await client.get("/openapi.json")
     doc = r.json()
     assert doc["openapi"].startswith("3.1")
-    assert set(doc["paths"]) >= {"/v1/chat/completions", "/v1/models", "/v1/models/{model_id}",
-                                 "/health", "/health/live", "/health/ready"}
     assert set(doc["paths"]) >= {
-        "/v1/responses", "/v1/responses/{response_id}", "/v1/responses/{response_id}/cancel",
-        "/v1/responses/{response_id}/input_items", "/v1/sessions", "/v1/sessions/{session_id}",
-        "/v1/sessions/{session_id}/files", "/v1/sessions/{session_id}/files/{path}"}
+        "/v1/chat/completions",
+        "/v1/models",
+        "/v1/models/{model_id}",
+        "/health",
+        "/health/live",
+        "/health/ready",
+    }
+    assert set(doc["paths"]) >= {
+        "/v1/responses",
+        "/v1/responses/{response_id}",
+        "/v1/responses/{response_id}/cancel",
+        "/v1/responses/{response_id}/input_items",
+        "/v1/sessions",
+        "/v1/sessions/{session_id}",
+        "/v1/sessions/{session_id}/files",
+        "/v1/sessions/{session_id}/files/{path}",
+    }
     assert set(doc["paths"]["/v1/responses/{response_id}"]) == {"get", "delete"}
-    assert {"model", "input"} <= set(doc["components"]["schemas"]["ResponseCreateRequest"][
-        "properties"])
+    assert {"model", "input"} <= set(
+        doc["components"]["schemas"]["ResponseCreateRequest"]["properties"]
+    )
     schemas = doc["components"]["schemas"]
     req = schemas["ChatCompletionRequest"]
     assert {"model", "messages"} <= set(req["required"])

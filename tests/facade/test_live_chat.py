@@ -35,23 +35,32 @@ TOOLS = HERE.parents[1] / ".tools" / "facade-node"
 
 @pytest.fixture
 def sdk(facade: Facade, core: CoreProcess) -> Iterator[openai.OpenAI]:
-    client = openai.OpenAI(base_url=facade.base_url + "/v1", api_key=core.api_key,
-                           max_retries=0, timeout=90)
+    client = openai.OpenAI(
+        base_url=facade.base_url + "/v1", api_key=core.api_key, max_retries=0, timeout=90
+    )
     yield client
     client.close()
 
 
 def chat(facade: Facade, core: CoreProcess, **body: Any) -> httpx.Response:
     payload = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], **body}
-    return httpx.post(facade.base_url + "/v1/chat/completions", json=payload, timeout=90,
-                      headers={"Authorization": f"Bearer {core.api_key}"})
+    return httpx.post(
+        facade.base_url + "/v1/chat/completions",
+        json=payload,
+        timeout=90,
+        headers={"Authorization": f"Bearer {core.api_key}"},
+    )
 
 
 def test_non_streaming(sdk: openai.OpenAI, model_double: ModelDouble) -> None:
     model_double.script(Reply.text("Hello from the double."))
     done = sdk.chat.completions.create(
-        model=MODEL, messages=[{"role": "system", "content": "Be terse."},
-                               {"role": "user", "content": "Say hello"}])
+        model=MODEL,
+        messages=[
+            {"role": "system", "content": "Be terse."},
+            {"role": "user", "content": "Say hello"},
+        ],
+    )
     assert done.object == "chat.completion"
     assert done.id.startswith("chatcmpl-")
     assert done.choices[0].message.content == "Hello from the double."
@@ -66,8 +75,11 @@ def test_non_streaming(sdk: openai.OpenAI, model_double: ModelDouble) -> None:
 def test_streaming_with_usage(sdk: openai.OpenAI, model_double: ModelDouble) -> None:
     model_double.script(Reply.text("one two three four five six", chunks=6, delay=0.05))
     stream = sdk.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "count"}], stream=True,
-        stream_options={"include_usage": True})
+        model=MODEL,
+        messages=[{"role": "user", "content": "count"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "one two three four five six"
@@ -79,11 +91,12 @@ def test_streaming_with_usage(sdk: openai.OpenAI, model_double: ModelDouble) -> 
     assert len({c.id for c in chunks}) == 1
 
 
-def test_reasoning(sdk: openai.OpenAI, model_double: ModelDouble, facade: Facade,
-                   core: CoreProcess) -> None:
+def test_reasoning(
+    sdk: openai.OpenAI, model_double: ModelDouble, facade: Facade, core: CoreProcess
+) -> None:
     model_double.script(Reply.thinking("Primes are odd except 2.", "2, 3, 5"))
     done = sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "p"}])
-    msg = (done.choices[0].message.model_extra or {})
+    msg = done.choices[0].message.model_extra or {}
     assert done.choices[0].message.content == "2, 3, 5"
     assert "Primes are odd except 2." in msg["reasoning_content"]
     model_double.script(Reply.thinking("Think again.", "7"))
@@ -102,8 +115,9 @@ def test_tool_activity_is_reasoning_not_content(
         Reply.tool_use("Write", {"file_path": "{cwd}/fib.py", "content": "print(1)\n"}),
         Reply.text("Wrote fib.py."),
     )
-    done = sdk.chat.completions.create(model=MODEL,
-                                       messages=[{"role": "user", "content": "write fib"}])
+    done = sdk.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "write fib"}]
+    )
     msg = done.choices[0].message
     assert file_summary.remove(msg.content or "") == "Wrote fib.py."
     reasoning = (msg.model_extra or {})["reasoning_content"]
@@ -112,19 +126,22 @@ def test_tool_activity_is_reasoning_not_content(
     assert [f["path"] for f in files] == ["fib.py"]
 
 
-def test_eight_concurrent_streams(facade: Facade, core: CoreProcess,
-                                  model_double: ModelDouble) -> None:
+def test_eight_concurrent_streams(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
     def echo(r: RecordedRequest) -> Reply:
         return Reply.text(f"echo: {r.last_user_text.strip().split()[-1]}", delay=0.02)
 
     model_double.set_default(Reply.dynamic(echo))
 
     def one(i: int) -> str:
-        client = openai.OpenAI(base_url=facade.base_url + "/v1", api_key=core.api_key,
-                               max_retries=0, timeout=120)
+        client = openai.OpenAI(
+            base_url=facade.base_url + "/v1", api_key=core.api_key, max_retries=0, timeout=120
+        )
         with client:
             stream = client.chat.completions.create(
-                model=MODEL, messages=[{"role": "user", "content": f"token-{i}"}], stream=True)
+                model=MODEL, messages=[{"role": "user", "content": f"token-{i}"}], stream=True
+            )
             return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -132,15 +149,23 @@ def test_eight_concurrent_streams(facade: Facade, core: CoreProcess,
     assert got == [f"echo: token-{i}" for i in range(8)]
 
 
-def test_disconnect_mid_stream_cancels_the_turn(facade: Facade, core: CoreProcess,
-                                                model_double: ModelDouble) -> None:
+def test_disconnect_mid_stream_cancels_the_turn(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
     model_double.script(Reply.hang(60))
-    with httpx.Client(timeout=60) as client, client.stream(
-        "POST", facade.base_url + "/v1/chat/completions",
-        headers={"Authorization": f"Bearer {core.api_key}"},
-        json={"model": MODEL, "stream": True,
-              "messages": [{"role": "user", "content": "take your time"}]},
-    ) as r:
+    with (
+        httpx.Client(timeout=60) as client,
+        client.stream(
+            "POST",
+            facade.base_url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {core.api_key}"},
+            json={
+                "model": MODEL,
+                "stream": True,
+                "messages": [{"role": "user", "content": "take your time"}],
+            },
+        ) as r,
+    ):
         assert r.status_code == 200
         lines = r.iter_lines()  # held: a dropped generator would close the connection
         for line in lines:
@@ -171,12 +196,18 @@ def _err(r: httpx.Response, status: int, code: str | None) -> dict[str, Any]:
 
 
 def test_bad_key_and_unknown_model(facade: Facade, core: CoreProcess) -> None:
-    r = httpx.post(facade.base_url + "/v1/chat/completions", timeout=30,
-                   json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+    r = httpx.post(
+        facade.base_url + "/v1/chat/completions",
+        timeout=30,
+        json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]},
+    )
     _err(r, 401, "invalid_api_key")
-    r = httpx.post(facade.base_url + "/v1/chat/completions", timeout=30,
-                   headers={"Authorization": "Bearer sk-wrong"},
-                   json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+    r = httpx.post(
+        facade.base_url + "/v1/chat/completions",
+        timeout=30,
+        headers={"Authorization": "Bearer sk-wrong"},
+        json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]},
+    )
     _err(r, 401, "invalid_api_key")
     _err(chat(facade, core, model="gpt-7-turbo"), 404, "model_not_found")
     sdk = openai.OpenAI(base_url=facade.base_url + "/v1", api_key="sk-wrong", max_retries=0)
@@ -185,33 +216,55 @@ def test_bad_key_and_unknown_model(facade: Facade, core: CoreProcess) -> None:
 
 
 def test_request_errors(facade: Facade, core: CoreProcess) -> None:
-    _err(chat(facade, core, tools=[{"type": "function", "function": {"name": "f"}}]), 400,
-         "unsupported_parameter")
-    err = _err(chat(facade, core, messages=[{"role": "user", "content": 3}]), 400,
-               "invalid_value")
+    _err(
+        chat(facade, core, tools=[{"type": "function", "function": {"name": "f"}}]),
+        400,
+        "unsupported_parameter",
+    )
+    err = _err(chat(facade, core, messages=[{"role": "user", "content": 3}]), 400, "invalid_value")
     assert err["param"] == "messages[0].content"
-    r = httpx.post(facade.base_url + "/v1/chat/completions", content=b"{nope",
-                   headers={"Authorization": f"Bearer {core.api_key}"}, timeout=30)
+    r = httpx.post(
+        facade.base_url + "/v1/chat/completions",
+        content=b"{nope",
+        headers={"Authorization": f"Bearer {core.api_key}"},
+        timeout=30,
+    )
     _err(r, 400, None)
-    r = httpx.post(facade.base_url + "/v1/chat/completions", content=b"x" * (11 * 1024 * 1024),
-                   headers={"Authorization": f"Bearer {core.api_key}"}, timeout=30)
+    r = httpx.post(
+        facade.base_url + "/v1/chat/completions",
+        content=b"x" * (11 * 1024 * 1024),
+        headers={"Authorization": f"Bearer {core.api_key}"},
+        timeout=30,
+    )
     _err(r, 413, "request_too_large")
 
 
 @pytest.mark.parametrize(
     ("reply", "status", "code"),
     [
-        (Reply.error(429, "rate_limit_error", "slow down", retry_after=3), 429,
-         "model_rate_limited"),
+        (
+            Reply.error(429, "rate_limit_error", "slow down", retry_after=3),
+            429,
+            "model_rate_limited",
+        ),
         (Reply.error(529, "overloaded_error", "Overloaded"), 503, "model_overloaded"),
-        (Reply.error(401, "authentication_error", "invalid x-api-key"), 502,
-         "upstream_authentication"),
+        (
+            Reply.error(401, "authentication_error", "invalid x-api-key"),
+            502,
+            "upstream_authentication",
+        ),
         (Reply.error(500, "api_error", "Internal server error"), 502, None),
     ],
     ids=["429", "529", "401", "500"],
 )
-def test_model_side_failures(facade: Facade, core: CoreProcess, model_double: ModelDouble,
-                             reply: Reply, status: int, code: str | None) -> None:
+def test_model_side_failures(
+    facade: Facade,
+    core: CoreProcess,
+    model_double: ModelDouble,
+    reply: Reply,
+    status: int,
+    code: str | None,
+) -> None:
     model_double.set_default(reply)
     r = chat(facade, core)
     assert r.status_code == status, r.text
@@ -229,14 +282,18 @@ def test_model_side_failures(facade: Facade, core: CoreProcess, model_double: Mo
     assert "error" in datas[-2], datas
 
 
-def test_missing_credentials(model_double: ModelDouble,
-                             tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_missing_credentials(
+    model_double: ModelDouble, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     bare = start_core(model_double.url, ANTHROPIC_API_KEY="")
     facade = start_facade(bare.addr, tmp_path_factory.mktemp("bare") / "gunicorn.log", 1)
     try:
-        r = httpx.post(facade.base_url + "/v1/chat/completions", timeout=30,
-                       headers={"Authorization": f"Bearer {bare.api_key}"},
-                       json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+        r = httpx.post(
+            facade.base_url + "/v1/chat/completions",
+            timeout=30,
+            headers={"Authorization": f"Bearer {bare.api_key}"},
+            json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]},
+        )
         err = _err(r, 503, "missing_credentials")
         assert "ANTHROPIC_API_KEY" in err["message"]
         assert "CLAUDE_CODE_OAUTH_TOKEN" in err["message"]
@@ -245,20 +302,25 @@ def test_missing_credentials(model_double: ModelDouble,
         bare.cleanup()
 
 
-def test_core_unreachable_and_probes(facade: Facade, core: CoreProcess,
-                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_core_unreachable_and_probes(
+    facade: Facade, core: CoreProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     r = httpx.get(facade.base_url + "/health/ready", timeout=10)
     assert r.status_code == 200
     from tests.facade.fake_core import free_port
 
-    orphan = start_facade(f"127.0.0.1:{free_port()}",
-                          tmp_path_factory.mktemp("orphan") / "gunicorn.log", 1)
+    orphan = start_facade(
+        f"127.0.0.1:{free_port()}", tmp_path_factory.mktemp("orphan") / "gunicorn.log", 1
+    )
     try:
         assert httpx.get(orphan.base_url + "/health/live", timeout=10).status_code == 200
         assert httpx.get(orphan.base_url + "/health/ready", timeout=10).status_code == 503
-        r = httpx.post(orphan.base_url + "/v1/chat/completions", timeout=30,
-                       headers={"Authorization": f"Bearer {core.api_key}"},
-                       json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+        r = httpx.post(
+            orphan.base_url + "/v1/chat/completions",
+            timeout=30,
+            headers={"Authorization": f"Bearer {core.api_key}"},
+            json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]},
+        )
         _err(r, 503, "core_unavailable")
     finally:
         orphan.stop()
@@ -306,25 +368,47 @@ def _npm_openai() -> Path:
     if not (TOOLS / "node_modules" / "openai").is_dir():
         TOOLS.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(
-            ["npm", "install", "--silent", "--no-audit", "--no-fund", "--no-save",
-             "--prefix", str(TOOLS), "openai@4"],
-            capture_output=True, text=True, timeout=300, check=False)
+            [
+                "npm",
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "--no-save",
+                "--prefix",
+                str(TOOLS),
+                "openai@4",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         if done.returncode != 0:
             pytest.skip(f"npm install openai failed (registry unreachable?): {done.stderr[-500:]}")
     return TOOLS
 
 
-def test_openai_npm_package(facade: Facade, core: CoreProcess,
-                            model_double: ModelDouble) -> None:
+def test_openai_npm_package(facade: Facade, core: CoreProcess, model_double: ModelDouble) -> None:
     tools = _npm_openai()
-    model_double.set_default(Reply.dynamic(
-        lambda r: Reply.text("node says " + r.last_user_text.strip().split()[-1])))
+    model_double.set_default(
+        Reply.dynamic(lambda r: Reply.text("node says " + r.last_user_text.strip().split()[-1]))
+    )
     script = tools / "smoke.js"
     script.write_text(NODE_SCRIPT)
-    done = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "BASE_URL": facade.base_url + "/v1",
-                               "API_KEY": core.api_key, "NODE_PATH": str(tools / "node_modules")},
-                          check=False)
+    done = subprocess.run(
+        ["node", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={
+            **os.environ,
+            "BASE_URL": facade.base_url + "/v1",
+            "API_KEY": core.api_key,
+            "NODE_PATH": str(tools / "node_modules"),
+        },
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["nonstream"] == "node says one"

@@ -21,8 +21,9 @@ MODEL = "sonnet"
 
 @pytest.fixture
 def sdk(facade: Facade, core: CoreProcess) -> Iterator[openai.OpenAI]:
-    client = openai.OpenAI(base_url=facade.base_url + "/v1", api_key=core.api_key,
-                           max_retries=0, timeout=90)
+    client = openai.OpenAI(
+        base_url=facade.base_url + "/v1", api_key=core.api_key, max_retries=0, timeout=90
+    )
     yield client
     client.close()
 
@@ -41,8 +42,11 @@ def user_texts(req: RecordedRequest) -> list[str]:
         if isinstance(content, str):
             texts.append(content)
         elif isinstance(content, list):
-            texts += [b.get("text", "") for b in content
-                      if isinstance(b, dict) and b.get("type") == "text"]
+            texts += [
+                b.get("text", "")
+                for b in content
+                if isinstance(b, dict) and b.get("type") == "text"
+            ]
     return texts
 
 
@@ -50,11 +54,11 @@ def extra(obj: Any) -> dict[str, Any]:
     return dict((obj.model_extra or {})["claude_code"])
 
 
-def test_create_retrieve_input_items_delete(sdk: openai.OpenAI,
-                                            model_double: ModelDouble) -> None:
+def test_create_retrieve_input_items_delete(sdk: openai.OpenAI, model_double: ModelDouble) -> None:
     model_double.script(Reply.text("Hello from the double."))
-    done = sdk.responses.create(model=MODEL, input="Say hello", instructions="Be terse.",
-                                metadata={"ticket": "42"})
+    done = sdk.responses.create(
+        model=MODEL, input="Say hello", instructions="Be terse.", metadata={"ticket": "42"}
+    )
     assert done.id.startswith("resp_") and done.object == "response"
     assert done.status == "completed" and done.output_text == "Hello from the double."
     assert done.usage is not None and done.usage.output_tokens > 0
@@ -71,7 +75,8 @@ def test_create_retrieve_input_items_delete(sdk: openai.OpenAI,
     items = sdk.responses.input_items.list(done.id)
     assert [(i.type, getattr(i, "role", None)) for i in items.data] == [("message", "user")]
     assert json.dumps(items.data[0].to_dict()["content"], sort_keys=True) == json.dumps(
-        [{"type": "input_text", "text": "Say hello"}], sort_keys=True)
+        [{"type": "input_text", "text": "Say hello"}], sort_keys=True
+    )
 
     sdk.responses.delete(done.id)
     with pytest.raises(openai.NotFoundError):
@@ -88,8 +93,11 @@ def test_store_false_is_not_retrievable(sdk: openai.OpenAI, model_double: ModelD
 
 def test_stream_event_order(sdk: openai.OpenAI, model_double: ModelDouble) -> None:
     model_double.script(
-        Reply.tool_use("Write", {"file_path": "{cwd}/fib.py", "content": "print(1)\n"},
-                       text_before="Writing it."),
+        Reply.tool_use(
+            "Write",
+            {"file_path": "{cwd}/fib.py", "content": "print(1)\n"},
+            text_before="Writing it.",
+        ),
         Reply.thinking("Check: the file is there.", "Wrote fib.py for you."),
     )
     with sdk.responses.stream(model=MODEL, input="write fib") as stream:
@@ -103,8 +111,9 @@ def test_stream_event_order(sdk: openai.OpenAI, model_double: ModelDouble) -> No
     # Every item opens and closes in order; text parts have their full lifecycle.
     for kind in ("output_text", "reasoning_summary_text"):
         assert types.index(f"response.{kind}.delta") < types.index(f"response.{kind}.done")
-    text_events = [t for t in types if t.startswith(("response.content_part",
-                                                     "response.output_text"))]
+    text_events = [
+        t for t in types if t.startswith(("response.content_part", "response.output_text"))
+    ]
     assert text_events[0] == "response.content_part.added"
     assert text_events[-2:] == ["response.output_text.done", "response.content_part.done"]
     assert types.count("response.output_item.added") == types.count("response.output_item.done")
@@ -120,15 +129,19 @@ def test_stream_event_order(sdk: openai.OpenAI, model_double: ModelDouble) -> No
     assert [(f["path"], f["kind"]) for f in files] == [("fib.py", "created")]
     assert "+print(1)" in files[0]["diff"]
     # The raw wire: `event:` lines naming each data's type.
-    r = httpx.post(str(sdk.base_url) + "responses", timeout=90,
-                   headers={"Authorization": f"Bearer {sdk.api_key}"},
-                   json={"model": MODEL, "input": "again", "stream": True})
+    r = httpx.post(
+        str(sdk.base_url) + "responses",
+        timeout=90,
+        headers={"Authorization": f"Bearer {sdk.api_key}"},
+        json={"model": MODEL, "input": "again", "stream": True},
+    )
     blocks = [b for b in r.text.split("\n\n") if b and not b.startswith(":")]
     assert all(b.startswith("event: response.") and "\ndata: {" in b for b in blocks)
 
 
-def test_previous_response_id_across_three_turns(sdk: openai.OpenAI,
-                                                 model_double: ModelDouble) -> None:
+def test_previous_response_id_across_three_turns(
+    sdk: openai.OpenAI, model_double: ModelDouble
+) -> None:
     echo(model_double)
     first = sdk.responses.create(model=MODEL, input="alpha")
     second = sdk.responses.create(model=MODEL, input="beta", previous_response_id=first.id)
@@ -145,13 +158,11 @@ def test_previous_response_id_across_three_turns(sdk: openai.OpenAI,
     assert sdk.responses.retrieve(third.id).previous_response_id == second.id
 
 
-def test_two_responses_from_one_parent_fork(sdk: openai.OpenAI,
-                                            model_double: ModelDouble) -> None:
+def test_two_responses_from_one_parent_fork(sdk: openai.OpenAI, model_double: ModelDouble) -> None:
     echo(model_double)
     root = sdk.responses.create(model=MODEL, input="root question")
     left = sdk.responses.create(model=MODEL, input="left branch", previous_response_id=root.id)
-    right = sdk.responses.create(model=MODEL, input="right branch",
-                                 previous_response_id=root.id)
+    right = sdk.responses.create(model=MODEL, input="right branch", previous_response_id=root.id)
     assert extra(left)["session_id"] == extra(root)["session_id"]
     assert extra(right)["session_id"] != extra(root)["session_id"]
     texts = user_texts(model_double.main_requests[-1])
@@ -159,8 +170,9 @@ def test_two_responses_from_one_parent_fork(sdk: openai.OpenAI,
     assert not any("left branch" in t for t in texts)
 
 
-def test_cancel_a_running_response(sdk: openai.OpenAI, facade: Facade, core: CoreProcess,
-                                   model_double: ModelDouble) -> None:
+def test_cancel_a_running_response(
+    sdk: openai.OpenAI, facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
     model_double.script(Reply.hang(60))
     seen: list[Any] = []
     stream_done = threading.Event()
@@ -204,3 +216,31 @@ def test_request_errors(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as nf:
         sdk.responses.create(model=MODEL, input="x", previous_response_id="resp_tnope")
     assert nf.value.param == "previous_response_id"
+
+
+def test_retrieve_keeps_the_order_the_stream_had(
+    sdk: openai.OpenAI, model_double: ModelDouble
+) -> None:
+    model_double.script(
+        Reply.tool_use(
+            "Write",
+            {"file_path": "{cwd}/a.txt", "content": "a"},
+            text_before="First I write the file.",
+        ),
+        Reply.text("Then I am done."),
+    )
+    done = sdk.responses.create(
+        model=MODEL,
+        input=[
+            {"role": "developer", "content": "Be careful."},
+            {"role": "user", "content": "write a.txt"},
+        ],
+    )
+    kinds = [item.type for item in done.output]
+    got = sdk.responses.retrieve(done.id)
+    assert [item.type for item in got.output] == kinds
+    assert kinds.index("mcp_call") > 0 and kinds[-1] == "message"
+    assert [i.id for i in got.output] == [i.id for i in done.output]
+    assert got.output_text == done.output_text
+    items = sdk.responses.input_items.list(done.id, order="asc")
+    assert [getattr(i, "role", None) for i in items.data] == ["developer", "user"]

@@ -22,8 +22,9 @@ MODEL = "sonnet"
 
 @pytest.fixture
 def sdk(facade: Facade, core: CoreProcess) -> Iterator[openai.OpenAI]:
-    client = openai.OpenAI(base_url=facade.base_url + "/v1", api_key=core.api_key,
-                           max_retries=0, timeout=90)
+    client = openai.OpenAI(
+        base_url=facade.base_url + "/v1", api_key=core.api_key, max_retries=0, timeout=90
+    )
     yield client
     client.close()
 
@@ -33,11 +34,14 @@ def other_key(core: CoreProcess) -> str:
     return ccapi(core.env, "keys", "create", "--name", "x").strip().splitlines()[-1]
 
 
-def chat(facade: Facade, key: str, messages: list[dict[str, Any]],
-         **extra: Any) -> httpx.Response:
+def chat(facade: Facade, key: str, messages: list[dict[str, Any]], **extra: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key}", **extra.pop("headers", {})}
-    r = httpx.post(facade.base_url + "/v1/chat/completions", timeout=90, headers=headers,
-                   json={"model": MODEL, "messages": messages, **extra})
+    r = httpx.post(
+        facade.base_url + "/v1/chat/completions",
+        timeout=90,
+        headers=headers,
+        json={"model": MODEL, "messages": messages, **extra},
+    )
     assert r.status_code == 200, r.text
     return r
 
@@ -51,8 +55,11 @@ def user_texts(req: RecordedRequest) -> list[str]:
         if isinstance(content, str):
             texts.append(content)
         elif isinstance(content, list):
-            texts += [b.get("text", "") for b in content
-                      if isinstance(b, dict) and b.get("type") == "text"]
+            texts += [
+                b.get("text", "")
+                for b in content
+                if isinstance(b, dict) and b.get("type") == "text"
+            ]
     return texts
 
 
@@ -67,8 +74,9 @@ def test_resent_history_with_our_file_summary_resumes_the_session(
     facade: Facade, core: CoreProcess, model_double: ModelDouble
 ) -> None:
     model_double.script(
-        Reply.tool_use("Write", {"file_path": "{cwd}/fib.py",
-                                 "content": "def fib(n):\n    return n\n"}),
+        Reply.tool_use(
+            "Write", {"file_path": "{cwd}/fib.py", "content": "def fib(n):\n    return n\n"}
+        ),
         Reply.text("Wrote fib.py."),
     )
     first = chat(facade, core.api_key, [{"role": "user", "content": "write fib"}])
@@ -81,9 +89,11 @@ def test_resent_history_with_our_file_summary_resumes_the_session(
     assert body["claude_code"]["session_id"] == session
 
     model_double.set_default(Reply.dynamic(lambda r: Reply.text(f"echo: {r.last_user_text}")))
-    history = [{"role": "user", "content": "write fib"},
-               {"role": "assistant", "content": answer},
-               {"role": "user", "content": "now test it"}]
+    history = [
+        {"role": "user", "content": "write fib"},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "now test it"},
+    ]
     second = chat(facade, core.api_key, history)
     assert second.headers["x-session-id"] == session
     last = model_double.main_requests[-1]
@@ -93,8 +103,10 @@ def test_resent_history_with_our_file_summary_resumes_the_session(
     assert not any("Earlier in this conversation" in t for t in user_texts(last))
 
     # The same conversation resent again, one turn longer, still continues it.
-    history += [{"role": "assistant", "content": second.json()["choices"][0]["message"][
-        "content"]}, {"role": "user", "content": "and again"}]
+    history += [
+        {"role": "assistant", "content": second.json()["choices"][0]["message"]["content"]},
+        {"role": "user", "content": "and again"},
+    ]
     third = chat(facade, core.api_key, history, stream=True)
     assert third.headers["x-session-id"] == session
 
@@ -106,25 +118,41 @@ def test_edited_history_forks_and_explicit_session_id(
     first = chat(facade, core.api_key, [{"role": "user", "content": "original question"}])
     session = first.headers["x-session-id"]
     answer = first.json()["choices"][0]["message"]["content"]
-    edited = chat(facade, core.api_key, [
-        {"role": "user", "content": "edited question"},
-        {"role": "assistant", "content": answer},
-        {"role": "user", "content": "follow-up"}])
+    edited = chat(
+        facade,
+        core.api_key,
+        [
+            {"role": "user", "content": "edited question"},
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": "follow-up"},
+        ],
+    )
     assert edited.headers["x-session-id"] != session
     assert "original question" not in user_texts(model_double.main_requests[-1])
 
     # An explicit session id continues that session whatever the history says.
-    by_header = chat(facade, core.api_key, [{"role": "user", "content": "by header"}],
-                     headers={"X-Session-Id": session})
+    by_header = chat(
+        facade,
+        core.api_key,
+        [{"role": "user", "content": "by header"}],
+        headers={"X-Session-Id": session},
+    )
     assert by_header.headers["x-session-id"] == session
     assert any("original question" in t for t in user_texts(model_double.main_requests[-1]))
-    by_body = chat(facade, core.api_key, [{"role": "user", "content": "by body"}],
-                   session_id=session)
+    by_body = chat(
+        facade, core.api_key, [{"role": "user", "content": "by body"}], session_id=session
+    )
     assert by_body.json()["claude_code"]["session_id"] == session
-    r = httpx.post(facade.base_url + "/v1/chat/completions", timeout=30,
-                   headers={"Authorization": f"Bearer {core.api_key}"},
-                   json={"model": MODEL, "session_id": "no-such-session",
-                         "messages": [{"role": "user", "content": "x"}]})
+    r = httpx.post(
+        facade.base_url + "/v1/chat/completions",
+        timeout=30,
+        headers={"Authorization": f"Bearer {core.api_key}"},
+        json={
+            "model": MODEL,
+            "session_id": "no-such-session",
+            "messages": [{"role": "user", "content": "x"}],
+        },
+    )
     assert r.status_code == 404 and r.json()["error"]["param"] == "session_id"
 
 
@@ -143,29 +171,44 @@ def test_write_edit_bash_binary_and_delete_in_chat(
     assert files_of(first.json())["app.py"]["kind"] == "created"
 
     model_double.script(
-        Reply.tool_use("Edit", {"file_path": "{cwd}/app.py", "old_string": "v1",
-                                "new_string": "v2"}),
+        Reply.tool_use(
+            "Edit", {"file_path": "{cwd}/app.py", "old_string": "v1", "new_string": "v2"}
+        ),
         Reply.text("edited"),
     )
-    second = chat(facade, core.api_key, [{"role": "user", "content": "edit it"}],
-                  headers={"X-Session-Id": session}, stream=True)
-    chunks = [line[len("data: "):] for line in second.text.splitlines()
-              if line.startswith("data: {")]
+    second = chat(
+        facade,
+        core.api_key,
+        [{"role": "user", "content": "edit it"}],
+        headers={"X-Session-Id": session},
+        stream=True,
+    )
+    chunks = [
+        line[len("data: ") :] for line in second.text.splitlines() if line.startswith("data: {")
+    ]
     final = json.loads(chunks[-1])
     change = files_of(final)["app.py"]
     assert change["kind"] == "modified" and "+print('v2')" in change["diff"]
-    content = "".join(json.loads(c)["choices"][0]["delta"].get("content") or ""
-                      for c in chunks if json.loads(c).get("choices"))
+    content = "".join(
+        json.loads(c)["choices"][0]["delta"].get("content") or ""
+        for c in chunks
+        if json.loads(c).get("choices")
+    )
     assert content.startswith("edited") and "```diff" in content and "+print('v2')" in content
 
     model_double.script(
-        Reply.tool_use("Bash", {"command": "rm app.py && echo made > notes.txt && "
-                                           "printf 'A\\000B' > blob.bin",
-                                "description": "shuffle files"}),
+        Reply.tool_use(
+            "Bash",
+            {
+                "command": "rm app.py && echo made > notes.txt && printf 'A\\000B' > blob.bin",
+                "description": "shuffle files",
+            },
+        ),
         Reply.text("shuffled"),
     )
-    third = chat(facade, core.api_key, [{"role": "user", "content": "shuffle"}],
-                 session_id=session).json()
+    third = chat(
+        facade, core.api_key, [{"role": "user", "content": "shuffle"}], session_id=session
+    ).json()
     files = files_of(third)
     assert files["app.py"]["kind"] == "deleted"
     assert files["notes.txt"]["kind"] == "created" and files["notes.txt"]["size_bytes"] == 5
@@ -177,8 +220,13 @@ def test_write_edit_bash_binary_and_delete_in_chat(
 
 def test_file_reports_in_responses(sdk: openai.OpenAI, model_double: ModelDouble) -> None:
     model_double.script(
-        Reply.tool_use("Bash", {"command": "echo hi > a.txt && printf '\\211PNG\\000' > i.png",
-                                "description": "files"}),
+        Reply.tool_use(
+            "Bash",
+            {
+                "command": "echo hi > a.txt && printf '\\211PNG\\000' > i.png",
+                "description": "files",
+            },
+        ),
         Reply.text("made files"),
     )
     first = sdk.responses.create(model=MODEL, input="make files")
@@ -192,8 +240,7 @@ def test_file_reports_in_responses(sdk: openai.OpenAI, model_double: ModelDouble
         Reply.tool_use("Bash", {"command": "rm a.txt", "description": "rm"}),
         Reply.text("removed"),
     )
-    second = sdk.responses.create(model=MODEL, input="remove it",
-                                  previous_response_id=first.id)
+    second = sdk.responses.create(model=MODEL, input="remove it", previous_response_id=first.id)
     got = sdk.responses.retrieve(second.id)
     files = {f["path"]: f for f in (got.model_extra or {})["claude_code"]["files"]}
     assert files == {"a.txt": files["a.txt"]} and files["a.txt"]["kind"] == "deleted"
@@ -216,11 +263,15 @@ def test_session_endpoints_downloads_and_traversal(
     facade: Facade, core: CoreProcess, model_double: ModelDouble, other_key: str
 ) -> None:
     model_double.script(
-        Reply.tool_use("Bash", {
-            "command": "mkdir -p src/deep && echo hello > src/deep/a.txt && "
-                       "printf 'A\\000B' > src/b.bin && echo 'x = 1' > m.py && "
-                       "ln -s /etc/passwd leak && ln -s ../../.. up",
-            "description": "files"}),
+        Reply.tool_use(
+            "Bash",
+            {
+                "command": "mkdir -p src/deep && echo hello > src/deep/a.txt && "
+                "printf 'A\\000B' > src/b.bin && echo 'x = 1' > m.py && "
+                "ln -s /etc/passwd leak && ln -s ../../.. up",
+                "description": "files",
+            },
+        ),
         Reply.text("ok"),
     )
     made = chat(facade, core.api_key, [{"role": "user", "content": "make files"}])
@@ -247,32 +298,47 @@ def test_session_endpoints_downloads_and_traversal(
     r = httpx.get(f"{base}/{session}/files/src%2Fdeep%2Fa.txt", headers=auth, timeout=30)
     assert r.status_code == 200 and r.content == b"hello\n"
 
-    for path in ("../../ccapi.db", "src/../../x", "%2e%2e/%2e%2e/ccapi.db",
-                 "%2E%2E%2F%2E%2E%2Fccapi.db", "/etc/passwd", "%2Fetc%2Fpasswd", "leak",
-                 "up/etc/passwd", "src/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "..%2f..%2fccapi.db"):
+    for path in (
+        "../../ccapi.db",
+        "src/../../x",
+        "%2e%2e/%2e%2e/ccapi.db",
+        "%2E%2E%2F%2E%2E%2Fccapi.db",
+        "/etc/passwd",
+        "%2Fetc%2Fpasswd",
+        "leak",
+        "up/etc/passwd",
+        "src/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "..%2f..%2fccapi.db",
+    ):
         status, body = _raw_get(facade, f"/v1/sessions/{session}/files/{path}", core.api_key)
         assert status in (400, 404), (path, status, body[:200])
         assert b"root:" not in body and b"SQLite" not in body, path
 
     # Another key sees nothing of it.
     other = {"Authorization": f"Bearer {other_key}"}
-    assert session not in [s["id"] for s in
-                           httpx.get(base, headers=other, timeout=30).json()["data"]]
-    for url in (f"{base}/{session}", f"{base}/{session}/files",
-                f"{base}/{session}/files/m.py"):
+    assert session not in [
+        s["id"] for s in httpx.get(base, headers=other, timeout=30).json()["data"]
+    ]
+    for url in (f"{base}/{session}", f"{base}/{session}/files", f"{base}/{session}/files/m.py"):
         r = httpx.get(url, headers=other, timeout=30)
         assert r.status_code == 404, (url, r.text)
     assert httpx.delete(f"{base}/{session}", headers=other, timeout=30).status_code == 404
-    r = httpx.post(facade.base_url + "/v1/chat/completions", timeout=30, headers=other,
-                   json={"model": MODEL, "session_id": session,
-                         "messages": [{"role": "user", "content": "steal"}]})
+    r = httpx.post(
+        facade.base_url + "/v1/chat/completions",
+        timeout=30,
+        headers=other,
+        json={
+            "model": MODEL,
+            "session_id": session,
+            "messages": [{"role": "user", "content": "steal"}],
+        },
+    )
     assert r.status_code == 404
 
     r = httpx.delete(f"{base}/{session}", headers=auth, timeout=30)
     assert r.json() == {"id": session, "object": "session.deleted", "deleted": True}
     assert httpx.get(f"{base}/{session}", headers=auth, timeout=30).status_code == 404
-    assert httpx.get(f"{base}/{session}/files/m.py", headers=auth,
-                     timeout=30).status_code == 404
+    assert httpx.get(f"{base}/{session}/files/m.py", headers=auth, timeout=30).status_code == 404
 
 
 def test_a_key_cannot_see_another_keys_responses(

@@ -18,13 +18,19 @@ async def test_gunicorn_serves_with_several_workers(fake: FakeCore, tmp_path: Pa
     try:
         assert len(facade.worker_pids()) == 3
         async with httpx.AsyncClient(base_url=facade.base_url, timeout=20) as c:
+
             async def one(i: int) -> str:
-                r = await c.post("/v1/chat/completions", headers=AUTH, json={
-                    "model": "echo", "stream": True,
-                    "messages": [{"role": "user", "content": f"worker test {i}"}]})
+                r = await c.post(
+                    "/v1/chat/completions",
+                    headers=AUTH,
+                    json={
+                        "model": "echo",
+                        "stream": True,
+                        "messages": [{"role": "user", "content": f"worker test {i}"}],
+                    },
+                )
                 datas, _ = events(r.text)
-                return "".join(d["choices"][0]["delta"].get("content") or ""
-                               for d in datas[:-1])
+                return "".join(d["choices"][0]["delta"].get("content") or "" for d in datas[:-1])
 
             got = await asyncio.gather(*(one(i) for i in range(6)))
             assert got == [f"worker test {i}" for i in range(6)]

@@ -20,9 +20,14 @@ def workspace(fake: FakeCore) -> None:
     fake.files.clear()
     for i in range(3):
         fake.sessions[f"sess{i}"] = sessions_pb2.Session(
-            id=f"sess{i}", model="claude-sonnet-4-5", created_at=1_700_000_000,
-            last_active_at=1_700_000_100, turn_count=2, last_turn_id=f"t{i}",
-            usage=events_pb2.Usage(input_tokens=10, output_tokens=5, cost_usd=0.5))
+            id=f"sess{i}",
+            model="claude-sonnet-4-5",
+            created_at=1_700_000_000,
+            last_active_at=1_700_000_100,
+            turn_count=2,
+            last_turn_id=f"t{i}",
+            usage=events_pb2.Usage(input_tokens=10, output_tokens=5, cost_usd=0.5),
+        )
     fake.files[("sess0", "src/app.py")] = b"print('hi')\n"
     fake.files[("sess0", "a b%.bin")] = b"\x00\x01"
 
@@ -82,14 +87,17 @@ def _raw_get(served: Served, path: str) -> tuple[int, bytes]:
         conn.close()
 
 
-@pytest.mark.parametrize("path", [
-    "/v1/sessions/sess0/files/../../../etc/passwd",
-    "/v1/sessions/sess0/files/src/../../x",
-    "/v1/sessions/sess0/files/%2e%2e/%2e%2e/etc/passwd",
-    "/v1/sessions/sess0/files/%2E%2E%2Fsecret",
-    "/v1/sessions/sess0/files//etc/passwd",
-    "/v1/sessions/sess0/files/%2Fetc%2Fpasswd",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/sessions/sess0/files/../../../etc/passwd",
+        "/v1/sessions/sess0/files/src/../../x",
+        "/v1/sessions/sess0/files/%2e%2e/%2e%2e/etc/passwd",
+        "/v1/sessions/sess0/files/%2E%2E%2Fsecret",
+        "/v1/sessions/sess0/files//etc/passwd",
+        "/v1/sessions/sess0/files/%2Fetc%2Fpasswd",
+    ],
+)
 async def test_traversal_never_reaches_a_file(served: Served, fake: FakeCore, path: str) -> None:
     import asyncio
 
