@@ -23,8 +23,15 @@ from tests.facade.fake_core import free_port
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "admin"
 CHROMIUM = os.environ.get("CCAPI_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 LAPTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 
@@ -56,9 +63,17 @@ class ThreadServer:
 
     def __init__(self, app: Any) -> None:
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, loop="asyncio", lifespan="off",
-            log_level="warning", timeout_graceful_shutdown=1))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                loop="asyncio",
+                lifespan="off",
+                log_level="warning",
+                timeout_graceful_shutdown=1,
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, name="admin-web", daemon=True)
 
     @property
@@ -100,11 +115,26 @@ def watch_for_trouble(page: Any) -> list[str]:
 
     page.on("dialog", on_dialog)
     page.on("pageerror", lambda err: trouble.append(f"pageerror: {err}"))
-    page.on("console", lambda msg: trouble.append(f"console: {msg.text}")
+    page.on(
+        "console",
+        lambda msg: (
+            trouble.append(f"console: {msg.text}")
             # 4xx pages (form errors, refusals) are expected; CSP reports are not.
-            if msg.type == "error" and "Failed to load resource" not in msg.text else None)
+            if msg.type == "error" and "Failed to load resource" not in msg.text
+            else None
+        ),
+    )
     return trouble
 
 
-__all__ = ["ARTIFACTS", "LAPTOP", "PHONE", "ThreadServer", "chromium", "pytest", "shot",
-           "skip_reason", "watch_for_trouble"]
+__all__ = [
+    "ARTIFACTS",
+    "LAPTOP",
+    "PHONE",
+    "ThreadServer",
+    "chromium",
+    "pytest",
+    "shot",
+    "skip_reason",
+    "watch_for_trouble",
+]

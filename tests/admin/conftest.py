@@ -14,8 +14,11 @@ from admin_web.app import create_app
 from admin_web.config import AdminConfig
 from tests.admin.fake_admin import ADMIN_TOKEN, FakeAdmin, seed
 
-PASSWORDS = {"admin": "admin-password-1", "viewer": "viewer-password-1",
-             "newbie": "first-password-1"}
+PASSWORDS = {
+    "admin": "admin-password-1",
+    "viewer": "viewer-password-1",
+    "newbie": "first-password-1",
+}
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -30,8 +33,12 @@ def fake() -> Iterator[FakeAdmin]:
 
 
 def make_config(addr: str, **kw: Any) -> AdminConfig:
-    base: dict[str, Any] = {"core_addr": addr, "admin_token": ADMIN_TOKEN,
-                            "secret_key": "test-secret", "keepalive_seconds": 0.2}
+    base: dict[str, Any] = {
+        "core_addr": addr,
+        "admin_token": ADMIN_TOKEN,
+        "secret_key": "test-secret",
+        "keepalive_seconds": 0.2,
+    }
     base.update(kw)
     return AdminConfig(**base)
 
@@ -62,25 +69,35 @@ class Browser:
         return result
 
     def get(self, path: str, **kw: Any) -> falcon.testing.Result:
-        return self._keep(self.client.simulate_get(
-            path, cookies=self.cookies, remote_addr=self.remote_addr, **kw))
+        return self._keep(
+            self.client.simulate_get(path, cookies=self.cookies, remote_addr=self.remote_addr, **kw)
+        )
 
-    def post(self, path: str, data: dict[str, str] | None = None, csrf: bool = True,
-             **kw: Any) -> falcon.testing.Result:
+    def post(
+        self, path: str, data: dict[str, str] | None = None, csrf: bool = True, **kw: Any
+    ) -> falcon.testing.Result:
         form = dict(data or {})
         if csrf:
             if not self.csrf:
                 self.get("/login")
             form.setdefault("csrf_token", self.csrf)
         headers = {"Content-Type": "application/x-www-form-urlencoded", **kw.pop("headers", {})}
-        return self._keep(self.client.simulate_post(
-            path, cookies=self.cookies, remote_addr=self.remote_addr, headers=headers,
-            body=falcon.to_query_str(form, prefix=False), **kw))
+        return self._keep(
+            self.client.simulate_post(
+                path,
+                cookies=self.cookies,
+                remote_addr=self.remote_addr,
+                headers=headers,
+                body=falcon.to_query_str(form, prefix=False),
+                **kw,
+            )
+        )
 
     def login(self, username: str, password: str | None = None) -> falcon.testing.Result:
         self.get("/login")
-        result = self.post("/login", {"username": username,
-                                      "password": password or PASSWORDS[username]})
+        result = self.post(
+            "/login", {"username": username, "password": password or PASSWORDS[username]}
+        )
         if result.status_code == 303:
             self.get(result.headers["location"])  # picks up the rotated CSRF token
         return result

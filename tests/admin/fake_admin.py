@@ -28,37 +28,51 @@ from claudecode.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, events_pb2, sess
 ADMIN_TOKEN = "fake-admin-token"
 THROTTLE_AFTER = 5
 THROTTLE_SECONDS = 60
-WRITES = {"CreateKey", "UpdateKey", "RevokeKey", "UpdateConfig", "CreateUser", "UpdateUser",
-          "SetUserPassword"}
+WRITES = {
+    "CreateKey",
+    "UpdateKey",
+    "RevokeKey",
+    "UpdateConfig",
+    "CreateUser",
+    "UpdateUser",
+    "SetUserPassword",
+}
 
 
 class Abort(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str, param: str = "",
-                 reason: str = "", retry: int = 0) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, message: str, param: str = "", reason: str = "", retry: int = 0
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.param, self.reason, self.retry = (
-            code, message, param, reason, retry)
+            code,
+            message,
+            param,
+            reason,
+            retry,
+        )
 
     def metadata(self) -> tuple[tuple[str, bytes], ...]:
         status = status_pb2.Status(code=self.code.value[0], message=self.message)
-        info = error_details_pb2.ErrorInfo(reason=self.reason or self.code.name.lower(),
-                                           domain="claudecode.v1")
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason or self.code.name.lower(), domain="claudecode.v1"
+        )
         if self.param:
             info.metadata["param"] = self.param
         status.details.add().Pack(info)
         if self.retry:
-            status.details.add().Pack(error_details_pb2.RetryInfo(
-                retry_delay=duration_pb2.Duration(seconds=self.retry)))
+            status.details.add().Pack(
+                error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=self.retry))
+            )
         return (("grpc-status-details-bin", status.SerializeToString()),)
 
 
 def _page(items: list[Any], token: str, size: int) -> tuple[list[Any], str]:
     size = size or 50
     start = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
-    chunk = items[start:start + size]
+    chunk = items[start : start + size]
     nxt = start + size
-    return chunk, (base64.urlsafe_b64encode(str(nxt).encode()).decode()
-                   if nxt < len(items) else "")
+    return chunk, (base64.urlsafe_b64encode(str(nxt).encode()).decode() if nxt < len(items) else "")
 
 
 @dataclass
@@ -71,10 +85,18 @@ class FakeAdmin:
     turns: dict[str, agent_pb2.Turn] = field(default_factory=dict)
     sessions: list[admin_pb2.AdminSession] = field(default_factory=list)
     files: dict[str, list[sessions_pb2.WorkspaceFile]] = field(default_factory=dict)
-    config: admin_pb2.LiveConfig = field(default_factory=lambda: admin_pb2.LiveConfig(
-        log_level="info", max_body_bytes=10 * 1024 * 1024, log_retention_days=30,
-        workspace_retention_days=7, pool_size=2, claude_max_retries=2, log_bodies=True,
-        model_aliases={"gpt-4o": "claude-sonnet-4-5"}))
+    config: admin_pb2.LiveConfig = field(
+        default_factory=lambda: admin_pb2.LiveConfig(
+            log_level="info",
+            max_body_bytes=10 * 1024 * 1024,
+            log_retention_days=30,
+            workspace_retention_days=7,
+            pool_size=2,
+            claude_max_retries=2,
+            log_bodies=True,
+            model_aliases={"gpt-4o": "claude-sonnet-4-5"},
+        )
+    )
     version: int = 1
     history: list[admin_pb2.ConfigChange] = field(default_factory=list)
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
@@ -135,20 +157,29 @@ class FakeAdmin:
 
     # Data helpers ---------------------------------------------------------------
 
-    def add_user(self, username: str, password: str, role: str = "admin",
-                 must_change: bool = False, disabled: bool = False) -> None:
+    def add_user(
+        self,
+        username: str,
+        password: str,
+        role: str = "admin",
+        must_change: bool = False,
+        disabled: bool = False,
+    ) -> None:
         self.users[username] = admin_pb2.User(
             username=username,
             role=admin_pb2.USER_ROLE_ADMIN if role == "admin" else admin_pb2.USER_ROLE_VIEWER,
-            created_at=int(time.time()) - 86400 * 3, must_change_password=must_change,
-            disabled=disabled)
+            created_at=int(time.time()) - 86400 * 3,
+            must_change_password=must_change,
+            disabled=disabled,
+        )
         self.passwords[username] = password
 
     def add_key(self, name: str, **kw: Any) -> tuple[admin_pb2.ApiKey, str]:
         key_id = "key_" + secrets.token_hex(4)
         secret = "sk-ccapi-" + secrets.token_urlsafe(24)
-        key = admin_pb2.ApiKey(id=key_id, name=name, prefix=secret[:12],
-                               created_at=int(time.time()), **kw)
+        key = admin_pb2.ApiKey(
+            id=key_id, name=name, prefix=secret[:12], created_at=int(time.time()), **kw
+        )
         self.keys[key_id] = key
         return key, secret
 
@@ -172,8 +203,9 @@ class FakeAdmin:
 
         def go() -> admin_pb2.RequestLog:
             entry = self.add_log(**kw)
-            self.publish(admin_pb2.WatchEventsResponse(time_ms=entry.time_ms,
-                                                       request_finished=entry))
+            self.publish(
+                admin_pb2.WatchEventsResponse(time_ms=entry.time_ms, request_finished=entry)
+            )
             return entry
 
         result: admin_pb2.RequestLog = self.run(go)
@@ -181,8 +213,7 @@ class FakeAdmin:
 
     # Access -------------------------------------------------------------------
 
-    def check(self, method: str, context: grpc.aio.ServicerContext,
-              request: Any = None) -> str:
+    def check(self, method: str, context: grpc.aio.ServicerContext, request: Any = None) -> str:
         md = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         self.calls.append((method, md))
         if md.get("x-ccapi-admin-token") != ADMIN_TOKEN:
@@ -193,8 +224,9 @@ class FakeAdmin:
         user = self.users.get(actor)
         if user is None or user.disabled:
             raise Abort(grpc.StatusCode.PERMISSION_DENIED, "Unknown or disabled user.")
-        own_password = (method == "SetUserPassword" and request is not None
-                        and request.username == actor)
+        own_password = (
+            method == "SetUserPassword" and request is not None and request.username == actor
+        )
         if method in WRITES and user.role != admin_pb2.USER_ROLE_ADMIN and not own_password:
             raise Abort(grpc.StatusCode.PERMISSION_DENIED, "Viewers may only read.")
         return actor
@@ -228,9 +260,12 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
             recent = [t for t in f.failures.get(scope, []) if now - t < THROTTLE_SECONDS]
             f.failures[scope] = recent
             if len(recent) >= THROTTLE_AFTER:
-                raise Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "Too many failed sign-ins.",
-                            reason="too_many_attempts",
-                            retry=int(THROTTLE_SECONDS - (now - recent[0])) + 1)
+                raise Abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "Too many failed sign-ins.",
+                    reason="too_many_attempts",
+                    retry=int(THROTTLE_SECONDS - (now - recent[0])) + 1,
+                )
         user = f.users.get(req.username)
         if user is None or user.disabled or f.passwords.get(req.username) != req.password:
             for scope in (f"user:{req.username}", f"addr:{req.client_address}"):
@@ -242,7 +277,8 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
     @_rpc
     def ListUsers(self, req: Any, actor: str) -> Any:
         return admin_pb2.ListUsersResponse(
-            users=[self.fake.users[k] for k in sorted(self.fake.users)])
+            users=[self.fake.users[k] for k in sorted(self.fake.users)]
+        )
 
     @_rpc
     def CreateUser(self, req: Any, actor: str) -> Any:
@@ -250,9 +286,12 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
             raise Abort(grpc.StatusCode.ALREADY_EXISTS, "That user exists.", "username")
         if len(req.password) < 8:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "Password too short.", "password")
-        self.fake.add_user(req.username, req.password,
-                           "admin" if req.role == admin_pb2.USER_ROLE_ADMIN else "viewer",
-                           req.must_change_password)
+        self.fake.add_user(
+            req.username,
+            req.password,
+            "admin" if req.role == admin_pb2.USER_ROLE_ADMIN else "viewer",
+            req.must_change_password,
+        )
         return admin_pb2.CreateUserResponse(user=self.fake.users[req.username])
 
     @_rpc
@@ -270,11 +309,15 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
         if user is None:
             raise Abort(grpc.StatusCode.NOT_FOUND, "No such user.")
         if actor == req.username and self.fake.passwords[req.username] != req.current_password:
-            raise Abort(grpc.StatusCode.PERMISSION_DENIED, "The current password is wrong.",
-                        "current_password")
+            raise Abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "The current password is wrong.",
+                "current_password",
+            )
         if req.new_password.lower() == "password123":
-            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "That password is too common.",
-                        "new_password")
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "That password is too common.", "new_password"
+            )
         self.fake.passwords[req.username] = req.new_password
         user.must_change_password = req.must_change_password
         return admin_pb2.SetUserPasswordResponse(user=user)
@@ -286,15 +329,22 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
         if not req.name.strip():
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "A key needs a name.", "name")
         if any(m == "no-such-model" for m in req.allowed_models):
-            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "Unknown model 'no-such-model'.",
-                        "allowed_models")
-        key, secret = self.fake.add_key(req.name, limits=req.limits,
-                                        allowed_models=req.allowed_models,
-                                        allowed_tools=req.allowed_tools,
-                                        expires_at=req.expires_at)
-        self.fake.publish(admin_pb2.WatchEventsResponse(
-            time_ms=int(time.time() * 1000),
-            key_changed=admin_pb2.KeyChanged(key=key, action=admin_pb2.KEY_ACTION_CREATED)))
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "Unknown model 'no-such-model'.", "allowed_models"
+            )
+        key, secret = self.fake.add_key(
+            req.name,
+            limits=req.limits,
+            allowed_models=req.allowed_models,
+            allowed_tools=req.allowed_tools,
+            expires_at=req.expires_at,
+        )
+        self.fake.publish(
+            admin_pb2.WatchEventsResponse(
+                time_ms=int(time.time() * 1000),
+                key_changed=admin_pb2.KeyChanged(key=key, action=admin_pb2.KEY_ACTION_CREATED),
+            )
+        )
         return admin_pb2.CreateKeyResponse(key=key, secret=secret)
 
     @_rpc
@@ -320,8 +370,9 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
         key = self._key(req.key.id)
         for path in req.update_mask.paths:
             if path not in ("name", "limits", "allowed_models", "allowed_tools", "expires_at"):
-                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"Cannot change {path}.",
-                            "update_mask")
+                raise Abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"Cannot change {path}.", "update_mask"
+                )
             if path in ("limits",):
                 key.limits.CopyFrom(req.key.limits)
             elif path in ("allowed_models", "allowed_tools"):
@@ -342,16 +393,17 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
     @_rpc
     def ListRequestLogs(self, req: Any, actor: str) -> Any:
         def keep(x: admin_pb2.RequestLog) -> bool:
-            return ((not req.start_time_ms or x.time_ms >= req.start_time_ms)
-                    and (not req.end_time_ms or x.time_ms < req.end_time_ms)
-                    and (not req.key_id or x.key_id == req.key_id)
-                    and (not req.model or x.model == req.model)
-                    and (not req.status or x.status == req.status)
-                    and (not req.endpoint or x.endpoint == req.endpoint)
-                    and (not req.outcome or x.outcome == req.outcome))
+            return (
+                (not req.start_time_ms or x.time_ms >= req.start_time_ms)
+                and (not req.end_time_ms or x.time_ms < req.end_time_ms)
+                and (not req.key_id or x.key_id == req.key_id)
+                and (not req.model or x.model == req.model)
+                and (not req.status or x.status == req.status)
+                and (not req.endpoint or x.endpoint == req.endpoint)
+                and (not req.outcome or x.outcome == req.outcome)
+            )
 
-        chunk, token = _page([x for x in self.fake.logs if keep(x)], req.page_token,
-                             req.page_size)
+        chunk, token = _page([x for x in self.fake.logs if keep(x)], req.page_token, req.page_size)
         return admin_pb2.ListRequestLogsResponse(logs=chunk, next_page_token=token)
 
     @_rpc
@@ -379,25 +431,35 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
 
         groups: dict[tuple[str, str, int], list[admin_pb2.RequestLog]] = {}
         for x in rows:
-            start = (req.start_time_ms + ((x.time_ms - req.start_time_ms) // width) * width
-                     if width else req.start_time_ms)
+            start = (
+                req.start_time_ms + ((x.time_ms - req.start_time_ms) // width) * width
+                if width
+                else req.start_time_ms
+            )
             groups.setdefault((*series(x), start), []).append(x)
 
-        def bucket(key_id: str, model: str, start: int,
-                   items: list[admin_pb2.RequestLog]) -> admin_pb2.UsageBucket:
+        def bucket(
+            key_id: str, model: str, start: int, items: list[admin_pb2.RequestLog]
+        ) -> admin_pb2.UsageBucket:
             lat = sorted(float(i.latency_ms) for i in items)
             p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0
             return admin_pb2.UsageBucket(
-                start_time_ms=start, key_id=key_id, model=model, requests=len(items),
+                start_time_ms=start,
+                key_id=key_id,
+                model=model,
+                requests=len(items),
                 errors=sum(1 for i in items if i.status >= 400),
                 input_tokens=sum(i.usage.input_tokens for i in items),
                 output_tokens=sum(i.usage.output_tokens for i in items),
                 cost_usd=sum(i.usage.cost_usd for i in items),
-                latency_p50_ms=statistics.median(lat) if lat else 0.0, latency_p95_ms=p95)
+                latency_p50_ms=statistics.median(lat) if lat else 0.0,
+                latency_p95_ms=p95,
+            )
 
         buckets = [bucket(k, m, s, items) for (k, m, s), items in sorted(groups.items())]
         return admin_pb2.GetUsageResponse(
-            buckets=buckets, totals=bucket("", "", req.start_time_ms, rows))
+            buckets=buckets, totals=bucket("", "", req.start_time_ms, rows)
+        )
 
     # Config ---------------------------------------------------------------------
 
@@ -405,8 +467,11 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
     def GetConfig(self, req: Any, actor: str) -> Any:
         last = self.fake.history[0] if self.fake.history else None
         return admin_pb2.GetConfigResponse(
-            config=self.fake.config, version=self.fake.version,
-            updated_by=last.updated_by if last else "", updated_at=last.updated_at if last else 0)
+            config=self.fake.config,
+            version=self.fake.version,
+            updated_by=last.updated_by if last else "",
+            updated_at=last.updated_at if last else 0,
+        )
 
     @_rpc
     def UpdateConfig(self, req: Any, actor: str) -> Any:
@@ -415,11 +480,17 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
             raise Abort(grpc.StatusCode.ABORTED, "The configuration changed meanwhile.")
         paths = list(req.update_mask.paths)
         if "max_body_bytes" in paths and req.config.max_body_bytes < 1024:
-            raise Abort(grpc.StatusCode.INVALID_ARGUMENT,
-                        "max_body_bytes must be at least 1024.", "config.max_body_bytes")
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "max_body_bytes must be at least 1024.",
+                "config.max_body_bytes",
+            )
         if "pool_size" in paths and req.config.pool_size > 64:
-            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "pool_size must be at most 64.",
-                        "config.pool_size")
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "pool_size must be at most 64.",
+                "config.pool_size",
+            )
         for path in paths:
             value = getattr(req.config, path)
             if path == "model_aliases":
@@ -431,14 +502,22 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
             else:
                 setattr(f.config, path, value)
         f.version += 1
-        change = admin_pb2.ConfigChange(version=f.version, updated_by=actor or "service",
-                                        updated_at=int(time.time()), changed_fields=paths)
+        change = admin_pb2.ConfigChange(
+            version=f.version,
+            updated_by=actor or "service",
+            updated_at=int(time.time()),
+            changed_fields=paths,
+        )
         change.config.CopyFrom(f.config)
         f.history.insert(0, change)
-        f.publish(admin_pb2.WatchEventsResponse(
-            time_ms=int(time.time() * 1000),
-            config_changed=admin_pb2.ConfigChanged(version=f.version,
-                                                   updated_by=actor or "service")))
+        f.publish(
+            admin_pb2.WatchEventsResponse(
+                time_ms=int(time.time() * 1000),
+                config_changed=admin_pb2.ConfigChanged(
+                    version=f.version, updated_by=actor or "service"
+                ),
+            )
+        )
         return admin_pb2.UpdateConfigResponse(config=f.config, version=f.version)
 
     @_rpc
@@ -460,14 +539,17 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
             if s.session.id == req.session_id:
                 turns = [t for t in self.fake.turns.values() if t.session_id == req.session_id]
                 return admin_pb2.GetSessionDetailResponse(
-                    session=s, turns=sorted(turns, key=lambda t: t.created_at),
-                    files=self.fake.files.get(req.session_id, []))
+                    session=s,
+                    turns=sorted(turns, key=lambda t: t.created_at),
+                    files=self.fake.files.get(req.session_id, []),
+                )
         raise Abort(grpc.StatusCode.NOT_FOUND, f"No session {req.session_id}.")
 
     # Events ---------------------------------------------------------------------
 
-    async def WatchEvents(self, req: Any, context: grpc.aio.ServicerContext
-                          ) -> AsyncIterator[admin_pb2.WatchEventsResponse]:
+    async def WatchEvents(
+        self, req: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[admin_pb2.WatchEventsResponse]:
         try:
             self.fake.check("WatchEvents", context)
         except Abort as error:
@@ -499,76 +581,132 @@ DIFF = """--- a/fib.py
 def seed(fake: FakeAdmin, now: float | None = None) -> dict[str, str]:
     """Fills the fake with realistic data; returns ids the tests refer to."""
     now = now or time.time()
-    prod, _ = fake.add_key("production", limits=admin_pb2.KeyLimits(
-        requests_per_minute=60, tokens_per_minute=100_000, max_concurrent=4, budget_usd=50,
-        budget_period=admin_pb2.BUDGET_PERIOD_MONTH),
-        usage=admin_pb2.KeyUsage(requests_24h=42, tokens_24h=61_200, cost_usd_period=3.12,
-                                 cost_usd_total=18.4), last_used_at=int(now) - 300)
-    ci, _ = fake.add_key("ci-readonly", allowed_tools=["Read", "Grep", "Glob"],
-                         allowed_models=["claude-sonnet-4-5"],
-                         expires_at=int(now) + 20 * 86400,
-                         usage=admin_pb2.KeyUsage(requests_24h=12, tokens_24h=8_100,
-                                                  cost_usd_period=0.4, cost_usd_total=0.9),
-                         last_used_at=int(now) - 4000)
+    prod, _ = fake.add_key(
+        "production",
+        limits=admin_pb2.KeyLimits(
+            requests_per_minute=60,
+            tokens_per_minute=100_000,
+            max_concurrent=4,
+            budget_usd=50,
+            budget_period=admin_pb2.BUDGET_PERIOD_MONTH,
+        ),
+        usage=admin_pb2.KeyUsage(
+            requests_24h=42, tokens_24h=61_200, cost_usd_period=3.12, cost_usd_total=18.4
+        ),
+        last_used_at=int(now) - 300,
+    )
+    ci, _ = fake.add_key(
+        "ci-readonly",
+        allowed_tools=["Read", "Grep", "Glob"],
+        allowed_models=["claude-sonnet-4-5"],
+        expires_at=int(now) + 20 * 86400,
+        usage=admin_pb2.KeyUsage(
+            requests_24h=12, tokens_24h=8_100, cost_usd_period=0.4, cost_usd_total=0.9
+        ),
+        last_used_at=int(now) - 4000,
+    )
     old, _ = fake.add_key("old-laptop", revoked_at=int(now) - 86400)
     models = ["claude-sonnet-4-5", "claude-opus-4-1"]
     for i in range(48):
         key = prod if i % 3 else ci
         status = 200 if i % 11 else (429 if i % 2 else 500)
         fake.add_log(
-            time_ms=int((now - i * 1700 - 60) * 1000), key_id=key.id, key_name=key.name,
+            time_ms=int((now - i * 1700 - 60) * 1000),
+            key_id=key.id,
+            key_name=key.name,
             endpoint="/v1/chat/completions" if i % 4 else "/v1/responses",
-            model=models[i % 5 == 0], status=status, latency_ms=800 + (i * 137) % 4000,
-            time_to_first_token_ms=300 + (i * 53) % 900, stream=bool(i % 2),
-            usage=events_pb2.Usage(input_tokens=900 + i * 13, output_tokens=200 + i * 7,
-                                   cost_usd=0.004 + (i % 7) * 0.003),
-            error="" if status == 200 else ("Rate limit exceeded" if status == 429
-                                            else "model_unavailable"),
+            model=models[i % 5 == 0],
+            status=status,
+            latency_ms=800 + (i * 137) % 4000,
+            time_to_first_token_ms=300 + (i * 53) % 900,
+            stream=bool(i % 2),
+            usage=events_pb2.Usage(
+                input_tokens=900 + i * 13,
+                output_tokens=200 + i * 7,
+                cost_usd=0.004 + (i % 7) * 0.003,
+            ),
+            error=""
+            if status == 200
+            else ("Rate limit exceeded" if status == 429 else "model_unavailable"),
         )
     session_id = "sess_demo1"
     xss = fake.add_log(
-        time_ms=int((now - 30) * 1000), key_id=prod.id, key_name=prod.name,
-        endpoint="/v1/chat/completions", model="claude-sonnet-4-5", status=200,
-        latency_ms=2300, time_to_first_token_ms=640, session_id=session_id, turn_id="turn_1",
-        tools_used=["Write", "Bash"], files_changed=1, request_id="req_abc123",
+        time_ms=int((now - 30) * 1000),
+        key_id=prod.id,
+        key_name=prod.name,
+        endpoint="/v1/chat/completions",
+        model="claude-sonnet-4-5",
+        status=200,
+        latency_ms=2300,
+        time_to_first_token_ms=640,
+        session_id=session_id,
+        turn_id="turn_1",
+        tools_used=["Write", "Bash"],
+        files_changed=1,
+        request_id="req_abc123",
         request_body='{"model": "claude-sonnet-4-5", "messages": [{"role": "user", '
-                     '"content": "<script>alert(1)</script> write fib.py"}]}',
+        '"content": "<script>alert(1)</script> write fib.py"}]}',
         response_body="Created fib.py <img src=x onerror=alert(2)>",
-        usage=events_pb2.Usage(input_tokens=1520, output_tokens=410,
-                               cache_read_input_tokens=800, cost_usd=0.0213),
+        usage=events_pb2.Usage(
+            input_tokens=1520, output_tokens=410, cache_read_input_tokens=800, cost_usd=0.0213
+        ),
     )
     turn = agent_pb2.Turn(
-        id="turn_1", session_id=session_id, model="claude-sonnet-4-5",
-        status=agent_pb2.TURN_STATUS_COMPLETED, created_at=int(now) - 32,
-        completed_at=int(now) - 30, output_text="Created fib.py <img src=x onerror=alert(2)>",
+        id="turn_1",
+        session_id=session_id,
+        model="claude-sonnet-4-5",
+        status=agent_pb2.TURN_STATUS_COMPLETED,
+        created_at=int(now) - 32,
+        completed_at=int(now) - 30,
+        output_text="Created fib.py <img src=x onerror=alert(2)>",
         tool_uses=[
-            events_pb2.ToolUse(id="tu1", name="Write", summary="Write fib.py",
-                               input_json='{"file_path": "fib.py", "content": "def fib(n): ..."}'),
-            events_pb2.ToolUse(id="tu2", name="Bash", summary="Bash: python -c 'import fib'",
-                               input_json='{"command": "python -c \'import fib\'"}'),
+            events_pb2.ToolUse(
+                id="tu1",
+                name="Write",
+                summary="Write fib.py",
+                input_json='{"file_path": "fib.py", "content": "def fib(n): ..."}',
+            ),
+            events_pb2.ToolUse(
+                id="tu2",
+                name="Bash",
+                summary="Bash: python -c 'import fib'",
+                input_json='{"command": "python -c \'import fib\'"}',
+            ),
         ],
         tool_results=[
             events_pb2.ToolResult(tool_use_id="tu1", output_excerpt="File written"),
-            events_pb2.ToolResult(tool_use_id="tu2", is_error=True,
-                                  output_excerpt="</pre><script>alert(3)</script>"),
+            events_pb2.ToolResult(
+                tool_use_id="tu2", is_error=True, output_excerpt="</pre><script>alert(3)</script>"
+            ),
         ],
-        files=[events_pb2.FileChange(kind=events_pb2.FILE_CHANGE_KIND_MODIFIED, path="fib.py",
-                                     size_bytes=96, diff=DIFF)],
+        files=[
+            events_pb2.FileChange(
+                kind=events_pb2.FILE_CHANGE_KIND_MODIFIED, path="fib.py", size_bytes=96, diff=DIFF
+            )
+        ],
         usage=xss.usage,
     )
     turn.input.add(role=1).content.add(text="<script>alert(1)</script> write fib.py")
     fake.turns[xss.id] = turn
-    fake.sessions.append(admin_pb2.AdminSession(
-        key_id=prod.id,
-        session=sessions_pb2.Session(id=session_id, model="claude-sonnet-4-5",
-                                     created_at=int(now) - 32, last_active_at=int(now) - 30,
-                                     turn_count=1, last_turn_id="turn_1", usage=xss.usage,
-                                     live=True)))
-    fake.files[session_id] = [sessions_pb2.WorkspaceFile(path="fib.py", size_bytes=96,
-                                                         modified_at=int(now) - 30)]
-    change = admin_pb2.ConfigChange(version=1, updated_by="service",
-                                    updated_at=int(now) - 86400)
+    fake.sessions.append(
+        admin_pb2.AdminSession(
+            key_id=prod.id,
+            session=sessions_pb2.Session(
+                id=session_id,
+                model="claude-sonnet-4-5",
+                created_at=int(now) - 32,
+                last_active_at=int(now) - 30,
+                turn_count=1,
+                last_turn_id="turn_1",
+                usage=xss.usage,
+                live=True,
+            ),
+        )
+    )
+    fake.files[session_id] = [
+        sessions_pb2.WorkspaceFile(path="fib.py", size_bytes=96, modified_at=int(now) - 30)
+    ]
+    change = admin_pb2.ConfigChange(version=1, updated_by="service", updated_at=int(now) - 86400)
     change.config.CopyFrom(fake.config)
     fake.history.append(change)
-    return {"prod": prod.id, "ci": ci.id, "old": old.id, "xss_log": xss.id,
-            "session": session_id}
+    return {"prod": prod.id, "ci": ci.id, "old": old.id, "xss_log": xss.id, "session": session_id}

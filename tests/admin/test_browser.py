@@ -94,17 +94,28 @@ def test_every_page_looks_right(page: Any, fake: FakeAdmin) -> None:
     page.wait_for_url(re.compile(r".*/$"))
     page.wait_for_selector("#live-state.on")
     shot(page, "dashboard")
-    for name, path in [("keys", "/keys"), ("key", f"/keys/{ids['ci']}"),
-                       ("logs", "/logs"), ("logs-filtered", "/logs?status=429&since=24h"),
-                       ("log", f"/logs/{ids['xss_log']}"), ("sessions", "/sessions"),
-                       ("session", f"/sessions/{ids['session']}"), ("config", "/config"),
-                       ("users", "/users"), ("not-found", "/no-such-page"),
-                       ("logs-empty", "/logs?model=nothing")]:
+    for name, path in [
+        ("keys", "/keys"),
+        ("key", f"/keys/{ids['ci']}"),
+        ("logs", "/logs"),
+        ("logs-filtered", "/logs?status=429&since=24h"),
+        ("log", f"/logs/{ids['xss_log']}"),
+        ("sessions", "/sessions"),
+        ("session", f"/sessions/{ids['session']}"),
+        ("config", "/config"),
+        ("users", "/users"),
+        ("not-found", "/no-such-page"),
+        ("logs-empty", "/logs?model=nothing"),
+    ]:
         page.goto(path)
         shot(page, name)
     page.set_viewport_size(PHONE)
-    for name, path in [("phone-dashboard", "/"), ("phone-keys", "/keys"),
-                       ("phone-log", f"/logs/{ids['xss_log']}"), ("phone-config", "/config")]:
+    for name, path in [
+        ("phone-dashboard", "/"),
+        ("phone-keys", "/keys"),
+        ("phone-log", f"/logs/{ids['xss_log']}"),
+        ("phone-config", "/config"),
+    ]:
         page.goto(path)
         shot(page, name)
     page.goto("/login")  # signed in: goes to the dashboard
@@ -206,9 +217,14 @@ def test_script_in_log_renders_as_text(page: Any, fake: FakeAdmin) -> None:
 def test_live_feed_shows_new_requests(page: Any, fake: FakeAdmin) -> None:
     sign_in(page, "admin", PASSWORDS["admin"])
     page.wait_for_selector("#live-state.on")
-    entry = fake.finish_request(key_id="key_feed", key_name="<script>feed</script>",
-                                endpoint="/v1/responses", model="claude-sonnet-4-5",
-                                status=200, latency_ms=1234)
+    entry = fake.finish_request(
+        key_id="key_feed",
+        key_name="<script>feed</script>",
+        endpoint="/v1/responses",
+        model="claude-sonnet-4-5",
+        status=200,
+        latency_ms=1234,
+    )
     row = page.locator("#feed tr").first
     row.locator(f"a[href='/logs/{entry.id}']").wait_for()
     assert "<script>feed</script>" in row.inner_text()

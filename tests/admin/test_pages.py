@@ -25,6 +25,7 @@ def ids(fake: FakeAdmin) -> dict[str, str]:
 
 # Sign-in, sessions, CSRF ---------------------------------------------------------
 
+
 def test_pages_need_sign_in(browser: Browser) -> None:
     for path in ("/", "/keys", "/logs", "/sessions", "/config", "/users"):
         result = browser.get(path)
@@ -59,8 +60,9 @@ def test_secure_cookie_behind_https(browser: Browser) -> None:
 def test_sign_in_rotates_session_and_sign_out_works(browser: Browser) -> None:
     browser.get("/login")
     before_cookie, before_csrf = browser.cookies[COOKIE_NAME], browser.csrf
-    result = browser.post("/login", {"username": "admin", "password": PASSWORDS["admin"],
-                                     "next": "/keys"})
+    result = browser.post(
+        "/login", {"username": "admin", "password": PASSWORDS["admin"], "next": "/keys"}
+    )
     assert result.status_code == 303 and result.headers["location"] == "/keys"
     page = browser.get("/keys")
     assert page.status_code == 200
@@ -84,28 +86,38 @@ def test_wrong_password(browser: Browser) -> None:
 
 def test_open_redirect_is_refused(browser: Browser) -> None:
     browser.get("/login")
-    result = browser.post("/login", {"username": "admin", "password": PASSWORDS["admin"],
-                                     "next": "//evil.example/"})
+    result = browser.post(
+        "/login", {"username": "admin", "password": PASSWORDS["admin"], "next": "//evil.example/"}
+    )
     assert result.headers["location"] == "/"
 
 
 def test_post_without_csrf_token_is_refused(browser: Browser, fake: FakeAdmin) -> None:
     browser.get("/login")
-    result = browser.post("/login", {"username": "admin", "password": PASSWORDS["admin"]},
-                          csrf=False)
+    result = browser.post(
+        "/login", {"username": "admin", "password": PASSWORDS["admin"]}, csrf=False
+    )
     assert result.status_code == 403
     assert "security token" in result.text
     browser.login("admin")
     before = len(fake.keys)
     assert browser.post("/keys", {"name": "sneaky"}, csrf=False).status_code == 403
-    assert browser.post("/keys", {"name": "sneaky", "csrf_token": "forged"},
-                        csrf=False).status_code == 403
+    assert (
+        browser.post("/keys", {"name": "sneaky", "csrf_token": "forged"}, csrf=False).status_code
+        == 403
+    )
     assert len(fake.keys) == before
 
 
 def test_cross_origin_post_is_refused(admin: Browser) -> None:
-    result = admin.post("/keys", {"name": "x"}, headers={
-        "Content-Type": "application/x-www-form-urlencoded", "Origin": "https://evil.example"})
+    result = admin.post(
+        "/keys",
+        {"name": "x"},
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Origin": "https://evil.example",
+        },
+    )
     assert result.status_code == 403
 
 
@@ -132,20 +144,41 @@ def test_first_sign_in_must_change_password(app: Any, fake: FakeAdmin) -> None:
         assert b.get(path).headers["location"] == "/account/password"
     page = b.get("/account/password")
     assert "Choose your own" in page.text
-    bad = b.post("/account/password", {"current_password": PASSWORDS["newbie"],
-                                       "new_password": "short", "confirm_password": "short"})
+    bad = b.post(
+        "/account/password",
+        {
+            "current_password": PASSWORDS["newbie"],
+            "new_password": "short",
+            "confirm_password": "short",
+        },
+    )
     assert bad.status_code == 400 and "at least 8 characters" in bad.text
-    wrong = b.post("/account/password", {"current_password": "nope-nope",
-                                         "new_password": "brand-new-pass-1",
-                                         "confirm_password": "brand-new-pass-1"})
+    wrong = b.post(
+        "/account/password",
+        {
+            "current_password": "nope-nope",
+            "new_password": "brand-new-pass-1",
+            "confirm_password": "brand-new-pass-1",
+        },
+    )
     assert wrong.status_code == 400 and "current password is wrong" in wrong.text
-    core_says_no = b.post("/account/password", {"current_password": PASSWORDS["newbie"],
-                                                "new_password": "password123",
-                                                "confirm_password": "password123"})
+    core_says_no = b.post(
+        "/account/password",
+        {
+            "current_password": PASSWORDS["newbie"],
+            "new_password": "password123",
+            "confirm_password": "password123",
+        },
+    )
     assert "too common" in core_says_no.text
-    ok = b.post("/account/password", {"current_password": PASSWORDS["newbie"],
-                                      "new_password": "brand-new-pass-1",
-                                      "confirm_password": "brand-new-pass-1"})
+    ok = b.post(
+        "/account/password",
+        {
+            "current_password": PASSWORDS["newbie"],
+            "new_password": "brand-new-pass-1",
+            "confirm_password": "brand-new-pass-1",
+        },
+    )
     assert ok.status_code == 303 and ok.headers["location"] == "/"
     assert b.get("/").status_code == 200
     assert fake.passwords["newbie"] == "brand-new-pass-1"
@@ -185,12 +218,28 @@ def test_every_call_carries_token_and_actor(admin: Browser, fake: FakeAdmin) -> 
 
 # Pages ---------------------------------------------------------------------------
 
+
 def test_every_page_renders(admin: Browser, fake: FakeAdmin) -> None:
     i = ids(fake)
-    pages = ["/", "/?range=1h", "/?range=7d", "/?range=30d", "/keys", "/keys?revoked=true",
-             f"/keys/{i['prod']}", f"/keys/{i['old']}", "/logs", "/logs?status=429",
-             f"/logs?key_id={i['ci']}&since=24h", f"/logs/{i['xss_log']}", "/sessions",
-             f"/sessions/{i['session']}", "/config", "/users", "/account/password"]
+    pages = [
+        "/",
+        "/?range=1h",
+        "/?range=7d",
+        "/?range=30d",
+        "/keys",
+        "/keys?revoked=true",
+        f"/keys/{i['prod']}",
+        f"/keys/{i['old']}",
+        "/logs",
+        "/logs?status=429",
+        f"/logs?key_id={i['ci']}&since=24h",
+        f"/logs/{i['xss_log']}",
+        "/sessions",
+        f"/sessions/{i['session']}",
+        "/config",
+        "/users",
+        "/account/password",
+    ]
     for path in pages:
         result = admin.get(path)
         assert result.status_code == 200, (path, result.text[:500])
@@ -200,12 +249,20 @@ def test_every_page_renders(admin: Browser, fake: FakeAdmin) -> None:
 def test_dashboard_has_svg_charts_and_feed(admin: Browser) -> None:
     page = admin.get("/").text
     assert page.count("<svg") >= 5
-    for title in ("Requests", "Errors", "Latency", "Tokens", "Cost", "By model", "By key",
-                  "Live activity"):
+    for title in (
+        "Requests",
+        "Errors",
+        "Latency",
+        "Tokens",
+        "Cost",
+        "By model",
+        "By key",
+        "Live activity",
+    ):
         assert title in page
     assert 'data-events="/events"' in page
     assert '<meta http-equiv="refresh" content="30">' in page  # inside <noscript>
-    assert "<rect class=\"bar\"" in page and "<polyline" in page
+    assert '<rect class="bar"' in page and "<polyline" in page
     assert "claude-opus-4-1" in page and "production" in page
 
 
@@ -232,8 +289,15 @@ def test_unknown_things_are_404_pages(admin: Browser) -> None:
 def test_logs_filters_and_paging(admin: Browser, fake: FakeAdmin) -> None:
     base = int(time.time() * 1000) - 5000
     for n in range(60):
-        fake.add_log(time_ms=base - n, key_id="key_page", key_name="pager", endpoint="/v1/x",
-                     model="m-paging", status=200, latency_ms=10)
+        fake.add_log(
+            time_ms=base - n,
+            key_id="key_page",
+            key_name="pager",
+            endpoint="/v1/x",
+            model="m-paging",
+            status=200,
+            latency_ms=10,
+        )
     first = admin.get("/logs?model=m-paging")
     assert first.text.count("/logs/log_") == 50
     link = re.search(r'href="(/logs\?[^"]*page_token=[^"]+)" rel="next"', first.text)
@@ -249,10 +313,20 @@ def test_logs_filters_and_paging(admin: Browser, fake: FakeAdmin) -> None:
 
 # Keys ----------------------------------------------------------------------------
 
+
 def test_create_key_shows_secret_once(admin: Browser, fake: FakeAdmin) -> None:
-    result = admin.post("/keys", {"name": "build bot", "rpm": "30", "budget_usd": "12.5",
-                                  "budget_period": "day", "allowed_tools": "Read, Grep",
-                                  "allowed_models": "claude-sonnet-4-5", "expires": "2099-01-31"})
+    result = admin.post(
+        "/keys",
+        {
+            "name": "build bot",
+            "rpm": "30",
+            "budget_usd": "12.5",
+            "budget_period": "day",
+            "allowed_tools": "Read, Grep",
+            "allowed_models": "claude-sonnet-4-5",
+            "expires": "2099-01-31",
+        },
+    )
     assert result.status_code == 201
     secret = re.search(r'<code id="secret" class="secret">([^<]+)</code>', result.text)
     assert secret and secret.group(1).startswith("sk-ccapi-")
@@ -285,8 +359,7 @@ def test_edit_key_sends_only_changed_fields(admin: Browser, fake: FakeAdmin) -> 
     assert result.status_code == 303
     assert fake.keys[key.id].limits.requests_per_minute == 9
     assert "Saved: limits." in admin.get(f"/keys/{key.id}").text
-    again = admin.post(f"/keys/{key.id}", {**form, "name": "renamed",
-                                           "allowed_tools": "Read"})
+    again = admin.post(f"/keys/{key.id}", {**form, "name": "renamed", "allowed_tools": "Read"})
     assert again.status_code == 303
     assert fake.keys[key.id].name == "renamed"
     assert list(fake.keys[key.id].allowed_tools) == ["Read"]
@@ -313,7 +386,7 @@ def test_viewer_is_read_only(viewer: Browser, fake: FakeAdmin) -> None:
     assert viewer.get("/users").status_code == 403
     assert viewer.post("/users", {"username": "x"}).status_code == 403
     assert "Users</a>" not in viewer.get("/").text
-    assert "<fieldset class=\"form-grid\" disabled>" in viewer.get("/config").text
+    assert '<fieldset class="form-grid" disabled>' in viewer.get("/config").text
     assert viewer.get(f"/keys/{prod}").status_code == 200
 
 
@@ -329,14 +402,15 @@ def test_core_refusal_is_a_403_page(app: Any, fake: FakeAdmin) -> None:
 
 # Config --------------------------------------------------------------------------
 
+
 def config_form(admin: Browser) -> dict[str, str]:
     page = admin.get("/config").text
     values = dict(re.findall(r'<input id="f-[^"]+" name="([^"]+)" value="([^"]*)"', page))
     values["model_aliases"] = re.search(
-        r'name="model_aliases"[^>]*>([^<]*)</textarea>', page).group(1)  # type: ignore[union-attr]
+        r'name="model_aliases"[^>]*>([^<]*)</textarea>', page
+    ).group(1)  # type: ignore[union-attr]
     values["log_level"] = re.search(r"<option selected>(\w+)</option>", page).group(1)  # type: ignore[union-attr]
-    values["expected_version"] = re.search(
-        r'name="expected_version" value="(\d+)"', page).group(1)  # type: ignore[union-attr]
+    values["expected_version"] = re.search(r'name="expected_version" value="(\d+)"', page).group(1)  # type: ignore[union-attr]
     values.pop("csrf_token", None)
     if 'name="log_bodies" checked' in page:
         values["log_bodies"] = "on"
@@ -351,13 +425,19 @@ def test_config_inline_errors_and_history(admin: Browser, fake: FakeAdmin) -> No
     local = admin.post("/config", {**form, "model_aliases": "no equals sign"})
     assert local.status_code == 400 and "Line 1: write it as alias = model" in local.text
     version = fake.version
-    ok = admin.post("/config", {**form, "pool_size": "5", "cors_origins": "https://a.example",
-                                "model_aliases": "gpt-4o = claude-sonnet-4-5\nfast = haiku"})
+    ok = admin.post(
+        "/config",
+        {
+            **form,
+            "pool_size": "5",
+            "cors_origins": "https://a.example",
+            "model_aliases": "gpt-4o = claude-sonnet-4-5\nfast = haiku",
+        },
+    )
     assert ok.status_code == 303
     assert fake.version == version + 1 and fake.config.pool_size == 5
     assert dict(fake.config.model_aliases)["fast"] == "haiku"
-    assert set(fake.history[0].changed_fields) == {"pool_size", "cors_origins",
-                                                   "model_aliases"}
+    assert set(fake.history[0].changed_fields) == {"pool_size", "cors_origins", "model_aliases"}
     page = admin.get("/config").text
     assert f"saved as version {version + 1}" in page
     assert "Process pool size" in page and "https://a.example" in page
@@ -367,14 +447,18 @@ def test_config_inline_errors_and_history(admin: Browser, fake: FakeAdmin) -> No
 
 # Users ---------------------------------------------------------------------------
 
+
 def test_users_admin(admin: Browser, fake: FakeAdmin) -> None:
-    made = admin.post("/users", {"username": "carol", "role": "viewer",
-                                 "password": "carol-password", "must_change": "on"})
+    made = admin.post(
+        "/users",
+        {"username": "carol", "role": "viewer", "password": "carol-password", "must_change": "on"},
+    )
     assert made.status_code == 303
     assert fake.users["carol"].must_change_password
     assert fake.users["carol"].role == admin_pb2.USER_ROLE_VIEWER
-    dup = admin.post("/users", {"username": "carol", "role": "viewer",
-                                "password": "carol-password"})
+    dup = admin.post(
+        "/users", {"username": "carol", "role": "viewer", "password": "carol-password"}
+    )
     assert dup.status_code == 400 and "taken" in dup.text
     invalid = admin.post("/users", {"username": "bad name!", "role": "x", "password": "1"})
     assert invalid.status_code == 400 and "Choose a role" in invalid.text
@@ -394,6 +478,7 @@ def test_users_admin(admin: Browser, fake: FakeAdmin) -> None:
 
 # Live events and failure pages ----------------------------------------------------
 
+
 async def test_events_stream_relays_watch(app: Any, fake: FakeAdmin, admin: Browser) -> None:
     b = admin
     async with falcon.testing.ASGIConductor(app) as conductor:
@@ -406,10 +491,15 @@ async def test_events_stream_relays_watch(app: Any, fake: FakeAdmin, admin: Brow
                 seen += await stream.stream.read()
                 await asyncio.sleep(0.05)
             assert fake.watchers, "the site never started watching"
-            fake.finish_request(key_id="key_live", key_name="<b>live</b>",
-                                endpoint="/v1/chat/completions", model="claude-sonnet-4-5",
-                                status=200, latency_ms=321,
-                                usage=events_pb2.Usage(input_tokens=3, output_tokens=4))
+            fake.finish_request(
+                key_id="key_live",
+                key_name="<b>live</b>",
+                endpoint="/v1/chat/completions",
+                model="claude-sonnet-4-5",
+                status=200,
+                latency_ms=321,
+                usage=events_pb2.Usage(input_tokens=3, output_tokens=4),
+            )
             while b"event: request" not in seen and time.monotonic() < deadline:
                 seen += await stream.stream.read()
                 await asyncio.sleep(0.05)

@@ -75,14 +75,25 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], out: Path, timeout: floa
 def stack(model_double: ModelDouble) -> Iterator[Served]:
     data_dir = make_data_dir()
     http_port, admin_port = free_port(), free_port()
-    env = core_env(model_double.url, data_dir, free_port(), CCAPI_HOST="127.0.0.1",
-                   CCAPI_HTTP_PORT=str(http_port), CCAPI_ADMIN_PORT=str(admin_port),
-                   CCAPI_HTTP_WORKERS="1")
+    env = core_env(
+        model_double.url,
+        data_dir,
+        free_port(),
+        CCAPI_HOST="127.0.0.1",
+        CCAPI_HTTP_PORT=str(http_port),
+        CCAPI_ADMIN_PORT=str(admin_port),
+        CCAPI_HTTP_WORKERS="1",
+    )
     out = data_dir.parent / f"{data_dir.name}.serve.log"
     with open(out, "wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "core_service.cli", "serve"],
-                                   env=env, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "core_service.cli", "serve"],
+            env=env,
+            cwd=REPO,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     admin_url = f"http://127.0.0.1:{admin_port}"
     http_url = f"http://127.0.0.1:{http_port}"
     served = Served(process, data_dir, out, env, http_url, admin_url, "")
@@ -152,10 +163,12 @@ def test_printed_password_key_api_call_logs_and_live_feed(
     feed.goto(stack.admin_url + "/")
     feed.wait_for_selector("#live-state.on")
     model_double.script(Reply.text("Hello from the double."))
-    reply = httpx.post(stack.http_url + "/v1/chat/completions", timeout=120,
-                       headers={"Authorization": f"Bearer {secret}"},
-                       json={"model": MODEL,
-                             "messages": [{"role": "user", "content": "Say hello"}]})
+    reply = httpx.post(
+        stack.http_url + "/v1/chat/completions",
+        timeout=120,
+        headers={"Authorization": f"Bearer {secret}"},
+        json={"model": MODEL, "messages": [{"role": "user", "content": "Say hello"}]},
+    )
     assert reply.status_code == 200, reply.text
     assert reply.json()["choices"][0]["message"]["content"] == "Hello from the double."
     row = feed.locator("#feed tr", has_text="e2e key").first
@@ -175,8 +188,12 @@ def test_printed_password_key_api_call_logs_and_live_feed(
     assert "claude-sonnet-4-5" in detail and "e2e key" in detail
     assert secret not in page.content()
     shot(page, "real-log")
-    for name, path in [("real-dashboard", "/"), ("real-sessions", "/sessions"),
-                       ("real-config", "/config"), ("real-users", "/users")]:
+    for name, path in [
+        ("real-dashboard", "/"),
+        ("real-sessions", "/sessions"),
+        ("real-config", "/config"),
+        ("real-users", "/users"),
+    ]:
         page.goto(path)
         assert page.locator("h1").count() >= 1
         shot(page, name)
@@ -193,10 +210,26 @@ def test_printed_password_key_api_call_logs_and_live_feed(
 
 def test_viewer_cannot_create_keys_and_csrf_is_required(chrome: Any, stack: Served) -> None:
     made = subprocess.run(
-        [sys.executable, "-m", "core_service.cli", "users", "create", "--username", "watcher",
-         "--role", "viewer", "--password-stdin"],
-        input="watcher-password-1\n", env=stack.env, cwd=REPO, capture_output=True,
-        text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "core_service.cli",
+            "users",
+            "create",
+            "--username",
+            "watcher",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
+        input="watcher-password-1\n",
+        env=stack.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert made.returncode == 0, made.stderr
     page = new_page(chrome, stack)
     sign_in(page, "watcher", "watcher-password-1")

@@ -165,3 +165,68 @@ def test_serve_prints_a_first_key_and_sigterm_stops_everything(model_double: Mod
         if serve.poll() is None:
             serve.kill()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_users_create_and_db_upgrade(core: CoreProcess) -> None:
+    import subprocess as sp
+
+    done = sp.run(
+        [
+            sys.executable,
+            "-m",
+            "core_service.cli",
+            "users",
+            "create",
+            "--username",
+            "olga",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
+        input="a sufficiently long password\n",
+        env=core.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "olga" in done.stdout and "a sufficiently long password" not in done.stdout
+    too_short = sp.run(
+        [
+            sys.executable,
+            "-m",
+            "core_service.cli",
+            "users",
+            "create",
+            "--username",
+            "short",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        input="short\n",
+        env=core.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert too_short.returncode != 0 and "at least" in too_short.stderr
+    from claudecode.v1 import admin_pb2, admin_pb2_grpc
+
+    with core.channel() as channel:
+        user = (
+            admin_pb2_grpc.AdminServiceStub(channel)
+            .AuthenticateUser(
+                admin_pb2.AuthenticateUserRequest(
+                    username="olga", password="a sufficiently long password"
+                ),
+                metadata=core.admin_metadata(),
+            )
+            .user
+        )
+    assert user.role == admin_pb2.USER_ROLE_VIEWER
+    assert "latest revision" in ccapi(core.env, "db", "upgrade")

@@ -145,3 +145,39 @@ def test_live_config_reaches_a_running_facade(own_stack: tuple[CoreProcess, Faca
         )
         time.sleep(0.5)
     assert allowed and too_big
+
+
+def test_tokens_per_minute_over_http(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    key = _key(core, "--tpm", "50")
+    model_double.set_default(Reply.text("x", usage={"input_tokens": 60, "output_tokens": 5}))
+    first = _chat(facade, key)
+    assert first.status_code == 200 and first.headers["x-ratelimit-limit-tokens"] == "50"
+    second = _chat(facade, key)
+    assert second.status_code == 429
+    assert second.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_expired_key_over_http(facade: Facade, core: CoreProcess) -> None:
+    key = _key(core, "--expires-in-days", "0.00001")
+    time.sleep(1.5)
+    response = _chat(facade, key)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_read_only_key_over_http(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    key = _key(core, "--tools", "Read,Grep,Glob")
+    model_double.script(
+        Reply.tool_use("Bash", {"command": "touch nope.txt", "description": "x"}),
+        Reply.text("could not"),
+    )
+    response = _chat(facade, key)
+    assert response.status_code == 200
+    files = response.json()["claude_code"]["files"]
+    assert files == []
+    reasoning = response.json()["choices"][0]["message"]["reasoning_content"]
+    assert "Bash" in reasoning
