@@ -134,7 +134,9 @@ class Core:
             ),
             server,
         )
-        runtime_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeServicer(self.live), server)
+        runtime_pb2_grpc.add_RuntimeServiceServicer_to_server(
+            RuntimeServicer(self.live, self.keys, self.log_writer), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -22,6 +22,7 @@ from http_facade.middleware import (
 )
 from http_facade.models.resource import Model, Models
 from http_facade.openapi import OpenAPI
+from http_facade.rejections import RejectionReporter
 from http_facade.responses.resource import (
     Response,
     ResponseCancel,
@@ -84,5 +85,5 @@ def create_app(config: FacadeConfig | None = None, core: CoreClient | None = Non
     app.add_route("/health/live", live)
     app.add_route("/health/ready", Ready(core))
     app.add_route("/openapi.json", OpenAPI())
-    register_error_handlers(app)
+    register_error_handlers(app, RejectionReporter(core))
     return app

@@ -30,6 +30,8 @@ async def read_json(req: falcon.asgi.Request, limit: int) -> Any:
             raise too_large(limit)
         chunks.append(chunk)
     raw = b"".join(chunks)
+    # Kept for the request log, should the request be refused after this.
+    req.context.raw_body = raw
     if not raw.strip():
         raise invalid_request("The request body is empty; send a JSON object.")
     try:

@@ -129,6 +129,13 @@ class CoreClient:
         )
         return resp
 
+    async def record_rejected(
+        self, record: runtime_pb2.RecordRejectedRequestRequest, metadata: Metadata, timeout: float
+    ) -> None:
+        """Logs, in the core, a request the facade refused itself."""
+        stub = runtime_pb2_grpc.RuntimeServiceStub(self._ensure())
+        await stub.RecordRejectedRequest(record, metadata=tuple(metadata), timeout=timeout)
+
     async def health(self, timeout: float = 2.0) -> bool:
         """True when the core answers SERVING for the overall service ""."""
         stub = health_pb2_grpc.HealthStub(self._ensure())

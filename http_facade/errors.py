@@ -9,6 +9,7 @@ OpenAI's ``{"error": {"message", "type", "param", "code"}}``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -44,8 +45,11 @@ class ApiError(Exception):
         param: str | None = None,
         retry_after: int | None = None,
         extra_headers: dict[str, str] | None = None,
+        from_core: bool = False,
     ) -> None:
         super().__init__(message)
+        # True when the core decided it (and so already logged the request).
+        self.from_core = from_core
         # e.g. x-ratelimit-* from the core, sent along with the error.
         self.extra_headers = extra_headers or {}
         self.status = status
@@ -106,6 +110,7 @@ def from_status(
         code=row.code,
         param=param if row.status < 500 else None,
         retry_after=retry_after if row.status in (429, 503) else None,
+        from_core=True,
     )
 
 
@@ -184,52 +189,55 @@ def _falcon_error(exc: falcon.HTTPError) -> ApiError:
     return ApiError(status, message)
 
 
-async def _render(req: falcon.asgi.Request, resp: falcon.asgi.Response, err: ApiError) -> None:
-    resp.status = err.status
-    resp.media = err.body()
-    for name, value in err.headers().items():
-        resp.set_header(name, value)
+Reporter = Callable[[falcon.asgi.Request, "ApiError"], None]
 
 
-async def _handle_api_error(
-    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: ApiError, params: dict[str, Any]
-) -> None:
-    await _render(req, resp, ex)
+def register_error_handlers(app: falcon.asgi.App[Any, Any], report: Reporter | None = None) -> None:
+    """Every error rendered as OpenAI's shape; errors the facade decided itself
+    are also handed to `report` (the core's request log). Most specific last
+    wins in Falcon; the generic handler is added first."""
 
+    async def render(req: falcon.asgi.Request, resp: falcon.asgi.Response, err: ApiError) -> None:
+        resp.status = err.status
+        resp.media = err.body()
+        for name, value in err.headers().items():
+            resp.set_header(name, value)
+        if report is not None and not err.from_core:
+            report(req, err)
 
-async def _handle_rpc_error(
-    req: falcon.asgi.Request,
-    resp: falcon.asgi.Response,
-    ex: grpc.aio.AioRpcError,
-    params: dict[str, Any],
-) -> None:
-    await _render(req, resp, from_rpc_error(ex, started=False))
+    async def handle_api_error(
+        req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: ApiError, params: dict[str, Any]
+    ) -> None:
+        await render(req, resp, ex)
 
+    async def handle_rpc_error(
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        ex: grpc.aio.AioRpcError,
+        params: dict[str, Any],
+    ) -> None:
+        await render(req, resp, from_rpc_error(ex, started=False))
 
-async def _handle_http_error(
-    req: falcon.asgi.Request,
-    resp: falcon.asgi.Response,
-    ex: falcon.HTTPError,
-    params: dict[str, Any],
-) -> None:
-    await _render(req, resp, _falcon_error(ex))
-    headers = ex.headers
-    if isinstance(headers, dict):
-        for name, value in headers.items():
-            if name.lower() in ("allow", "retry-after"):
-                resp.set_header(name, value)
+    async def handle_http_error(
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        ex: falcon.HTTPError,
+        params: dict[str, Any],
+    ) -> None:
+        await render(req, resp, _falcon_error(ex))
+        headers = ex.headers
+        if isinstance(headers, dict):
+            for name, value in headers.items():
+                if name.lower() in ("allow", "retry-after"):
+                    resp.set_header(name, value)
 
+    async def handle_unexpected(
+        req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: dict[str, Any]
+    ) -> None:
+        log.exception("unexpected error on %s %s", req.method, req.path)
+        await render(req, resp, ApiError(500, "The server had an error.", type=SERVER_ERROR))
 
-async def _handle_unexpected(
-    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: dict[str, Any]
-) -> None:
-    log.exception("unexpected error on %s %s", req.method, req.path)
-    await _render(req, resp, ApiError(500, "The server had an error.", type=SERVER_ERROR))
-
-
-def register_error_handlers(app: falcon.asgi.App[Any, Any]) -> None:
-    """Most specific last wins in Falcon; the generic handler is added first."""
-    app.add_error_handler(Exception, _handle_unexpected)
-    app.add_error_handler(falcon.HTTPError, _handle_http_error)
-    app.add_error_handler(grpc.aio.AioRpcError, _handle_rpc_error)
-    app.add_error_handler(ApiError, _handle_api_error)
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(falcon.HTTPError, handle_http_error)
+    app.add_error_handler(grpc.aio.AioRpcError, handle_rpc_error)
+    app.add_error_handler(ApiError, handle_api_error)

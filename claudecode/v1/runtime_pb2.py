@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63laudecode/v1/runtime.proto\x12\rclaudecode.v1\"\x19\n\x17GetRuntimeConfigRequest\"l\n\x18GetRuntimeConfigResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x14\n\x0c\x63ors_origins\x18\x02 \x03(\t\x12\x16\n\x0emax_body_bytes\x18\x03 \x01(\x03\x12\x11\n\tlog_level\x18\x04 \x01(\t2u\n\x0eRuntimeService\x12\x63\n\x10GetRuntimeConfig\x12&.claudecode.v1.GetRuntimeConfigRequest\x1a\'.claudecode.v1.GetRuntimeConfigResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63laudecode/v1/runtime.proto\x12\rclaudecode.v1\"\x19\n\x17GetRuntimeConfigRequest\"l\n\x18GetRuntimeConfigResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x14\n\x0c\x63ors_origins\x18\x02 \x03(\t\x12\x16\n\x0emax_body_bytes\x18\x03 \x01(\x03\x12\x11\n\tlog_level\x18\x04 \x01(\t\"\x88\x01\n\x1cRecordRejectedRequestRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\x05\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x14\n\x0crequest_body\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\"\x1f\n\x1dRecordRejectedRequestResponse2\xe9\x01\n\x0eRuntimeService\x12\x63\n\x10GetRuntimeConfig\x12&.claudecode.v1.GetRuntimeConfigRequest\x1a\'.claudecode.v1.GetRuntimeConfigResponse\x12r\n\x15RecordRejectedRequest\x12+.claudecode.v1.RecordRejectedRequestRequest\x1a,.claudecode.v1.RecordRejectedRequestResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRUNTIMECONFIGREQUEST']._serialized_end=71
   _globals['_GETRUNTIMECONFIGRESPONSE']._serialized_start=73
   _globals['_GETRUNTIMECONFIGRESPONSE']._serialized_end=181
-  _globals['_RUNTIMESERVICE']._serialized_start=183
-  _globals['_RUNTIMESERVICE']._serialized_end=300
+  _globals['_RECORDREJECTEDREQUESTREQUEST']._serialized_start=184
+  _globals['_RECORDREJECTEDREQUESTREQUEST']._serialized_end=320
+  _globals['_RECORDREJECTEDREQUESTRESPONSE']._serialized_start=322
+  _globals['_RECORDREJECTEDREQUESTRESPONSE']._serialized_end=353
+  _globals['_RUNTIMESERVICE']._serialized_start=356
+  _globals['_RUNTIMESERVICE']._serialized_end=589
 # @@protoc_insertion_point(module_scope)

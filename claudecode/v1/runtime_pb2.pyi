@@ -70,3 +70,62 @@ class GetRuntimeConfigResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetRuntimeConfigResponse: _TypeAlias = GetRuntimeConfigResponse  # noqa: Y015
+
+@_typing.final
+class RecordRejectedRequestRequest(_message.Message):
+    """A request a front process refused before it reached the core."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_BODY_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    """Public endpoint, e.g. "/v1/chat/completions"."""
+    status: _builtins.int
+    """HTTP status sent to the client."""
+    error: _builtins.str
+    """The error message sent to the client."""
+    request_id: _builtins.str
+    """The request id sent to the client."""
+    request_body: _builtins.str
+    """The request body as received (the core truncates and redacts it)."""
+    model: _builtins.str
+    """The model the body named, if it could be read."""
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+        status: _builtins.int = ...,
+        error: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        request_body: _builtins.str = ...,
+        model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "error", b"error", "model", b"model", "request_body", b"request_body", "request_id", b"request_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRejectedRequestRequest: _TypeAlias = RecordRejectedRequestRequest  # noqa: Y015
+
+@_typing.final
+class RecordRejectedRequestResponse(_message.Message):
+    """Confirms the record was queued."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRejectedRequestResponse: _TypeAlias = RecordRejectedRequestResponse  # noqa: Y015

@@ -41,6 +41,11 @@ class RuntimeServiceStub:
                 request_serializer=claudecode_dot_v1_dot_runtime__pb2.GetRuntimeConfigRequest.SerializeToString,
                 response_deserializer=claudecode_dot_v1_dot_runtime__pb2.GetRuntimeConfigResponse.FromString,
                 _registered_method=True)
+        self.RecordRejectedRequest = channel.unary_unary(
+                '/claudecode.v1.RuntimeService/RecordRejectedRequest',
+                request_serializer=claudecode_dot_v1_dot_runtime__pb2.RecordRejectedRequestRequest.SerializeToString,
+                response_deserializer=claudecode_dot_v1_dot_runtime__pb2.RecordRejectedRequestResponse.FromString,
+                _registered_method=True)
 
 
 class RuntimeServiceServicer:
@@ -55,6 +60,16 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordRejectedRequest(self, request, context):
+        """Records in the request log an API request a front process refused itself
+        (malformed JSON, unsupported parameter, body too large, ...), so that the
+        log has one row for every API request. An "authorization: Bearer" key in
+        the metadata, when valid, attributes the row to that key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RuntimeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +77,11 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.GetRuntimeConfig,
                     request_deserializer=claudecode_dot_v1_dot_runtime__pb2.GetRuntimeConfigRequest.FromString,
                     response_serializer=claudecode_dot_v1_dot_runtime__pb2.GetRuntimeConfigResponse.SerializeToString,
+            ),
+            'RecordRejectedRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRejectedRequest,
+                    request_deserializer=claudecode_dot_v1_dot_runtime__pb2.RecordRejectedRequestRequest.FromString,
+                    response_serializer=claudecode_dot_v1_dot_runtime__pb2.RecordRejectedRequestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +113,33 @@ class RuntimeService:
             '/claudecode.v1.RuntimeService/GetRuntimeConfig',
             claudecode_dot_v1_dot_runtime__pb2.GetRuntimeConfigRequest.SerializeToString,
             claudecode_dot_v1_dot_runtime__pb2.GetRuntimeConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRejectedRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claudecode.v1.RuntimeService/RecordRejectedRequest',
+            claudecode_dot_v1_dot_runtime__pb2.RecordRejectedRequestRequest.SerializeToString,
+            claudecode_dot_v1_dot_runtime__pb2.RecordRejectedRequestResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,12 @@ class RuntimeServiceStub:
     def __new__(cls, channel: _aio.Channel) -> RuntimeServiceAsyncStub: ...
     GetRuntimeConfig: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.GetRuntimeConfigRequest, _runtime_pb2.GetRuntimeConfigResponse]
     """Returns the settings that apply now."""
+    RecordRejectedRequest: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.RecordRejectedRequestRequest, _runtime_pb2.RecordRejectedRequestResponse]
+    """Records in the request log an API request a front process refused itself
+    (malformed JSON, unsupported parameter, body too large, ...), so that the
+    log has one row for every API request. An "authorization: Bearer" key in
+    the metadata, when valid, attributes the row to that key.
+    """
 
 @_typing.type_check_only
 class RuntimeServiceAsyncStub(RuntimeServiceStub):
@@ -47,6 +53,12 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetRuntimeConfig: _aio.UnaryUnaryMultiCallable[_runtime_pb2.GetRuntimeConfigRequest, _runtime_pb2.GetRuntimeConfigResponse]  # type: ignore[assignment]
     """Returns the settings that apply now."""
+    RecordRejectedRequest: _aio.UnaryUnaryMultiCallable[_runtime_pb2.RecordRejectedRequestRequest, _runtime_pb2.RecordRejectedRequestResponse]  # type: ignore[assignment]
+    """Records in the request log an API request a front process refused itself
+    (malformed JSON, unsupported parameter, body too large, ...), so that the
+    log has one row for every API request. An "authorization: Bearer" key in
+    the metadata, when valid, attributes the row to that key.
+    """
 
 class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
     """Settings the HTTP facade and admin site need from the live configuration.
@@ -60,5 +72,17 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runtime_pb2.GetRuntimeConfigResponse, _abc.Awaitable[_runtime_pb2.GetRuntimeConfigResponse]]:
         """Returns the settings that apply now."""
+
+    @_abc_1.abstractmethod
+    def RecordRejectedRequest(
+        self,
+        request: _runtime_pb2.RecordRejectedRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.RecordRejectedRequestResponse, _abc.Awaitable[_runtime_pb2.RecordRejectedRequestResponse]]:
+        """Records in the request log an API request a front process refused itself
+        (malformed JSON, unsupported parameter, body too large, ...), so that the
+        log has one row for every API request. An "authorization: Bearer" key in
+        the metadata, when valid, attributes the row to that key.
+        """
 
 def add_RuntimeServiceServicer_to_server(servicer: RuntimeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

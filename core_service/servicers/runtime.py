@@ -1,17 +1,31 @@
-"""claudecode.v1.RuntimeService: live settings the front processes apply."""
+"""claudecode.v1.RuntimeService: what the front processes need from the core
+without credentials of their own: live settings, and a place to record the
+requests they refused themselves."""
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 import grpc
 
 from claudecode.v1 import runtime_pb2 as pb
 from claudecode.v1 import runtime_pb2_grpc
+from core_service import request_log
+from core_service.interceptors import bearer_token
+from core_service.keys import KeyStore
 from core_service.live_config import LiveConfigStore
+
+MAX_ERROR_CHARS = 2000
 
 
 class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, config: LiveConfigStore) -> None:
+    def __init__(
+        self, config: LiveConfigStore, keys: KeyStore, writer: request_log.RequestLogWriter
+    ) -> None:
         self._config = config
+        self._keys = keys
+        self._writer = writer
 
     async def GetRuntimeConfig(
         self, request: pb.GetRuntimeConfigRequest, context: grpc.aio.ServicerContext
@@ -23,3 +37,26 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
             max_body_bytes=snap.config.max_body_bytes,
             log_level=snap.config.log_level,
         )
+
+    async def RecordRejectedRequest(
+        self, request: pb.RecordRejectedRequestRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecordRejectedRequestResponse:
+        token = bearer_token(context.invocation_metadata())
+        # An unknown or missing key is recorded too, without a key id.
+        key = await asyncio.to_thread(self._keys.authenticate, token) if token else None
+        bodies = self._config.current.config.log_bodies
+        self._writer.submit(
+            request_log.LogEntry(
+                time_ms=int(time.time() * 1000),
+                key_id=key.id if key else "",
+                key_name=key.name if key else "",
+                endpoint=request.endpoint[:200],
+                model=request.model[:100],
+                status=request.status,
+                outcome="error",
+                error=request.error[:MAX_ERROR_CHARS],
+                request_id=request.request_id[:100],
+                request_body=request.request_body if bodies else "",
+            )
+        )
+        return pb.RecordRejectedRequestResponse()

@@ -181,3 +181,45 @@ def test_read_only_key_over_http(
     assert files == []
     reasoning = response.json()["choices"][0]["message"]["reasoning_content"]
     assert "Bash" in reasoning
+
+
+def test_requests_the_facade_refuses_are_logged_too(facade: Facade, core: CoreProcess) -> None:
+    marker = f"unsupported-{time.time()}"
+    refused = httpx.post(
+        facade.base_url + "/v1/chat/completions",
+        json={
+            "model": "sonnet",
+            "messages": [{"role": "user", "content": marker}],
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+        },
+        headers={"Authorization": f"Bearer {core.api_key}"},
+    )
+    assert refused.status_code == 400
+    broken = httpx.post(
+        facade.base_url + "/v1/responses",
+        content=b"{not json",
+        headers={"Authorization": f"Bearer {core.api_key}"},
+    )
+    assert broken.status_code == 400
+    with core.channel() as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        rows: dict[str, admin_pb2.RequestLog] = {}
+        deadline = time.monotonic() + 10
+        while len(rows) < 2 and time.monotonic() < deadline:
+            logs = admin.ListRequestLogs(
+                admin_pb2.ListRequestLogsRequest(status=400, page_size=200),
+                metadata=core.admin_metadata(),
+            ).logs
+            for row in logs:
+                if row.request_id in (
+                    refused.headers["x-request-id"],
+                    broken.headers["x-request-id"],
+                ):
+                    rows[row.request_id] = row
+            time.sleep(0.2)
+    first = rows[refused.headers["x-request-id"]]
+    assert first.endpoint == "/v1/chat/completions" and first.outcome == "error"
+    assert first.key_id and first.model == "sonnet" and marker in first.request_body
+    assert "tools" in first.error
+    second = rows[broken.headers["x-request-id"]]
+    assert second.endpoint == "/v1/responses" and second.status == 400
