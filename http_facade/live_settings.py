@@ -1,5 +1,5 @@
 """Settings the core's live configuration can change without a restart: CORS
-origins and the request body limit. Each worker asks the core's
+origins, the request body limit and the log level. Each worker asks the core's
 RuntimeService at most every few seconds; until the configuration was
 changed live (version 0) the environment's values stay in force."""
 
@@ -45,6 +45,8 @@ class LiveSettings:
             self.version = runtime.version
             self.cors_origins = tuple(runtime.cors_origins)
             self.max_body_bytes = runtime.max_body_bytes
+            if runtime.log_level:
+                logging.getLogger().setLevel(runtime.log_level.upper())
             log.info("live settings applied", extra={"version": runtime.version})
 
 

@@ -152,3 +152,26 @@ def test_live_config_reaches_the_running_core(private_core: CoreProcess) -> None
         history = admin.ListConfigHistory(admin_pb2.ListConfigHistoryRequest(), metadata=md)
         assert history.changes[0].updated_by == "service"
         assert set(history.changes[0].changed_fields) == {"model_aliases", "cors_origins"}
+
+
+def test_default_tool_policy_applies_to_keys_without_their_own(
+    private_core: CoreProcess, model_double: ModelDouble
+) -> None:
+    core = private_core
+    with core.channel() as channel:
+        admin_pb2_grpc.AdminServiceStub(channel).UpdateConfig(
+            admin_pb2.UpdateConfigRequest(
+                config=admin_pb2.LiveConfig(default_allowed_tools=["Read", "Grep", "Glob"]),
+                update_mask=field_mask_pb2.FieldMask(paths=["default_allowed_tools"]),
+            ),
+            metadata=core.admin_metadata(),
+        )
+    time.sleep(3)  # the core polls its live configuration every 2 s
+    model_double.script(
+        Reply.tool_use("Bash", {"command": "touch nope.txt", "description": "x"}),
+        Reply.text("could not"),
+    )
+    log = run_turn(core, request("try bash"))
+    assert log.error is None, log.error
+    assert log.of("tool_result")[0].tool_result.is_error
+    assert "Bash" not in model_double.main_requests[0].tool_names
