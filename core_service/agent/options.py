@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,13 +62,43 @@ def denied_paths(config: CoreConfig) -> list[str]:
     return paths
 
 
-def settings_json(config: CoreConfig) -> str:
+# The credential Claude Code reads through its apiKeyHelper, in the
+# conversation's home: Claude Code itself can read it, but the home is denied
+# to tools and sandboxed commands, so the agent cannot.
+CREDENTIAL_FILE = ".ccapi-credential"
+# Credentials that go through the helper instead of the environment, where
+# every command the agent runs would see them.
+HELPER_CREDENTIALS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+
+
+def helper_credential(config: CoreConfig) -> str:
+    return next((config.claude_env[n] for n in HELPER_CREDENTIALS if config.claude_env.get(n)), "")
+
+
+def write_credential(config: CoreConfig, home: Path, uid: int | None) -> Path | None:
+    """Puts the service's Claude credential where only Claude Code reads it."""
+    secret = helper_credential(config)
+    if not secret:
+        return None
+    path = home / CREDENTIAL_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret)
+    if uid is not None:
+        os.chown(path, uid, 0)
+    return path
+
+
+def settings_json(config: CoreConfig, credential: Path | None = None) -> str:
     deny: list[str] = []
     for path in denied_paths(config):
         # "//" marks an absolute path in Claude Code permission rules.
         rule_path = "/" + path if path.startswith("/") else path
         deny += [f"Read({rule_path})", f"Edit({rule_path})"]
-    return json.dumps({"permissions": {"deny": deny}})
+    settings: dict[str, object] = {"permissions": {"deny": deny}}
+    if credential is not None:
+        settings["apiKeyHelper"] = f"cat {shlex.quote(str(credential))}"
+    return json.dumps(settings)
 
 
 def agent_env(
@@ -75,6 +106,8 @@ def agent_env(
 ) -> dict[str, str]:
     env = {name: "" for name in os.environ if name not in INHERITED_ENV}
     env.update(config.claude_env)
+    for name in HELPER_CREDENTIALS:
+        env[name] = ""  # read through apiKeyHelper instead (see settings_json)
     env.update(
         {
             "HOME": str(home),
@@ -113,7 +146,7 @@ def build_options(
             "autoAllowBashIfSandboxed": False,
             "allowUnsandboxedCommands": False,
         },
-        settings=settings_json(config),
+        settings=settings_json(config, write_credential(config, home, uid)),
         # Ignore settings files on disk: the agent could write one into its workspace.
         setting_sources=[],
         env=agent_env(config, home, shape, max_retries),

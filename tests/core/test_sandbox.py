@@ -130,3 +130,27 @@ def test_unsandboxed_commands_are_refused(core: CoreProcess, model_double: Model
     )
     assert not target.exists()
     assert _result(log)[0]
+
+
+def test_the_agent_cannot_see_the_services_claude_credential(
+    core: CoreProcess, model_double: ModelDouble
+) -> None:
+    secret = core.env["ANTHROPIC_API_KEY"]
+    log = _tool_attempt(
+        core,
+        model_double,
+        "Bash",
+        {
+            "command": "echo key=$ANTHROPIC_API_KEY; env; cat ~/.ccapi-credential; "
+            "grep -r . $HOME 2>/dev/null | head",
+            "description": "x",
+        },
+    )
+    assert secret not in _result(log)[1]
+    credentials = list((core.data_dir / "homes").glob("*/.ccapi-credential"))
+    assert credentials
+    model_double.reset()
+    read = _tool_attempt(core, model_double, "Read", {"file_path": str(credentials[0])})
+    assert read.of("tool_result")[0].tool_result.is_error and secret not in _result(read)[1]
+    # Claude Code itself still authenticates with it.
+    assert model_double.main_requests[0].headers.get("x-api-key") == secret
