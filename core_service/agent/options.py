@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shlex
 import os
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
