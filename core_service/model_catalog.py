@@ -15,11 +15,21 @@ class ModelEntry:
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
 
-# Ids Claude Code itself knows; `created` is the Unix time of the release month.
+# The models of the bundled Claude Code's own catalog that clients are likely to
+# ask for, newest first per family; the short aliases resolve as Claude Code
+# resolves them. `created` is the release month (Unix time), for OpenAI's
+# "created" field.
 DEFAULT_MODELS: tuple[ModelEntry, ...] = (
-    ModelEntry("claude-opus-4-5", "Claude Opus 4.5", 1761955200, ("opus",)),
-    ModelEntry("claude-sonnet-4-5", "Claude Sonnet 4.5", 1756684800, ("sonnet",)),
-    ModelEntry("claude-haiku-4-5", "Claude Haiku 4.5", 1759276800, ("haiku",)),
+    ModelEntry("claude-opus-5-5", "Claude Opus 5.5", 1788220800, ("opus",)),
+    ModelEntry("claude-opus-5", "Claude Opus 5", 1780272000),
+    ModelEntry("claude-opus-4-8", "Claude Opus 4.8", 1772323200),
+    ModelEntry("claude-opus-4-5", "Claude Opus 4.5", 1761955200),
+    ModelEntry("claude-sonnet-5-5", "Claude Sonnet 5.5", 1788220800, ("sonnet",)),
+    ModelEntry("claude-sonnet-5", "Claude Sonnet 5", 1775001600),
+    ModelEntry("claude-sonnet-4-6", "Claude Sonnet 4.6", 1769904000),
+    ModelEntry("claude-sonnet-4-5", "Claude Sonnet 4.5", 1759276800),
+    ModelEntry("claude-haiku-5-5", "Claude Haiku 5.5", 1788220800, ("haiku",)),
+    ModelEntry("claude-haiku-4-5", "Claude Haiku 4.5", 1759276800),
 )
 
 

@@ -35,10 +35,11 @@ def make_data_dir() -> Path:
     return path
 
 
-def ccapi(env: dict[str, str], *args: str) -> str:
-    """Runs a `ccapi` command and returns its stdout."""
+def ccapi(env: dict[str, str], *args: str, input: str | None = None) -> str:
+    """Runs a `ccapi` command (``input`` on its stdin) and returns its stdout."""
     done = subprocess.run(
         [sys.executable, "-m", "core_service.cli", *args],
+        input=input,
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -162,3 +163,12 @@ def claude_processes_in(directory: Path) -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def within_one_rate_window(seconds_needed: float = 20.0) -> None:
+    """Waits, when needed, until the current minute has `seconds_needed` left:
+    per-minute limits count in fixed minute windows, and a test that spans two
+    windows would see its count start again."""
+    left = 60 - time.time() % 60
+    if left < seconds_needed:
+        time.sleep(left + 0.5)

@@ -24,7 +24,7 @@ class Setting:
 
 SETTINGS = [
     Setting("model_aliases", "Model aliases", "aliases",
-            "One per line: alias = model, e.g. gpt-4o = claude-sonnet-4-5."),
+            "One per line: alias = model, e.g. gpt-4o = claude-sonnet-5-5."),
     Setting("default_allowed_tools", "Default allowed tools", "list",
             "Tools a key without its own list may use, comma-separated. Empty: all but "
             "those denied by default."),

@@ -30,11 +30,11 @@ pytestmark = pytest.mark.skipif(bool(skip_reason()), reason=skip_reason() or "ok
 
 try:
     from tests.model_double import ModelDouble, Reply
-    from tests.stack import REPO, core_env, free_port, make_data_dir
+    from tests.stack import REPO, ccapi, core_env, free_port, make_data_dir
 except ImportError as exc:  # pragma: no cover - only while the stack is missing
     pytest.skip(f"real stack not importable: {exc}", allow_module_level=True)
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-5-5"
 
 
 @dataclass
@@ -174,18 +174,18 @@ def test_printed_password_key_api_call_logs_and_live_feed(
     row = feed.locator("#feed tr", has_text="e2e key").first
     row.wait_for(timeout=30_000)
     # (The endpoint column shows what the facade reports; see the lead's notes.)
-    assert "claude-sonnet-4-5" in row.inner_text()
+    assert "claude-sonnet-5-5" in row.inner_text()
     shot(feed, "real-dashboard-live")
     # 4. The request in the logs, and its detail page.
     page.goto("/logs")
     entry = page.locator("tbody tr", has_text="e2e key").first
     entry.wait_for()
-    assert "claude-sonnet-4-5" in entry.inner_text()
+    assert "claude-sonnet-5-5" in entry.inner_text()
     shot(page, "real-logs")
     entry.locator("a[href^='/logs/']").first.click()
     page.wait_for_url("**/logs/*")
     detail = page.inner_text("main")
-    assert "claude-sonnet-4-5" in detail and "e2e key" in detail
+    assert "claude-sonnet-5-5" in detail and "e2e key" in detail
     assert secret not in page.content()
     shot(page, "real-log")
     for name, path in [
@@ -209,28 +209,8 @@ def test_printed_password_key_api_call_logs_and_live_feed(
 
 
 def test_viewer_cannot_create_keys_and_csrf_is_required(chrome: Any, stack: Served) -> None:
-    made = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "core_service.cli",
-            "users",
-            "create",
-            "--username",
-            "watcher",
-            "--role",
-            "viewer",
-            "--password-stdin",
-        ],
-        input="watcher-password-1\n",
-        env=stack.env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert made.returncode == 0, made.stderr
+    ccapi(stack.env, "users", "create", "--username", "watcher", "--role", "viewer",
+          "--password-stdin", input="watcher-password-1\n")
     page = new_page(chrome, stack)
     sign_in(page, "watcher", "watcher-password-1")
     page.goto("/keys")

@@ -12,7 +12,7 @@ import pytest
 from claudecode.v1 import admin_pb2, admin_pb2_grpc
 from tests.core.helpers import TurnLog, request, run_turn
 from tests.model_double import ModelDouble, Reply
-from tests.stack import CoreProcess, ccapi
+from tests.stack import CoreProcess, ccapi, within_one_rate_window
 
 
 def _key(core: CoreProcess, *options: str) -> str:
@@ -37,6 +37,7 @@ def _trailing(error: grpc.RpcError) -> dict[str, str]:
 
 
 def test_requests_per_minute(core: CoreProcess) -> None:
+    within_one_rate_window()
     key = _key(core, "--rpm", "2")
     assert run_turn(core, request("1"), key=key).error is None
     assert run_turn(core, request("2"), key=key).error is None
@@ -50,6 +51,7 @@ def test_requests_per_minute(core: CoreProcess) -> None:
 
 
 def test_rate_limit_headers_come_with_every_turn(core: CoreProcess) -> None:
+    within_one_rate_window()
     key = _key(core, "--rpm", "10", "--tpm", "100000")
     from claudecode.v1 import agent_pb2_grpc
 
@@ -65,6 +67,7 @@ def test_rate_limit_headers_come_with_every_turn(core: CoreProcess) -> None:
 
 
 def test_tokens_per_minute(core: CoreProcess, model_double: ModelDouble) -> None:
+    within_one_rate_window()
     key = _key(core, "--tpm", "50")
     model_double.set_default(Reply.text("x", usage={"input_tokens": 60, "output_tokens": 5}))
     assert run_turn(core, request("big"), key=key).error is None
@@ -91,7 +94,7 @@ def test_expired_key_is_refused(core: CoreProcess) -> None:
 
 def test_model_scope(core: CoreProcess) -> None:
     key = _key(core, "--models", "haiku")
-    assert run_turn(core, request("ok", model="claude-haiku-4-5"), key=key).error is None
+    assert run_turn(core, request("ok", model="claude-haiku-5-5"), key=key).error is None
     denied = run_turn(core, request("no", model="sonnet"), key=key)
     assert denied.error is not None
     assert denied.error.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -149,6 +152,7 @@ def test_concurrency_limit_lets_exactly_the_limit_through(
 
 
 def test_rpm_is_atomic_under_parallel_requests(core: CoreProcess) -> None:
+    within_one_rate_window()
     key = _key(core, "--rpm", "5")
     errors: list[grpc.RpcError | None] = []
     lock = threading.Lock()

@@ -57,7 +57,7 @@ def test_a_streamed_turn_is_logged_with_its_numbers(
     row = _wait_for(lambda: next((r for r in _logs(core) if r.turn_id == turn_id), None))
     assert row.outcome == "ok" and row.status == 200
     assert row.endpoint == "grpc:/claudecode.v1.AgentService/RunTurn"
-    assert row.model == "claude-sonnet-4-5"
+    assert row.model == "claude-sonnet-5-5"
     assert row.session_id == log.started.started.session_id
     assert list(row.tools_used) == ["Write"] and row.files_changed == 1
     assert row.usage.input_tokens > 0 and row.time_to_first_token_ms > 0
@@ -126,7 +126,7 @@ def test_live_config_reaches_the_running_core(private_core: CoreProcess) -> None
             )
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         change = admin_pb2.LiveConfig(
-            model_aliases={"gpt-4o": "claude-haiku-4-5"}, cors_origins=["https://chat.example"]
+            model_aliases={"gpt-4o": "claude-haiku-5-5"}, cors_origins=["https://chat.example"]
         )
         updated = admin.UpdateConfig(
             admin_pb2.UpdateConfigRequest(
@@ -146,7 +146,7 @@ def test_live_config_reaches_the_running_core(private_core: CoreProcess) -> None
                 ).model.id
             except grpc.RpcError:
                 time.sleep(0.3)
-        assert resolved == "claude-haiku-4-5"
+        assert resolved == "claude-haiku-5-5"
         runtime_config = runtime.GetRuntimeConfig(runtime_pb2.GetRuntimeConfigRequest())
         assert list(runtime_config.cors_origins) == ["https://chat.example"]
         history = admin.ListConfigHistory(admin_pb2.ListConfigHistoryRequest(), metadata=md)

@@ -11,7 +11,7 @@ import pytest
 from tests.core.helpers import request, run_turn
 from tests.model_double import ModelDouble, Reply
 from tests.pg import PostgresServer, pg_server  # noqa: F401 - fixture
-from tests.stack import CoreProcess, ccapi, start_core
+from tests.stack import CoreProcess, ccapi, start_core, within_one_rate_window
 
 
 @pytest.fixture
@@ -43,6 +43,7 @@ def _parallel(cores: list[CoreProcess], key: str, count: int) -> list[grpc.RpcEr
 
 
 def test_rpm_holds_across_two_cores(two_cores: list[CoreProcess]) -> None:
+    within_one_rate_window()
     key = (
         ccapi(two_cores[0].env, "keys", "create", "--name", "pg", "--rpm", "5")
         .strip()

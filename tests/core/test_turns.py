@@ -31,7 +31,7 @@ def test_text_streams_as_several_deltas_before_completion(
     assert done.text == "one two three four five six seven eight"
     assert done.finish_reason == ev.FINISH_REASON_STOP
     assert done.usage.output_tokens > 0
-    assert log.started.started.model == "claude-sonnet-4-5"
+    assert log.started.started.model == "claude-sonnet-5-5"
     assert model_double.main_requests[-1].last_user_text == "say something"
 
 

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +30,6 @@ from tests.facade.sse import events
 MODEL = "sonnet"
 HERE = Path(__file__).resolve().parent
 TOOLS = HERE.parents[1] / ".tools" / "facade-node"
-
-
-@pytest.fixture
-def sdk(facade: Facade, core: CoreProcess) -> Iterator[openai.OpenAI]:
-    client = openai.OpenAI(
-        base_url=facade.base_url + "/v1", api_key=core.api_key, max_retries=0, timeout=90
-    )
-    yield client
-    client.close()
 
 
 def chat(facade: Facade, core: CoreProcess, **body: Any) -> httpx.Response:
@@ -328,7 +318,7 @@ def test_core_unreachable_and_probes(
 
 def test_models(sdk: openai.OpenAI) -> None:
     ids = [m.id for m in sdk.models.list().data]
-    assert "claude-sonnet-4-5" in ids and "sonnet" in ids
+    assert "claude-sonnet-5-5" in ids and "sonnet" in ids
     assert sdk.models.retrieve("sonnet").object == "model"
     with pytest.raises(openai.NotFoundError):
         sdk.models.retrieve("gpt-7-turbo")

@@ -14,7 +14,7 @@ from google.protobuf import field_mask_pb2
 from claudecode.v1 import admin_pb2, admin_pb2_grpc
 from tests.facade.gunicorn_proc import Facade, start_facade
 from tests.facade.live import CoreProcess, ModelDouble, Reply, start_core
-from tests.stack import ccapi
+from tests.stack import ccapi, within_one_rate_window
 
 
 def _key(core: CoreProcess, *options: str) -> str:
@@ -36,6 +36,7 @@ def _chat(facade: Facade, key: str, **body: Any) -> httpx.Response:
 
 
 def test_rate_limit_headers_and_429(facade: Facade, core: CoreProcess) -> None:
+    within_one_rate_window()
     key = _key(core, "--rpm", "2")
     first = _chat(facade, key)
     assert first.status_code == 200
@@ -150,6 +151,7 @@ def test_live_config_reaches_a_running_facade(own_stack: tuple[CoreProcess, Faca
 def test_tokens_per_minute_over_http(
     facade: Facade, core: CoreProcess, model_double: ModelDouble
 ) -> None:
+    within_one_rate_window()
     key = _key(core, "--tpm", "50")
     model_double.set_default(Reply.text("x", usage={"input_tokens": 60, "output_tokens": 5}))
     first = _chat(facade, key)
