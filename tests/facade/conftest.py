@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import openai
 import pytest
 import uvicorn
 
@@ -102,3 +103,13 @@ def facade(core: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faca
     f = start_facade(core.addr, tmp_path_factory.mktemp("facade") / "gunicorn.log", workers=2)
     yield f
     f.stop()
+
+
+@pytest.fixture
+def sdk(facade: Facade, core: Any) -> Iterator[openai.OpenAI]:
+    """Live layer: the official SDK against ``facade``, with the core's API key."""
+    client = openai.OpenAI(
+        base_url=facade.base_url + "/v1", api_key=core.api_key, max_retries=0, timeout=90
+    )
+    yield client
+    client.close()

@@ -204,15 +204,8 @@ class _Agent(agent_pb2_grpc.AgentServiceServicer):
     async def RunTurn(
         self, request: agent_pb2.RunTurnRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Event]:
-        md = _auth(context)
-        self.fake.requests.append((request, md))
-        if md.get("authorization") != f"Bearer {GOOD_KEY}":
-            await abort(
-                context,
-                grpc.StatusCode.UNAUTHENTICATED,
-                "Incorrect API key provided.",
-                "invalid_api_key",
-            )
+        self.fake.requests.append((request, _auth(context)))
+        await _check_key(context)
         script = self.fake.scripts.get(request.model)
         if script is None:
             await abort(
@@ -386,25 +379,13 @@ class _Models(models_pb2_grpc.ModelServiceServicer):
     async def ListModels(
         self, request: models_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> models_pb2.ListModelsResponse:
-        if _auth(context).get("authorization") != f"Bearer {GOOD_KEY}":
-            await abort(
-                context,
-                grpc.StatusCode.UNAUTHENTICATED,
-                "Incorrect API key provided.",
-                "invalid_api_key",
-            )
+        await _check_key(context)
         return models_pb2.ListModelsResponse(models=MODELS)
 
     async def GetModel(
         self, request: models_pb2.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> models_pb2.GetModelResponse:
-        if _auth(context).get("authorization") != f"Bearer {GOOD_KEY}":
-            await abort(
-                context,
-                grpc.StatusCode.UNAUTHENTICATED,
-                "Incorrect API key provided.",
-                "invalid_api_key",
-            )
+        await _check_key(context)
         for m in MODELS:
             if request.name == m.id or request.name in m.aliases:
                 return models_pb2.GetModelResponse(model=m)

@@ -21,4 +21,24 @@ __all__ = [
     "Reply",
     "claude_processes_in",
     "start_core",
+    "user_texts",
 ]
+
+
+def user_texts(req: RecordedRequest) -> list[str]:
+    """The user texts Claude Code sent the model, oldest first."""
+    texts: list[str] = []
+    for message in req.messages:
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts += [
+                b.get("text", "")
+                for b in content
+                if isinstance(b, dict) and b.get("type") == "text"
+            ]
+    return texts
+

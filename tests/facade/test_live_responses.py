@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,40 +13,13 @@ import openai
 import pytest
 
 from tests.facade.gunicorn_proc import Facade
-from tests.facade.live import CoreProcess, ModelDouble, RecordedRequest, Reply
+from tests.facade.live import CoreProcess, ModelDouble, Reply, user_texts
 
 MODEL = "sonnet"
 
 
-@pytest.fixture
-def sdk(facade: Facade, core: CoreProcess) -> Iterator[openai.OpenAI]:
-    client = openai.OpenAI(
-        base_url=facade.base_url + "/v1", api_key=core.api_key, max_retries=0, timeout=90
-    )
-    yield client
-    client.close()
-
-
 def echo(model_double: ModelDouble) -> None:
     model_double.set_default(Reply.dynamic(lambda r: Reply.text(f"echo: {r.last_user_text}")))
-
-
-def user_texts(req: RecordedRequest) -> list[str]:
-    """The user texts Claude Code sent the model, oldest first."""
-    texts: list[str] = []
-    for message in req.messages:
-        if message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts += [
-                b.get("text", "")
-                for b in content
-                if isinstance(b, dict) and b.get("type") == "text"
-            ]
-    return texts
 
 
 def extra(obj: Any) -> dict[str, Any]:

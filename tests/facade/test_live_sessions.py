@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,19 +13,10 @@ import pytest
 
 from http_facade import file_summary
 from tests.facade.gunicorn_proc import Facade
-from tests.facade.live import CoreProcess, ModelDouble, RecordedRequest, Reply
+from tests.facade.live import CoreProcess, ModelDouble, Reply, user_texts
 from tests.stack import ccapi
 
 MODEL = "sonnet"
-
-
-@pytest.fixture
-def sdk(facade: Facade, core: CoreProcess) -> Iterator[openai.OpenAI]:
-    client = openai.OpenAI(
-        base_url=facade.base_url + "/v1", api_key=core.api_key, max_retries=0, timeout=90
-    )
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")
@@ -44,23 +34,6 @@ def chat(facade: Facade, key: str, messages: list[dict[str, Any]], **extra: Any)
     )
     assert r.status_code == 200, r.text
     return r
-
-
-def user_texts(req: RecordedRequest) -> list[str]:
-    texts: list[str] = []
-    for message in req.messages:
-        if message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts += [
-                b.get("text", "")
-                for b in content
-                if isinstance(b, dict) and b.get("type") == "text"
-            ]
-    return texts
 
 
 def files_of(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
