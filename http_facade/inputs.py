@@ -1,18 +1,18 @@
 """Request-side helpers shared by the features: validation errors as OpenAI
-params, and image URLs as proto images."""
+params, image URLs as proto images, and what both OpenAI APIs map the same way."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from claudecode.v1 import content_pb2
-from http_facade.errors import invalid_request
+from http_facade.errors import invalid_request, unsupported
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -21,6 +21,27 @@ _DATA_URL = re.compile(
     r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.DOTALL
 )
 _TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none", "null"}
+
+ROLES = {
+    "system": content_pb2.ROLE_SYSTEM,
+    "developer": content_pb2.ROLE_DEVELOPER,
+    "user": content_pb2.ROLE_USER,
+    "assistant": content_pb2.ROLE_ASSISTANT,
+}
+# OpenAI's reasoning efforts -> the ones Claude Code has.
+_EFFORT = {
+    "none": "low",
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+}
+
+
+def reasoning_effort(effort: str | None) -> str:
+    """Claude Code's effort for an OpenAI ``reasoning_effort`` ("" for the default)."""
+    return _EFFORT.get(effort or "", "")
 
 
 def param_of(loc: Sequence[int | str]) -> str:
@@ -63,6 +84,27 @@ def validate_model(model: type[M], body: dict[str, Any]) -> M:
         raise invalid_request(
             f"Invalid value for '{param}': {err['msg']}.", param, "invalid_value"
         ) from None
+
+
+def validate_body(
+    body: Any,
+    model: type[M],
+    harmless: Mapping[str, Callable[[Any], bool]],
+    check_unsupported: Callable[[dict[str, Any]], None],
+) -> M:
+    """The request body as ``model``, or an ApiError (400) naming the param.
+
+    Parameters the service refuses are checked on the raw body first (``harmless``
+    tells their accepted values, ``check_unsupported`` looks inside), so they get
+    ``code: "unsupported_parameter"`` rather than a schema error.
+    """
+    if not isinstance(body, dict):
+        raise invalid_request("The request body must be a JSON object.")
+    for name, is_harmless in harmless.items():
+        if name in body and not is_harmless(body[name]):
+            raise unsupported(name)
+    check_unsupported(body)
+    return validate_model(model, body)
 
 
 def image_from_url(url: str, param: str) -> content_pb2.Image:

@@ -10,51 +10,44 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, field_validator
 
-INT32_MAX = 2**31 - 1
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+from http_facade.wire import (
+    INT32_MAX,
+    ClaudeCodeInfo,
+    ReasoningEffort,
+    Strict,
+    check_metadata,
+    tag_of,
+)
 
 # --- content parts -------------------------------------------------------------------
 
 
-class TextPart(_Strict):
+class TextPart(Strict):
     type: Literal["text"]
     text: str
 
 
-class ImageURL(_Strict):
+class ImageURL(Strict):
     url: str = Field(description="An https URL or a data:image/...;base64 URL.")
     detail: Literal["auto", "low", "high"] | None = Field(None, description="Accepted and ignored.")
 
 
-class ImagePart(_Strict):
+class ImagePart(Strict):
     type: Literal["image_url"]
     image_url: ImageURL
 
 
-class RefusalPart(_Strict):
+class RefusalPart(Strict):
     type: Literal["refusal"]
     refusal: str
 
 
-def _type_of(value: Any) -> str | None:
-    if isinstance(value, dict):
-        kind = value.get("type")
-        return f"type={kind}" if isinstance(kind, str) else None
-    kind = getattr(value, "type", None)
-    return f"type={kind}" if isinstance(kind, str) else None
-
-
-# Tags are not identifiers, so error locations can drop them (see inputs.param_of).
 UserPart = Annotated[
     Annotated[TextPart, Tag("type=text")] | Annotated[ImagePart, Tag("type=image_url")],
     Discriminator(
-        _type_of,
+        tag_of("type"),
         custom_error_type="invalid_part",
         custom_error_message="content part type must be text or image_url",
     ),
@@ -62,7 +55,7 @@ UserPart = Annotated[
 AssistantPart = Annotated[
     Annotated[TextPart, Tag("type=text")] | Annotated[RefusalPart, Tag("type=refusal")],
     Discriminator(
-        _type_of,
+        tag_of("type"),
         custom_error_type="invalid_part",
         custom_error_message="content part type must be text or refusal",
     ),
@@ -71,34 +64,29 @@ AssistantPart = Annotated[
 # --- messages ------------------------------------------------------------------------
 
 
-class SystemMessage(_Strict):
+class SystemMessage(Strict):
     role: Literal["system"]
     content: str | list[TextPart]
     name: str | None = None
 
 
-class DeveloperMessage(_Strict):
+class DeveloperMessage(Strict):
     role: Literal["developer"]
     content: str | list[TextPart]
     name: str | None = None
 
 
-class UserMessage(_Strict):
+class UserMessage(Strict):
     role: Literal["user"]
     content: str | list[UserPart]
     name: str | None = None
 
 
-class AssistantMessage(_Strict):
+class AssistantMessage(Strict):
     role: Literal["assistant"]
     content: str | list[AssistantPart] | None = None
     name: str | None = None
     refusal: str | None = None
-
-
-def _role_of(value: Any) -> str | None:
-    role = value.get("role") if isinstance(value, dict) else getattr(value, "role", None)
-    return f"role={role}" if isinstance(role, str) else None
 
 
 Message = Annotated[
@@ -107,19 +95,19 @@ Message = Annotated[
     | Annotated[UserMessage, Tag("role=user")]
     | Annotated[AssistantMessage, Tag("role=assistant")],
     Discriminator(
-        _role_of,
+        tag_of("role"),
         custom_error_type="invalid_role",
         custom_error_message="role must be one of system, developer, user, assistant",
     ),
 ]
 
 
-class StreamOptions(_Strict):
+class StreamOptions(Strict):
     include_usage: bool | None = None
     include_obfuscation: bool | None = Field(None, description="Accepted and ignored.")
 
 
-class ChatCompletionRequest(_Strict):
+class ChatCompletionRequest(Strict):
     """POST /v1/chat/completions. Fields marked "ignored" are accepted but cannot
     reach Claude Code; see http_facade/README.md."""
 
@@ -132,7 +120,7 @@ class ChatCompletionRequest(_Strict):
     stop: str | list[str] | None = Field(None, description="Up to 4 stop sequences.")
     user: str | None = Field(None, max_length=256)
     metadata: dict[str, str] | None = Field(None, description="Up to 16 pairs.")
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    reasoning_effort: ReasoningEffort | None = None
     session_id: str | None = Field(
         None, max_length=256, description="Extension: continue this session."
     )
@@ -175,14 +163,7 @@ class ChatCompletionRequest(_Strict):
     @field_validator("metadata")
     @classmethod
     def _metadata(cls, v: dict[str, str] | None) -> dict[str, str] | None:
-        if v is None:
-            return v
-        if len(v) > 16:
-            raise ValueError("at most 16 metadata pairs")
-        for key, value in v.items():
-            if len(key) > 64 or len(value) > 512:
-                raise ValueError("metadata keys are at most 64 and values 512 characters")
-        return v
+        return check_metadata(v)
 
 
 def _neutral_choice(v: Any) -> bool:
@@ -223,25 +204,6 @@ class UsageModel(BaseModel):
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails
     completion_tokens_details: CompletionTokensDetails
-
-
-class FileInfo(BaseModel):
-    path: str
-    kind: Literal["created", "modified", "deleted", "unspecified"]
-    size_bytes: int
-    binary: bool
-    diff: str | None = None
-    diff_truncated: bool = False
-
-
-class ClaudeCodeInfo(BaseModel):
-    """Extension: what Claude Code did in the turn."""
-
-    session_id: str
-    turn_id: str
-    files: list[FileInfo]
-    cost_usd: float | None = None
-    num_turns: int | None = None
 
 
 class ResponseMessage(BaseModel):

@@ -13,8 +13,8 @@ from typing import Any
 from claudecode.v1 import agent_pb2, content_pb2, events_pb2
 from http_facade import file_summary
 from http_facade.errors import invalid_request, unsupported
-from http_facade.inputs import image_from_url, validate_model
-from http_facade.turns import file_dict
+from http_facade.inputs import ROLES, image_from_url, reasoning_effort, validate_body
+from http_facade.turns import TurnRecord
 
 from .protocol import (
     UNSUPPORTED,
@@ -33,10 +33,7 @@ ENDPOINT = "/v1/chat/completions"
 # --- request ---------------------------------------------------------------------------
 
 
-def _check_unsupported(body: Mapping[str, Any]) -> None:
-    for name, harmless in UNSUPPORTED.items():
-        if name in body and not harmless(body[name]):
-            raise unsupported(name)
+def _check_messages(body: Mapping[str, Any]) -> None:
     messages = body.get("messages")
     if not isinstance(messages, list):
         return
@@ -59,18 +56,8 @@ def _check_unsupported(body: Mapping[str, Any]) -> None:
 
 def validate_request(body: Any) -> ChatCompletionRequest:
     """The request body as a model, or an ApiError (400) naming the param."""
-    if not isinstance(body, dict):
-        raise invalid_request("The request body must be a JSON object.")
-    _check_unsupported(body)
-    return validate_model(ChatCompletionRequest, body)
+    return validate_body(body, ChatCompletionRequest, UNSUPPORTED, _check_messages)
 
-
-_ROLES = {
-    "system": content_pb2.ROLE_SYSTEM,
-    "developer": content_pb2.ROLE_DEVELOPER,
-    "user": content_pb2.ROLE_USER,
-    "assistant": content_pb2.ROLE_ASSISTANT,
-}
 
 AnyMessage = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage
 
@@ -101,16 +88,6 @@ def _same(text: str) -> str:
     return text
 
 
-_EFFORT = {
-    "none": "low",
-    "minimal": "low",
-    "low": "low",
-    "medium": "medium",
-    "high": "high",
-    "xhigh": "high",
-}
-
-
 def session_id_of(req: ChatCompletionRequest, header: str | None) -> str:
     """X-Session-Id header or the body's session_id (they must agree)."""
     header = (header or "").strip()
@@ -125,14 +102,14 @@ def to_run_turn_request(
 ) -> agent_pb2.RunTurnRequest:
     """The RunTurnRequest for a validated chat request."""
     messages = [
-        content_pb2.Message(role=_ROLES[m.role], content=_parts(m, i), name=m.name or "")
+        content_pb2.Message(role=ROLES[m.role], content=_parts(m, i), name=m.name or "")
         for i, m in enumerate(req.messages)
     ]
     max_tokens = req.max_completion_tokens or req.max_tokens or 0
     stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
     options = agent_pb2.TurnOptions(
         max_output_tokens=max_tokens,
-        reasoning_effort=_EFFORT.get(req.reasoning_effort or "", ""),
+        reasoning_effort=reasoning_effort(req.reasoning_effort),
         stop=[s for s in stop if s],
         user=req.user or "",
     )
@@ -177,28 +154,20 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 
 @dataclass
-class TurnState:
+class TurnState(TurnRecord):
     """Collects one turn's events; also knows how to render chunks for them."""
 
     include_usage: bool = False
     file_summary: bool = False
     id: str = ""
-    session_id: str = ""
-    turn_id: str = ""
-    model: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     tool_summaries: dict[str, str] = field(default_factory=dict)
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    usage: events_pb2.Usage | None = None
-    completed: events_pb2.TurnCompleted | None = None
 
     def start(self, ev: events_pb2.TurnStarted, requested_model: str) -> None:
-        self.session_id = ev.session_id
-        self.turn_id = ev.turn_id
+        self.begin(ev, requested_model)
         self.id = f"chatcmpl-{ev.turn_id}"
-        self.model = ev.model or requested_model
         if ev.created_at:
             self.created = int(ev.created_at)
 
@@ -222,21 +191,7 @@ class TurnState:
                 detail = _one_line(tr.output_excerpt, 160)
                 return self._reason(f"✗ {summary}" + (f": {detail}" if detail else "") + "\n")
             return self._reason(f"✓ {summary}\n")
-        if kind == "file_change":
-            self.files[ev.file_change.path] = file_dict(ev.file_change)
-            return {}
-        if kind == "usage":
-            self.usage = ev.usage
-            return {}
-        if kind == "completed":
-            self.completed = ev.completed
-            if ev.completed.HasField("usage"):
-                self.usage = ev.completed.usage
-            for f in ev.completed.files:
-                self.files[f.path] = file_dict(f)
-            if ev.completed.session_id:
-                self.session_id = ev.completed.session_id
-            return {}
+        self.record(ev)
         return {}
 
     def _reason(self, text: str) -> dict[str, str]:
@@ -250,17 +205,6 @@ class TurnState:
         if self.completed is None:
             return "stop"
         return _FINISH.get(self.completed.finish_reason, "stop")
-
-    def claude_code(self) -> dict[str, Any]:
-        c = self.completed
-        cost = self.usage.cost_usd if self.usage is not None else None
-        return {
-            "session_id": self.session_id,
-            "turn_id": self.turn_id,
-            "files": list(self.files.values()),
-            "cost_usd": cost,
-            "num_turns": c.num_turns if c is not None else None,
-        }
 
     def summary(self) -> str:
         """The markdown file summary to append to the content ("" when off or unchanged)."""

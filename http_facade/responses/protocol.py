@@ -13,13 +13,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
-INT32_MAX = 2**31 - 1
+from http_facade.wire import (
+    INT32_MAX,
+    ClaudeCodeInfo,
+    ReasoningEffort,
+    Strict,
+    check_metadata,
+    tag_of,
+)
+
 # The server_label of the mcp_call items that show Claude Code's own tool calls.
 SERVER_LABEL = "claude_code"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class _Loose(BaseModel):
@@ -29,13 +33,13 @@ class _Loose(BaseModel):
 # --- input ---------------------------------------------------------------------------
 
 
-class InputText(_Strict):
+class InputText(Strict):
     type: Literal["input_text"]
     text: str
     prompt_cache_breakpoint: dict[str, Any] | None = Field(None, description="Ignored.")
 
 
-class InputImage(_Strict):
+class InputImage(Strict):
     type: Literal["input_image"]
     image_url: str | None = Field(None, description="An https URL or a data:image/... URL.")
     file_id: str | None = Field(None, description="Not supported (no Files API).")
@@ -45,27 +49,22 @@ class InputImage(_Strict):
     prompt_cache_breakpoint: dict[str, Any] | None = Field(None, description="Ignored.")
 
 
-class OutputText(_Strict):
+class OutputText(Strict):
     type: Literal["output_text"]
     text: str
     annotations: list[Any] | None = None
     logprobs: list[Any] | None = None
 
 
-class Refusal(_Strict):
+class Refusal(Strict):
     type: Literal["refusal"]
     refusal: str
-
-
-def _type_of(value: Any) -> str | None:
-    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return f"type={kind}" if isinstance(kind, str) else None
 
 
 UserPart = Annotated[
     Annotated[InputText, Tag("type=input_text")] | Annotated[InputImage, Tag("type=input_image")],
     Discriminator(
-        _type_of,
+        tag_of("type"),
         custom_error_type="invalid_part",
         custom_error_message="content part type must be input_text or input_image",
     ),
@@ -75,7 +74,7 @@ AssistantPart = Annotated[
     | Annotated[InputText, Tag("type=input_text")]
     | Annotated[Refusal, Tag("type=refusal")],
     Discriminator(
-        _type_of,
+        tag_of("type"),
         custom_error_type="invalid_part",
         custom_error_message="content part type must be output_text, input_text or refusal",
     ),
@@ -84,7 +83,7 @@ AssistantPart = Annotated[
 MessageStatus = Literal["in_progress", "completed", "incomplete"]
 
 
-class UserInput(_Strict):
+class UserInput(Strict):
     type: Literal["message"] | None = None
     role: Literal["user"]
     content: str | list[UserPart]
@@ -92,7 +91,7 @@ class UserInput(_Strict):
     status: MessageStatus | None = None
 
 
-class SystemInput(_Strict):
+class SystemInput(Strict):
     """system and developer messages: appended to Claude Code's system prompt."""
 
     type: Literal["message"] | None = None
@@ -102,7 +101,7 @@ class SystemInput(_Strict):
     status: MessageStatus | None = None
 
 
-class AssistantInput(_Strict):
+class AssistantInput(Strict):
     type: Literal["message"] | None = None
     role: Literal["assistant"]
     content: str | list[AssistantPart]
@@ -150,12 +149,12 @@ InputItem = Annotated[
 ]
 
 
-class StreamOptions(_Strict):
+class StreamOptions(Strict):
     include_obfuscation: bool | None = Field(None, description="Accepted and ignored.")
 
 
-class ReasoningConfig(_Strict):
-    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+class ReasoningConfig(Strict):
+    effort: ReasoningEffort | None = None
     summary: Literal["auto", "concise", "detailed"] | None = Field(
         None, description="Accepted; thinking is always summarised as it is."
     )
@@ -164,18 +163,18 @@ class ReasoningConfig(_Strict):
     )
 
 
-class TextFormat(_Strict):
+class TextFormat(Strict):
     type: Literal["text"]
 
 
-class TextConfig(_Strict):
+class TextConfig(Strict):
     format: TextFormat | None = None
     verbosity: Literal["low", "medium", "high"] | None = Field(
         None, description="Accepted and ignored."
     )
 
 
-class ResponseCreateRequest(_Strict):
+class ResponseCreateRequest(Strict):
     """POST /v1/responses. Fields marked "ignored" are accepted but cannot reach
     Claude Code; see http_facade/README.md."""
 
@@ -216,14 +215,7 @@ class ResponseCreateRequest(_Strict):
     @field_validator("metadata")
     @classmethod
     def _metadata(cls, v: dict[str, str] | None) -> dict[str, str] | None:
-        if v is None:
-            return v
-        if len(v) > 16:
-            raise ValueError("at most 16 metadata pairs")
-        for key, value in v.items():
-            if len(key) > 64 or len(value) > 512:
-                raise ValueError("metadata keys are at most 64 and values 512 characters")
-        return v
+        return check_metadata(v)
 
     @field_validator("input")
     @classmethod
@@ -325,25 +317,6 @@ class ResponseError(BaseModel):
 
 class IncompleteDetails(BaseModel):
     reason: Literal["max_output_tokens"] | None
-
-
-class FileInfo(BaseModel):
-    path: str
-    kind: Literal["created", "modified", "deleted", "unspecified"]
-    size_bytes: int
-    binary: bool
-    diff: str | None = None
-    diff_truncated: bool = False
-
-
-class ClaudeCodeInfo(BaseModel):
-    """Extension: the session and what Claude Code did in the turn."""
-
-    session_id: str
-    turn_id: str
-    files: list[FileInfo]
-    cost_usd: float | None = None
-    num_turns: int | None = None
 
 
 class ResponseObject(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,13 +10,21 @@ import falcon.asgi
 import grpc
 import grpc.aio
 
-from http_facade import disconnect
 from http_facade.body import read_json
 from http_facade.config import FacadeConfig
 from http_facade.core_client import CoreClient, auth_metadata
-from http_facade.errors import ApiError, from_rpc_error, invalid_request, rate_limit_headers
+from http_facade.errors import ApiError, from_rpc_error, invalid_request
 from http_facade.live_settings import body_limit
-from http_facade.turns import GONE, PING, Reader, client_gone, turn_failed_error, wait_started
+from http_facade.turns import (
+    GONE,
+    PING,
+    StartedTurn,
+    collect,
+    read_turn,
+    sse_json,
+    start_turn,
+    stream_events,
+)
 
 from .translate import (
     Echo,
@@ -36,8 +43,7 @@ log = logging.getLogger(__name__)
 
 
 def _sse(event: Event) -> falcon.asgi.SSEvent:
-    data = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
-    return falcon.asgi.SSEvent(event=event["type"], data=data)
+    return sse_json(event, event["type"])
 
 
 def _metadata(req: falcon.asgi.Request) -> list[tuple[str, str]]:
@@ -55,93 +61,54 @@ class Responses:
         body = await read_json(req, body_limit(req, self.config.max_body_bytes))
         create = validate_request(body)
         request_id: str = req.context.request_id
-        turn = to_run_turn_request(create, request_id=request_id)
+        run = to_run_turn_request(create, request_id=request_id)
         state = ResponseState(echo=Echo.of_request(create))
         stream = bool(create.stream)
 
-        gone = disconnect.gone_event(req.scope)
-        watcher = None if stream else disconnect.watch(req.scope)
-        call = self.core.run_turn(turn, _metadata(req))
-        reader = Reader(call, gone, self.config.keepalive_seconds)
-        disconnect.on_disconnect(req.scope, reader.close)
         try:
-            started = await wait_started(reader)
+            turn = await start_turn(
+                req,
+                self.core.run_turn(run, _metadata(req)),
+                stream=stream,
+                keepalive_seconds=self.config.keepalive_seconds,
+            )
         except ApiError as err:
-            reader.close()
-            disconnect.stop(watcher)
             raise for_responses(err, create.previous_response_id) from None
-        except BaseException:
-            reader.close()
-            disconnect.stop(watcher)
-            raise
-        first = state.start(started, create.model or "")
-        resp.set_header("X-Session-Id", state.session_id)
-        for name, value in rate_limit_headers(await call.initial_metadata()).items():
-            resp.set_header(name, value)
+        first = state.start(turn.started, create.model or "")
+        await turn.set_headers(resp, state.session_id)
         if stream:
-            resp.content_type = "text/event-stream"
-            resp.set_header("X-Accel-Buffering", "no")
-            resp.sse = self._events(reader, state, first, request_id)
+            stream_events(resp, self._events(turn, state, first, request_id))
             return
         try:
-            await self._collect(reader, state)
+            if not await collect(turn.reader, state.on_event):
+                state.finish("incomplete")
         finally:
-            reader.close()
-            disconnect.stop(watcher)
+            turn.close()
         resp.media = state.response()
 
-    async def _collect(self, reader: Reader, state: ResponseState) -> None:
-        while True:
-            try:
-                ev = await reader.next()
-            except grpc.aio.AioRpcError as err:
-                raise from_rpc_error(err) from None
-            if ev is PING:
-                continue
-            if ev is GONE:
-                raise client_gone()
-            if ev is grpc.aio.EOF:
-                state.finish("incomplete")
-                return
-            if ev.WhichOneof("event") == "failed":
-                raise turn_failed_error(ev.failed)
-            state.on_event(ev)
-            if ev.WhichOneof("event") == "completed":
-                return
-
     async def _events(
-        self, reader: Reader, state: ResponseState, first: list[Event], request_id: str
+        self, turn: StartedTurn, state: ResponseState, first: list[Event], request_id: str
     ) -> AsyncIterator[falcon.asgi.SSEvent]:
         try:
             for event in first:
                 yield _sse(event)
-            while True:
-                try:
-                    ev = await reader.next()
-                except grpc.aio.AioRpcError as err:
-                    for event in state.fail(from_rpc_error(err)):
-                        yield _sse(event)
-                    return
+            async for ev in read_turn(turn.reader):
                 if ev is PING:
                     yield falcon.asgi.SSEvent(comment="ping")
                     continue
                 if ev is GONE:
                     log.info("client went away; cancelling turn %s (%s)", state.turn_id, request_id)
                     return
-                if ev is grpc.aio.EOF:
-                    for event in state.finish("incomplete"):
-                        yield _sse(event)
-                    return
-                if ev.WhichOneof("event") == "failed":
-                    for event in state.fail(turn_failed_error(ev.failed)):
-                        yield _sse(event)
-                    return
-                for event in state.on_event(ev):
+                if isinstance(ev, ApiError):
+                    events = state.fail(ev)
+                elif ev is grpc.aio.EOF:
+                    events = state.finish("incomplete")
+                else:
+                    events = state.on_event(ev)
+                for event in events:
                     yield _sse(event)
-                if ev.WhichOneof("event") == "completed":
-                    return
         finally:
-            reader.close()
+            turn.close()
 
 
 class Response:

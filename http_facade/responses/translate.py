@@ -20,8 +20,8 @@ from typing import Any
 from claudecode.v1 import agent_pb2, content_pb2, events_pb2
 from http_facade import file_summary
 from http_facade.errors import ApiError, invalid_request, unsupported
-from http_facade.inputs import image_from_url, validate_model
-from http_facade.turns import file_dict, turn_failed_error
+from http_facade.inputs import ROLES, image_from_url, reasoning_effort, validate_body
+from http_facade.turns import TurnRecord, file_dict, turn_failed_error
 
 from .protocol import (
     SERVER_LABEL,
@@ -43,10 +43,7 @@ PREFIX = "resp_"
 # --- request ---------------------------------------------------------------------------
 
 
-def _check_unsupported(body: Mapping[str, Any]) -> None:
-    for name, harmless in UNSUPPORTED.items():
-        if name in body and not harmless(body[name]):
-            raise unsupported(name)
+def _check_text_and_items(body: Mapping[str, Any]) -> None:
     text = body.get("text")
     if isinstance(text, dict):
         fmt = text.get("format")
@@ -77,10 +74,7 @@ def _check_unsupported(body: Mapping[str, Any]) -> None:
 
 def validate_request(body: Any) -> ResponseCreateRequest:
     """The request body as a model, or an ApiError (400) naming the param."""
-    if not isinstance(body, dict):
-        raise invalid_request("The request body must be a JSON object.")
-    _check_unsupported(body)
-    return validate_model(ResponseCreateRequest, body)
+    return validate_body(body, ResponseCreateRequest, UNSUPPORTED, _check_text_and_items)
 
 
 def turn_id_of(response_id: str, param: str | None = None) -> str:
@@ -113,22 +107,6 @@ def for_responses(err: ApiError, response_id: str | None = None) -> ApiError:
     elif err.param and err.param.startswith("messages"):
         err.param = "input" + err.param[len("messages") :]
     return err
-
-
-_ROLES = {
-    "system": content_pb2.ROLE_SYSTEM,
-    "developer": content_pb2.ROLE_DEVELOPER,
-    "user": content_pb2.ROLE_USER,
-    "assistant": content_pb2.ROLE_ASSISTANT,
-}
-_EFFORT = {
-    "none": "low",
-    "minimal": "low",
-    "low": "low",
-    "medium": "medium",
-    "high": "high",
-    "xhigh": "high",
-}
 
 
 def _text(text: str) -> content_pb2.ContentPart:
@@ -172,17 +150,17 @@ def _messages(req: ResponseCreateRequest) -> list[content_pb2.Message]:
     out: list[content_pb2.Message] = []
     for i, item in enumerate(req.input):
         if isinstance(item, UserInput):
-            out.append(content_pb2.Message(role=_ROLES["user"], content=_user_parts(item, i)))
+            out.append(content_pb2.Message(role=ROLES["user"], content=_user_parts(item, i)))
         elif isinstance(item, SystemInput):
             content = (
                 item.content
                 if isinstance(item.content, str)
                 else "".join(p.text for p in item.content)
             )
-            out.append(content_pb2.Message(role=_ROLES[item.role], content=[_text(content)]))
+            out.append(content_pb2.Message(role=ROLES[item.role], content=[_text(content)]))
         elif isinstance(item, AssistantInput):
             out.append(
-                content_pb2.Message(role=_ROLES["assistant"], content=_assistant_parts(item))
+                content_pb2.Message(role=ROLES["assistant"], content=_assistant_parts(item))
             )
         # reasoning and mcp_call items: our own output, already in the session.
     return out
@@ -203,7 +181,7 @@ def to_run_turn_request(req: ResponseCreateRequest, *, request_id: str) -> agent
         metadata=dict(req.metadata or {}),
         options=agent_pb2.TurnOptions(
             max_output_tokens=req.max_output_tokens or 0,
-            reasoning_effort=_EFFORT.get(effort or "", ""),
+            reasoning_effort=reasoning_effort(effort),
             user=req.user or "",
         ),
         origin=agent_pb2.RequestOrigin(endpoint=ENDPOINT, request_id=request_id),
@@ -337,7 +315,7 @@ Event = dict[str, Any]
 
 
 @dataclass
-class ResponseState:
+class ResponseState(TurnRecord):
     """One response being built from the core's turn events.
 
     Every ``on_*`` method returns the stream events for what happened; the same
@@ -348,16 +326,10 @@ class ResponseState:
 
     echo: Echo
     id: str = ""
-    turn_id: str = ""
-    session_id: str = ""
-    model: str = ""
     created_at: int = field(default_factory=lambda: int(time.time()))
     completed_at: int | None = None
     status: str = "in_progress"
     output: list[dict[str, Any]] = field(default_factory=list)
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    usage: events_pb2.Usage | None = None
-    completed: events_pb2.TurnCompleted | None = None
     error: dict[str, Any] | None = None
     seq: int = 0
     _open: int | None = None  # index of the open message/reasoning item
@@ -372,10 +344,8 @@ class ResponseState:
     # --- lifecycle -------------------------------------------------------------------
 
     def start(self, started: events_pb2.TurnStarted, requested_model: str) -> list[Event]:
-        self.turn_id = started.turn_id
-        self.session_id = started.session_id
+        self.begin(started, requested_model)
         self.id = PREFIX + started.turn_id
-        self.model = started.model or requested_model
         if started.created_at:
             self.created_at = int(started.created_at)
         snapshot = self.response()
@@ -394,22 +364,13 @@ class ResponseState:
             return self.on_tool_use(ev.tool_use)
         if kind == "tool_result":
             return self.on_tool_result(ev.tool_result)
-        if kind == "file_change":
-            self.files[ev.file_change.path] = file_dict(ev.file_change)
-        elif kind == "usage":
-            self.usage = ev.usage
-        elif kind == "completed":
+        if kind == "completed":
             return self.on_completed(ev.completed)
+        self.record(ev)
         return []
 
     def on_completed(self, c: events_pb2.TurnCompleted) -> list[Event]:
-        self.completed = c
-        if c.HasField("usage"):
-            self.usage = c.usage
-        for f in c.files:
-            self.files[f.path] = file_dict(f)
-        if c.session_id:
-            self.session_id = c.session_id
+        self.record_completed(c)
         events: list[Event] = []
         if c.text and not any(item["type"] == "message" for item in self.output):
             events += self.on_text(c.text)
@@ -438,13 +399,24 @@ class ResponseState:
         self.output.append(item)
         return index, self._ev("response.output_item.added", output_index=index, item=_copy(item))
 
+    def _open_of(self, kind: str) -> int | None:
+        """The open item's index if it is a ``kind`` ("message", "reasoning") item."""
+        index = self._open
+        return index if index is not None and self.output[index]["type"] == kind else None
+
+    def _open_text_item(self, item: dict[str, Any]) -> tuple[int, list[Event]]:
+        """Closes the open item and opens ``item`` in its place, to collect text."""
+        events = self._close("completed")
+        index, added = self._open_item(item)
+        self._open, self._texts[index] = index, []
+        return index, [*events, added]
+
     def on_text(self, text: str) -> list[Event]:
         if not text:
             return []
         events: list[Event] = []
-        index = self._open
-        if index is None or self.output[index]["type"] != "message":
-            events += self._close("completed")
+        index = self._open_of("message")
+        if index is None:
             item: dict[str, Any] = {
                 "id": f"msg_{self.turn_id}_{len(self.output)}",
                 "type": "message",
@@ -452,9 +424,8 @@ class ResponseState:
                 "status": "in_progress",
                 "content": [],
             }
-            index, added = self._open_item(item)
-            events.append(added)
-            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            index, events = self._open_text_item(item)
+            part = _output_text("")
             item["content"].append(part)
             events.append(
                 self._ev(
@@ -465,7 +436,6 @@ class ResponseState:
                     part=dict(part),
                 )
             )
-            self._open, self._texts[index] = index, []
         self._texts[index].append(text)
         events.append(
             self._ev(
@@ -483,16 +453,14 @@ class ResponseState:
         if not text:
             return []
         events: list[Event] = []
-        index = self._open
-        if index is None or self.output[index]["type"] != "reasoning":
-            events += self._close("completed")
+        index = self._open_of("reasoning")
+        if index is None:
             item: dict[str, Any] = {
                 "id": f"rs_{self.turn_id}_{len(self.output)}",
                 "type": "reasoning",
                 "summary": [],
             }
-            index, added = self._open_item(item)
-            events.append(added)
+            index, events = self._open_text_item(item)
             events.append(
                 self._ev(
                     "response.reasoning_summary_part.added",
@@ -502,7 +470,6 @@ class ResponseState:
                     part={"type": "summary_text", "text": ""},
                 )
             )
-            self._open, self._texts[index] = index, []
         self._texts[index].append(text)
         events.append(
             self._ev(
@@ -522,7 +489,7 @@ class ResponseState:
         item = self.output[index]
         text = "".join(self._texts.pop(index, []))
         if item["type"] == "message":
-            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+            part = _output_text(text)
             item["content"] = [part]
             item["status"] = status
             return [
@@ -627,16 +594,6 @@ class ResponseState:
 
     # --- the object ------------------------------------------------------------------
 
-    def claude_code(self) -> dict[str, Any]:
-        c = self.completed
-        return {
-            "session_id": self.session_id,
-            "turn_id": self.turn_id,
-            "files": list(self.files.values()),
-            "cost_usd": self.usage.cost_usd if self.usage is not None else None,
-            "num_turns": c.num_turns if c is not None else None,
-        }
-
     def response(self) -> dict[str, Any]:
         e = self.echo
         final = self.status != "in_progress"
@@ -676,6 +633,10 @@ class ResponseState:
             "prompt_cache_key": e.prompt_cache_key,
             "claude_code": self.claude_code(),
         }
+
+
+def _output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
 def _copy(item: dict[str, Any]) -> dict[str, Any]:
