@@ -9,18 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+from http_facade.env import core_addr, env_int, env_str
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    # Unlike http_facade.env.env_bool, an unknown value is off rather than an
+    # error; kept so that existing settings mean what they meant.
     raw = env.get(name, "").strip().lower()
     if not raw:
         return default
@@ -29,7 +23,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 def read_token_file(env: Mapping[str, str]) -> str:
     """The token `ccapi serve` writes to the data dir, for `ccapi admin` run alone."""
-    data_dir = Path(env.get("CCAPI_DATA_DIR", "").strip() or "./data")
+    data_dir = Path(env_str(env, "CCAPI_DATA_DIR", "./data"))
     try:
         return (data_dir / "admin-token").read_text().strip()
     except OSError:
@@ -74,19 +68,18 @@ class AdminConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AdminConfig:
         e = os.environ if env is None else env
-        grpc_port = _int(e, "CCAPI_GRPC_PORT", 50051)
-        token = e.get("CCAPI_ADMIN_TOKEN", "").strip() or read_token_file(e)
+        token = env_str(e, "CCAPI_ADMIN_TOKEN", "") or read_token_file(e)
         secure = e.get("CCAPI_ADMIN_SECURE_COOKIES", "").strip().lower() or "auto"
         if secure not in ("auto", "always", "never"):
             raise ValueError("CCAPI_ADMIN_SECURE_COOKIES must be auto, always or never")
         return cls(
-            host=e.get("CCAPI_HOST", "").strip() or "127.0.0.1",
-            port=_int(e, "CCAPI_ADMIN_PORT", 8001),
-            core_addr=e.get("CCAPI_CORE_ADDR", "").strip() or f"127.0.0.1:{grpc_port}",
+            host=env_str(e, "CCAPI_HOST", "127.0.0.1"),
+            port=env_int(e, "CCAPI_ADMIN_PORT", 8001),
+            core_addr=core_addr(e),
             admin_token=token,
-            secret_key=e.get("CCAPI_ADMIN_SECRET", "").strip() or derive_secret(token),
-            idle_timeout_seconds=max(60, _int(e, "CCAPI_ADMIN_IDLE_MINUTES", 30) * 60),
+            secret_key=env_str(e, "CCAPI_ADMIN_SECRET", "") or derive_secret(token),
+            idle_timeout_seconds=max(60, env_int(e, "CCAPI_ADMIN_IDLE_MINUTES", 30) * 60),
             secure_cookies=secure,
             trust_proxy=_bool(e, "CCAPI_ADMIN_TRUST_PROXY", False),
-            workers=max(1, _int(e, "CCAPI_ADMIN_WORKERS", 1)),
+            workers=max(1, env_int(e, "CCAPI_ADMIN_WORKERS", 1)),
         )
