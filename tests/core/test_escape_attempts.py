@@ -11,7 +11,7 @@ import json
 import secrets
 import struct
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from claudecode.v1 import admin_pb2, admin_pb2_grpc, sessions_pb2, sessions_pb2_
 from core_service.agent.permissions import PermissionResult, make_permission_callback
 from tests.core.helpers import TurnLog, request, run_turn
 from tests.model_double import ModelDouble, Reply
-from tests.stack import CoreProcess
+from tests.stack import CoreProcess, start_core
 
 ToolCall = tuple[str, dict[str, Any]]
 
@@ -243,11 +243,15 @@ while time.time() < end and not os.path.exists("stop-flipper"):
         ("Write", {"file_path": "{cwd}/swap.py", "content": swapper}),
         _bash("python3 swap.py", run_in_background=True),
     ]
-    calls += [_bash("sleep 0.05")] * 25
-    log, _ = _attempt(core, model_double, *calls)
-    (_workspace(model_double) / "stop-flipper").touch()
-    diffs = [event.file_change.diff for event in log.of("file_change")]
-    diffs += [change.diff for change in log.of("completed")[0].completed.files]
+    calls += [_bash("sleep 0.05")] * 40
+    diffs: list[str] = []
+    for _ in range(3):  # a race: a few conversations make it near certain
+        log, _ = _attempt(core, model_double, *calls)
+        (_workspace(model_double) / "stop-flipper").touch()
+        diffs += [event.file_change.diff for event in log.of("file_change")]
+        diffs += [change.diff for change in log.of("completed")[0].completed.files]
+        if any(_credential(core) in d for d in diffs):
+            break
     assert not [d for d in diffs if _credential(core) in d]
 
 
@@ -343,6 +347,29 @@ def test_subagent_tool_use_goes_through_the_same_checks(
     assert not target.exists()
 
 
+def test_write_tool_does_not_follow_a_symlink_swapped_in_after_the_check(
+    core: CoreProcess, model_double: ModelDouble
+) -> None:
+    """Claude Code's own process is not sandboxed: if `d` becomes a symlink between
+    the permission check and the write, the file lands outside the workspace."""
+    target = Path("/tmp") / f"ccapi-escape-{secrets.token_hex(4)}"
+    target.mkdir()
+    target.chmod(0o777)
+    try:
+        calls: list[ToolCall] = [
+            ("Write", {"file_path": "{cwd}/flip.py", "content": FLIPPER}),
+            _bash(f"python3 flip.py {target} d", run_in_background=True),
+        ]
+        calls += [("Write", {"file_path": "{cwd}/d/planted.txt", "content": "pwned"})] * 30
+        _, results = _attempt(core, model_double, *calls)
+        (_workspace(model_double) / "stop-flipper").touch()
+        assert not (target / "planted.txt").exists(), results[-3:]
+    finally:
+        for child in target.iterdir():
+            child.unlink()
+        target.rmdir()
+
+
 # Settings the agent could plant for later turns
 
 
@@ -375,9 +402,20 @@ def test_settings_and_memory_written_into_the_workspace_are_ignored(
 # What the sandbox shows of the service
 
 
+@pytest.fixture(scope="module")
+def secret_core(model_double: ModelDouble) -> Iterator[CoreProcess]:
+    """A core whose Claude credential is random, so finding it anywhere is a leak."""
+    process = start_core(model_double.url, ANTHROPIC_API_KEY=f"sk-ant-{secrets.token_hex(16)}")
+    yield process
+    process.cleanup()
+
+
 def test_sandboxed_bash_sees_no_secrets_in_proc_or_tmp(
-    core: CoreProcess, model_double: ModelDouble
+    secret_core: CoreProcess, model_double: ModelDouble
 ) -> None:
+    core = secret_core
+    cut = len(_credential(core)) // 2
+    half = _credential(core)[:cut], _credential(core)[cut:]
     _, results = _attempt(
         core,
         model_double,
@@ -385,10 +423,13 @@ def test_sandboxed_bash_sees_no_secrets_in_proc_or_tmp(
             "cat /proc/*/environ /proc/*/cmdline 2>/dev/null | tr '\\0' '\\n'; "
             "cat /tmp/claude-*/*/* /tmp/claude-*/* 2>/dev/null | head -c 20000; "
             f"cat {core.data_dir}/*.db* 2>&1 | head -c 200; "
-            "grep -rs test-anthropic /tmp 2>/dev/null | head"
+            # Split, so that the command line itself does not carry the secret.
+            f"a={half[0]}; b={half[1]}; "
+            'grep -rlsF "$a$b" /tmp /work /run /var/tmp 2>/dev/null | sed s/^/FOUND""-IN:/ | head'
         ),
     )
     output = results[0][1]
+    assert "FOUND-IN:" not in output, [ln for ln in output.splitlines() if "FOUND-IN" in ln]
     assert _credential(core) not in output
     assert core.env["CCAPI_ADMIN_TOKEN"] not in output
     assert core.api_key not in output
@@ -424,3 +465,27 @@ def test_file_download_refuses_paths_leaving_the_workspace(
                 metadata=core.metadata(),
             )
     assert raised.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+
+
+# Logs
+
+
+def test_debug_logging_runs_turns_and_keeps_secrets_out_of_the_logs(
+    model_double: ModelDouble,
+) -> None:
+    core = start_core(
+        model_double.url,
+        CCAPI_LOG_LEVEL="debug",
+        ANTHROPIC_API_KEY=f"sk-ant-{secrets.token_hex(16)}",
+    )
+    try:
+        model_double.reset()
+        model_double.script(Reply.tool_use("Bash", {"command": "true", "description": "x"}))
+        model_double.set_default(Reply.text("ok"))
+        log = run_turn(core, request("debug me"), timeout=120)
+        logs = core.logs()
+        for secret in (_credential(core), core.env["CCAPI_ADMIN_TOKEN"], core.api_key):
+            assert secret not in logs
+        assert log.error is None, log.error
+    finally:
+        core.cleanup()
