@@ -44,6 +44,9 @@ class CoreConfig:
     diff_limit_chars: int = 20_000
     # Extra names for models, e.g. {"gpt-4o": "claude-sonnet-5"}.
     model_aliases: dict[str, str] = field(default_factory=dict)
+    # Hosts sandboxed commands may connect to (through Claude Code's sandbox
+    # proxy); loopback and private addresses are refused whatever is listed.
+    agent_network_hosts: tuple[str, ...] = ()
     # Shared secret AdminService callers (the admin site) must present.
     admin_token: str = ""
     # Environment handed to Claude Code unchanged.
@@ -85,6 +88,11 @@ class CoreConfig:
             log_level=os.environ.get("CCAPI_LOG_LEVEL", "info").lower(),
             model_aliases=parse_aliases(os.environ.get("CCAPI_MODEL_ALIASES", "")),
             claude_env=claude_env,
+            agent_network_hosts=tuple(
+                h.strip()
+                for h in os.environ.get("CCAPI_AGENT_NETWORK_HOSTS", "").split(",")
+                if h.strip()
+            ),
             admin_token=os.environ.get("CCAPI_ADMIN_TOKEN", "") or read_admin_token(data_dir),
         )
 

@@ -248,7 +248,7 @@ class SessionManager:
             async for message in process.client.receive_response():
                 log.debug(
                     "claude message",
-                    extra={"session_id": plan.session.id, "message": repr(message)[:4000]},
+                    extra={"session_id": plan.session.id, "sdk_message": repr(message)[:4000]},
                 )
                 for event in translator.feed(message):
                     if record is not None and event.WhichOneof("event") == "text_delta":

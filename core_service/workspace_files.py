@@ -13,6 +13,7 @@ import hashlib
 import mimetypes
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -49,40 +50,79 @@ def looks_binary(data: bytes) -> bool:
     return False
 
 
-def _walk(root: Path) -> list[tuple[str, os.stat_result]]:
-    found: list[tuple[str, os.stat_result]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+# Reading files the agent controls, as root: never follow a symlink (O_NOFOLLOW,
+# relative to an open directory), never block on a FIFO (O_NONBLOCK).
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Files larger than this are fingerprinted by size and time, not read whole.
+HASH_LIMIT = 64 * 1024 * 1024
+
+
+def _read(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1024 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _regular_files(root: Path, visit: Callable[[str, int, os.stat_result], None]) -> None:
+    """Calls `visit(relative path, open fd, fstat)` for each regular file.
+
+    The agent may swap a file or folder for a symlink at any moment; os.fwalk
+    holds each directory open and files are opened relative to it with
+    O_NOFOLLOW, so whatever is read was inside the workspace when it was read.
+    """
+    count = 0
+    for dirpath, dirnames, filenames, dirfd in os.fwalk(root, follow_symlinks=False):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        base = os.path.relpath(dirpath, root)
         for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
             try:
-                st = os.lstat(full)
+                fd = os.open(name, READ_FLAGS, dir_fd=dirfd)
             except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                found.append((os.path.relpath(full, root).replace(os.sep, "/"), st))
-            if len(found) >= MAX_FILES:
-                return found
-    return found
+                continue  # a symlink, or gone
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode):
+                    rel = name if base == "." else f"{base}/{name}".replace(os.sep, "/")
+                    visit(rel, fd, st)
+                    count += 1
+            finally:
+                os.close(fd)
+            if count >= MAX_FILES:
+                return
 
 
 def snapshot(root: Path, previous: Snapshot | None = None) -> Snapshot:
     """The workspace's regular files; unchanged files reuse `previous`' entry."""
     result: Snapshot = {}
-    for rel, st in _walk(root):
+
+    def visit(rel: str, fd: int, st: os.stat_result) -> None:
         old = (previous or {}).get(rel)
         if old is not None and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns:
             result[rel] = old
-            continue
+            return
+        if st.st_size > HASH_LIMIT:
+            digest = f"size:{st.st_size}:mtime:{st.st_mtime_ns}"
+            binary = looks_binary(os.read(fd, 8192))
+            result[rel] = FileState(st.st_size, st.st_mtime_ns, digest, binary, None)
+            return
         try:
-            data = (root / rel).read_bytes()
+            data = _read(fd, HASH_LIMIT)
         except OSError:
-            continue
+            return
         binary = looks_binary(data)
         text = None if binary or len(data) > DIFF_SOURCE_LIMIT else data.decode("utf-8", "replace")
         result[rel] = FileState(
             len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest(), binary, text
         )
+
+    _regular_files(root, visit)
     return result
 
 
@@ -125,19 +165,31 @@ def changes(before: Snapshot, after: Snapshot, diff_limit: int) -> list[ev.FileC
     return out
 
 
-def resolve_inside(root: Path, relative: str) -> Path:
-    """`relative` as a path inside `root`; refuses anything that leaves it
-    (.., absolute paths, symlinks pointing out)."""
+def _parts(relative: str) -> tuple[str, ...]:
+    """The path's components; refuses anything that could leave the workspace."""
     if not relative or "\0" in relative:
         raise InvalidArgument("A file path is required.", param="path")
     pure = PurePosixPath(relative)
     if pure.is_absolute() or ".." in pure.parts:
         raise InvalidArgument("The path must be relative to the workspace.", param="path")
-    base = os.path.realpath(root)
-    target = os.path.realpath(os.path.join(base, *pure.parts))
-    if not target.startswith(base + os.sep):
-        raise InvalidArgument("The path leaves the workspace.", param="path")
-    return Path(target)
+    parts = tuple(p for p in pure.parts if p != ".")
+    if not parts:
+        raise InvalidArgument("A file path is required.", param="path")
+    return parts
+
+
+def _open_beneath(root: Path, parts: tuple[str, ...]) -> int:
+    """An fd for the file at `parts` under `root`, opened one component at a
+    time without following symlinks (the agent may have planted one)."""
+    dirfd = os.open(root, DIR_FLAGS)
+    try:
+        for part in parts[:-1]:
+            child = os.open(part, DIR_FLAGS, dir_fd=dirfd)
+            os.close(dirfd)
+            dirfd = child
+        return os.open(parts[-1], READ_FLAGS, dir_fd=dirfd)
+    finally:
+        os.close(dirfd)
 
 
 @dataclass(frozen=True)
@@ -151,34 +203,41 @@ class FileContent:
 
 
 def read_file(root: Path, relative: str) -> FileContent:
-    target = resolve_inside(root, relative)
+    parts = _parts(relative)
     try:
-        st = os.stat(target)
+        fd = _open_beneath(root, parts)
     except OSError:
+        # Missing, a symlink somewhere on the way, or not a folder: all "no such file".
         raise NotFound(
             f"No file '{relative}' in this session.", reason="file_not_found", param="path"
         ) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise NotFound(f"'{relative}' is not a file.", reason="file_not_found", param="path")
-    if st.st_size > MAX_DOWNLOAD_BYTES:
-        raise InvalidArgument("The file is too large to download.", param="path")
-    data = target.read_bytes()
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound(f"'{relative}' is not a file.", reason="file_not_found", param="path")
+        if st.st_size > MAX_DOWNLOAD_BYTES:
+            raise InvalidArgument("The file is too large to download.", param="path")
+        data = _read(fd, MAX_DOWNLOAD_BYTES + 1)
+    finally:
+        os.close(fd)
     binary = looks_binary(data)
-    guessed = mimetypes.guess_type(target.name)[0]
+    guessed = mimetypes.guess_type(parts[-1])[0]
     media_type = guessed or ("application/octet-stream" if binary else "text/plain")
-    return FileContent(relative, len(data), int(st.st_mtime), binary, media_type, data)
+    return FileContent("/".join(parts), len(data), int(st.st_mtime), binary, media_type, data)
 
 
 def list_files(root: Path) -> list[tuple[str, int, int, bool]]:
     """(path, size, mtime, binary) for each regular file."""
     out: list[tuple[str, int, int, bool]] = []
-    for rel, st in _walk(root):
+
+    def visit(rel: str, fd: int, st: os.stat_result) -> None:
         try:
-            with open(root / rel, "rb") as handle:
-                head = handle.read(8192)
+            head = os.read(fd, 8192)
         except OSError:
-            continue
+            return
         out.append((rel, st.st_size, int(st.st_mtime), looks_binary(head)))
+
+    _regular_files(root, visit)
     return out
 
 

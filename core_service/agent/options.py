@@ -14,7 +14,7 @@ from pathlib import Path
 from claude_agent_sdk import ClaudeAgentOptions
 from claude_agent_sdk.types import SystemPromptPreset
 
-from core_service.agent.permissions import make_permission_callback
+from core_service.agent.permissions import ALLOWED_BY_DEFAULT, make_permission_callback
 from core_service.config import CoreConfig
 
 # Variables the agent's processes may see from our environment; everything
@@ -140,7 +140,9 @@ def build_options(
         system_prompt=system_prompt,
         include_partial_messages=True,
         permission_mode="default",
-        can_use_tool=make_permission_callback(workspace, shape.allowed_tools),
+        can_use_tool=make_permission_callback(
+            workspace, shape.allowed_tools, config.agent_network_hosts
+        ),
         sandbox={
             "enabled": True,
             "autoAllowBashIfSandboxed": False,
@@ -154,9 +156,9 @@ def build_options(
         user=uid,  # type: ignore[arg-type]
         stderr=stderr,
     )
-    if shape.allowed_tools is not None:
-        # The model is only offered the key's tools; the callback still checks each use.
-        options.tools = list(shape.allowed_tools)
+    # The model is only offered tools it may use; the callback still checks each use.
+    offered = ALLOWED_BY_DEFAULT if shape.allowed_tools is None else set(shape.allowed_tools)
+    options.tools = sorted(offered & ALLOWED_BY_DEFAULT)
     if shape.effort:
         options.effort = shape.effort  # type: ignore[assignment]
     if start.fork_from:
