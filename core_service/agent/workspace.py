@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,25 +59,36 @@ class WorkspaceLayout:
         return place
 
     def copy_place(self, source: Place) -> Place:
-        """Copies a conversation's directories for a fork, under a new uid."""
-        place = Place(secrets.token_hex(16), secrets.token_hex(16), self._uid())
-        for src, dst in (
+        """Copies a conversation's directories for a fork.
+
+        The fork keeps the parent's uid: both belong to the same key, and the
+        copy then runs as that uid (`cp -a`, `mv`), so it can only read what the
+        agent itself could; root never walks a tree the agent controls.
+        """
+        place = Place(secrets.token_hex(16), secrets.token_hex(16), source.uid)
+        moves = (
             (self.workspace_path(source.workspace), self.workspace_path(place.workspace)),
             (self.home_path(source.home), self.home_path(place.home)),
-        ):
+        )
+        for src, dst in moves:
+            self._make_private(dst, place.uid)
             if src.exists():
-                shutil.copytree(src, dst, symlinks=True)
-                os.chmod(dst, 0o700)
-                _chown_tree(dst, place.uid)
-            else:
-                self._make_private(dst, place.uid)
+                _as_agent(place.uid, ["cp", "-a", "--", f"{src}/.", f"{dst}/"])
         # Claude Code files transcripts under a folder named after the cwd.
         projects = self.home_path(place.home) / ".claude" / "projects"
         old_key = project_key(self.workspace_path(source.workspace))
-        if (projects / old_key).exists():
-            os.rename(
-                projects / old_key, projects / project_key(self.workspace_path(place.workspace))
-            )
+        new_key = project_key(self.workspace_path(place.workspace))
+        _as_agent(
+            place.uid,
+            [
+                "sh",
+                "-c",
+                'if [ -d "$1" ]; then mv -T -- "$1" "$2"; fi',
+                "sh",
+                str(projects / old_key),
+                str(projects / new_key),
+            ],
+        )
         return place
 
     def _uid(self) -> int | None:
@@ -105,13 +117,16 @@ def project_key(cwd: Path) -> str:
     return re.sub(r"[^a-zA-Z0-9]", "-", str(cwd))
 
 
-def _chown_tree(root: Path, uid: int | None) -> None:
-    if uid is None:
-        return
-    os.chown(root, uid, 0, follow_symlinks=False)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            os.chown(os.path.join(dirpath, name), uid, 0, follow_symlinks=False)
+def _as_agent(uid: int | None, argv: list[str]) -> None:
+    """Runs a file command as the conversation's uid (as ourselves without one)."""
+    subprocess.run(
+        argv,
+        user=uid,
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
+    )
 
 
 def _check_traversable(path: Path) -> None:
