@@ -120,6 +120,8 @@ def start_core(model_url: str, data_dir: Path | None = None, **overrides: str) -
     env = core_env(model_url, data_dir, port, **overrides)
     key = ccapi(env, "keys", "create", "--name", "tests").strip().splitlines()[-1]
     log_path = data_dir.parent / f"{data_dir.name}.core.log"
+    # Private: at debug level it holds prompts, and agents run as other uids.
+    log_path.touch(mode=0o600)
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "core_service.cli", "core"],

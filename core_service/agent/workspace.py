@@ -26,6 +26,9 @@ from pathlib import Path
 from core_service.config import CoreConfig
 
 
+TMP_PREFIXES = ("claude", "cc-socks", "cc-daemon")
+
+
 @dataclass(frozen=True)
 class Place:
     """Where a conversation lives: its directories and the uid it runs as
@@ -54,6 +57,12 @@ class WorkspaceLayout:
     def new_place(self) -> Place:
         """Creates a fresh workspace and home with a uid of their own."""
         place = Place(secrets.token_hex(16), secrets.token_hex(16), self._uid())
+        if place.uid is not None:
+            # Claude Code keeps per-uid folders in /tmp; a uid handed out again
+            # (a reset database, another deployment on this host) must not
+            # inherit what an earlier conversation left there.
+            for prefix in TMP_PREFIXES:
+                shutil.rmtree(f"/tmp/{prefix}-{place.uid}", ignore_errors=True)
         self._make_private(self.workspace_path(place.workspace), place.uid)
         self._make_private(self.home_path(place.home), place.uid)
         return place

@@ -12,6 +12,7 @@ import grpc
 from claudecode.v1 import runtime_pb2 as pb
 from claudecode.v1 import runtime_pb2_grpc
 from core_service import request_log
+from core_service.errors import Unauthenticated
 from core_service.interceptors import bearer_token
 from core_service.keys import KeyStore
 from core_service.live_config import LiveConfigStore
@@ -42,14 +43,18 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         self, request: pb.RecordRejectedRequestRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecordRejectedRequestResponse:
         token = bearer_token(context.invocation_metadata())
-        # An unknown or missing key is recorded too, without a key id.
         key = await asyncio.to_thread(self._keys.authenticate, token) if token else None
+        if key is None:
+            # Only a valid key may add rows: nobody on the network can fill the
+            # log with made-up requests. (Requests without a valid key are the
+            # core's own 401s, logged where they happen.)
+            raise Unauthenticated("Recording a refused request needs a valid API key.")
         bodies = self._config.current.config.log_bodies
         self._writer.submit(
             request_log.LogEntry(
                 time_ms=int(time.time() * 1000),
-                key_id=key.id if key else "",
-                key_name=key.name if key else "",
+                key_id=key.id,
+                key_name=key.name,
                 endpoint=request.endpoint[:200],
                 model=request.model[:100],
                 status=request.status,
