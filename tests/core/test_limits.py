@@ -126,7 +126,7 @@ def test_concurrency_limit_lets_exactly_the_limit_through(
     core: CoreProcess, model_double: ModelDouble
 ) -> None:
     key = _key(core, "--max-concurrent", "5")
-    model_double.set_default(Reply.hang(4, "slow"))
+    model_double.set_default(Reply.hang(8, "slow"))
     logs: list[TurnLog] = []
     lock = threading.Lock()
 

@@ -58,6 +58,6 @@ def test_concurrency_holds_across_two_cores(
     two_cores: list[CoreProcess], model_double: ModelDouble
 ) -> None:
     key = ccapi(two_cores[0].env, "keys", "create", "--name", "pg", "--max-concurrent", "5")
-    model_double.set_default(Reply.hang(4, "slow"))
+    model_double.set_default(Reply.hang(8, "slow"))
     errors = _parallel(two_cores, key.strip().splitlines()[-1], 20)
     assert sum(e is None for e in errors) == 5

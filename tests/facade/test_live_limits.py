@@ -71,7 +71,7 @@ def test_concurrency_limit_over_several_workers(
     facade: Facade, core: CoreProcess, model_double: ModelDouble
 ) -> None:
     key = _key(core, "--max-concurrent", "5")
-    model_double.set_default(Reply.hang(4, "slow"))
+    model_double.set_default(Reply.hang(8, "slow"))
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         statuses = list(pool.map(lambda _: _chat(facade, key).status_code, range(20)))
     assert statuses.count(200) == 5
