@@ -25,7 +25,6 @@ from pathlib import Path
 
 from core_service.config import CoreConfig
 
-
 TMP_PREFIXES = ("claude", "cc-socks", "cc-daemon")
 
 
