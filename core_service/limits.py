@@ -1,24 +1,32 @@
 """Per-key limits, enforced in the core so gRPC callers obey them too.
 
-Every counter changes through one conditional SQL statement (an upsert or an
-UPDATE with the limit in its WHERE clause), so the database decides who gets
-the last slot: limits hold exactly across facade workers and core processes
-sharing one database.
+Request counts change through one conditional SQL statement (an upsert with
+the limit in its WHERE clause), and concurrency slots are leases taken while
+the key's row is locked, so the database decides who gets the last slot:
+limits hold exactly across facade workers and core processes sharing one
+database. Leases expire unless renewed, so a crashed process frees its slots.
 """
 
 from __future__ import annotations
 
+import secrets
+import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from core_service.db.models import ApiKey, RateWindow
+from core_service.db.models import ApiKey, RateWindow, TurnLease
 from core_service.errors import PermissionDenied, ResourceExhausted
 from core_service.keys import KeyInfo, aware
+
+# A turn's concurrency slot lapses this long after its holder last renewed it:
+# a crashed process gives its slots back on its own.
+LEASE_TIME = timedelta(seconds=90)
+RENEW_SECONDS = 30.0
 
 
 @dataclass
@@ -26,7 +34,8 @@ class Admission:
     """A turn let through; `release` must follow when it ends."""
 
     key_id: str
-    holds_slot: bool
+    # The concurrency lease held for the turn ("" when the key has no such limit).
+    lease: str
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -50,6 +59,8 @@ class LimitGate:
     def __init__(self, engine: Engine, sessions: sessionmaker[Session]) -> None:
         self._dialect = engine.dialect.name
         self._sessions = sessions
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
 
     def check_model(self, key: KeyInfo, names: set[str]) -> None:
         """PERMISSION_DENIED unless one of the model's names is in the key's scope."""
@@ -117,33 +128,61 @@ class LimitGate:
                         retry_after_seconds=60 - int(now % 60),
                         headers=headers,
                     )
-        holds = False
+        lease = ""
         if limits.max_concurrent > 0:
-            with self._sessions.begin() as db:
-                taken = db.execute(  # type: ignore[attr-defined]
-                    update(ApiKey)
-                    .where(ApiKey.id == key.id, ApiKey.active_turns < limits.max_concurrent)
-                    .values(active_turns=ApiKey.active_turns + 1)
-                ).rowcount
-            if not taken:
+            lease = self._take_lease(key.id, limits.max_concurrent, headers)
+        return Admission(key.id, lease, headers)
+
+    def _take_lease(self, key_id: str, limit: int, headers: dict[str, str]) -> str:
+        now = datetime.now(UTC)
+        lease = "lease_" + secrets.token_hex(12)
+        with self._sessions.begin() as db:
+            # Admissions of one key take turns: writing its row holds a row lock
+            # (PostgreSQL) or the write lock (SQLite) until this commits.
+            db.execute(
+                update(ApiKey).where(ApiKey.id == key_id).values(active_turns=ApiKey.active_turns)
+            )
+            db.execute(
+                delete(TurnLease).where(TurnLease.key_id == key_id, TurnLease.expires_at <= now)
+            )
+            running = (
+                db.scalar(
+                    select(func.count()).select_from(TurnLease).where(TurnLease.key_id == key_id)
+                )
+                or 0
+            )
+            if running >= limit:
                 raise ResourceExhausted(
-                    f"Too many turns at once: this key allows {limits.max_concurrent}.",
+                    f"Too many turns at once: this key allows {limit}.",
                     retry_after_seconds=1,
                     headers=headers,
                 )
-            holds = True
-        return Admission(key.id, holds, headers)
+            db.add(TurnLease(id=lease, key_id=key_id, expires_at=now + LEASE_TIME))
+        with self._lock:
+            self._held.add(lease)
+        return lease
+
+    def renew_leases(self) -> None:
+        """Extends the leases of this process's running turns (call every RENEW_SECONDS)."""
+        with self._lock:
+            held = list(self._held)
+        if held:
+            with self._sessions.begin() as db:
+                db.execute(
+                    update(TurnLease)
+                    .where(TurnLease.id.in_(held))
+                    .values(expires_at=datetime.now(UTC) + LEASE_TIME)
+                )
 
     def release(self, admission: Admission, tokens: int, cost_usd: float) -> None:
         """Returns the concurrency slot and books tokens and spend."""
+        if admission.lease:
+            with self._lock:
+                self._held.discard(admission.lease)
         window = int(time.time() // 60)
         with self._sessions.begin() as db:
-            if admission.holds_slot:
-                db.execute(
-                    update(ApiKey)
-                    .where(ApiKey.id == admission.key_id, ApiKey.active_turns > 0)
-                    .values(active_turns=ApiKey.active_turns - 1)
-                )
+            if admission.lease:
+                db.execute(delete(TurnLease).where(TurnLease.id == admission.lease))
             if tokens:
                 self._add_tokens(db, admission.key_id, window, tokens)
             if cost_usd:

@@ -37,7 +37,7 @@ from core_service.db.engine import make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade
 from core_service.interceptors import CoreInterceptor
 from core_service.keys import KeyStore
-from core_service.limits import LimitGate
+from core_service.limits import RENEW_SECONDS, LimitGate
 from core_service.live_config import LiveConfigStore
 from core_service.model_catalog import ModelCatalog
 from core_service.request_context import RequestRecord
@@ -150,6 +150,7 @@ class Core:
             asyncio.create_task(self._watch_database()),
             asyncio.create_task(self._watch_config()),
             asyncio.create_task(self._enforce_retention()),
+            asyncio.create_task(self._renew_leases()),
         ]
         log.info("core listening", extra={"port": port, "data_dir": str(self.config.data_dir)})
         return port
@@ -222,6 +223,14 @@ class Core:
                     )
             except Exception:
                 log.exception("could not refresh the live configuration")
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            try:
+                await asyncio.to_thread(self.gate.renew_leases)
+            except Exception:
+                log.exception("could not renew concurrency leases")
 
     async def _enforce_retention(self) -> None:
         while True:

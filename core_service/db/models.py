@@ -48,8 +48,8 @@ class ApiKey(Base):
     # JSON lists; empty means "all models" / "the service default tools".
     allowed_models: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     allowed_tools: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
-    # Turns running now, changed only by conditional UPDATEs so that the
-    # limit holds across processes sharing the database.
+    # Not a count: every concurrency admission writes this row (leaving the
+    # value as it is) to lock it, so admissions of one key take turns.
     active_turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Spend in the current budget period, and when that period started.
     spent_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
@@ -67,6 +67,18 @@ class RateWindow(Base):
     window: Mapped[int] = mapped_column(Integer, primary_key=True)
     requests: Mapped[int] = mapped_column(Integer, default=0)
     tokens: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TurnLease(Base):
+    """A concurrency slot held by a running turn. Its holder renews it while
+    the turn runs, so a slot held by a crashed process frees itself."""
+
+    __tablename__ = "turn_leases"
+    __table_args__ = (Index("ix_turn_leases_key_expires", "key_id", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class RequestLogRecord(Base):
