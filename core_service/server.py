@@ -83,7 +83,7 @@ class Core:
         self.log_query = request_log.RequestLogQuery(db)
         self._usage = functools.partial(usage.usage, db)
         base = config.agent_uid_base
-        next_uid = (lambda: base + self.store.next_uid_index()) if base > 0 else None
+        next_uid = (lambda: self.store.new_agent_uid(base)) if base > 0 else None
         self.layout = WorkspaceLayout(config, next_uid)
         self.factory = ProcessFactory(config, self.layout)
         default_shape = ProcessShape(model=self.catalog.resolve("sonnet").id)

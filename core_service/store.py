@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from claudecode.v1 import agent_pb2 as pb
 from core_service.agent.workspace import Place
 from core_service.db.models import AgentUid, SessionRecord, TurnRecord
+
+# Agent uids are drawn from [base, base + UID_SPAN): far below 2**32 - 1.
+UID_SPAN = 1_000_000_000
 
 
 def utcnow() -> datetime:
@@ -77,13 +82,18 @@ class SessionStore:
 
     # Sessions
 
-    def next_uid_index(self) -> int:
-        """A number no other conversation got, across every core process."""
-        with self._sessions.begin() as db:
-            row = AgentUid(created_at=utcnow())
-            db.add(row)
-            db.flush()
-            return row.id
+    def new_agent_uid(self, base: int) -> int:
+        """A uid no other conversation got, across every core process. Random,
+        not sequential: an agent must not be able to guess the uid of the next
+        conversation (and prepare files in /tmp for it)."""
+        while True:
+            uid = base + secrets.randbelow(UID_SPAN)
+            try:
+                with self._sessions.begin() as db:
+                    db.add(AgentUid(id=uid, created_at=utcnow()))
+                return uid
+            except IntegrityError:
+                continue  # taken already; draw again
 
     def create_session(
         self,

@@ -159,8 +159,9 @@ class LoginFailure(Base):
 
 
 class AgentUid(Base):
-    """One row per uid handed to a conversation; the id makes uids unique
-    across every core process sharing the database."""
+    """One row per uid handed to a conversation (the id is the uid): the
+    primary key keeps uids unique across every core process sharing the
+    database."""
 
     __tablename__ = "agent_uids"
 

@@ -351,10 +351,13 @@ def test_write_tool_does_not_follow_a_symlink_swapped_in_after_the_check(
     core: CoreProcess, model_double: ModelDouble
 ) -> None:
     """Claude Code's own process is not sandboxed: if `d` becomes a symlink between
-    the permission check and the write, the file lands outside the workspace."""
+    the permission check and the write, the write goes where the symlink points.
+    What stops it is the conversation's own uid: it may write nowhere but its
+    workspace and world-writable folders (like any local user), so a folder of
+    the service or of another user stays out of reach."""
     target = Path("/tmp") / f"ccapi-escape-{secrets.token_hex(4)}"
     target.mkdir()
-    target.chmod(0o777)
+    target.chmod(0o755)
     try:
         calls: list[ToolCall] = [
             ("Write", {"file_path": "{cwd}/flip.py", "content": FLIPPER}),
@@ -396,7 +399,12 @@ def test_settings_and_memory_written_into_the_workspace_are_ignored(
     _attempt(core, model_double, _bash("true"), session_id=_session(log))
     assert not marker.exists(), results
     first = model_double.main_requests[0]
-    assert memory not in json.dumps(first.body)
+    # The marker is in the history (the Write call that made CLAUDE.md); it must
+    # not come back as instructions: not in the system prompt, and not in what
+    # the user side of the conversation carries.
+    assert memory not in first.system_text
+    user_side = [m for m in first.messages if m.get("role") != "assistant"]
+    assert memory not in json.dumps(user_side)
 
 
 # What the sandbox shows of the service
