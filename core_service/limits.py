@@ -236,6 +236,19 @@ class LimitGate:
             )
         )
 
+    def usage_last_day(self) -> dict[str, tuple[int, int]]:
+        """(requests, tokens) per key over the last 24 hours of windows."""
+        since = int(time.time() // 60) - 1440
+        with self._sessions() as db:
+            rows = db.execute(
+                select(
+                    RateWindow.key_id, func.sum(RateWindow.requests), func.sum(RateWindow.tokens)
+                )
+                .where(RateWindow.window >= since)
+                .group_by(RateWindow.key_id)
+            ).all()
+        return {key_id: (int(requests or 0), int(tokens or 0)) for key_id, requests, tokens in rows}
+
     def purge_windows(self, older_than_window: int) -> None:
         from sqlalchemy import delete
 

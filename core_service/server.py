@@ -131,6 +131,7 @@ class Core:
                 self.sessions,
                 self.layout,
                 self._usage,
+                self.gate,
             ),
             server,
         )

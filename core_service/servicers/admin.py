@@ -17,6 +17,7 @@ from core_service.agent.workspace import WorkspaceLayout
 from core_service.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from core_service.interceptors import current_actor, require_writer
 from core_service.keys import KeyInfo, KeyLimits, KeySpec, KeyStore
+from core_service.limits import LimitGate
 from core_service.live_config import LiveConfigStore
 from core_service.model_catalog import ModelCatalog
 from core_service.servicers.sessions import encode_session
@@ -48,7 +49,7 @@ def _unix(value: datetime | None) -> int:
     return int(value.timestamp())
 
 
-def encode_key(key: KeyInfo) -> pb.ApiKey:
+def encode_key(key: KeyInfo, last_day: tuple[int, int] = (0, 0)) -> pb.ApiKey:
     return pb.ApiKey(
         id=key.id,
         name=key.name,
@@ -66,7 +67,12 @@ def encode_key(key: KeyInfo) -> pb.ApiKey:
         ),
         allowed_models=list(key.allowed_models),
         allowed_tools=list(key.allowed_tools),
-        usage=pb.KeyUsage(cost_usd_period=key.spent_usd, cost_usd_total=key.spent_total_usd),
+        usage=pb.KeyUsage(
+            requests_24h=last_day[0],
+            tokens_24h=last_day[1],
+            cost_usd_period=key.spent_usd,
+            cost_usd_total=key.spent_total_usd,
+        ),
     )
 
 
@@ -120,7 +126,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         sessions: SessionManager,
         layout: WorkspaceLayout,
         usage_source: UsageSource,
+        gate: LimitGate,
     ) -> None:
+        self._gate = gate
         self._keys = keys
         self._users = users
         self._config = config
@@ -150,9 +158,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.ListKeysResponse:
         size, offset = _page(request.page_size, request.page_token)
         keys = await asyncio.to_thread(self._keys.all, request.include_revoked)
+        usage = await asyncio.to_thread(self._gate.usage_last_day)
         page = keys[offset : offset + size]
         token = str(offset + size) if len(keys) > offset + size else ""
-        return pb.ListKeysResponse(keys=[encode_key(k) for k in page], next_page_token=token)
+        return pb.ListKeysResponse(
+            keys=[encode_key(k, usage.get(k.id, (0, 0))) for k in page], next_page_token=token
+        )
 
     async def GetKey(
         self, request: pb.GetKeyRequest, context: grpc.aio.ServicerContext
@@ -160,7 +171,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         info = await asyncio.to_thread(self._keys.get, request.key_id)
         if info is None:
             raise NotFound(f"No key '{request.key_id}'.", reason="key_not_found", param="key_id")
-        return pb.GetKeyResponse(key=encode_key(info))
+        usage = await asyncio.to_thread(self._gate.usage_last_day)
+        return pb.GetKeyResponse(key=encode_key(info, usage.get(info.id, (0, 0))))
 
     async def UpdateKey(
         self, request: pb.UpdateKeyRequest, context: grpc.aio.ServicerContext

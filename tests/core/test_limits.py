@@ -222,6 +222,9 @@ def test_admin_key_lifecycle_and_revocation_is_immediate(
     )
     assert created.secret.startswith("sk-cc-")
     assert run_turn(core, request("hi"), key=created.secret).error is None
+    listed = admin.GetKey(admin_pb2.GetKeyRequest(key_id=created.key.id), metadata=md).key
+    assert listed.usage.requests_24h == 1 and listed.usage.tokens_24h > 0
+    assert listed.usage.cost_usd_total > 0
     from google.protobuf import field_mask_pb2
 
     updated = admin.UpdateKey(
