@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -29,3 +30,27 @@ def core(model_double: ModelDouble) -> Iterator[CoreProcess]:
     process = start_core(model_double.url)
     yield process
     process.cleanup()
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    # In CI everything the suite needs is installed (Chromium, PostgreSQL, npm):
+    # a skipped test there proves nothing, so it counts as a failure.
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if _in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI: {report.longrepr}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if _in_ci() and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"module skipped in CI: {report.longrepr}"
