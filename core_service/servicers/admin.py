@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -31,6 +32,11 @@ UsageSource = Callable[
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 WATCH_POLL_SECONDS = 1.0
+# How far back a watcher looks for rows that landed since its last poll (as
+# long as the longest turn), how many it reads, and how many ids it remembers.
+WATCH_WINDOW_MS = 30 * 60 * 1000
+WATCH_PAGE = 200
+WATCH_REMEMBER = 5000
 PERIODS = {
     pb.BUDGET_PERIOD_DAY: "day",
     pb.BUDGET_PERIOD_MONTH: "month",
@@ -420,26 +426,28 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchEventsResponse]:
         # Polling the database, not an in-process bus: events from every core
-        # process sharing the database reach every watcher.
-        since_ms = int(time.time() * 1000)
-        seen_logs: set[str] = set()
+        # process sharing the database reach every watcher. A row carries its
+        # request's start time and lands when the request ends, so the poll
+        # looks back over WATCH_WINDOW_MS and remembers what it already sent.
+        seen_logs: collections.OrderedDict[str, None] = collections.OrderedDict()
+        recent = request_log.LogFilters(start_time_ms=int(time.time() * 1000) - WATCH_WINDOW_MS)
+        history, _ = await asyncio.to_thread(self._logs.list, recent, WATCH_PAGE, "")
+        seen_logs.update((row.id, None) for row in history)  # history, not news
         since_keys = datetime.now(UTC)
         version = self._config.current.version
         while True:
             await asyncio.sleep(WATCH_POLL_SECONDS)
             now_ms = int(time.time() * 1000)
-            filters = request_log.LogFilters(start_time_ms=since_ms - 5000)
-            rows, _ = await asyncio.to_thread(self._logs.list, filters, 200, "")
+            recent = request_log.LogFilters(start_time_ms=now_ms - WATCH_WINDOW_MS)
+            rows, _ = await asyncio.to_thread(self._logs.list, recent, WATCH_PAGE, "")
             for row in reversed(rows):
                 if row.id not in seen_logs:
-                    seen_logs.add(row.id)
+                    seen_logs[row.id] = None
                     yield pb.WatchEventsResponse(
                         time_ms=now_ms, request_finished=request_log.to_proto(row)
                     )
-            # Rows can land a few seconds late (batched writes); forget old ids.
-            since_ms = now_ms
-            if len(seen_logs) > 5000:
-                seen_logs = {r.id for r in rows}
+            while len(seen_logs) > WATCH_REMEMBER:
+                seen_logs.popitem(last=False)
             changed_at = datetime.now(UTC)
             for key in await asyncio.to_thread(self._keys.changed_since, since_keys):
                 action = (

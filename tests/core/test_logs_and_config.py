@@ -175,3 +175,39 @@ def test_default_tool_policy_applies_to_keys_without_their_own(
     assert log.error is None, log.error
     assert log.of("tool_result")[0].tool_result.is_error
     assert "Bash" not in model_double.main_requests[0].tool_names
+
+
+def test_the_event_watch_reports_a_long_request_when_it_ends(
+    core: CoreProcess, model_double: ModelDouble
+) -> None:
+    import threading
+
+    events: list[admin_pb2.WatchEventsResponse] = []
+    with core.channel() as channel:
+        watch = admin_pb2_grpc.AdminServiceStub(channel).WatchEvents(
+            admin_pb2.WatchEventsRequest(), metadata=core.admin_metadata(), timeout=60
+        )
+
+        def collect() -> None:
+            try:
+                for event in watch:
+                    events.append(event)
+            except grpc.RpcError:
+                pass  # cancelled below
+
+        reader = threading.Thread(target=collect)
+        reader.start()
+        time.sleep(2)  # the watcher has primed itself with what was already there
+        # Longer than a few seconds: its row lands long after the request started.
+        model_double.script(Reply.hang(7, "finally"))
+        log = run_turn(core, request("a slow one"))
+        turn_id = log.started.started.turn_id
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(
+            e.request_finished.turn_id == turn_id for e in events
+        ):
+            time.sleep(0.2)
+        watch.cancel()
+        reader.join(5)
+    finished = [e.request_finished for e in events if e.request_finished.turn_id == turn_id]
+    assert len(finished) == 1 and finished[0].outcome == "ok"
