@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,13 +53,21 @@ class CoreConfig:
     # Environment handed to Claude Code unchanged.
     claude_env: dict[str, str] = field(default_factory=dict)
 
+    # Where conversations' workspaces and homes live: the data dir, unless the
+    # agents' uids cannot reach it (see `agent_root`). None: the data dir.
+    agent_dir: Path | None = None
+
+    @property
+    def agent_root(self) -> Path:
+        return self.agent_dir or self.data_dir
+
     @property
     def workspaces_dir(self) -> Path:
-        return self.data_dir / "workspaces"
+        return self.agent_root / "workspaces"
 
     @property
     def homes_dir(self) -> Path:
-        return self.data_dir / "homes"
+        return self.agent_root / "homes"
 
     @classmethod
     def from_env(cls) -> CoreConfig:
@@ -74,6 +83,7 @@ class CoreConfig:
         )
         claude_env = {k: os.environ[k] for k in passthrough if os.environ.get(k)}
         default_uid_base = 2_000_000 if os.geteuid() == 0 else 0
+        uid_base = _int("CCAPI_AGENT_UID_BASE", default_uid_base)
         return cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -84,7 +94,7 @@ class CoreConfig:
             pool_idle_seconds=_float("CCAPI_POOL_IDLE_SECONDS", 300.0),
             session_idle_seconds=_float("CCAPI_SESSION_IDLE_SECONDS", 600.0),
             shutdown_grace_seconds=_float("CCAPI_SHUTDOWN_GRACE_SECONDS", 10.0),
-            agent_uid_base=_int("CCAPI_AGENT_UID_BASE", default_uid_base),
+            agent_uid_base=uid_base,
             log_level=os.environ.get("CCAPI_LOG_LEVEL", "info").lower(),
             model_aliases=parse_aliases(os.environ.get("CCAPI_MODEL_ALIASES", "")),
             claude_env=claude_env,
@@ -94,6 +104,7 @@ class CoreConfig:
                 if h.strip()
             ),
             admin_token=os.environ.get("CCAPI_ADMIN_TOKEN", "") or read_admin_token(data_dir),
+            agent_dir=choose_agent_dir(data_dir, uid_base > 0),
         )
 
 
@@ -117,3 +128,30 @@ def read_admin_token(data_dir: Path) -> str:
         return admin_token_path(data_dir).read_text().strip()
     except OSError:
         return ""
+
+
+# Used when the data dir sits below a folder other users cannot enter (a 0700
+# home or temp dir): conversations run as their own uids and must reach their
+# workspaces, so those move to a root-owned, traversable place of their own.
+FALLBACK_AGENT_ROOT = Path("/var/lib/ccapi/agents")
+
+
+def traversable_by_others(path: Path) -> bool:
+    """True when every folder from / down to `path` lets other users pass."""
+    for folder in [path, *path.parents]:
+        try:
+            if not os.stat(folder).st_mode & 0o001:
+                return False
+        except FileNotFoundError:
+            continue  # not there yet: created 0711 by the core
+    return True
+
+
+def choose_agent_dir(data_dir: Path, isolated: bool) -> Path | None:
+    explicit = os.environ.get("CCAPI_AGENT_DIR", "").strip()
+    if explicit:
+        return Path(explicit).resolve()
+    if not isolated or traversable_by_others(data_dir):
+        return None
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    return FALLBACK_AGENT_ROOT / digest

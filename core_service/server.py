@@ -10,7 +10,9 @@ import logging
 import signal
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
+import claude_agent_sdk
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -31,7 +33,7 @@ from core_service import live_config, request_log, usage
 from core_service.agent.options import ProcessShape
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import ProcessFactory
-from core_service.agent.workspace import WorkspaceLayout
+from core_service.agent.workspace import WorkspaceLayout, reachable_cli
 from core_service.config import CoreConfig
 from core_service.db.engine import make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade
@@ -103,6 +105,11 @@ class Core:
     async def start(self) -> int:
         """Starts serving; returns the bound port."""
         self.layout.prepare()
+        if self.config.agent_uid_base > 0:
+            bundled = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
+            self.factory.cli_path = await asyncio.to_thread(
+                reachable_cli, bundled, self.config.agent_root
+            )
         await asyncio.to_thread(self.live.refresh)
         self._apply_live_config()
         interceptor = CoreInterceptor(

@@ -30,20 +30,11 @@ class Part:
 
 
 def parts() -> list[Part]:
-    found = [Part("core", [sys.executable, "-m", "core_service.cli", "core"])]
-    try:
-        import http_facade.server  # noqa: F401 - present once the facade exists
-    except ImportError:
-        pass
-    else:
-        found.append(Part("http", [sys.executable, "-m", "core_service.cli", "http"]))
-    try:
-        import admin_web.server  # noqa: F401 - present once the admin site exists
-    except ImportError:
-        pass
-    else:
-        found.append(Part("admin", [sys.executable, "-m", "core_service.cli", "admin"]))
-    return found
+    """The core, the HTTP API and the admin site, each its own `ccapi` process."""
+    return [
+        Part(name, [sys.executable, "-m", "core_service.cli", name])
+        for name in ("core", "http", "admin")
+    ]
 
 
 def bootstrap(config: CoreConfig) -> str:

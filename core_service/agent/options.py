@@ -130,6 +130,7 @@ def build_options(
     shape: ProcessShape,
     start: SessionStart,
     stderr: Callable[[str], None] | None = None,
+    cli_path: Path | None = None,
 ) -> ClaudeAgentOptions:
     system_prompt: SystemPromptPreset = {"type": "preset", "preset": "claude_code"}
     if shape.system_append:
@@ -154,6 +155,7 @@ def build_options(
         env=agent_env(config, home, shape, max_retries),
         # A uid, not a name: subprocess takes either, and these uids have no passwd entry.
         user=uid,  # type: ignore[arg-type]
+        cli_path=cli_path,
         stderr=stderr,
     )
     # The model is only offered tools it may use; the callback still checks each use.

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from claude_agent_sdk import ClaudeSDKClient, CLIConnectionError
 
@@ -61,6 +62,8 @@ class ProcessFactory:
         self._layout = layout
         # Live configuration may change the retry cap for processes started later.
         self.max_retries = config.claude_max_retries
+        # The Claude Code binary to run; None: the SDK's bundled one.
+        self.cli_path: Path | None = None
 
     async def start(self, place: Place, shape: ProcessShape, start: SessionStart) -> AgentProcess:
         tail: collections.deque[str] = collections.deque(maxlen=20)
@@ -78,6 +81,7 @@ class ProcessFactory:
             shape,
             start,
             stderr=on_stderr,
+            cli_path=self.cli_path,
         )
         for attempt in range(1, START_ATTEMPTS + 1):
             client = ClaudeSDKClient(options)

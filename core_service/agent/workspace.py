@@ -41,17 +41,24 @@ class Place:
 class WorkspaceLayout:
     def __init__(self, config: CoreConfig, next_uid: Callable[[], int] | None) -> None:
         self.data_dir = config.data_dir
+        self.agent_root = config.agent_root
         self.workspaces = config.workspaces_dir
         self.homes = config.homes_dir
         # None: conversations run as the core's own user (a non-root core).
         self._next_uid = next_uid
 
     def prepare(self) -> None:
-        for path in (self.data_dir, self.workspaces, self.homes):
-            path.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o711)
+        for path in (self.workspaces, self.homes):
+            # Created 0711 all the way down (our umask would make them 0700).
+            for folder in reversed([path, *path.parents]):
+                if not folder.exists():
+                    folder.mkdir(mode=0o711)
+                    os.chmod(folder, 0o711)
             os.chmod(path, 0o711)
         if self._next_uid is not None:
-            _check_traversable(self.data_dir)
+            _check_traversable(self.agent_root)
 
     def new_place(self) -> Place:
         """Creates a fresh workspace and home with a uid of their own."""
@@ -138,11 +145,31 @@ def _as_agent(uid: int | None, argv: list[str]) -> None:
 
 
 def _check_traversable(path: Path) -> None:
-    """Conversations run as other uids: every folder above the data dir must
-    let them pass, or Claude Code cannot reach its workspace."""
+    """Conversations run as other uids: every folder above their workspaces
+    must let them pass, or Claude Code cannot reach its workspace."""
     for parent in [path, *path.parents]:
         if not os.stat(parent).st_mode & 0o001:
             raise RuntimeError(
                 f"{parent} is not traversable by other users (chmod o+x), so the "
-                f"agent cannot reach workspaces under {path}; choose another CCAPI_DATA_DIR"
+                f"agent cannot reach workspaces under {path}; "
+                "set CCAPI_AGENT_DIR to a folder it can reach"
             )
+
+
+def reachable_cli(bundled: Path, agent_root: Path) -> Path:
+    """The Claude Code binary at a path the agents' uids can execute: the
+    bundled one when they can reach it, else a copy under the agent root
+    (a virtualenv inside a 0700 home or temp dir is out of their reach)."""
+    st = os.stat(bundled)
+    if st.st_mode & 0o001 and all(os.stat(p).st_mode & 0o001 for p in bundled.parents):
+        return bundled
+    folder = agent_root / "bin"
+    folder.mkdir(mode=0o711, exist_ok=True)
+    os.chmod(folder, 0o711)
+    target = folder / f"claude-{st.st_size}-{int(st.st_mtime)}"
+    if not target.exists():
+        partial = folder / f".{target.name}.{os.getpid()}"
+        shutil.copyfile(bundled, partial)
+        os.chmod(partial, 0o755)
+        os.replace(partial, target)
+    return target

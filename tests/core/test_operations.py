@@ -230,3 +230,36 @@ def test_users_create_and_db_upgrade(core: CoreProcess) -> None:
         )
     assert user.role == admin_pb2.USER_ROLE_VIEWER
     assert "latest revision" in ccapi(core.env, "db", "upgrade")
+
+
+def test_a_data_dir_other_users_cannot_enter_still_works(model_double: ModelDouble) -> None:
+    """A data dir inside a 0700 folder (root's home, a mktemp dir): the database
+    stays there, the conversations' workspaces move where their uids can reach."""
+    import tempfile
+
+    from core_service.config import FALLBACK_AGENT_ROOT
+    from tests.stack import start_core
+
+    private = Path(tempfile.mkdtemp(prefix="ccapi-private-"))  # 0700
+    data_dir = private / "data"
+    data_dir.mkdir()
+    core = start_core(model_double.url, data_dir=data_dir)
+    try:
+        model_double.script(
+            Reply.tool_use("Write", {"file_path": "{cwd}/hello.txt", "content": "hi"}),
+            Reply.text("done"),
+        )
+        log = run_turn(core, request("write hello.txt"))
+        assert log.error is None, log.error
+        workspace = Path(model_double.main_requests[0].working_directory or "")
+        assert workspace.is_relative_to(FALLBACK_AGENT_ROOT)
+        assert (workspace / "hello.txt").read_text() == "hi"
+        assert (data_dir / "ccapi.db").exists()
+    finally:
+        from core_service.config import choose_agent_dir
+
+        fallback = choose_agent_dir(data_dir, True)
+        core.stop()
+        shutil.rmtree(private, ignore_errors=True)
+        if fallback is not None:
+            shutil.rmtree(fallback, ignore_errors=True)
