@@ -64,6 +64,9 @@ SERVICE_NAMES = (
 )
 HEALTH_CHECK_SECONDS = 5.0
 CONFIG_POLL_SECONDS = 2.0
+# Where a copy of Claude Code goes when the agents' uids cannot reach the
+# bundled binary; shared by every core on this host.
+SHARED_CLI_DIR = Path("/var/lib/ccapi/bin")
 RETENTION_SECONDS = 600.0
 
 
@@ -107,9 +110,7 @@ class Core:
         self.layout.prepare()
         if self.config.agent_uid_base > 0:
             bundled = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
-            self.factory.cli_path = await asyncio.to_thread(
-                reachable_cli, bundled, self.config.agent_root
-            )
+            self.factory.cli_path = await asyncio.to_thread(reachable_cli, bundled, SHARED_CLI_DIR)
         await asyncio.to_thread(self.live.refresh)
         self._apply_live_config()
         interceptor = CoreInterceptor(

@@ -156,16 +156,17 @@ def _check_traversable(path: Path) -> None:
             )
 
 
-def reachable_cli(bundled: Path, agent_root: Path) -> Path:
+def reachable_cli(bundled: Path, folder: Path) -> Path:
     """The Claude Code binary at a path the agents' uids can execute: the
-    bundled one when they can reach it, else a copy under the agent root
-    (a virtualenv inside a 0700 home or temp dir is out of their reach)."""
+    bundled one when they can reach it, else a copy in `folder`, made once per
+    version (a virtualenv inside a 0700 home or temp dir is out of their reach)."""
     st = os.stat(bundled)
     if st.st_mode & 0o001 and all(os.stat(p).st_mode & 0o001 for p in bundled.parents):
         return bundled
-    folder = agent_root / "bin"
-    folder.mkdir(mode=0o711, exist_ok=True)
-    os.chmod(folder, 0o711)
+    for part in reversed([folder, *folder.parents]):
+        if not part.exists():
+            part.mkdir(mode=0o711)
+            os.chmod(part, 0o711)
     target = folder / f"claude-{st.st_size}-{int(st.st_mtime)}"
     if not target.exists():
         partial = folder / f".{target.name}.{os.getpid()}"
