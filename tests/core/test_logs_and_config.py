@@ -34,7 +34,7 @@ def _logs(core: CoreProcess, **filters: object) -> list[admin_pb2.RequestLog]:
 
 
 def _wait_for(
-    find: Callable[[], admin_pb2.RequestLog | None], timeout: float = 10
+    find: Callable[[], admin_pb2.RequestLog | None], timeout: float = 30
 ) -> admin_pb2.RequestLog:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -137,7 +137,7 @@ def test_live_config_reaches_the_running_core(private_core: CoreProcess) -> None
             metadata=md,
         )
         assert updated.version == before.version + 1
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         resolved = ""
         while time.monotonic() < deadline and not resolved:
             try:
