@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -64,6 +65,7 @@ SERVICE_NAMES = (
 )
 HEALTH_CHECK_SECONDS = 5.0
 CONFIG_POLL_SECONDS = 2.0
+DB_THREADS = 32
 # Where a copy of Claude Code goes when the agents' uids cannot reach the
 # bundled binary; shared by every core on this host.
 SHARED_CLI_DIR = Path("/var/lib/ccapi/bin")
@@ -295,6 +297,11 @@ async def _maybe_await(value: object) -> None:
 
 async def serve(config: CoreConfig) -> None:
     """Runs the core until SIGTERM or SIGINT."""
+    # Every database call runs in a worker thread; asyncio's default of
+    # cpu + 4 threads lets a burst of requests starve the request-log writer.
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="ccapi-db")
+    )
     await asyncio.to_thread(upgrade, config.database_url)
     core = Core(config)
     await core.start()
