@@ -197,21 +197,30 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 record = RequestRecord(method=method, endpoint="", request_id="")
+                outcome: tuple[grpc.StatusCode, str, str] | None = None
                 try:
                     record = await before()
                     async for response in inner_stream(request, context):
                         yield response
+                    outcome = (grpc.StatusCode.OK, "", "")
                 except ServiceError as error:
-                    after(record, error.code, error.message, error.reason)
+                    outcome = (error.code, error.message, error.reason)
                     await _abort(context, error)
                     return
-                except asyncio.CancelledError:
-                    if record.completed:
-                        after(record, grpc.StatusCode.OK, "")
-                    else:
-                        after(record, grpc.StatusCode.CANCELLED, "cancelled by the client")
+                except Exception:
+                    outcome = (grpc.StatusCode.INTERNAL, "internal error", "")
                     raise
-                after(record, grpc.StatusCode.OK, "")
+                finally:
+                    # Also reached when the client cancels or gRPC closes this
+                    # generator (GeneratorExit) while it waits at a `yield`: every
+                    # call gets its log line and request-log row.
+                    if outcome is None:
+                        outcome = (
+                            (grpc.StatusCode.OK, "", "")
+                            if record.completed
+                            else (grpc.StatusCode.CANCELLED, "cancelled by the client", "")
+                        )
+                    after(record, *outcome)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,

@@ -37,6 +37,7 @@ WATCH_POLL_SECONDS = 1.0
 WATCH_WINDOW_MS = 30 * 60 * 1000
 WATCH_PAGE = 200
 WATCH_REMEMBER = 5000
+WATCH_FRESH_MS = 60 * 1000
 PERIODS = {
     pb.BUDGET_PERIOD_DAY: "day",
     pb.BUDGET_PERIOD_MONTH: "month",
@@ -430,9 +431,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         # request's start time and lands when the request ends, so the poll
         # looks back over WATCH_WINDOW_MS and remembers what it already sent.
         seen_logs: collections.OrderedDict[str, None] = collections.OrderedDict()
-        recent = request_log.LogFilters(start_time_ms=int(time.time() * 1000) - WATCH_WINDOW_MS)
+        started_ms = int(time.time() * 1000)
+        recent = request_log.LogFilters(start_time_ms=started_ms - WATCH_WINDOW_MS)
         history, _ = await asyncio.to_thread(self._logs.list, recent, WATCH_PAGE, "")
-        seen_logs.update((row.id, None) for row in history)  # history, not news
+        # Older rows are history; those of the last minute still count as news,
+        # so a request that ended just before the watch began is not lost.
+        seen_logs.update(
+            (row.id, None) for row in history if row.time_ms < started_ms - WATCH_FRESH_MS
+        )
         since_keys = datetime.now(UTC)
         version = self._config.current.version
         while True:
