@@ -24,7 +24,7 @@ from core_service import conversation, request_context, workspace_files
 from core_service.agent.options import ProcessShape, SessionStart, same_process
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import AgentProcess, ProcessFactory
-from core_service.agent.translate import TurnTranslator
+from core_service.agent.translate import TurnAccumulator, TurnTranslator
 from core_service.agent.workspace import WorkspaceLayout
 from core_service.config import CoreConfig
 from core_service.errors import (
@@ -308,7 +308,9 @@ class SessionManager:
             finished = True
             process.last_used = time.monotonic()
             if record is not None:
+                # Filled before the last event: the call may end right after it.
                 record.completed = True
+                self._fill_record(record, plan.session.id, turn, translator.acc)
             yield pb.RunTurnResponse(
                 completed=ev.TurnCompleted(
                     finish_reason=finish,
@@ -332,16 +334,21 @@ class SessionManager:
         finally:
             self._running.pop(turn.id, None)
             if record is not None:
-                acc = translator.acc
-                record.session_id, record.turn_id = plan.session.id, turn.id
-                record.usage = acc.usage
-                record.tools = [u.name for u in acc.tool_uses]
-                record.files_changed = len(turn.files)
-                record.response_body = "".join(acc.text)
+                self._fill_record(record, plan.session.id, turn, translator.acc)
             if not finished:
                 # The caller went away (or something broke) mid-turn: stop the
                 # model, end the process, and record the turn as cancelled.
                 await asyncio.shield(self._abandon(process, turn))
+
+    @staticmethod
+    def _fill_record(
+        record: request_context.RequestRecord, session_id: str, turn: pb.Turn, acc: TurnAccumulator
+    ) -> None:
+        record.session_id, record.turn_id = session_id, turn.id
+        record.usage = acc.usage
+        record.tools = [u.name for u in acc.tool_uses]
+        record.files_changed = len(turn.files)
+        record.response_body = "".join(acc.text)
 
     async def _abandon(self, process: AgentProcess, turn: pb.Turn) -> None:
         self._live.pop(process.session_id, None)
