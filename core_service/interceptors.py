@@ -208,6 +208,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     await _abort(context, error)
                     return
                 except Exception:
+                    # Not handled here: recorded for the log, then re-raised to gRPC.
                     outcome = (grpc.StatusCode.INTERNAL, "internal error", "")
                     raise
                 finally:

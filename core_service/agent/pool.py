@@ -93,6 +93,8 @@ class ProcessPool:
         try:
             place = await asyncio.to_thread(self._layout.new_place)
         except Exception:
+            # The pool only saves start-up time: a failed pre-start is logged and
+            # the next conversation starts its own process instead.
             log.exception("could not prepare a workspace")
             self._starting -= 1
             return
@@ -101,6 +103,7 @@ class ProcessPool:
                 place, self.shape, SessionStart(session_id=str(uuid.uuid4()))
             )
         except Exception:
+            # As above: logged, and new conversations start cold meanwhile.
             log.exception("could not pre-start a Claude Code process")
             self._layout.remove(place)
             await asyncio.sleep(5)  # don't spin when Claude Code cannot start
