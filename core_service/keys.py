@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core_service.agent.permissions import ALLOWED_BY_DEFAULT
 from core_service.db.models import ApiKey
 
 SECRET_PREFIX = "sk-cc-"
@@ -118,6 +119,13 @@ def validate(spec: KeySpec) -> None:
             raise ValueError(f"{name}: must not be negative")
     if limits.budget_period not in BUDGET_PERIODS:
         raise ValueError(f"budget_period: one of {', '.join(BUDGET_PERIODS)}")
+    unknown = [t for t in spec.allowed_tools if t not in ALLOWED_BY_DEFAULT]
+    if unknown:
+        # A misspelt tool would leave the key with tools it can never use.
+        raise ValueError(
+            f"allowed_tools: unknown {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(ALLOWED_BY_DEFAULT))}"
+        )
 
 
 class KeyStore:

@@ -5,8 +5,11 @@ a restart (`LiveConfigStore.refresh`)."""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from google.protobuf import json_format
 from sqlalchemy import func, select
@@ -14,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from claudecode.v1 import admin_pb2
+from core_service.agent.permissions import ALLOWED_BY_DEFAULT
 from core_service.config import CoreConfig
 from core_service.db.models import ConfigVersion
 from core_service.errors import Busy, InvalidArgument
@@ -21,6 +25,11 @@ from core_service.errors import Busy, InvalidArgument
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_BODY_CEILING = 100 * 1024 * 1024
 FIELDS = tuple(f.name for f in admin_pb2.LiveConfig.DESCRIPTOR.fields)
+# What a client may send as a model name: OpenAI's ids, ours, and vendor
+# paths like "openai/gpt-4o". Anything else (markup, spaces) is a typo.
+ALIAS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
+# An origin as browsers send it: scheme, host, optional port, nothing more.
+ORIGIN_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 
 
 def defaults(config: CoreConfig) -> admin_pb2.LiveConfig:
@@ -59,17 +68,51 @@ def validate(config: admin_pb2.LiveConfig, known_models: set[str]) -> None:
             "claude_max_retries must be between 0 and 10.", param="claude_max_retries"
         )
     for origin in config.cors_origins:
-        if origin != "*" and not origin.startswith(("http://", "https://")):
+        if origin != "*" and not valid_origin(origin):
             raise InvalidArgument(
-                f"CORS origin '{origin}' must be '*' or start with http:// or https://.",
+                f"CORS origin {origin!r} must be '*' or an origin such as "
+                "https://app.example or http://localhost:3000 (scheme, host, optional port).",
                 param="cors_origins",
             )
+    check_tool_names(config.default_allowed_tools, "default_allowed_tools")
     for alias, target in config.model_aliases.items():
-        if not alias.strip() or target not in known_models:
+        if not ALIAS_NAME.fullmatch(alias):
             raise InvalidArgument(
-                f"Alias '{alias}' must point at a known model (got '{target}').",
+                f"Alias name {alias!r} may use letters, digits and . _ : / @ + - "
+                "(at most 128 characters).",
                 param="model_aliases",
             )
+        if target not in known_models:
+            raise InvalidArgument(
+                f"Alias '{alias}' must point at a known model (got {target!r}).",
+                param="model_aliases",
+            )
+
+
+def valid_origin(origin: str) -> bool:
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        return False
+    host = parts.netloc.rsplit(":", 1)[0] if port is not None else parts.netloc
+    return (
+        parts.scheme in ("http", "https")
+        and ORIGIN_HOST.fullmatch(host) is not None
+        and not (parts.path or parts.query or parts.fragment or "@" in parts.netloc)
+    )
+
+
+def check_tool_names(names: Iterable[str], param: str) -> None:
+    """Tool policies name Claude Code tools our permission callback knows; a
+    typo would leave every key under the policy with no usable tool."""
+    unknown = [n for n in names if n not in ALLOWED_BY_DEFAULT]
+    if unknown:
+        raise InvalidArgument(
+            f"Unknown tool name(s) {', '.join(map(repr, unknown))}; "
+            f"known tools: {', '.join(sorted(ALLOWED_BY_DEFAULT))}.",
+            param=param,
+        )
 
 
 @dataclass(frozen=True)

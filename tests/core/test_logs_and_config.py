@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from claudecode.v1 import (
     admin_pb2,
@@ -152,6 +154,89 @@ def test_live_config_reaches_the_running_core(private_core: CoreProcess) -> None
         history = admin.ListConfigHistory(admin_pb2.ListConfigHistoryRequest(), metadata=md)
         assert history.changes[0].updated_by == "service"
         assert set(history.changes[0].changed_fields) == {"model_aliases", "cors_origins"}
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "param"),
+    [
+        (
+            admin_pb2.LiveConfig(default_allowed_tools=["<b>Read</b>"]),
+            "default_allowed_tools",
+            "default_allowed_tools",
+        ),
+        (
+            admin_pb2.LiveConfig(default_allowed_tools=["Read", "Rread"]),
+            "default_allowed_tools",
+            "default_allowed_tools",
+        ),
+        (
+            admin_pb2.LiveConfig(cors_origins=["https://<script>.example"]),
+            "cors_origins",
+            "cors_origins",
+        ),
+        (
+            admin_pb2.LiveConfig(cors_origins=["https://app.example/path"]),
+            "cors_origins",
+            "cors_origins",
+        ),
+        (admin_pb2.LiveConfig(cors_origins=["http://"]), "cors_origins", "cors_origins"),
+        (
+            admin_pb2.LiveConfig(model_aliases={"<i>gpt</i>": "claude-haiku-5-5"}),
+            "model_aliases",
+            "model_aliases",
+        ),
+        (
+            admin_pb2.LiveConfig(model_aliases={"gpt 4o": "claude-haiku-5-5"}),
+            "model_aliases",
+            "model_aliases",
+        ),
+    ],
+)
+def test_live_config_refuses_settings_of_the_wrong_form(
+    core: CoreProcess, change: admin_pb2.LiveConfig, path: str, param: str
+) -> None:
+    md = core.admin_metadata()
+    with core.channel() as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        before = admin.GetConfig(admin_pb2.GetConfigRequest(), metadata=md)
+        with pytest.raises(grpc.RpcError) as caught:
+            admin.UpdateConfig(
+                admin_pb2.UpdateConfigRequest(
+                    config=change, update_mask=field_mask_pb2.FieldMask(paths=[path])
+                ),
+                metadata=md,
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        status = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
+        assert status is not None
+        info = error_details_pb2.ErrorInfo()
+        assert status.details[0].Unpack(info)
+        assert info.metadata["param"] == param
+        after = admin.GetConfig(admin_pb2.GetConfigRequest(), metadata=md)
+        assert after.version == before.version  # nothing was stored
+
+
+def test_well_formed_origins_and_aliases_are_accepted(private_core: CoreProcess) -> None:
+    md = private_core.admin_metadata()
+    with private_core.channel() as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        updated = admin.UpdateConfig(
+            admin_pb2.UpdateConfigRequest(
+                config=admin_pb2.LiveConfig(
+                    cors_origins=[
+                        "*",
+                        "http://localhost:3000",
+                        "https://chat.example.com",
+                        "http://[::1]:8080",
+                    ],
+                    model_aliases={"openai/gpt-4o-mini": "claude-haiku-5-5"},
+                ),
+                update_mask=field_mask_pb2.FieldMask(paths=["cors_origins", "model_aliases"]),
+            ),
+            metadata=md,
+        )
+        assert list(updated.config.cors_origins)[1] == "http://localhost:3000"
+        assert dict(updated.config.model_aliases) == {"openai/gpt-4o-mini": "claude-haiku-5-5"}
 
 
 def test_default_tool_policy_applies_to_keys_without_their_own(
