@@ -1,0 +1,356 @@
+"""Client tools served to the real Claude Code CLI by our in-process MCP server:
+calls wait for results delivered from outside, and the model reads them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import claude_agent_sdk
+import pytest
+from claude_agent_sdk import (
+    ClaudeAgentOptions,
+    ClaudeSDKClient,
+    Message,
+    PermissionResultAllow,
+    PermissionResultDeny,
+    ResultMessage,
+    ToolPermissionContext,
+)
+from claude_agent_sdk.types import StreamEvent
+
+from core_service.agent.client_tools import (
+    NOT_RUN_TEXT,
+    BuiltinToolNotAllowed,
+    ClientTool,
+    ClientToolServer,
+    ClientToolSet,
+    PendingCall,
+    ToolResult,
+    builtin_tools_beside,
+    client_tool_env,
+    client_tool_options,
+    resumed_results_prompt,
+    tool_name_from_cli,
+)
+from core_service.agent.permissions import ALLOWED_BY_DEFAULT
+from tests.model_double import ModelDouble, Reply
+
+CLAUDE = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
+needs_cli = pytest.mark.skipif(not CLAUDE.exists(), reason="bundled Claude Code CLI missing")
+
+LOOKUP_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "q": {"type": "string", "description": "what to look up"},
+        "scope": {"type": "string", "enum": ["web", "docs"]},
+        "filters": {
+            "type": "object",
+            "properties": {"year": {"type": "integer"}},
+            "additionalProperties": False,
+        },
+    },
+    "required": ["q"],
+    "additionalProperties": False,
+}
+TOOLS = ClientToolSet(
+    (
+        ClientTool("lookup", "Look something up.", LOOKUP_SCHEMA),
+        # A bare object schema: the SDK's @tool decorator would invent a property here.
+        ClientTool("get_weather", "Weather for a city.", {"type": "object"}),
+    )
+)
+
+
+@pytest.fixture
+def double() -> Iterator[ModelDouble]:
+    with ModelDouble() as started:
+        yield started
+
+
+@dataclass
+class Turn:
+    """One query's messages, read in the background, and the tool_use ids of the
+    model message that stopped for tools (known at its message_delta)."""
+
+    messages: list[Message] = field(default_factory=list)
+    streamed_calls: dict[str, str] = field(default_factory=dict)  # id -> name
+    all_calls_known: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def read(self, client: ClaudeSDKClient) -> ResultMessage:
+        async for message in client.receive_response():
+            self.messages.append(message)
+            if isinstance(message, StreamEvent):
+                event = message.event
+                block = event.get("content_block") or {}
+                if event["type"] == "content_block_start" and block.get("type") == "tool_use":
+                    self.streamed_calls[block["id"]] = block["name"]
+                delta = event.get("delta") or {}
+                if event["type"] == "message_delta" and delta.get("stop_reason") == "tool_use":
+                    self.all_calls_known.set()
+        result = self.messages[-1]
+        assert isinstance(result, ResultMessage)
+        return result
+
+
+@dataclass
+class Session:
+    client: ClaudeSDKClient
+    server: ClientToolServer
+    asked: list[str]
+
+    async def start_turn(self, prompt: str) -> tuple[Turn, asyncio.Task[ResultMessage]]:
+        turn = Turn()
+        await self.client.query(prompt)
+        return turn, asyncio.create_task(turn.read(self.client))
+
+    async def calls_of(self, turn: Turn) -> list[PendingCall]:
+        """What the turn pipeline does: all calls known, then all of them waiting."""
+        await asyncio.wait_for(turn.all_calls_known.wait(), 60)
+        return await self.server.wait_for(turn.streamed_calls, timeout=30)
+
+
+@pytest.fixture
+async def session(double: ModelDouble, tmp_path: Path) -> AsyncIterator[Session]:
+    async with open_session(double, tmp_path, timeout=120) as opened:
+        yield opened
+
+
+def open_session(
+    double: ModelDouble, tmp_path: Path, timeout: float, *, no_prefix: bool = True
+) -> _Opener:
+    return _Opener(double, tmp_path, timeout, no_prefix)
+
+
+class _Opener:
+    def __init__(self, double: ModelDouble, tmp_path: Path, timeout: float, no_prefix: bool):
+        self.double, self.tmp_path, self.timeout = double, tmp_path, timeout
+        self.no_prefix = no_prefix
+        self.timed_out: list[PendingCall] = []
+
+    async def __aenter__(self) -> Session:
+        workspace, home = self.tmp_path / "ws", self.tmp_path / "home"
+        workspace.mkdir(exist_ok=True)
+        home.mkdir(exist_ok=True)
+        server = ClientToolServer(TOOLS, timeout=self.timeout, on_timeout=self.timed_out.append)
+        pieces = client_tool_options(server, False, ALLOWED_BY_DEFAULT)
+        if not self.no_prefix:
+            del pieces.env["CLAUDE_AGENT_SDK_MCP_NO_PREFIX"]
+        asked: list[str] = []
+
+        async def permit(
+            name: str, tool_input: dict[str, Any], context: ToolPermissionContext
+        ) -> PermissionResultAllow | PermissionResultDeny:
+            asked.append(name)
+            if server.offers(name):
+                return PermissionResultAllow()
+            return PermissionResultDeny(message=f"{name} is not allowed here")
+
+        options = ClaudeAgentOptions(
+            cwd=str(workspace),
+            include_partial_messages=True,
+            permission_mode="default",
+            can_use_tool=permit,
+            # As in core_service.agent.options.build_options.
+            sandbox={
+                "enabled": True,
+                "autoAllowBashIfSandboxed": False,
+                "allowUnsandboxedCommands": False,
+            },
+            setting_sources=[],
+            tools=pieces.tools,
+            mcp_servers=dict(pieces.mcp_servers),
+            env={**self.double.cli_env(home, max_retries=0), **pieces.env},
+        )
+        self.client = ClaudeSDKClient(options)
+        await self.client.connect()
+        return Session(self.client, server, asked)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.disconnect()
+
+
+def final_text(result: ResultMessage) -> str:
+    assert not result.is_error, result
+    return result.result or ""
+
+
+@needs_cli
+async def test_two_calls_wait_together_and_their_results_reach_the_model(
+    double: ModelDouble, session: Session
+) -> None:
+    double.script(
+        Reply.call_tools(
+            [("lookup", {"q": "tides", "filters": {"year": 2026}}), ("get_weather", {"c": "Oslo"})],
+            text_before="Let me check both.",
+        ),
+        Reply.echo_tool_results("{name} said {text}", " / ", prefix="Answer: "),
+    )
+    turn, reading = await session.start_turn("tides and weather please")
+    calls = await session.calls_of(turn)
+
+    # The client's exact names and the model's own tool_use ids, both calls at once.
+    assert [(c.name, dict(c.arguments)) for c in calls] == [
+        ("lookup", {"q": "tides", "filters": {"year": 2026}}),
+        ("get_weather", {"c": "Oslo"}),
+    ]
+    assert {c.call_id: c.name for c in calls} == turn.streamed_calls
+    assert session.server.pending() == calls
+    assert not reading.done(), "the turn must wait for the client"
+
+    session.server.deliver(
+        {calls[1].call_id: ToolResult("sunny, 4 C"), calls[0].call_id: ToolResult("high at 6")}
+    )
+    result = await asyncio.wait_for(reading, 60)
+    assert final_text(result) == "Answer: lookup said high at 6 / get_weather said sunny, 4 C"
+    assert session.server.pending() == []
+    assert sorted(session.asked) == ["get_weather", "lookup"]
+
+    first = double.main_requests[0]
+    # Only the client's tools (tools=[]), under their own names, schemas byte for byte.
+    assert {"lookup", "get_weather"} <= set(first.tool_names)
+    assert set(first.tool_names) - {"lookup", "get_weather"} <= {"DeferredToolPlaceholder"}
+    offered = first.offered_tools
+    assert json.dumps(offered["lookup"]["input_schema"]) == json.dumps(LOOKUP_SCHEMA)
+    assert offered["get_weather"]["input_schema"] == {"type": "object"}
+    assert offered["lookup"]["description"] == "Look something up."
+    second = double.main_requests[1]
+    assert [(r.tool_use_id, r.is_error) for r in second.tool_results_seen] == [
+        (calls[0].call_id, False),
+        (calls[1].call_id, False),
+    ]
+
+
+@needs_cli
+async def test_unknown_ids_are_refused_and_nothing_is_delivered(
+    double: ModelDouble, session: Session
+) -> None:
+    double.script(Reply.call_tools([("lookup", {"q": "x"})]), Reply.echo_tool_results())
+    turn, reading = await session.start_turn("look")
+    (call,) = await session.calls_of(turn)
+    with pytest.raises(KeyError) as refused:
+        session.server.deliver({call.call_id: ToolResult("a"), "toolu_nope": ToolResult("b")})
+    assert "toolu_nope" in str(refused.value)
+    assert session.server.pending() == [call]
+    session.server.deliver({call.call_id: ToolResult("found it")})
+    assert final_text(await asyncio.wait_for(reading, 60)) == "lookup: found it"
+
+
+@needs_cli
+async def test_a_new_message_instead_of_results_fails_the_pending_calls(
+    double: ModelDouble, session: Session
+) -> None:
+    double.script(
+        Reply.call_tools([("lookup", {"q": "x"}), ("get_weather", {})]),
+        Reply.echo_tool_results("{name}: {error}{text}", "; "),
+        Reply.dynamic(lambda r: Reply.text(f"new: {r.last_user_text}")),
+    )
+    turn, reading = await session.start_turn("look")
+    assert len(await session.calls_of(turn)) == 2
+    failed = session.server.fail_pending()
+    assert [c.name for c in failed] == ["lookup", "get_weather"]
+    assert final_text(await asyncio.wait_for(reading, 60)) == (
+        f"lookup: error {NOT_RUN_TEXT}; get_weather: error {NOT_RUN_TEXT}"
+    )
+    # The session carries on with the new message.
+    _, next_reading = await session.start_turn("something else")
+    assert final_text(await asyncio.wait_for(next_reading, 60)) == "new: something else"
+
+
+@needs_cli
+async def test_a_call_nobody_answers_times_out_with_an_error_result(
+    double: ModelDouble, tmp_path: Path
+) -> None:
+    double.script(Reply.call_tools([("get_weather", {})]), Reply.echo_tool_results())
+    opener = open_session(double, tmp_path, timeout=2)
+    async with opener as session:
+        turn, reading = await session.start_turn("weather")
+        (call,) = await session.calls_of(turn)
+        result = await asyncio.wait_for(reading, 60)
+        assert final_text(result) == (
+            "get_weather: the client did not send a result for this call within 2 s"
+        )
+        assert opener.timed_out == [call] and session.server.pending() == []
+        assert double.main_requests[1].tool_results_seen[0].is_error
+
+
+@needs_cli
+async def test_an_interrupt_cancels_the_wait_and_the_session_stays_usable(
+    double: ModelDouble, session: Session
+) -> None:
+    double.script(Reply.call_tools([("lookup", {"q": "x"})]), Reply.text("after the interrupt"))
+    turn, reading = await session.start_turn("look")
+    await session.calls_of(turn)
+    await session.client.interrupt()
+    interrupted = await asyncio.wait_for(reading, 60)
+    assert interrupted.subtype == "error_during_execution"
+    for _ in range(100):  # the handler's cancellation lands a moment after the result
+        if not session.server.pending():
+            break
+        await asyncio.sleep(0.05)
+    assert session.server.pending() == []
+    _, next_reading = await session.start_turn("again")
+    assert final_text(await asyncio.wait_for(next_reading, 60)) == "after the interrupt"
+
+
+@needs_cli
+async def test_prefixed_names_still_map_to_the_clients_names(
+    double: ModelDouble, tmp_path: Path
+) -> None:
+    """The fallback if a CLI stops honouring CLAUDE_AGENT_SDK_MCP_NO_PREFIX."""
+    double.script(
+        Reply.call_tools([("mcp__client__lookup", {"q": "x"})]), Reply.echo_tool_results()
+    )
+    async with open_session(double, tmp_path, timeout=60, no_prefix=False) as session:
+        turn, reading = await session.start_turn("look")
+        (call,) = await session.calls_of(turn)
+        assert call.name == "lookup"
+        assert turn.streamed_calls == {call.call_id: "mcp__client__lookup"}
+        session.server.deliver({call.call_id: ToolResult("found")})
+        assert final_text(await asyncio.wait_for(reading, 60)) == "mcp__client__lookup: found"
+        assert session.asked == ["mcp__client__lookup"]
+        assert "mcp__client__get_weather" in double.main_requests[0].tool_names
+
+
+# --- the option pieces, no CLI ---------------------------------------------------
+
+
+def test_builtin_tools_beside_client_tools() -> None:
+    allowed = {"Read", "Bash", "Grep"}
+    assert builtin_tools_beside({"lookup"}, False, allowed) == []
+    assert builtin_tools_beside({"lookup"}, True, allowed) == ["Bash", "Grep", "Read"]
+    # A client tool named like a built-in wins.
+    assert builtin_tools_beside({"Bash"}, True, allowed) == ["Grep", "Read"]
+    assert builtin_tools_beside({"x"}, ["Read", "Read", "Bash"], allowed) == ["Read", "Bash"]
+    with pytest.raises(BuiltinToolNotAllowed) as refused:
+        builtin_tools_beside({"x"}, ["Read", "WebFetch", "Cron"], allowed)
+    assert refused.value.names == ("WebFetch", "Cron")
+
+
+def test_env_prefix_and_fingerprint() -> None:
+    assert client_tool_env(900) == {
+        "CLAUDE_AGENT_SDK_MCP_NO_PREFIX": "1",
+        "MCP_TOOL_TIMEOUT": "960000",  # a minute beyond ours: our timeout decides
+    }
+    names = {"lookup", "mcp__client__x"}
+    assert tool_name_from_cli("mcp__client__lookup", names) == "lookup"
+    assert tool_name_from_cli("lookup", names) == "lookup"
+    assert tool_name_from_cli("mcp__client__x", names) == "mcp__client__x"
+    assert tool_name_from_cli("mcp__other__lookup", names) == "mcp__other__lookup"
+    reordered = ClientToolSet(tuple(reversed(TOOLS.tools)))
+    assert reordered.fingerprint() == TOOLS.fingerprint()
+    changed = ClientToolSet((TOOLS.tools[0], ClientTool("get_weather", "Other.", {})))
+    assert changed.fingerprint() != TOOLS.fingerprint()
+
+
+def test_resumed_results_prompt_names_every_call() -> None:
+    calls = [PendingCall("toolu_a", "lookup", {}), PendingCall("toolu_b", "get_weather", {})]
+    prompt = resumed_results_prompt(calls, {"toolu_a": ToolResult("high at 6")})
+    assert prompt.splitlines()[1:] == [
+        "lookup (toolu_a): high at 6",
+        f"get_weather (toolu_b) (error): {NOT_RUN_TEXT}",
+    ]
