@@ -269,6 +269,7 @@ class ClientTool(_message.Message):
     STRICT_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The name exactly as the client spells it; the model, the events and the
     stored turn all use this spelling. OpenAI's rule: ^[a-zA-Z0-9_-]{1,64}$.
@@ -285,6 +286,10 @@ class ClientTool(_message.Message):
     """OpenAI "strict": the client asks that arguments follow the schema exactly."""
     kind: Global___ClientToolKind.ValueType
     """Function or custom."""
+    namespace: _builtins.str
+    """The Responses "namespace" tool this one was listed in, if any; the model
+    sees the tool under `name`, and calls of it carry the namespace back.
+    """
     @_builtins.property
     def format(self) -> Global___CustomToolFormat:
         """CLIENT_TOOL_KIND_CUSTOM only: the input format; absent means free text."""
@@ -298,10 +303,11 @@ class ClientTool(_message.Message):
         strict: _builtins.bool = ...,
         kind: Global___ClientToolKind.ValueType = ...,
         format: Global___CustomToolFormat | None = ...,
+        namespace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["format", b"format"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "format", b"format", "kind", b"kind", "name", b"name", "parameters_json", b"parameters_json", "strict", b"strict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "format", b"format", "kind", b"kind", "name", b"name", "namespace", b"namespace", "parameters_json", b"parameters_json", "strict", b"strict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -387,6 +393,7 @@ class ClientToolCall(_message.Message):
     ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
     INPUT_FIELD_NUMBER: _builtins.int
     ITEM_ID_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
     """The call's id (OpenAI tool_calls[].id and call_id, e.g. "toolu_..."); the
     ClientToolOutput answering it carries the same id.
@@ -403,6 +410,8 @@ class ClientToolCall(_message.Message):
     """The Responses output item id ("fc_..."/"ctc_..."), when the client sent
     one in history; empty otherwise.
     """
+    namespace: _builtins.str
+    """ClientTool.namespace of the tool called (the Responses item's "namespace")."""
     def __init__(
         self,
         *,
@@ -412,10 +421,11 @@ class ClientToolCall(_message.Message):
         arguments_json: _builtins.str = ...,
         input: _builtins.str = ...,
         item_id: _builtins.str = ...,
+        namespace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "call_id", b"call_id", "input", b"input", "item_id", b"item_id", "kind", b"kind", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "call_id", b"call_id", "input", b"input", "item_id", b"item_id", "kind", b"kind", "name", b"name", "namespace", b"namespace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
