@@ -66,6 +66,11 @@ of your tool calls (the earlier attempt was cut off): <name> (<id>): <output>"
 the results in words; it continues from there. Slightly worse than the main
 path, and only used when the main path is impossible.
 
+Custom tools (free-form input, e.g. Codex's apply_patch) reach Claude Code as
+a function of one string, `input`, their grammar told to the model in the
+description (`from_proto`); `ToolCallStream` streams that string's text as
+the call's deltas, not the JSON around it.
+
 Tools are fixed for the life of a process (Claude Code lists them once at
 start and the SDK does not forward `tools/list_changed`): a request whose
 tools differ (`ClientToolSet.fingerprint`) needs a new process resuming the
@@ -78,6 +83,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +92,10 @@ from typing import Any
 import mcp.types as mcp_types
 from claude_agent_sdk import McpSdkServerConfig
 from mcp.server import Server
+
+from claudecode.v1 import agent_pb2 as pb
+from claudecode.v1 import content_pb2 as cpb
+from claudecode.v1 import events_pb2 as ev
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +121,54 @@ class ClientTool:
     input_schema: Mapping[str, Any]
 
 
+# A custom (free-form) tool reaches Claude Code as a function of one string.
+CUSTOM_INPUT_KEY = "input"
+_EMPTY_OBJECT_SCHEMA: Mapping[str, Any] = {"type": "object", "properties": {}}
+
+
+def from_proto(tool: cpb.ClientTool) -> ClientTool:
+    """A request's tool as Claude Code will offer it.
+
+    A function keeps its schema as the client wrote it. A custom tool becomes a
+    function with one string argument, `input`; its format (a lark or regex
+    grammar) is told to the model in the description, as nothing enforces it.
+    """
+    if tool.kind != cpb.CLIENT_TOOL_KIND_CUSTOM:
+        schema = json.loads(tool.parameters_json) if tool.parameters_json else _EMPTY_OBJECT_SCHEMA
+        return ClientTool(tool.name, tool.description, schema)
+    lines = [tool.description] if tool.description else []
+    lines.append(
+        f"Put the tool's whole input, as free-form text, in `{CUSTOM_INPUT_KEY}` "
+        "(it is passed on verbatim)."
+    )
+    if tool.format.type == "grammar":
+        lines.append(
+            f"The input must match this {tool.format.syntax} grammar:\n{tool.format.definition}"
+        )
+    schema = {
+        "type": "object",
+        "properties": {CUSTOM_INPUT_KEY: {"type": "string"}},
+        "required": [CUSTOM_INPUT_KEY],
+        "additionalProperties": False,
+    }
+    return ClientTool(tool.name, "\n\n".join(lines), schema)
+
+
+def custom_input(arguments: Mapping[str, Any]) -> str:
+    """What the model wrote for a custom tool (the `input` string of its call)."""
+    value = arguments.get(CUSTOM_INPUT_KEY)
+    return value if isinstance(value, str) else json.dumps(dict(arguments))
+
+
 @dataclass(frozen=True)
 class ClientToolSet:
     """The client tools of one process (fixed while it runs)."""
 
     tools: tuple[ClientTool, ...]
+
+    @classmethod
+    def from_request(cls, tools: Sequence[cpb.ClientTool]) -> ClientToolSet:
+        return cls(tuple(from_proto(t) for t in tools))
 
     @property
     def names(self) -> frozenset[str]:
@@ -377,3 +430,151 @@ def resumed_results_prompt(calls: Sequence[PendingCall], results: Mapping[str, T
         kind = " (error)" if result.is_error else ""
         lines.append(f"{call.name} ({call.call_id}){kind}: {result.text}")
     return "\n".join(lines)
+
+
+# --- streaming the calls as the model writes them (pure) ------------------------------
+
+
+@dataclass
+class _Streaming:
+    index: int  # among this RunTurn's client tool calls
+    call_id: str
+    name: str
+    kind: cpb.ClientToolKind.ValueType
+    raw_json: str = ""  # the input_json_delta pieces so far
+    sent: str = ""  # custom tools: the input text already streamed
+
+
+class ToolCallStream:
+    """Turns the raw Anthropic stream events of one RunTurn into client tool-call
+    events: ClientToolCallStarted at a tool_use block's start, a
+    ClientToolCallDelta per argument piece, ClientToolCallDone at its stop.
+
+    Only blocks naming a client tool count (built-in tools the request opted in
+    to stay with the ordinary ToolUse events). `all_known` turns true at the
+    message_delta whose stop_reason is "tool_use" when the message called client
+    tools: then `calls` is complete, and the turn owner waits for those ids
+    (ClientToolServer.wait_for) and ends the RunTurn with them.
+    """
+
+    def __init__(self, kinds: Mapping[str, cpb.ClientToolKind.ValueType]) -> None:
+        self._kinds = dict(kinds)  # client name -> kind
+        self._open: dict[int, _Streaming] = {}  # content block index -> call
+        self.calls: list[cpb.ClientToolCall] = []
+        self.all_known = False
+
+    @classmethod
+    def for_request(cls, tools: Sequence[cpb.ClientTool]) -> ToolCallStream:
+        return cls({t.name: t.kind or cpb.CLIENT_TOOL_KIND_FUNCTION for t in tools})
+
+    def feed(self, event: Mapping[str, Any]) -> list[pb.RunTurnResponse]:
+        """The events one raw stream event (StreamEvent.event) gives rise to."""
+        kind = event.get("type")
+        if kind == "message_start":
+            self._open.clear()
+        elif kind == "content_block_start":
+            return self._start(event)
+        elif kind == "content_block_delta":
+            return self._delta(event)
+        elif kind == "content_block_stop":
+            return self._stop(event)
+        elif kind == "message_delta":
+            delta = event.get("delta") or {}
+            if delta.get("stop_reason") == "tool_use" and self.calls:
+                self.all_known = True
+        return []
+
+    def _start(self, event: Mapping[str, Any]) -> list[pb.RunTurnResponse]:
+        block = event.get("content_block") or {}
+        if block.get("type") != "tool_use":
+            return []
+        name = tool_name_from_cli(str(block.get("name", "")), self._kinds.keys())
+        if name not in self._kinds:
+            return []
+        call = _Streaming(
+            len(self.calls) + len(self._open), str(block.get("id", "")), name, self._kinds[name]
+        )
+        self._open[int(event.get("index", 0))] = call
+        started = ev.ClientToolCallStarted(
+            index=call.index, call_id=call.call_id, name=name, kind=call.kind
+        )
+        return [pb.RunTurnResponse(tool_call_started=started)]
+
+    def _delta(self, event: Mapping[str, Any]) -> list[pb.RunTurnResponse]:
+        call = self._open.get(int(event.get("index", 0)))
+        delta = event.get("delta") or {}
+        if call is None or delta.get("type") != "input_json_delta":
+            return []
+        piece = str(delta.get("partial_json", ""))
+        call.raw_json += piece
+        if call.kind == cpb.CLIENT_TOOL_KIND_CUSTOM:
+            decoded = partial_string_value(call.raw_json, CUSTOM_INPUT_KEY)
+            if decoded is None or not decoded.startswith(call.sent):
+                return []
+            piece, call.sent = decoded[len(call.sent) :], decoded
+        if not piece:
+            return []
+        out = ev.ClientToolCallDelta(index=call.index, call_id=call.call_id, delta=piece)
+        return [pb.RunTurnResponse(tool_call_delta=out)]
+
+    def _stop(self, event: Mapping[str, Any]) -> list[pb.RunTurnResponse]:
+        call = self._open.pop(int(event.get("index", 0)), None)
+        if call is None:
+            return []
+        raw = call.raw_json or "{}"
+        done = cpb.ClientToolCall(call_id=call.call_id, name=call.name, kind=call.kind)
+        responses: list[pb.RunTurnResponse] = []
+        if call.kind == cpb.CLIENT_TOOL_KIND_CUSTOM:
+            try:
+                arguments = json.loads(raw)
+            except ValueError:
+                arguments = {}
+            done.input = custom_input(arguments if isinstance(arguments, dict) else {})
+            if done.input.startswith(call.sent) and len(done.input) > len(call.sent):
+                rest = done.input[len(call.sent) :]
+                responses.append(
+                    pb.RunTurnResponse(
+                        tool_call_delta=ev.ClientToolCallDelta(
+                            index=call.index, call_id=call.call_id, delta=rest
+                        )
+                    )
+                )
+        else:
+            done.arguments_json = raw  # exactly what the model wrote
+        self.calls.append(done)
+        responses.append(
+            pb.RunTurnResponse(tool_call_done=ev.ClientToolCallDone(index=call.index, call=done))
+        )
+        return responses
+
+
+def partial_string_value(partial_json: str, key: str) -> str | None:
+    """The decoded prefix of a JSON object's first member, a string, while it streams.
+
+    For the text `{"input": "a\\nb` it is "a", a newline, "b". None until the
+    value has begun, or when the object does not start with that key. An escape
+    cut in half waits for its other half, so a prefix once returned stays valid.
+    """
+    opening = re.match(r'\s*\{\s*"' + re.escape(key) + r'"\s*:\s*"', partial_json)
+    if opening is None:
+        return None
+    body, i = partial_json[opening.end() :], 0
+    while i < len(body) and body[i] != '"':
+        if body[i] != "\\":
+            i += 1
+        elif i + 1 < len(body) and body[i + 1] != "u":
+            i += 2
+        else:
+            code = body[i + 2 : i + 6]
+            if len(code) < 4 or not all(c in "0123456789abcdefABCDEF" for c in code):
+                break  # cut in half (or not JSON at all: the done event has the truth)
+            # A high surrogate waits for its low half.
+            width = 12 if 0xD800 <= int(code, 16) <= 0xDBFF else 6
+            if i + width > len(body):
+                break
+            i += width
+    try:
+        decoded: str = json.loads(f'"{body[:i]}"')
+    except ValueError:
+        return None
+    return decoded

@@ -23,6 +23,8 @@ from claude_agent_sdk import (
 )
 from claude_agent_sdk.types import StreamEvent
 
+from claudecode.v1 import agent_pb2 as pb
+from claudecode.v1 import content_pb2 as cpb
 from core_service.agent.client_tools import (
     NOT_RUN_TEXT,
     BuiltinToolNotAllowed,
@@ -30,10 +32,13 @@ from core_service.agent.client_tools import (
     ClientToolServer,
     ClientToolSet,
     PendingCall,
+    ToolCallStream,
     ToolResult,
     builtin_tools_beside,
     client_tool_env,
     client_tool_options,
+    custom_input,
+    from_proto,
     resumed_results_prompt,
     tool_name_from_cli,
 )
@@ -77,15 +82,18 @@ class Turn:
     """One query's messages, read in the background, and the tool_use ids of the
     model message that stopped for tools (known at its message_delta)."""
 
+    stream: ToolCallStream
     messages: list[Message] = field(default_factory=list)
     streamed_calls: dict[str, str] = field(default_factory=dict)  # id -> name
     all_calls_known: asyncio.Event = field(default_factory=asyncio.Event)
+    events: list[pb.RunTurnResponse] = field(default_factory=list)  # client tool-call events
 
     async def read(self, client: ClaudeSDKClient) -> ResultMessage:
         async for message in client.receive_response():
             self.messages.append(message)
             if isinstance(message, StreamEvent):
                 event = message.event
+                self.events += self.stream.feed(event)
                 block = event.get("content_block") or {}
                 if event["type"] == "content_block_start" and block.get("type") == "tool_use":
                     self.streamed_calls[block["id"]] = block["name"]
@@ -102,9 +110,10 @@ class Session:
     client: ClaudeSDKClient
     server: ClientToolServer
     asked: list[str]
+    kinds: dict[str, cpb.ClientToolKind.ValueType]
 
     async def start_turn(self, prompt: str) -> tuple[Turn, asyncio.Task[ResultMessage]]:
-        turn = Turn()
+        turn = Turn(ToolCallStream(self.kinds))
         await self.client.query(prompt)
         return turn, asyncio.create_task(turn.read(self.client))
 
@@ -121,22 +130,39 @@ async def session(double: ModelDouble, tmp_path: Path) -> AsyncIterator[Session]
 
 
 def open_session(
-    double: ModelDouble, tmp_path: Path, timeout: float, *, no_prefix: bool = True
+    double: ModelDouble,
+    tmp_path: Path,
+    timeout: float,
+    *,
+    no_prefix: bool = True,
+    tools: ClientToolSet = TOOLS,
+    kinds: dict[str, cpb.ClientToolKind.ValueType] | None = None,
 ) -> _Opener:
-    return _Opener(double, tmp_path, timeout, no_prefix)
+    return _Opener(double, tmp_path, timeout, no_prefix, tools, kinds)
 
 
 class _Opener:
-    def __init__(self, double: ModelDouble, tmp_path: Path, timeout: float, no_prefix: bool):
+    def __init__(
+        self,
+        double: ModelDouble,
+        tmp_path: Path,
+        timeout: float,
+        no_prefix: bool,
+        tools: ClientToolSet,
+        kinds: dict[str, cpb.ClientToolKind.ValueType] | None,
+    ) -> None:
         self.double, self.tmp_path, self.timeout = double, tmp_path, timeout
-        self.no_prefix = no_prefix
+        self.no_prefix, self.tools = no_prefix, tools
+        self.kinds = kinds or {name: cpb.CLIENT_TOOL_KIND_FUNCTION for name in tools.names}
         self.timed_out: list[PendingCall] = []
 
     async def __aenter__(self) -> Session:
         workspace, home = self.tmp_path / "ws", self.tmp_path / "home"
         workspace.mkdir(exist_ok=True)
         home.mkdir(exist_ok=True)
-        server = ClientToolServer(TOOLS, timeout=self.timeout, on_timeout=self.timed_out.append)
+        server = ClientToolServer(
+            self.tools, timeout=self.timeout, on_timeout=self.timed_out.append
+        )
         pieces = client_tool_options(server, False, ALLOWED_BY_DEFAULT)
         if not self.no_prefix:
             del pieces.env["CLAUDE_AGENT_SDK_MCP_NO_PREFIX"]
@@ -168,10 +194,16 @@ class _Opener:
         )
         self.client = ClaudeSDKClient(options)
         await self.client.connect()
-        return Session(self.client, server, asked)
+        return Session(self.client, server, asked, self.kinds)
 
     async def __aexit__(self, *exc: object) -> None:
         await self.client.disconnect()
+
+
+def call_index(event: pb.RunTurnResponse) -> int:
+    """ClientToolCallStarted/Delta/Done.index of a tool-call event."""
+    payload = getattr(event, event.WhichOneof("event") or "")
+    return int(payload.index)
 
 
 def final_text(result: ResultMessage) -> str:
@@ -200,6 +232,22 @@ async def test_two_calls_wait_together_and_their_results_reach_the_model(
     ]
     assert {c.call_id: c.name for c in calls} == turn.streamed_calls
     assert session.server.pending() == calls
+    # The tool-call events a RunTurn streams: start, argument pieces, done, per call.
+    assert turn.stream.all_known
+    kinds = [e.WhichOneof("event") for e in turn.events]
+    assert kinds[0] == "tool_call_started" and kinds.count("tool_call_done") == 2
+    for index, call in enumerate(calls):
+        mine = [e for e in turn.events if call_index(e) == index]
+        assert mine[0].tool_call_started.call_id == call.call_id
+        pieces = [e.tool_call_delta.delta for e in mine if e.HasField("tool_call_delta")]
+        assert len(pieces) >= 2 and json.loads("".join(pieces)) == call.arguments
+        done = mine[-1].tool_call_done.call
+        assert (done.call_id, done.name, done.arguments_json) == (
+            call.call_id,
+            call.name,
+            "".join(pieces),
+        )
+    assert [c.call_id for c in turn.stream.calls] == [c.call_id for c in calls]
     assert not reading.done(), "the turn must wait for the client"
 
     session.server.deliver(
@@ -354,3 +402,97 @@ def test_resumed_results_prompt_names_every_call() -> None:
         "lookup (toolu_a): high at 6",
         f"get_weather (toolu_b) (error): {NOT_RUN_TEXT}",
     ]
+
+
+@needs_cli
+async def test_a_custom_tool_takes_free_text_and_streams_it(
+    double: ModelDouble, tmp_path: Path
+) -> None:
+    patch = cpb.ClientTool(
+        name="apply_patch",
+        description="Edit files.",
+        kind=cpb.CLIENT_TOOL_KIND_CUSTOM,
+        format=cpb.CustomToolFormat(type="grammar", syntax="lark", definition="start: /.+/s"),
+    )
+    tools = ClientToolSet.from_request([patch])
+    text = '*** Begin Patch\n*** Add File: a.txt\n+caf\u00e9 "x"\n*** End Patch'
+    double.script(Reply.call_tools([("apply_patch", {"input": text})]), Reply.echo_tool_results())
+    kinds = {"apply_patch": cpb.CLIENT_TOOL_KIND_CUSTOM}
+    async with open_session(double, tmp_path, timeout=60, tools=tools, kinds=kinds) as session:
+        turn, reading = await session.start_turn("patch it")
+        (call,) = await session.calls_of(turn)
+        assert custom_input(call.arguments) == text
+        pieces = [e.tool_call_delta.delta for e in turn.events if e.HasField("tool_call_delta")]
+        assert "".join(pieces) == text and len(pieces) >= 2
+        (done,) = [e.tool_call_done.call for e in turn.events if e.HasField("tool_call_done")]
+        assert (done.kind, done.input, done.arguments_json) == (
+            cpb.CLIENT_TOOL_KIND_CUSTOM,
+            text,
+            "",
+        )
+        session.server.deliver({call.call_id: ToolResult("Done!")})
+        assert final_text(await asyncio.wait_for(reading, 60)) == "apply_patch: Done!"
+    offered = double.main_requests[0].offered_tools["apply_patch"]
+    assert offered["input_schema"]["required"] == ["input"]
+    assert offered["description"].startswith("Edit files.")
+    assert "lark grammar:\nstart: /.+/s" in offered["description"]
+
+
+def test_stream_events_for_client_calls_only() -> None:
+    stream = ToolCallStream({"lookup": cpb.CLIENT_TOOL_KIND_FUNCTION})
+    raw: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "x"}},
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "content_block_start",
+            "index": 1,
+            "content_block": {"type": "tool_use", "id": "toolu_r", "name": "Read"},
+        },
+        {"type": "content_block_stop", "index": 1},
+        {
+            "type": "content_block_start",
+            "index": 2,
+            "content_block": {"type": "tool_use", "id": "toolu_l", "name": "mcp__client__lookup"},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 2,
+            "delta": {"type": "input_json_delta", "partial_json": '{"q": '},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 2,
+            "delta": {"type": "input_json_delta", "partial_json": '"x"}'},
+        },
+        {"type": "content_block_stop", "index": 2},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}},
+    ]
+    events = [e for item in raw for e in stream.feed(item)]
+    assert [e.WhichOneof("event") for e in events] == [
+        "tool_call_started",
+        "tool_call_delta",
+        "tool_call_delta",
+        "tool_call_done",
+    ]
+    assert events[0].tool_call_started.name == "lookup"  # the client's spelling
+    assert events[-1].tool_call_done.call == cpb.ClientToolCall(
+        call_id="toolu_l",
+        name="lookup",
+        kind=cpb.CLIENT_TOOL_KIND_FUNCTION,
+        arguments_json='{"q": "x"}',
+    )
+    assert stream.all_known and len(stream.calls) == 1
+
+
+def test_from_proto() -> None:
+    schema = '{"type":"object","properties":{"n":{"type":"integer"}}}'
+    function = from_proto(cpb.ClientTool(name="f", description="F.", parameters_json=schema))
+    assert (function.name, function.description) == ("f", "F.")
+    assert json.dumps(function.input_schema, separators=(",", ":")) == schema
+    assert from_proto(cpb.ClientTool(name="g")).input_schema == {"type": "object", "properties": {}}
+    free = from_proto(cpb.ClientTool(name="c", kind=cpb.CLIENT_TOOL_KIND_CUSTOM))
+    assert free.input_schema["properties"] == {"input": {"type": "string"}}
+    assert "grammar" not in free.description
+    assert custom_input({"input": "raw"}) == "raw"
