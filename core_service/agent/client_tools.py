@@ -55,16 +55,29 @@ before anything is delivered, so the facade can answer 400 and lose nothing.
 
 When the waiting process is gone
 --------------------------------
-After a core restart or a move to another replica nothing waits any more. The
-conversation then resumes from its transcript (`resume=<session>`), whose last
-entries are the model's `tool_use` blocks and, because the process died in
-the middle, either no result or Claude Code's own rejection of it. Per the
-facts file a `tool_result` sent as the next user message is dropped by the CLI,
-so the fallback sends the results as user text that names each call: "Results
-of your tool calls (the earlier attempt was cut off): <name> (<id>): <output>"
-(`resumed_results_prompt`). The model sees its calls, an interruption, and then
-the results in words; it continues from there. Slightly worse than the main
-path, and only used when the main path is impossible.
+After a core restart or a move to another replica nothing waits any more.
+The conversation then resumes from its transcript (`resume=<session>`) and
+the results go in as the next user message, as text naming each call
+(`resumed_results_prompt`): per the facts file a `tool_result` block sent as
+a user message is dropped by the CLI. Seen with CLI 2.1.331 (the process
+killed while two calls waited, then resumed; tests/core/test_client_tools_mcp.py):
+the model gets its `tool_use` blocks, Claude Code's own error result for each
+("[Tool call interrupted: the session ended before this call's result was
+recorded, so its outcome is unknown. ...]"), an assistant "No response
+requested." that Claude Code made up, and then our text with the real
+results; it continues from there. Worse than the main path, so only for
+when the main path is impossible. Two more things seen:
+
+- Claude Code writes the calls to the transcript a moment after making them.
+  A process killed within about a second of the calls may leave no session
+  to resume ("No conversation found with session ID"); then the fallback is
+  the core's history-as-text path (`conversation.transcript_prompt`) in a
+  new session.
+- A killed process leaves our handlers waiting (nothing cancels them), so
+  `pending()` still lists the calls: the owner calls `fail_pending()` when it
+  learns the process died. A graceful shutdown is different: the SDK answers
+  waiting calls with errors and Claude Code asks the model once more before
+  it exits, so a process with waiting calls must not be reaped as idle.
 
 Custom tools (free-form input, e.g. Codex's apply_patch) reach Claude Code as
 a function of one string, `input`, their grammar told to the model in the

@@ -4,7 +4,10 @@ calls wait for results delivered from outside, and the model reads them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +158,7 @@ class _Opener:
         self.no_prefix, self.tools = no_prefix, tools
         self.kinds = kinds or {name: cpb.CLIENT_TOOL_KIND_FUNCTION for name in tools.names}
         self.timed_out: list[PendingCall] = []
+        self.resume: str | None = None  # a session id to resume
 
     async def __aenter__(self) -> Session:
         workspace, home = self.tmp_path / "ws", self.tmp_path / "home"
@@ -192,6 +196,8 @@ class _Opener:
             mcp_servers=dict(pieces.mcp_servers),
             env={**self.double.cli_env(home, max_retries=0), **pieces.env},
         )
+        if self.resume:
+            options.resume = self.resume
         self.client = ClaudeSDKClient(options)
         await self.client.connect()
         return Session(self.client, server, asked, self.kinds)
@@ -496,3 +502,81 @@ def test_from_proto() -> None:
     assert free.input_schema["properties"] == {"input": {"type": "string"}}
     assert "grammar" not in free.description
     assert custom_input({"input": "raw"}) == "raw"
+
+
+def claude_processes(home: Path) -> list[int]:
+    """Our Claude Code child processes running with this HOME."""
+    pids = []
+    for child in Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split():
+        try:
+            environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # already gone
+        if f"HOME={home}".encode() in environ:
+            pids.append(int(child))
+    return pids
+
+
+async def transcript_holding(home: Path, texts: list[str], timeout: float = 20) -> Path:
+    """The session transcript once Claude Code has written all of `texts` into it."""
+    for _ in range(int(timeout / 0.1)):
+        for path in (home / ".claude" / "projects").glob("*/*.jsonl"):
+            content = path.read_text()
+            if all(t in content for t in texts):
+                return path
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"no transcript with {texts}")
+
+
+@needs_cli
+async def test_results_reach_a_resumed_session_when_the_waiting_process_died(
+    double: ModelDouble, tmp_path: Path
+) -> None:
+    """The fallback of the module docstring, and what the model then sees."""
+    double.script(
+        Reply.call_tools([("lookup", {"q": "x"}), ("get_weather", {})], ids=["toolu_a", "toolu_b"]),
+        Reply.dynamic(lambda r: Reply.text(f"got: {r.last_user_text}")),
+    )
+    first = open_session(double, tmp_path, timeout=60)
+    session = await first.__aenter__()
+    turn, reading = await session.start_turn("look")
+    calls = await session.calls_of(turn)
+    transcript = await transcript_holding(tmp_path / "home", ["toolu_a", "toolu_b"])
+    (pid,) = claude_processes(tmp_path / "home")
+    os.kill(pid, signal.SIGKILL)  # a core restart, as far as this session can tell
+    with pytest.raises(claude_agent_sdk.ProcessError):
+        await asyncio.wait_for(reading, 30)
+    # Nothing waits any more, but our server cannot know: its owner gives up on the calls.
+    assert session.server.fail_pending() == calls
+    with contextlib.suppress(claude_agent_sdk.ClaudeSDKError):  # the process is already gone
+        await first.__aexit__(None, None, None)
+
+    again = open_session(double, tmp_path, timeout=60)
+    again.resume = transcript.stem
+    results = {"toolu_a": ToolResult("found A"), "toolu_b": ToolResult("sunny", is_error=True)}
+    prompt = resumed_results_prompt(calls, results)
+    async with again as resumed:
+        _, next_reading = await resumed.start_turn(prompt)
+        assert final_text(await asyncio.wait_for(next_reading, 60)) == f"got: {prompt}"
+    history = double.main_requests[-1].messages
+    calls_seen = [
+        b["id"]
+        for m in history
+        if m["role"] == "assistant" and isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "tool_use"
+    ]
+    assert calls_seen == ["toolu_a", "toolu_b"]
+    # Claude Code closed the calls itself, with error results, before our text.
+    rejected = [
+        (b["tool_use_id"], b.get("is_error"))
+        for m in history
+        if m["role"] == "user" and isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "tool_result"
+    ]
+    assert rejected == [("toolu_a", True), ("toolu_b", True)]
+    assert prompt.splitlines()[1:] == [
+        "lookup (toolu_a): found A",
+        "get_weather (toolu_b) (error): sunny",
+    ]
