@@ -136,6 +136,88 @@ def test_tool_use_streams_partial_json_with_cwd(double: ModelDouble, http: httpx
     assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
 
 
+def client_tools_body(messages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A main request offering two client tools, optionally with a tool round in its history."""
+    body = fake_body("look it up", stream=False)
+    body["tools"] = [
+        {"name": "lookup", "input_schema": {"type": "object", "properties": {"q": {}}}},
+        {"name": "get_weather", "input_schema": {"type": "object"}},
+    ]
+    body["messages"] += messages or []
+    return body
+
+
+def test_call_tools_checks_offered_names(double: ModelDouble, http: httpx.Client) -> None:
+    double.script(
+        Reply.call_tools(
+            [("lookup", {"q": "{cwd}"}), ("get_weather", {"city": "Oslo"})],
+            text_before="Both.",
+            ids=["toolu_a", None],
+        ),
+        Reply.call_tools([("mcp__client__lookup", {})]),
+    )
+    message = http.post("/v1/messages", json=client_tools_body()).json()
+    assert message["stop_reason"] == "tool_use"
+    text, first, second = message["content"]
+    assert text == {"type": "text", "text": "Both."}
+    assert (first["id"], first["name"], first["input"]) == ("toolu_a", "lookup", {"q": FAKE_CWD})
+    assert second["name"] == "get_weather" and second["input"] == {"city": "Oslo"}
+    assert second["id"].startswith("toolu_") and second["id"] != "toolu_a"
+    # A name the request does not offer: the model says so instead of calling it.
+    refused = http.post("/v1/messages", json=client_tools_body()).json()
+    assert refused["stop_reason"] == "end_turn"
+    assert "not offered: ['mcp__client__lookup']" in refused["content"][0]["text"]
+    assert "'lookup', 'get_weather'" in refused["content"][0]["text"]
+    assert double.main_requests[0].offered_tools["lookup"]["input_schema"] == {
+        "type": "object",
+        "properties": {"q": {}},
+    }
+
+
+def test_echo_tool_results(double: ModelDouble, http: httpx.Client) -> None:
+    history: list[dict[str, Any]] = [
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "toolu_a", "name": "lookup", "input": {}},
+                {"type": "tool_use", "id": "toolu_b", "name": "get_weather", "input": {}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_a", "content": "found {it}"},
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_b",
+                    "content": [{"type": "text", "text": "no"}, {"type": "text", "text": "sky"}],
+                    "is_error": True,
+                },
+            ],
+        },
+    ]
+    double.script(
+        Reply.echo_tool_results(),
+        Reply.echo_tool_results("{id}={error}{text}", " | ", prefix="Results: "),
+        Reply.echo_tool_results(),
+    )
+
+    def answer(body: dict[str, Any]) -> str:
+        message = http.post("/v1/messages", json=body).json()
+        return "".join(b["text"] for b in message["content"])
+
+    assert answer(client_tools_body(history)) == "lookup: found {it}\nget_weather: no\nsky"
+    assert answer(client_tools_body(history)) == (
+        "Results: toolu_a=found {it} | toolu_b=error no\nsky"
+    )
+    assert "no tool results" in answer(client_tools_body())
+    seen = double.main_requests[0].tool_results_seen
+    assert [(r.tool_use_id, r.name, r.is_error) for r in seen] == [
+        ("toolu_a", "lookup", False),
+        ("toolu_b", "get_weather", True),
+    ]
+
+
 def test_thinking_then_text(double: ModelDouble, http: httpx.Client) -> None:
     double.script(Reply.thinking("hmm let me see", "answer"))
     with http.stream("POST", "/v1/messages", json=fake_body()) as response:

@@ -152,6 +152,10 @@ class RunTurnRequest(_message.Message):
     STORE_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     ORIGIN_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    TOOL_CHOICE_FIELD_NUMBER: _builtins.int
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    BUILTIN_TOOLS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model id or alias ("sonnet", "claude-...", or a configured alias such as "gpt-4o")."""
     instructions: _builtins.str
@@ -166,6 +170,10 @@ class RunTurnRequest(_message.Message):
     """
     store: _builtins.bool
     """Keep the turn retrievable with GetTurn (Responses API "store")."""
+    parallel_tool_calls: _builtins.bool
+    """OpenAI "parallel_tool_calls"; absent means true. False asks the model for
+    at most one client tool call per message.
+    """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.Message]:
         """The conversation as the client sees it. System and developer messages are
@@ -185,6 +193,22 @@ class RunTurnRequest(_message.Message):
     def origin(self) -> Global___RequestOrigin:
         """Where the request came from."""
 
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.ClientTool]:
+        """Tools the client brings and runs itself (OpenAI function calling). The
+        model sees only these unless builtin_tools opts in to Claude Code's own.
+        """
+
+    @_builtins.property
+    def tool_choice(self) -> _content_pb2.ToolChoice:
+        """OpenAI "tool_choice"; absent means auto."""
+
+    @_builtins.property
+    def builtin_tools(self) -> _content_pb2.BuiltinTools:
+        """Claude Code's built-in tools beside the client's; absent means the key's
+        default. Only meaningful with `tools`.
+        """
+
     def __init__(
         self,
         *,
@@ -197,12 +221,18 @@ class RunTurnRequest(_message.Message):
         store: _builtins.bool = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         origin: Global___RequestOrigin | None = ...,
+        tools: _abc.Iterable[_content_pb2.ClientTool] | None = ...,
+        tool_choice: _content_pb2.ToolChoice | None = ...,
+        parallel_tool_calls: _builtins.bool | None = ...,
+        builtin_tools: _content_pb2.BuiltinTools | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "origin", b"origin"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "options", b"options", "origin", b"origin", "parallel_tool_calls", b"parallel_tool_calls", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["instructions", b"instructions", "messages", b"messages", "metadata", b"metadata", "model", b"model", "options", b"options", "origin", b"origin", "previous_turn_id", b"previous_turn_id", "session_id", b"session_id", "store", b"store"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "instructions", b"instructions", "messages", b"messages", "metadata", b"metadata", "model", b"model", "options", b"options", "origin", b"origin", "parallel_tool_calls", b"parallel_tool_calls", "previous_turn_id", b"previous_turn_id", "session_id", b"session_id", "store", b"store", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
+    _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel_tool_calls) -> _WhichOneofReturnType__parallel_tool_calls | None: ...
 
 Global___RunTurnRequest: _TypeAlias = RunTurnRequest  # noqa: Y015
 
@@ -221,6 +251,9 @@ class RunTurnResponse(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     COMPLETED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_STARTED_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_DELTA_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_DONE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def started(self) -> _events_pb2.TurnStarted:
         """First event: ids and the resolved model."""
@@ -257,6 +290,18 @@ class RunTurnResponse(_message.Message):
     def failed(self) -> _events_pb2.TurnFailed:
         """Last event of a failed turn."""
 
+    @_builtins.property
+    def tool_call_started(self) -> _events_pb2.ClientToolCallStarted:
+        """A client tool call begins (name and id known)."""
+
+    @_builtins.property
+    def tool_call_delta(self) -> _events_pb2.ClientToolCallDelta:
+        """A piece of a client tool call's input."""
+
+    @_builtins.property
+    def tool_call_done(self) -> _events_pb2.ClientToolCallDone:
+        """A client tool call is complete."""
+
     def __init__(
         self,
         *,
@@ -269,12 +314,15 @@ class RunTurnResponse(_message.Message):
         usage: _events_pb2.Usage | None = ...,
         completed: _events_pb2.TurnCompleted | None = ...,
         failed: _events_pb2.TurnFailed | None = ...,
+        tool_call_started: _events_pb2.ClientToolCallStarted | None = ...,
+        tool_call_delta: _events_pb2.ClientToolCallDelta | None = ...,
+        tool_call_done: _events_pb2.ClientToolCallDone | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "event", b"event", "failed", b"failed", "file_change", b"file_change", "reasoning_delta", b"reasoning_delta", "started", b"started", "text_delta", b"text_delta", "tool_result", b"tool_result", "tool_use", b"tool_use", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "event", b"event", "failed", b"failed", "file_change", b"file_change", "reasoning_delta", b"reasoning_delta", "started", b"started", "text_delta", b"text_delta", "tool_call_delta", b"tool_call_delta", "tool_call_done", b"tool_call_done", "tool_call_started", b"tool_call_started", "tool_result", b"tool_result", "tool_use", b"tool_use", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "event", b"event", "failed", b"failed", "file_change", b"file_change", "reasoning_delta", b"reasoning_delta", "started", b"started", "text_delta", b"text_delta", "tool_result", b"tool_result", "tool_use", b"tool_use", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "event", b"event", "failed", b"failed", "file_change", b"file_change", "reasoning_delta", b"reasoning_delta", "started", b"started", "text_delta", b"text_delta", "tool_call_delta", b"tool_call_delta", "tool_call_done", b"tool_call_done", "tool_call_started", b"tool_call_started", "tool_result", b"tool_result", "tool_use", b"tool_use", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["started", "text_delta", "reasoning_delta", "tool_use", "tool_result", "file_change", "usage", "completed", "failed"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["started", "text_delta", "reasoning_delta", "tool_use", "tool_result", "file_change", "usage", "completed", "failed", "tool_call_started", "tool_call_delta", "tool_call_done"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -326,6 +374,8 @@ class Turn(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
+    CLIENT_TOOLS_FIELD_NUMBER: _builtins.int
+    CLIENT_TOOL_CALLS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Turn id."""
     session_id: _builtins.str
@@ -388,6 +438,17 @@ class Turn(_message.Message):
         calls and results (consecutive text or thinking deltas merged into one item).
         """
 
+    @_builtins.property
+    def client_tools(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.ClientTool]:
+        """Client tools offered in this turn."""
+
+    @_builtins.property
+    def client_tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.ClientToolCall]:
+        """With FINISH_REASON_TOOL_CALLS: the client tool calls the turn stopped for.
+        A turn that stops for client tools is COMPLETED; the one that brings the
+        results is a new turn whose parent_turn_id names it.
+        """
+
     def __init__(
         self,
         *,
@@ -411,10 +472,12 @@ class Turn(_message.Message):
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         options: Global___TurnOptions | None = ...,
         items: _abc.Iterable[Global___TurnItem] | None = ...,
+        client_tools: _abc.Iterable[_content_pb2.ClientTool] | None = ...,
+        client_tool_calls: _abc.Iterable[_content_pb2.ClientToolCall] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "options", b"options", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "files", b"files", "finish_reason", b"finish_reason", "id", b"id", "input", b"input", "instructions", b"instructions", "items", b"items", "metadata", b"metadata", "model", b"model", "options", b"options", "output_text", b"output_text", "parent_turn_id", b"parent_turn_id", "reasoning", b"reasoning", "session_id", b"session_id", "status", b"status", "tool_results", b"tool_results", "tool_uses", b"tool_uses", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_tool_calls", b"client_tool_calls", "client_tools", b"client_tools", "completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "files", b"files", "finish_reason", b"finish_reason", "id", b"id", "input", b"input", "instructions", b"instructions", "items", b"items", "metadata", b"metadata", "model", b"model", "options", b"options", "output_text", b"output_text", "parent_turn_id", b"parent_turn_id", "reasoning", b"reasoning", "session_id", b"session_id", "status", b"status", "tool_results", b"tool_results", "tool_uses", b"tool_uses", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -430,6 +493,8 @@ class TurnItem(_message.Message):
     REASONING_FIELD_NUMBER: _builtins.int
     TOOL_USE_FIELD_NUMBER: _builtins.int
     TOOL_RESULT_FIELD_NUMBER: _builtins.int
+    CLIENT_TOOL_CALL_FIELD_NUMBER: _builtins.int
+    CLIENT_TOOL_OUTPUT_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """Answer text."""
     reasoning: _builtins.str
@@ -442,6 +507,16 @@ class TurnItem(_message.Message):
     def tool_result(self) -> _events_pb2.ToolResult:
         """A tool call's outcome."""
 
+    @_builtins.property
+    def client_tool_call(self) -> _content_pb2.ClientToolCall:
+        """A call of a client tool (the Responses "function_call" item)."""
+
+    @_builtins.property
+    def client_tool_output(self) -> _content_pb2.ClientToolOutput:
+        """A client tool's result this turn brought (the
+        "function_call_output" item; input_items list these).
+        """
+
     def __init__(
         self,
         *,
@@ -449,12 +524,14 @@ class TurnItem(_message.Message):
         reasoning: _builtins.str = ...,
         tool_use: _events_pb2.ToolUse | None = ...,
         tool_result: _events_pb2.ToolResult | None = ...,
+        client_tool_call: _content_pb2.ClientToolCall | None = ...,
+        client_tool_output: _content_pb2.ClientToolOutput | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "reasoning", b"reasoning", "text", b"text", "tool_result", b"tool_result", "tool_use", b"tool_use"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["client_tool_call", b"client_tool_call", "client_tool_output", b"client_tool_output", "item", b"item", "reasoning", b"reasoning", "text", b"text", "tool_result", b"tool_result", "tool_use", b"tool_use"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "reasoning", b"reasoning", "text", b"text", "tool_result", b"tool_result", "tool_use", b"tool_use"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_tool_call", b"client_tool_call", "client_tool_output", b"client_tool_output", "item", b"item", "reasoning", b"reasoning", "text", b"text", "tool_result", b"tool_result", "tool_use", b"tool_use"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["text", "reasoning", "tool_use", "tool_result"]  # noqa: Y015
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["text", "reasoning", "tool_use", "tool_result", "client_tool_call", "client_tool_output"]  # noqa: Y015
     _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 

@@ -69,6 +69,20 @@ class AgentServiceServicer:
         """Runs one turn of a conversation and streams its events as they happen:
         TurnStarted first, then deltas, tool and file events, and TurnCompleted or
         TurnFailed last. Cancelling the call interrupts the turn.
+
+        Client tools: when the request brings `tools` and the model calls some,
+        the stream carries ClientToolCallStarted / Delta / Done events as the
+        model writes the calls and ends with TurnCompleted (finish reason
+        FINISH_REASON_TOOL_CALLS, the calls in tool_calls). Claude Code keeps
+        waiting inside that turn. The next RunTurn of the conversation
+        (previous_turn_id = that turn, or the session's whole history) whose
+        messages end with ROLE_TOOL messages holding one ClientToolOutput per call
+        delivers the results, and its stream carries the rest of the same Claude
+        Code turn: more tool calls, or the answer. A new user message instead of
+        results gives the waiting calls an error result ("the client did not run
+        this tool") and the turn goes on with that message. Unanswered calls time
+        out (CCAPI_CLIENT_TOOL_TIMEOUT_SECONDS): the waiting turn is interrupted
+        and the session stays usable.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -40,6 +40,20 @@ class AgentServiceStub:
     """Runs one turn of a conversation and streams its events as they happen:
     TurnStarted first, then deltas, tool and file events, and TurnCompleted or
     TurnFailed last. Cancelling the call interrupts the turn.
+
+    Client tools: when the request brings `tools` and the model calls some,
+    the stream carries ClientToolCallStarted / Delta / Done events as the
+    model writes the calls and ends with TurnCompleted (finish reason
+    FINISH_REASON_TOOL_CALLS, the calls in tool_calls). Claude Code keeps
+    waiting inside that turn. The next RunTurn of the conversation
+    (previous_turn_id = that turn, or the session's whole history) whose
+    messages end with ROLE_TOOL messages holding one ClientToolOutput per call
+    delivers the results, and its stream carries the rest of the same Claude
+    Code turn: more tool calls, or the answer. A new user message instead of
+    results gives the waiting calls an error result ("the client did not run
+    this tool") and the turn goes on with that message. Unanswered calls time
+    out (CCAPI_CLIENT_TOOL_TIMEOUT_SECONDS): the waiting turn is interrupted
+    and the session stays usable.
     """
     GetTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetTurnRequest, _agent_pb2.GetTurnResponse]
     """Returns a stored turn (the Responses API's GET /v1/responses/{id})."""
@@ -60,6 +74,20 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """Runs one turn of a conversation and streams its events as they happen:
     TurnStarted first, then deltas, tool and file events, and TurnCompleted or
     TurnFailed last. Cancelling the call interrupts the turn.
+
+    Client tools: when the request brings `tools` and the model calls some,
+    the stream carries ClientToolCallStarted / Delta / Done events as the
+    model writes the calls and ends with TurnCompleted (finish reason
+    FINISH_REASON_TOOL_CALLS, the calls in tool_calls). Claude Code keeps
+    waiting inside that turn. The next RunTurn of the conversation
+    (previous_turn_id = that turn, or the session's whole history) whose
+    messages end with ROLE_TOOL messages holding one ClientToolOutput per call
+    delivers the results, and its stream carries the rest of the same Claude
+    Code turn: more tool calls, or the answer. A new user message instead of
+    results gives the waiting calls an error result ("the client did not run
+    this tool") and the turn goes on with that message. Unanswered calls time
+    out (CCAPI_CLIENT_TOOL_TIMEOUT_SECONDS): the waiting turn is interrupted
+    and the session stays usable.
     """
     GetTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetTurnRequest, _agent_pb2.GetTurnResponse]  # type: ignore[assignment]
     """Returns a stored turn (the Responses API's GET /v1/responses/{id})."""
@@ -83,6 +111,20 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         """Runs one turn of a conversation and streams its events as they happen:
         TurnStarted first, then deltas, tool and file events, and TurnCompleted or
         TurnFailed last. Cancelling the call interrupts the turn.
+
+        Client tools: when the request brings `tools` and the model calls some,
+        the stream carries ClientToolCallStarted / Delta / Done events as the
+        model writes the calls and ends with TurnCompleted (finish reason
+        FINISH_REASON_TOOL_CALLS, the calls in tool_calls). Claude Code keeps
+        waiting inside that turn. The next RunTurn of the conversation
+        (previous_turn_id = that turn, or the session's whole history) whose
+        messages end with ROLE_TOOL messages holding one ClientToolOutput per call
+        delivers the results, and its stream carries the rest of the same Claude
+        Code turn: more tool calls, or the answer. A new user message instead of
+        results gives the waiting calls an error result ("the client did not run
+        this tool") and the turn goes on with that message. Unanswered calls time
+        out (CCAPI_CLIENT_TOOL_TIMEOUT_SECONDS): the waiting turn is interrupted
+        and the session stays usable.
         """
 
     @_abc_1.abstractmethod

@@ -34,6 +34,10 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     """Instructions; appended to Claude Code's own system prompt."""
     ROLE_DEVELOPER: _Role.ValueType  # 4
     """OpenAI's "developer" role; treated like ROLE_SYSTEM."""
+    ROLE_TOOL: _Role.ValueType  # 5
+    """Results of client tools (OpenAI role "tool", Responses
+    "function_call_output" items): content parts of kind tool_output only.
+    """
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """Who wrote a message in a conversation."""
@@ -47,7 +51,71 @@ ROLE_SYSTEM: Role.ValueType  # 3
 """Instructions; appended to Claude Code's own system prompt."""
 ROLE_DEVELOPER: Role.ValueType  # 4
 """OpenAI's "developer" role; treated like ROLE_SYSTEM."""
+ROLE_TOOL: Role.ValueType  # 5
+"""Results of client tools (OpenAI role "tool", Responses
+"function_call_output" items): content parts of kind tool_output only.
+"""
 Global___Role: _TypeAlias = Role  # noqa: Y015
+
+class _ClientToolKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ClientToolKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ClientToolKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CLIENT_TOOL_KIND_UNSPECIFIED: _ClientToolKind.ValueType  # 0
+    """Treated as CLIENT_TOOL_KIND_FUNCTION."""
+    CLIENT_TOOL_KIND_FUNCTION: _ClientToolKind.ValueType  # 1
+    """A function with JSON arguments (Chat Completions and Responses "function")."""
+    CLIENT_TOOL_KIND_CUSTOM: _ClientToolKind.ValueType  # 2
+    """A tool whose input is free text, optionally following a grammar
+    (Responses "custom", e.g. Codex's apply_patch).
+    """
+
+class ClientToolKind(_ClientToolKind, metaclass=_ClientToolKindEnumTypeWrapper):
+    """What kind of tool a client tool is."""
+
+CLIENT_TOOL_KIND_UNSPECIFIED: ClientToolKind.ValueType  # 0
+"""Treated as CLIENT_TOOL_KIND_FUNCTION."""
+CLIENT_TOOL_KIND_FUNCTION: ClientToolKind.ValueType  # 1
+"""A function with JSON arguments (Chat Completions and Responses "function")."""
+CLIENT_TOOL_KIND_CUSTOM: ClientToolKind.ValueType  # 2
+"""A tool whose input is free text, optionally following a grammar
+(Responses "custom", e.g. Codex's apply_patch).
+"""
+Global___ClientToolKind: _TypeAlias = ClientToolKind  # noqa: Y015
+
+class _ToolChoiceMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ToolChoiceModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ToolChoiceMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TOOL_CHOICE_MODE_UNSPECIFIED: _ToolChoiceMode.ValueType  # 0
+    """Treated as TOOL_CHOICE_MODE_AUTO."""
+    TOOL_CHOICE_MODE_NONE: _ToolChoiceMode.ValueType  # 1
+    """The model must not call client tools (they are not offered)."""
+    TOOL_CHOICE_MODE_AUTO: _ToolChoiceMode.ValueType  # 2
+    """The model decides."""
+    TOOL_CHOICE_MODE_REQUIRED: _ToolChoiceMode.ValueType  # 3
+    """The model must call at least one client tool."""
+    TOOL_CHOICE_MODE_NAMED: _ToolChoiceMode.ValueType  # 4
+    """The model must call the tool named in ToolChoice.name."""
+
+class ToolChoiceMode(_ToolChoiceMode, metaclass=_ToolChoiceModeEnumTypeWrapper):
+    """How the model may use the client's tools."""
+
+TOOL_CHOICE_MODE_UNSPECIFIED: ToolChoiceMode.ValueType  # 0
+"""Treated as TOOL_CHOICE_MODE_AUTO."""
+TOOL_CHOICE_MODE_NONE: ToolChoiceMode.ValueType  # 1
+"""The model must not call client tools (they are not offered)."""
+TOOL_CHOICE_MODE_AUTO: ToolChoiceMode.ValueType  # 2
+"""The model decides."""
+TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode.ValueType  # 3
+"""The model must call at least one client tool."""
+TOOL_CHOICE_MODE_NAMED: ToolChoiceMode.ValueType  # 4
+"""The model must call the tool named in ToolChoice.name."""
+Global___ToolChoiceMode: _TypeAlias = ToolChoiceMode  # noqa: Y015
 
 @_typing.final
 class Image(_message.Message):
@@ -87,23 +155,37 @@ class ContentPart(_message.Message):
 
     TEXT_FIELD_NUMBER: _builtins.int
     IMAGE_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_FIELD_NUMBER: _builtins.int
+    TOOL_OUTPUT_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """Plain text."""
     @_builtins.property
     def image(self) -> Global___Image:
         """An image."""
 
+    @_builtins.property
+    def tool_call(self) -> Global___ClientToolCall:
+        """In an assistant message: a call of a client tool the model made earlier
+        (history, e.g. Codex re-sending everything with store: false).
+        """
+
+    @_builtins.property
+    def tool_output(self) -> Global___ClientToolOutput:
+        """In a ROLE_TOOL message: what the client's tool returned."""
+
     def __init__(
         self,
         *,
         text: _builtins.str = ...,
         image: Global___Image | None = ...,
+        tool_call: Global___ClientToolCall | None = ...,
+        tool_output: Global___ClientToolOutput | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "part", b"part", "text", b"text"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "part", b"part", "text", b"text", "tool_call", b"tool_call", "tool_output", b"tool_output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "part", b"part", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "part", b"part", "text", b"text", "tool_call", b"tool_call", "tool_output", b"tool_output"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["text", "image"]  # noqa: Y015
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["text", "image", "tool_call", "tool_output"]  # noqa: Y015
     _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
 
@@ -140,3 +222,247 @@ class Message(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class CustomToolFormat(_message.Message):
+    """The input format of a custom tool (Responses "custom" tool "format")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    SYNTAX_FIELD_NUMBER: _builtins.int
+    DEFINITION_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """"text" (free text) or "grammar"."""
+    syntax: _builtins.str
+    """For "grammar": its syntax, "lark" or "regex"."""
+    definition: _builtins.str
+    """For "grammar": the grammar itself."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        syntax: _builtins.str = ...,
+        definition: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "syntax", b"syntax", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomToolFormat: _TypeAlias = CustomToolFormat  # noqa: Y015
+
+@_typing.final
+class ClientTool(_message.Message):
+    """A tool the client brings and runs itself. The model sees it next to (by
+    default instead of) Claude Code's built-in tools; when the model calls it,
+    the turn ends with FINISH_REASON_TOOL_CALLS and the client sends the result
+    in a later RunTurn.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_JSON_FIELD_NUMBER: _builtins.int
+    STRICT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The name exactly as the client spells it; the model, the events and the
+    stored turn all use this spelling. OpenAI's rule: ^[a-zA-Z0-9_-]{1,64}$.
+    """
+    description: _builtins.str
+    """What the tool does, for the model."""
+    parameters_json: _builtins.str
+    """CLIENT_TOOL_KIND_FUNCTION: the arguments' JSON Schema, an object schema,
+    as JSON text. Text rather than google.protobuf.Struct so it reaches the
+    model byte for byte (Struct turns every integer into a double and loses
+    key order). Empty means {"type": "object", "properties": {}}.
+    """
+    strict: _builtins.bool
+    """OpenAI "strict": the client asks that arguments follow the schema exactly."""
+    kind: Global___ClientToolKind.ValueType
+    """Function or custom."""
+    namespace: _builtins.str
+    """The Responses "namespace" tool this one was listed in, if any; the model
+    sees the tool under `name`, and calls of it carry the namespace back.
+    """
+    @_builtins.property
+    def format(self) -> Global___CustomToolFormat:
+        """CLIENT_TOOL_KIND_CUSTOM only: the input format; absent means free text."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        parameters_json: _builtins.str = ...,
+        strict: _builtins.bool = ...,
+        kind: Global___ClientToolKind.ValueType = ...,
+        format: Global___CustomToolFormat | None = ...,
+        namespace: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["format", b"format"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "format", b"format", "kind", b"kind", "name", b"name", "namespace", b"namespace", "parameters_json", b"parameters_json", "strict", b"strict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClientTool: _TypeAlias = ClientTool  # noqa: Y015
+
+@_typing.final
+class ToolChoice(_message.Message):
+    """OpenAI "tool_choice"."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ALLOWED_NAMES_FIELD_NUMBER: _builtins.int
+    mode: Global___ToolChoiceMode.ValueType
+    """None, auto, required, or one named tool."""
+    name: _builtins.str
+    """TOOL_CHOICE_MODE_NAMED: the tool's name, one of RunTurnRequest.tools."""
+    @_builtins.property
+    def allowed_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Responses "allowed_tools": when not empty, only these of the request's
+        tools are offered this turn (mode AUTO or REQUIRED applies to them).
+        """
+
+    def __init__(
+        self,
+        *,
+        mode: Global___ToolChoiceMode.ValueType = ...,
+        name: _builtins.str = ...,
+        allowed_names: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_names", b"allowed_names", "mode", b"mode", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolChoice: _TypeAlias = ToolChoice  # noqa: Y015
+
+@_typing.final
+class BuiltinTools(_message.Message):
+    """Which of Claude Code's own tools the model sees beside the client's tools.
+    Absent from a request with client tools: the key's default (none unless
+    the key says otherwise).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALL_FIELD_NUMBER: _builtins.int
+    NAMES_FIELD_NUMBER: _builtins.int
+    all: _builtins.bool
+    """Every built-in tool the key's policy allows."""
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Otherwise these built-ins (each must be allowed by the key's policy);
+        empty together with all = false means none. A client tool with the same
+        name as a built-in wins.
+        """
+
+    def __init__(
+        self,
+        *,
+        all: _builtins.bool = ...,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "names", b"names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BuiltinTools: _TypeAlias = BuiltinTools  # noqa: Y015
+
+@_typing.final
+class ClientToolCall(_message.Message):
+    """A call the model made to a client tool."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    """The call's id (OpenAI tool_calls[].id and call_id, e.g. "toolu_..."); the
+    ClientToolOutput answering it carries the same id.
+    """
+    name: _builtins.str
+    """The tool's name as the client spelled it."""
+    kind: Global___ClientToolKind.ValueType
+    """Function or custom."""
+    arguments_json: _builtins.str
+    """CLIENT_TOOL_KIND_FUNCTION: the arguments as a JSON object in text."""
+    input: _builtins.str
+    """CLIENT_TOOL_KIND_CUSTOM: the free-form input the model wrote."""
+    item_id: _builtins.str
+    """The Responses output item id ("fc_..."/"ctc_..."), when the client sent
+    one in history; empty otherwise.
+    """
+    namespace: _builtins.str
+    """ClientTool.namespace of the tool called (the Responses item's "namespace")."""
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        kind: Global___ClientToolKind.ValueType = ...,
+        arguments_json: _builtins.str = ...,
+        input: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        namespace: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "call_id", b"call_id", "input", b"input", "item_id", b"item_id", "kind", b"kind", "name", b"name", "namespace", b"namespace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClientToolCall: _TypeAlias = ClientToolCall  # noqa: Y015
+
+@_typing.final
+class ClientToolOutput(_message.Message):
+    """What a client tool returned, sent back by the client."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    IS_ERROR_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    """The ClientToolCall.call_id this answers."""
+    output: _builtins.str
+    """The output as text (OpenAI tool message content, function_call_output
+    "output"), given to the model as the tool's result.
+    """
+    is_error: _builtins.bool
+    """True when the tool failed; the model is told so."""
+    item_id: _builtins.str
+    """The Responses input item id ("fco_..."), when the client sent one."""
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        output: _builtins.str = ...,
+        is_error: _builtins.bool = ...,
+        item_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "is_error", b"is_error", "item_id", b"item_id", "output", b"output"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClientToolOutput: _TypeAlias = ClientToolOutput  # noqa: Y015

@@ -22,35 +22,42 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from claudecode.v1 import content_pb2 as claudecode_dot_v1_dot_content__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63laudecode/v1/events.proto\x12\rclaudecode.v1\"\xa6\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x1f\n\x17\x63\x61\x63he_read_input_tokens\x18\x03 \x01(\x03\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\x04 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x05 \x01(\x01\x12\x18\n\x10reasoning_tokens\x18\x06 \x01(\x03\"~\n\x0bTurnStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x03\x12\x0f\n\x07resumed\x18\x05 \x01(\x08\x12\x16\n\x0eparent_turn_id\x18\x06 \x01(\t\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"\x1e\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"H\n\x07ToolUse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\ninput_json\x18\x03 \x01(\t\x12\x0f\n\x07summary\x18\x04 \x01(\t\"^\n\nToolResult\x12\x13\n\x0btool_use_id\x18\x01 \x01(\t\x12\x10\n\x08is_error\x18\x02 \x01(\x08\x12\x16\n\x0eoutput_excerpt\x18\x03 \x01(\t\x12\x11\n\ttruncated\x18\x04 \x01(\x08\"\x91\x01\n\nFileChange\x12+\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.claudecode.v1.FileChangeKind\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06\x62inary\x18\x04 \x01(\x08\x12\x0c\n\x04\x64iff\x18\x05 \x01(\t\x12\x16\n\x0e\x64iff_truncated\x18\x06 \x01(\x08\"\xef\x01\n\rTurnCompleted\x12\x32\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x1b.claudecode.v1.FinishReason\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x11\n\treasoning\x18\x03 \x01(\t\x12#\n\x05usage\x18\x04 \x01(\x0b\x32\x14.claudecode.v1.Usage\x12\x11\n\tnum_turns\x18\x05 \x01(\x05\x12\x13\n\x0b\x64uration_ms\x18\x06 \x01(\x03\x12(\n\x05\x66iles\x18\x07 \x03(\x0b\x32\x19.claudecode.v1.FileChange\x12\x12\n\nsession_id\x18\x08 \x01(\t\"X\n\nTurnFailed\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x1b\n\x13retry_after_seconds\x18\x04 \x01(\x05*\xd4\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1f\n\x1b\x46INISH_REASON_STOP_SEQUENCE\x10\x03\x12\x1b\n\x17\x46INISH_REASON_MAX_TURNS\x10\x04\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x05\x12\x18\n\x14\x46INISH_REASON_BUDGET\x10\x06*\x8d\x01\n\x0e\x46ileChangeKind\x12 \n\x1c\x46ILE_CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x46ILE_CHANGE_KIND_CREATED\x10\x01\x12\x1d\n\x19\x46ILE_CHANGE_KIND_MODIFIED\x10\x02\x12\x1c\n\x18\x46ILE_CHANGE_KIND_DELETED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63laudecode/v1/events.proto\x12\rclaudecode.v1\x1a\x1b\x63laudecode/v1/content.proto\"\xa6\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x1f\n\x17\x63\x61\x63he_read_input_tokens\x18\x03 \x01(\x03\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\x04 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x05 \x01(\x01\x12\x18\n\x10reasoning_tokens\x18\x06 \x01(\x03\"~\n\x0bTurnStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x03\x12\x0f\n\x07resumed\x18\x05 \x01(\x08\x12\x16\n\x0eparent_turn_id\x18\x06 \x01(\t\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"\x1e\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"H\n\x07ToolUse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\ninput_json\x18\x03 \x01(\t\x12\x0f\n\x07summary\x18\x04 \x01(\t\"^\n\nToolResult\x12\x13\n\x0btool_use_id\x18\x01 \x01(\t\x12\x10\n\x08is_error\x18\x02 \x01(\x08\x12\x16\n\x0eoutput_excerpt\x18\x03 \x01(\t\x12\x11\n\ttruncated\x18\x04 \x01(\x08\"\x91\x01\n\nFileChange\x12+\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.claudecode.v1.FileChangeKind\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06\x62inary\x18\x04 \x01(\x08\x12\x0c\n\x04\x64iff\x18\x05 \x01(\t\x12\x16\n\x0e\x64iff_truncated\x18\x06 \x01(\x08\"\xa2\x02\n\rTurnCompleted\x12\x32\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x1b.claudecode.v1.FinishReason\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x11\n\treasoning\x18\x03 \x01(\t\x12#\n\x05usage\x18\x04 \x01(\x0b\x32\x14.claudecode.v1.Usage\x12\x11\n\tnum_turns\x18\x05 \x01(\x05\x12\x13\n\x0b\x64uration_ms\x18\x06 \x01(\x03\x12(\n\x05\x66iles\x18\x07 \x03(\x0b\x32\x19.claudecode.v1.FileChange\x12\x12\n\nsession_id\x18\x08 \x01(\t\x12\x31\n\ntool_calls\x18\x14 \x03(\x0b\x32\x1d.claudecode.v1.ClientToolCall\"r\n\x15\x43lientToolCallStarted\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12+\n\x04kind\x18\x04 \x01(\x0e\x32\x1d.claudecode.v1.ClientToolKind\"D\n\x13\x43lientToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\t\"P\n\x12\x43lientToolCallDone\x12\r\n\x05index\x18\x01 \x01(\x05\x12+\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x1d.claudecode.v1.ClientToolCall\"X\n\nTurnFailed\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x1b\n\x13retry_after_seconds\x18\x04 \x01(\x05*\xf2\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1f\n\x1b\x46INISH_REASON_STOP_SEQUENCE\x10\x03\x12\x1b\n\x17\x46INISH_REASON_MAX_TURNS\x10\x04\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x05\x12\x18\n\x14\x46INISH_REASON_BUDGET\x10\x06\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x07*\x8d\x01\n\x0e\x46ileChangeKind\x12 \n\x1c\x46ILE_CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x46ILE_CHANGE_KIND_CREATED\x10\x01\x12\x1d\n\x19\x46ILE_CHANGE_KIND_MODIFIED\x10\x02\x12\x1c\n\x18\x46ILE_CHANGE_KIND_DELETED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'claudecode.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FINISHREASON']._serialized_start=1052
-  _globals['_FINISHREASON']._serialized_end=1264
-  _globals['_FILECHANGEKIND']._serialized_start=1267
-  _globals['_FILECHANGEKIND']._serialized_end=1408
-  _globals['_USAGE']._serialized_start=46
-  _globals['_USAGE']._serialized_end=212
-  _globals['_TURNSTARTED']._serialized_start=214
-  _globals['_TURNSTARTED']._serialized_end=340
-  _globals['_TEXTDELTA']._serialized_start=342
-  _globals['_TEXTDELTA']._serialized_end=367
-  _globals['_REASONINGDELTA']._serialized_start=369
-  _globals['_REASONINGDELTA']._serialized_end=399
-  _globals['_TOOLUSE']._serialized_start=401
-  _globals['_TOOLUSE']._serialized_end=473
-  _globals['_TOOLRESULT']._serialized_start=475
-  _globals['_TOOLRESULT']._serialized_end=569
-  _globals['_FILECHANGE']._serialized_start=572
-  _globals['_FILECHANGE']._serialized_end=717
-  _globals['_TURNCOMPLETED']._serialized_start=720
-  _globals['_TURNCOMPLETED']._serialized_end=959
-  _globals['_TURNFAILED']._serialized_start=961
-  _globals['_TURNFAILED']._serialized_end=1049
+  _globals['_FINISHREASON']._serialized_start=1400
+  _globals['_FINISHREASON']._serialized_end=1642
+  _globals['_FILECHANGEKIND']._serialized_start=1645
+  _globals['_FILECHANGEKIND']._serialized_end=1786
+  _globals['_USAGE']._serialized_start=75
+  _globals['_USAGE']._serialized_end=241
+  _globals['_TURNSTARTED']._serialized_start=243
+  _globals['_TURNSTARTED']._serialized_end=369
+  _globals['_TEXTDELTA']._serialized_start=371
+  _globals['_TEXTDELTA']._serialized_end=396
+  _globals['_REASONINGDELTA']._serialized_start=398
+  _globals['_REASONINGDELTA']._serialized_end=428
+  _globals['_TOOLUSE']._serialized_start=430
+  _globals['_TOOLUSE']._serialized_end=502
+  _globals['_TOOLRESULT']._serialized_start=504
+  _globals['_TOOLRESULT']._serialized_end=598
+  _globals['_FILECHANGE']._serialized_start=601
+  _globals['_FILECHANGE']._serialized_end=746
+  _globals['_TURNCOMPLETED']._serialized_start=749
+  _globals['_TURNCOMPLETED']._serialized_end=1039
+  _globals['_CLIENTTOOLCALLSTARTED']._serialized_start=1041
+  _globals['_CLIENTTOOLCALLSTARTED']._serialized_end=1155
+  _globals['_CLIENTTOOLCALLDELTA']._serialized_start=1157
+  _globals['_CLIENTTOOLCALLDELTA']._serialized_end=1225
+  _globals['_CLIENTTOOLCALLDONE']._serialized_start=1227
+  _globals['_CLIENTTOOLCALLDONE']._serialized_end=1307
+  _globals['_TURNFAILED']._serialized_start=1309
+  _globals['_TURNFAILED']._serialized_end=1397
 # @@protoc_insertion_point(module_scope)

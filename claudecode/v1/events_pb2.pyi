@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from claudecode.v1 import content_pb2 as _content_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -38,6 +39,10 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     """The turn was cancelled by the client or an operator."""
     FINISH_REASON_BUDGET: _FinishReason.ValueType  # 6
     """A budget limit stopped the turn."""
+    FINISH_REASON_TOOL_CALLS: _FinishReason.ValueType  # 7
+    """The model called client tools: TurnCompleted.tool_calls lists them, and the
+    turn continues when a later RunTurn brings their results.
+    """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
     """Why a turn ended."""
@@ -55,6 +60,10 @@ FINISH_REASON_CANCELLED: FinishReason.ValueType  # 5
 """The turn was cancelled by the client or an operator."""
 FINISH_REASON_BUDGET: FinishReason.ValueType  # 6
 """A budget limit stopped the turn."""
+FINISH_REASON_TOOL_CALLS: FinishReason.ValueType  # 7
+"""The model called client tools: TurnCompleted.tool_calls lists them, and the
+turn continues when a later RunTurn brings their results.
+"""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
 class _FileChangeKind:
@@ -335,6 +344,7 @@ class TurnCompleted(_message.Message):
     DURATION_MS_FIELD_NUMBER: _builtins.int
     FILES_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
     finish_reason: Global___FinishReason.ValueType
     """Why the turn ended."""
     text: _builtins.str
@@ -355,6 +365,15 @@ class TurnCompleted(_message.Message):
     def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___FileChange]:
         """Every file the turn changed."""
 
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.ClientToolCall]:
+        """With FINISH_REASON_TOOL_CALLS: every client tool call of the model's
+        message, in order, complete (the same as the ClientToolCallDone events).
+        The client runs them and sends one ClientToolOutput per call in its next
+        RunTurn (previous_turn_id = this turn), which continues this Claude Code
+        turn where it stopped.
+        """
+
     def __init__(
         self,
         *,
@@ -366,14 +385,114 @@ class TurnCompleted(_message.Message):
         duration_ms: _builtins.int = ...,
         files: _abc.Iterable[Global___FileChange] | None = ...,
         session_id: _builtins.str = ...,
+        tool_calls: _abc.Iterable[_content_pb2.ClientToolCall] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "files", b"files", "finish_reason", b"finish_reason", "num_turns", b"num_turns", "reasoning", b"reasoning", "session_id", b"session_id", "text", b"text", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "files", b"files", "finish_reason", b"finish_reason", "num_turns", b"num_turns", "reasoning", b"reasoning", "session_id", b"session_id", "text", b"text", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TurnCompleted: _TypeAlias = TurnCompleted  # noqa: Y015
+
+@_typing.final
+class ClientToolCallStarted(_message.Message):
+    """A client tool call begins: the model has named the tool. Events of one call
+    come in the order ClientToolCallStarted, ClientToolCallDelta (zero or more),
+    ClientToolCallDone; calls of one message come one after another.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position of the call among this RunTurn's client tool calls, from 0
+    (Chat Completions delta.tool_calls[].index, Responses output_index order).
+    """
+    call_id: _builtins.str
+    """The call's id."""
+    name: _builtins.str
+    """The tool's name as the client spelled it."""
+    kind: _content_pb2.ClientToolKind.ValueType
+    """Function or custom."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        call_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        kind: _content_pb2.ClientToolKind.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "index", b"index", "kind", b"kind", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClientToolCallStarted: _TypeAlias = ClientToolCallStarted  # noqa: Y015
+
+@_typing.final
+class ClientToolCallDelta(_message.Message):
+    """A piece of a client tool call's input, as the model writes it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """ClientToolCallStarted.index of the call."""
+    call_id: _builtins.str
+    """The call's id."""
+    delta: _builtins.str
+    """The text to append: a piece of the JSON arguments (function) or of the
+    free-form input (custom). Joined, the pieces equal the done event's value.
+    """
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        call_id: _builtins.str = ...,
+        delta: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "delta", b"delta", "index", b"index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClientToolCallDelta: _TypeAlias = ClientToolCallDelta  # noqa: Y015
+
+@_typing.final
+class ClientToolCallDone(_message.Message):
+    """A client tool call is complete."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    CALL_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """ClientToolCallStarted.index of the call."""
+    @_builtins.property
+    def call(self) -> _content_pb2.ClientToolCall:
+        """The whole call."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        call: _content_pb2.ClientToolCall | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["call", b"call"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "index", b"index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClientToolCallDone: _TypeAlias = ClientToolCallDone  # noqa: Y015
 
 @_typing.final
 class TurnFailed(_message.Message):

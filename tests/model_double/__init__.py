@@ -10,7 +10,7 @@
 Run `python -m tests.model_double --port 8787` for the demo model.
 """
 
-from ._recorded import RecordedRequest
+from ._recorded import RecordedRequest, SeenToolResult
 from ._reply import Reply, TextBlock, ThinkingBlock, ToolUseBlock
 from ._server import DEFAULT_REPLY, ModelDouble
 
@@ -19,6 +19,7 @@ __all__ = [
     "ModelDouble",
     "RecordedRequest",
     "Reply",
+    "SeenToolResult",
     "TextBlock",
     "ThinkingBlock",
     "ToolUseBlock",

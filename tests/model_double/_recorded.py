@@ -29,6 +29,21 @@ def _block_texts(content: Any) -> list[str]:
     ]
 
 
+def _result_text(content: Any) -> str:
+    """A tool_result's content (a string or a list of blocks) as one text."""
+    return "\n".join(_block_texts(content))
+
+
+@dataclass(frozen=True)
+class SeenToolResult:
+    """One tool_result block the model received, paired with the call it answers."""
+
+    tool_use_id: str
+    name: str  # the tool_use block's name in the history; "" if the call is not there
+    text: str  # its text content, blocks joined by newlines
+    is_error: bool
+
+
 @dataclass(frozen=True)
 class RecordedRequest:
     """One request as received. Derived views are computed lazily from `body`."""
@@ -90,6 +105,37 @@ class RecordedRequest:
                 return []
             return [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
         return []
+
+    @cached_property
+    def tool_results_seen(self) -> list[SeenToolResult]:
+        """`last_tool_results` with their text and the name of the tool that was called."""
+        names: dict[str, str] = {}
+        for message in self.messages:
+            content = message.get("content")
+            if message.get("role") != "assistant" or not isinstance(content, list):
+                continue
+            for block in content:
+                if isinstance(block, dict) and block.get("type") == "tool_use":
+                    names[str(block.get("id"))] = str(block.get("name", ""))
+        return [
+            SeenToolResult(
+                tool_use_id=str(block.get("tool_use_id", "")),
+                name=names.get(str(block.get("tool_use_id")), ""),
+                text=_result_text(block.get("content")),
+                is_error=block.get("is_error") is True,
+            )
+            for block in self.last_tool_results
+        ]
+
+    @property
+    def offered_tools(self) -> dict[str, dict[str, Any]]:
+        """The request's tool definitions by name, exactly as sent (`input_schema` and all)."""
+        tools = self.body.get("tools")
+        if not isinstance(tools, list):
+            return {}
+        return {
+            t["name"]: t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)
+        }
 
     @property
     def tool_names(self) -> list[str]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._recorded import RecordedRequest
+
+log = logging.getLogger("tests.model_double")
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,59 @@ class Reply:
         blocks: list[Block] = [TextBlock(text_before)] if text_before else []
         blocks += [ToolUseBlock(n, dict(i), t) for (n, i), t in zip(calls, id_list, strict=True)]
         return cls("message", tuple(blocks), "tool_use", delay, usage=usage)
+
+    @classmethod
+    def call_tools(
+        cls,
+        calls: Sequence[tuple[str, Mapping[str, Any]]],
+        text_before: str | None = None,
+        *,
+        ids: Sequence[str | None] | None = None,
+        usage: Mapping[str, int] | None = None,
+        delay: float = 0.0,
+    ) -> Reply:
+        """Like `tool_uses`, but only with tools the request offers, by their exact names.
+
+        When a name is not in the request's `tools` (a prefix was added, the
+        tool was deferred behind ToolSearch, ...) the model answers with text
+        saying so instead, which makes the test's failure readable.
+        """
+        scripted = cls.tool_uses(calls, text_before, ids=ids, usage=usage, delay=delay)
+
+        def checked(request: RecordedRequest) -> Reply:
+            missing = [name for name, _ in calls if name not in request.offered_tools]
+            if not missing:
+                return scripted
+            message = f"model double: not offered: {missing}; offered: {request.tool_names}"
+            log.warning(message)
+            return cls.text(message, chunks=1)
+
+        return cls.dynamic(checked)
+
+    @classmethod
+    def echo_tool_results(
+        cls, template: str = "{name}: {text}", separator: str = "\n", *, prefix: str = ""
+    ) -> Reply:
+        """Answer with what the tool results of the last user message said.
+
+        `template` is formatted once per result with `name`, `id`, `text` and
+        `error` ("error " for an is_error result, else ""); the pieces are
+        joined by `separator` after `prefix`.
+        """
+
+        def echo(request: RecordedRequest) -> Reply:
+            results = request.tool_results_seen
+            if not results:
+                return cls.text("model double: no tool results in the last user message")
+            pieces = [
+                template.format(
+                    name=r.name, id=r.tool_use_id, text=r.text, error="error " if r.is_error else ""
+                )
+                for r in results
+            ]
+            return cls.text(prefix + separator.join(pieces))
+
+        return cls.dynamic(echo)
 
     @classmethod
     def error(cls, status: int, type: str, message: str, retry_after: int | None = None) -> Reply:
