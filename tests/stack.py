@@ -114,7 +114,10 @@ def core_env(model_url: str, data_dir: Path, port: int, **overrides: str) -> dic
     return env
 
 
-def start_core(model_url: str, data_dir: Path | None = None, **overrides: str) -> CoreProcess:
+def start_core(
+    model_url: str, data_dir: Path | None = None, cwd: Path = REPO, **overrides: str
+) -> CoreProcess:
+    """`cwd`: the core's working directory (the checkout, like `ccapi serve` run there)."""
     data_dir = data_dir or make_data_dir()
     port = free_port()
     env = core_env(model_url, data_dir, port, **overrides)
@@ -126,7 +129,7 @@ def start_core(model_url: str, data_dir: Path | None = None, **overrides: str) -
         process = subprocess.Popen(
             [sys.executable, "-m", "core_service.cli", "core"],
             env=env,
-            cwd=REPO,
+            cwd=cwd,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
