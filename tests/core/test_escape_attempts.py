@@ -10,6 +10,7 @@ import base64
 import json
 import secrets
 import struct
+import subprocess
 import time
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
@@ -181,19 +182,50 @@ while time.time() < end and not os.path.exists(stop):
 """
 
 
+def _as_the_agent(
+    core: CoreProcess, double: ModelDouble, script: str, *args: str, session_id: str = ""
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """Starts `script` in a conversation's workspace as its uid, with its $HOME,
+    running beside the conversation's next turn; returns the session id.
+
+    The agent cannot leave a process running past a command (background work
+    is refused), so the racing side of an attack runs here, as the same uid:
+    what it does, the agent could do from any command that takes long enough."""
+    log, results = _attempt(
+        core,
+        double,
+        ("Write", {"file_path": "{cwd}/race.py", "content": script}),
+        _bash('echo "HOME=$HOME"'),
+        session_id=session_id,
+    )
+    home = results[1][1].split("HOME=", 1)[1].split()[0]
+    workspace = _workspace(double)
+    racer = subprocess.Popen(
+        ["python3", "race.py", *[a.replace("$HOME", home) for a in args]],
+        cwd=workspace,
+        user=workspace.stat().st_uid,
+        env={"HOME": home, "PATH": "/usr/bin:/bin"},
+    )
+    return _session(log), racer
+
+
+def _stop(racer: subprocess.Popen[bytes], workspace: Path) -> None:
+    (workspace / "stop-flipper").touch()
+    try:
+        racer.wait(10)
+    except subprocess.TimeoutExpired:
+        racer.kill()
+        racer.wait()
+
+
 def test_file_download_does_not_follow_a_symlink_swapped_in_after_the_check(
     core: CoreProcess, model_double: ModelDouble
 ) -> None:
     """The agent flips `d` between nothing and a symlink to its (denied) home while
     the client asks for d/.ccapi-credential: resolve_inside() checks the path, then
     the root core opens it again by name."""
-    log, _ = _attempt(
-        core,
-        model_double,
-        ("Write", {"file_path": "{cwd}/flip.py", "content": FLIPPER}),
-        _bash('python3 flip.py "$HOME" d', run_in_background=True),
-    )
-    workspace, session_id = _workspace(model_double), _session(log)
+    session_id, racer = _as_the_agent(core, model_double, FLIPPER, "$HOME", "d")
+    workspace = _workspace(model_double)
     leaked: list[bytes] = []
     try:
         with core.channel() as channel:
@@ -211,7 +243,7 @@ def test_file_download_does_not_follow_a_symlink_swapped_in_after_the_check(
                 leaked.append(got.content)
                 break
     finally:
-        (workspace / "stop-flipper").touch()
+        _stop(racer, workspace)
     assert not leaked, f"the core served a file from outside the workspace: {leaked}"
 
 
@@ -239,15 +271,15 @@ while time.time() < end and not os.path.exists("stop-flipper"):
     os.rename("tmp_link", "0leak")
     time.sleep(0.002)
 """
-    calls: list[ToolCall] = [
-        ("Write", {"file_path": "{cwd}/swap.py", "content": swapper}),
-        _bash("python3 swap.py", run_in_background=True),
-    ]
-    calls += [_bash("sleep 0.05")] * 40
+    calls: list[ToolCall] = [_bash("sleep 0.05")] * 40
     diffs: list[str] = []
     for _ in range(3):  # a race: a few conversations make it near certain
-        log, _ = _attempt(core, model_double, *calls)
-        (_workspace(model_double) / "stop-flipper").touch()
+        session_id, racer = _as_the_agent(core, model_double, swapper)
+        try:
+            time.sleep(1)  # let it make its 4000 files
+            log, _ = _attempt(core, model_double, *calls, session_id=session_id)
+        finally:
+            _stop(racer, _workspace(model_double))
         diffs += [event.file_change.diff for event in log.of("file_change")]
         diffs += [change.diff for change in log.of("completed")[0].completed.files]
         if any(_credential(core) in d for d in diffs):
@@ -359,13 +391,14 @@ def test_write_tool_does_not_follow_a_symlink_swapped_in_after_the_check(
     target.mkdir()
     target.chmod(0o755)
     try:
+        session_id, racer = _as_the_agent(core, model_double, FLIPPER, str(target), "d")
         calls: list[ToolCall] = [
-            ("Write", {"file_path": "{cwd}/flip.py", "content": FLIPPER}),
-            _bash(f"python3 flip.py {target} d", run_in_background=True),
-        ]
-        calls += [("Write", {"file_path": "{cwd}/d/planted.txt", "content": "pwned"})] * 30
-        _, results = _attempt(core, model_double, *calls)
-        (_workspace(model_double) / "stop-flipper").touch()
+            ("Write", {"file_path": "{cwd}/d/planted.txt", "content": "pwned"})
+        ] * 30
+        try:
+            _, results = _attempt(core, model_double, *calls, session_id=session_id)
+        finally:
+            _stop(racer, _workspace(model_double))
         assert not (target / "planted.txt").exists(), results[-3:]
     finally:
         for child in target.iterdir():
