@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import secrets
+import shutil
 import struct
 import subprocess
 import time
@@ -530,3 +531,58 @@ def test_debug_logging_runs_turns_and_keeps_secrets_out_of_the_logs(
         assert log.error is None, log.error
     finally:
         core.cleanup()
+
+
+# Per-process paths: the callback runs in the core, the tools in Claude Code
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/proc/self/cwd/x.txt",
+        "/proc/thread-self/cwd/x.txt",
+        "/proc/1/root/etc/hostname",
+        "/dev/fd/3",
+        "/dev/stdin",
+        "~/x.txt",
+    ],
+)
+def test_permission_callback_refuses_paths_that_differ_per_process(
+    tmp_path: Path, path: str
+) -> None:
+    callback = make_permission_callback(tmp_path)
+    result = _decide(
+        callback("Write", {"file_path": path, "content": "x"}, ToolPermissionContext())
+    )
+    assert isinstance(result, PermissionResultDeny), path
+
+
+def test_file_tools_cannot_leave_through_proc_self_cwd(model_double: ModelDouble) -> None:
+    """The default layout: `ccapi serve` run in a folder with its data dir in
+    ./data. The core's /proc/self/cwd is that folder, Claude Code's is the
+    workspace; a symlink the agent plants at data/workspaces/<its workspace>
+    inside its workspace made Write land wherever it pointed."""
+    from tests.stack import make_data_dir
+
+    folder = make_data_dir()
+    core = start_core(model_double.url, data_dir=folder / "data", cwd=folder)
+    target = Path("/tmp") / f"ccapi-escape-{secrets.token_hex(4)}.txt"
+    try:
+        log, _ = _attempt(core, model_double, _bash("true"))
+        workspace = _workspace(model_double)
+        alias = workspace.relative_to(folder)
+        assert (folder / alias).resolve() == workspace.resolve()
+        _, results = _attempt(
+            core,
+            model_double,
+            _bash(f"mkdir -p {alias.parent} && ln -s / {alias}"),
+            ("Write", {"file_path": f"/proc/self/cwd/{alias}{target}", "content": "pwned"}),
+            ("Read", {"file_path": f"/proc/self/cwd/{alias}/etc/hostname"}),
+            session_id=_session(log),
+        )
+        assert not target.exists(), results
+        assert results[1][0] and results[2][0], results
+    finally:
+        target.unlink(missing_ok=True)
+        core.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
