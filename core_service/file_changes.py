@@ -160,8 +160,9 @@ def changes(before: Snapshot, after: Snapshot, diff_limit: int) -> list[ev.FileC
         )
         unread = (new.unread if new else None) or (old.unread if old else None)
         if unread is not None and kind != ev.FILE_CHANGE_KIND_DELETED:
-            # Found by size and time: say why its content was not compared.
-            change.diff = f"(content not compared: {unread})\n" if not binary else ""
+            # Found by size and time: say why its content was not compared
+            # (a note, not a diff: also for binary files, so the skip is visible).
+            change.diff = f"(content not compared: {unread})\n"
             change.diff_truncated = True
         elif not binary:
             old_text = old.text if old else ""
