@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from claude_agent_sdk import PermissionResultAllow, PermissionResultDeny, ToolPermissionContext
 
 from claudecode.v1 import agent_pb2 as pb
@@ -21,7 +22,7 @@ from claudecode.v1 import agent_pb2_grpc, sessions_pb2, sessions_pb2_grpc
 from core_service.agent.permissions import PermissionResult, make_permission_callback
 from tests.core.helpers import request, run_turn
 from tests.model_double import ModelDouble, RecordedRequest, Reply
-from tests.stack import CoreProcess
+from tests.stack import CoreProcess, start_core
 
 
 def _decide(tool: str, tool_input: dict[str, Any], workspace: Path) -> PermissionResult:
@@ -179,3 +180,38 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _processes_of(uid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and entry.stat().st_uid == uid and _alive(int(entry.name)):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_an_idle_session_is_reaped_with_everything_its_claude_code_started(
+    model_double: ModelDouble,
+) -> None:
+    core = start_core(model_double.url, CCAPI_SESSION_IDLE_SECONDS="1", CCAPI_POOL_SIZE="0")
+    try:
+        model_double.script(
+            Reply.tool_use("Bash", {"command": "echo hi > hi.txt", "description": "x"}),
+            Reply.text("done"),
+        )
+        log = run_turn(core, request("say hi"))
+        assert log.error is None, log.error
+        workspace = Path(model_double.main_requests[0].working_directory or "")
+        uid = workspace.stat().st_uid
+        if uid == os.getuid():
+            pytest.skip("conversations run as the core's own uid (not root)")
+        assert _wait_for(lambda: not _processes_of(uid), 20), _processes_of(uid)
+        # The session resumes on a fresh process.
+        model_double.script(Reply.text("back"))
+        again = run_turn(core, request("again", session_id=log.started.started.session_id))
+        assert again.error is None and again.of("completed")[0].completed.text == "back"
+    finally:
+        core.cleanup()
