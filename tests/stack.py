@@ -114,10 +114,14 @@ def core_env(model_url: str, data_dir: Path, port: int, **overrides: str) -> dic
     return env
 
 
-def start_core(
-    model_url: str, data_dir: Path | None = None, cwd: Path = REPO, **overrides: str
+def start_core(model_url: str, data_dir: Path | None = None, **overrides: str) -> CoreProcess:
+    return start_core_in(REPO, model_url, data_dir, **overrides)
+
+
+def start_core_in(
+    cwd: Path, model_url: str, data_dir: Path | None = None, **overrides: str
 ) -> CoreProcess:
-    """`cwd`: the core's working directory (the checkout, like `ccapi serve` run there)."""
+    """A core whose working directory is `cwd` (`ccapi serve` run there)."""
     data_dir = data_dir or make_data_dir()
     port = free_port()
     env = core_env(model_url, data_dir, port, **overrides)

@@ -562,10 +562,10 @@ def test_file_tools_cannot_leave_through_proc_self_cwd(model_double: ModelDouble
     ./data. The core's /proc/self/cwd is that folder, Claude Code's is the
     workspace; a symlink the agent plants at data/workspaces/<its workspace>
     inside its workspace made Write land wherever it pointed."""
-    from tests.stack import make_data_dir
+    from tests.stack import make_data_dir, start_core_in
 
     folder = make_data_dir()
-    core = start_core(model_double.url, data_dir=folder / "data", cwd=folder)
+    core = start_core_in(folder, model_double.url, folder / "data")
     target = Path("/tmp") / f"ccapi-escape-{secrets.token_hex(4)}.txt"
     try:
         log, _ = _attempt(core, model_double, _bash("true"))
