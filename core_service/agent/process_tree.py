@@ -118,6 +118,8 @@ def kill(frozen: set[Proc], root: Proc | None, uid: int | None) -> list[int]:
     """Kills `frozen`, `root` and whatever else descends from it or runs as
     `uid` (None: no sweep by uid), and waits until they are gone; returns the
     pids still there after GONE_WAIT_SECONDS."""
+    if uid is not None and uid in (0, os.getuid()):
+        uid = None  # never sweep root's or the core's own processes
     victims = frozen | freeze(root, True, uid)
     for proc in victims:
         _signal(proc, signal.SIGKILL)

@@ -120,6 +120,32 @@ def _wait_for(check: Any, seconds: float) -> bool:
     return bool(check())
 
 
+def test_what_a_command_leaves_running_ends_with_the_command(
+    core: CoreProcess, model_double: ModelDouble
+) -> None:
+    """Detaching (nohup, setsid, a subshell) does not let a process outlive its
+    command: commands run in the sandbox's own pid namespace."""
+    left = f"285.{secrets.randbelow(10**6):06d}"
+    model_double.script(
+        Reply.tool_use(
+            "Bash",
+            {
+                "command": f"(setsid nohup sleep {left} >/dev/null 2>&1 &); "
+                f"nohup sleep {left} >/dev/null 2>&1 & echo started",
+                "description": "x",
+            },
+        ),
+        Reply.text("done"),
+    )
+    log = run_turn(core, request("leave something running"))
+    assert log.error is None, log.error
+    try:
+        assert _wait_for(lambda: not _pids_running(left), 5), _pids_running(left)
+    finally:
+        for pid in _pids_running(left):
+            os.kill(pid, 9)
+
+
 def test_deleting_a_session_ends_claude_code_and_every_command_it_started(
     core: CoreProcess, model_double: ModelDouble
 ) -> None:
