@@ -1,4 +1,4 @@
-"""Core settings, read once from the environment (names as in CONTRACT.md)."""
+"""Core settings, read once from the environment (names as in the README)."""
 
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ class CoreConfig:
     # Environment handed to Claude Code unchanged.
     claude_env: dict[str, str] = field(default_factory=dict)
 
-    # Where conversations' workspaces and homes live: the data dir, unless the
-    # agents' uids cannot reach it (see `agent_root`). None: the data dir.
+    # Where new conversations' workspaces and homes go: the data dir, unless
+    # the agents' uids cannot reach it (see `choose_agent_dir`). None: the data dir.
     agent_dir: Path | None = None
 
     @property
@@ -134,6 +134,9 @@ def read_admin_token(data_dir: Path) -> str:
 # home or temp dir): conversations run as their own uids and must reach their
 # workspaces, so those move to a root-owned, traversable place of their own.
 FALLBACK_AGENT_ROOT = Path("/var/lib/ccapi/agents")
+# In the data dir: where conversations' folders go (first line), and where
+# they went before (later lines), decided once so a restart never moves them.
+AGENT_DIR_RECORD = "agent-dir"
 
 
 def traversable_by_others(path: Path) -> bool:
@@ -147,11 +150,31 @@ def traversable_by_others(path: Path) -> bool:
     return True
 
 
+def fallback_agent_dir(data_dir: Path) -> Path:
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    return FALLBACK_AGENT_ROOT / digest
+
+
+def recorded_agent_dirs(data_dir: Path) -> list[Path]:
+    """The agent roots the record lists, the current one first ([] if none)."""
+    try:
+        lines = (data_dir / AGENT_DIR_RECORD).read_text().splitlines()
+    except OSError:
+        return []
+    return [Path(line) for line in lines if line.startswith("/")]
+
+
 def choose_agent_dir(data_dir: Path, isolated: bool) -> Path | None:
+    """Where new conversations' folders go (None: the data dir): as set by
+    CCAPI_AGENT_DIR, else as recorded at the first start, else decided now."""
     explicit = os.environ.get("CCAPI_AGENT_DIR", "").strip()
     if explicit:
         return Path(explicit).resolve()
-    if not isolated or traversable_by_others(data_dir):
+    recorded = recorded_agent_dirs(data_dir)
+    if recorded:
+        return None if recorded[0] == data_dir else recorded[0]
+    # The data dir itself is the core's (made 0711 at start, whatever mode a
+    # first `ccapi` command created it with); the folders above it decide.
+    if not isolated or traversable_by_others(data_dir.parent):
         return None
-    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
-    return FALLBACK_AGENT_ROOT / digest
+    return fallback_agent_dir(data_dir)

@@ -34,7 +34,7 @@ from core_service import live_config, request_log, usage
 from core_service.agent.options import ProcessShape
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import ProcessFactory
-from core_service.agent.workspace import WorkspaceLayout, reachable_cli
+from core_service.agent.workspace_layout import WorkspaceLayout, reachable_cli
 from core_service.config import CoreConfig
 from core_service.db.engine import make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade

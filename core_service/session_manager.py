@@ -20,12 +20,12 @@ from google.protobuf import json_format
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
-from core_service import conversation, request_context, workspace_files
+from core_service import conversation, file_changes, request_context
 from core_service.agent.options import ProcessShape, SessionStart, same_process
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import AgentProcess, ProcessFactory
 from core_service.agent.translate import TurnAccumulator, TurnTranslator
-from core_service.agent.workspace import WorkspaceLayout
+from core_service.agent.workspace_layout import WorkspaceLayout
 from core_service.config import CoreConfig
 from core_service.errors import (
     Busy,
@@ -235,7 +235,7 @@ class SessionManager:
                 # The model is the one thing a running process can switch.
                 await process.client.set_model(shape.model)
                 process.shape = dataclasses.replace(process.shape, model=shape.model)
-            tracker = workspace_files.FileTracker(
+            tracker = file_changes.FileTracker(
                 self._layout.workspace_path(plan.session.place.workspace),
                 self._config.diff_limit_chars,
             )

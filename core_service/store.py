@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from claudecode.v1 import agent_pb2 as pb
-from core_service.agent.workspace import Place
+from core_service.agent.workspace_layout import Place
 from core_service.db.models import AgentUid, SessionRecord, TurnRecord
 
 # Agent uids are drawn from [base, base + UID_SPAN): far below 2**32 - 1.

@@ -115,6 +115,13 @@ def core_env(model_url: str, data_dir: Path, port: int, **overrides: str) -> dic
 
 
 def start_core(model_url: str, data_dir: Path | None = None, **overrides: str) -> CoreProcess:
+    return start_core_in(REPO, model_url, data_dir, **overrides)
+
+
+def start_core_in(
+    cwd: Path, model_url: str, data_dir: Path | None = None, **overrides: str
+) -> CoreProcess:
+    """A core whose working directory is `cwd` (`ccapi serve` run there)."""
     data_dir = data_dir or make_data_dir()
     port = free_port()
     env = core_env(model_url, data_dir, port, **overrides)
@@ -126,7 +133,7 @@ def start_core(model_url: str, data_dir: Path | None = None, **overrides: str) -
         process = subprocess.Popen(
             [sys.executable, "-m", "core_service.cli", "core"],
             env=env,
-            cwd=REPO,
+            cwd=cwd,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,

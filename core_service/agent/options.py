@@ -7,14 +7,18 @@ import dataclasses
 import json
 import os
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from claude_agent_sdk import ClaudeAgentOptions
+from claude_agent_sdk import ClaudeAgentOptions, HookMatcher
 from claude_agent_sdk.types import SystemPromptPreset
 
-from core_service.agent.permissions import ALLOWED_BY_DEFAULT, make_permission_callback
+from core_service.agent.permissions import (
+    ALLOWED_BY_DEFAULT,
+    foreground_hook,
+    make_permission_callback,
+)
 from core_service.config import CoreConfig
 
 # Variables the agent's processes may see from our environment; everything
@@ -53,9 +57,11 @@ class SessionStart:
     resume_at: str | None = None
 
 
-def denied_paths(config: CoreConfig) -> list[str]:
-    """Absolute paths of service data the agent must never read or change."""
-    paths = [f"{config.homes_dir}/**"]
+def denied_paths(config: CoreConfig, homes_roots: Sequence[Path] = ()) -> list[str]:
+    """Absolute paths of service data the agent must never read or change
+    (`homes_roots`: folders of homes besides the configured one)."""
+    homes = dict.fromkeys([config.homes_dir, *homes_roots])
+    paths = [f"{folder}/**" for folder in homes]
     if config.database_url.startswith("sqlite"):
         db = config.database_url.split(":///", 1)[-1]
         paths += [db, f"{db}-wal", f"{db}-shm", f"{db}-journal"]
@@ -89,9 +95,11 @@ def write_credential(config: CoreConfig, home: Path, uid: int | None) -> Path | 
     return path
 
 
-def settings_json(config: CoreConfig, credential: Path | None = None) -> str:
+def settings_json(
+    config: CoreConfig, credential: Path | None = None, homes_roots: Sequence[Path] = ()
+) -> str:
     deny: list[str] = []
-    for path in denied_paths(config):
+    for path in denied_paths(config, homes_roots):
         # "//" marks an absolute path in Claude Code permission rules.
         rule_path = "/" + path if path.startswith("/") else path
         deny += [f"Read({rule_path})", f"Edit({rule_path})"]
@@ -131,6 +139,7 @@ def build_options(
     start: SessionStart,
     stderr: Callable[[str], None] | None = None,
     cli_path: Path | None = None,
+    homes_roots: Sequence[Path] = (),
 ) -> ClaudeAgentOptions:
     system_prompt: SystemPromptPreset = {"type": "preset", "preset": "claude_code"}
     if shape.system_append:
@@ -144,12 +153,14 @@ def build_options(
         can_use_tool=make_permission_callback(
             workspace, shape.allowed_tools, config.agent_network_hosts
         ),
+        # Every tool call, also those Claude Code would allow by itself.
+        hooks={"PreToolUse": [HookMatcher(matcher=None, hooks=[foreground_hook])]},
         sandbox={
             "enabled": True,
             "autoAllowBashIfSandboxed": False,
             "allowUnsandboxedCommands": False,
         },
-        settings=settings_json(config, write_credential(config, home, uid)),
+        settings=settings_json(config, write_credential(config, home, uid), homes_roots),
         # Ignore settings files on disk: the agent could write one into its workspace.
         setting_sources=[],
         env=agent_env(config, home, shape, max_retries),

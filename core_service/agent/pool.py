@@ -16,7 +16,7 @@ import uuid
 
 from core_service.agent.options import ProcessShape, SessionStart, same_process
 from core_service.agent.process import AgentProcess, ProcessFactory
-from core_service.agent.workspace import WorkspaceLayout
+from core_service.agent.workspace_layout import WorkspaceLayout
 
 log = logging.getLogger("ccapi.pool")
 

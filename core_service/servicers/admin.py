@@ -13,8 +13,8 @@ import grpc
 from claudecode.v1 import admin_pb2 as pb
 from claudecode.v1 import admin_pb2_grpc
 from claudecode.v1 import sessions_pb2 as spb
-from core_service import request_log, workspace_files
-from core_service.agent.workspace import WorkspaceLayout
+from core_service import request_log, workspace_reads
+from core_service.agent.workspace_layout import WorkspaceLayout
 from core_service.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from core_service.interceptors import current_actor, require_writer
 from core_service.keys import KeyInfo, KeyLimits, KeySpec, KeyStore
@@ -408,7 +408,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             )
         turns = await asyncio.to_thread(self._store.turns_of, row.id)
         files = await asyncio.to_thread(
-            workspace_files.list_files, self._layout.workspace_path(row.place.workspace)
+            workspace_reads.list_files, self._layout.workspace_path(row.place.workspace)
         )
         return pb.GetSessionDetailResponse(
             session=pb.AdminSession(

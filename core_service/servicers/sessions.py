@@ -9,8 +9,8 @@ import grpc
 from claudecode.v1 import events_pb2 as ev
 from claudecode.v1 import sessions_pb2 as pb
 from claudecode.v1 import sessions_pb2_grpc
-from core_service import workspace_files
-from core_service.agent.workspace import WorkspaceLayout
+from core_service import workspace_reads
+from core_service.agent.workspace_layout import WorkspaceLayout
 from core_service.errors import InvalidArgument, NotFound
 from core_service.interceptors import current_caller
 from core_service.session_manager import SessionManager
@@ -92,7 +92,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     ) -> pb.ListSessionFilesResponse:
         row = await self._own(request.session_id)
         files = await asyncio.to_thread(
-            workspace_files.list_files, self._layout.workspace_path(row.place.workspace)
+            workspace_reads.list_files, self._layout.workspace_path(row.place.workspace)
         )
         return pb.ListSessionFilesResponse(
             files=[
@@ -106,7 +106,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     ) -> pb.GetSessionFileResponse:
         row = await self._own(request.session_id)
         found = await asyncio.to_thread(
-            workspace_files.read_file,
+            workspace_reads.read_file,
             self._layout.workspace_path(row.place.workspace),
             request.path,
         )

@@ -9,7 +9,9 @@ import asyncio
 import base64
 import json
 import secrets
+import shutil
 import struct
+import subprocess
 import time
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
@@ -181,19 +183,50 @@ while time.time() < end and not os.path.exists(stop):
 """
 
 
+def _as_the_agent(
+    core: CoreProcess, double: ModelDouble, script: str, *args: str, session_id: str = ""
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """Starts `script` in a conversation's workspace as its uid, with its $HOME,
+    running beside the conversation's next turn; returns the session id.
+
+    The agent cannot leave a process running past a command (background work
+    is refused), so the racing side of an attack runs here, as the same uid:
+    what it does, the agent could do from any command that takes long enough."""
+    log, results = _attempt(
+        core,
+        double,
+        ("Write", {"file_path": "{cwd}/race.py", "content": script}),
+        _bash('echo "HOME=$HOME"'),
+        session_id=session_id,
+    )
+    home = results[1][1].split("HOME=", 1)[1].split()[0]
+    workspace = _workspace(double)
+    racer = subprocess.Popen(
+        ["python3", "race.py", *[a.replace("$HOME", home) for a in args]],
+        cwd=workspace,
+        user=workspace.stat().st_uid,
+        env={"HOME": home, "PATH": "/usr/bin:/bin"},
+    )
+    return _session(log), racer
+
+
+def _stop(racer: subprocess.Popen[bytes], workspace: Path) -> None:
+    (workspace / "stop-flipper").touch()
+    try:
+        racer.wait(10)
+    except subprocess.TimeoutExpired:
+        racer.kill()
+        racer.wait()
+
+
 def test_file_download_does_not_follow_a_symlink_swapped_in_after_the_check(
     core: CoreProcess, model_double: ModelDouble
 ) -> None:
     """The agent flips `d` between nothing and a symlink to its (denied) home while
     the client asks for d/.ccapi-credential: resolve_inside() checks the path, then
     the root core opens it again by name."""
-    log, _ = _attempt(
-        core,
-        model_double,
-        ("Write", {"file_path": "{cwd}/flip.py", "content": FLIPPER}),
-        _bash('python3 flip.py "$HOME" d', run_in_background=True),
-    )
-    workspace, session_id = _workspace(model_double), _session(log)
+    session_id, racer = _as_the_agent(core, model_double, FLIPPER, "$HOME", "d")
+    workspace = _workspace(model_double)
     leaked: list[bytes] = []
     try:
         with core.channel() as channel:
@@ -211,7 +244,7 @@ def test_file_download_does_not_follow_a_symlink_swapped_in_after_the_check(
                 leaked.append(got.content)
                 break
     finally:
-        (workspace / "stop-flipper").touch()
+        _stop(racer, workspace)
     assert not leaked, f"the core served a file from outside the workspace: {leaked}"
 
 
@@ -239,15 +272,15 @@ while time.time() < end and not os.path.exists("stop-flipper"):
     os.rename("tmp_link", "0leak")
     time.sleep(0.002)
 """
-    calls: list[ToolCall] = [
-        ("Write", {"file_path": "{cwd}/swap.py", "content": swapper}),
-        _bash("python3 swap.py", run_in_background=True),
-    ]
-    calls += [_bash("sleep 0.05")] * 40
+    calls: list[ToolCall] = [_bash("sleep 0.05")] * 40
     diffs: list[str] = []
     for _ in range(3):  # a race: a few conversations make it near certain
-        log, _ = _attempt(core, model_double, *calls)
-        (_workspace(model_double) / "stop-flipper").touch()
+        session_id, racer = _as_the_agent(core, model_double, swapper)
+        try:
+            time.sleep(1)  # let it make its 4000 files
+            log, _ = _attempt(core, model_double, *calls, session_id=session_id)
+        finally:
+            _stop(racer, _workspace(model_double))
         diffs += [event.file_change.diff for event in log.of("file_change")]
         diffs += [change.diff for change in log.of("completed")[0].completed.files]
         if any(_credential(core) in d for d in diffs):
@@ -359,13 +392,14 @@ def test_write_tool_does_not_follow_a_symlink_swapped_in_after_the_check(
     target.mkdir()
     target.chmod(0o755)
     try:
+        session_id, racer = _as_the_agent(core, model_double, FLIPPER, str(target), "d")
         calls: list[ToolCall] = [
-            ("Write", {"file_path": "{cwd}/flip.py", "content": FLIPPER}),
-            _bash(f"python3 flip.py {target} d", run_in_background=True),
-        ]
-        calls += [("Write", {"file_path": "{cwd}/d/planted.txt", "content": "pwned"})] * 30
-        _, results = _attempt(core, model_double, *calls)
-        (_workspace(model_double) / "stop-flipper").touch()
+            ("Write", {"file_path": "{cwd}/d/planted.txt", "content": "pwned"})
+        ] * 30
+        try:
+            _, results = _attempt(core, model_double, *calls, session_id=session_id)
+        finally:
+            _stop(racer, _workspace(model_double))
         assert not (target / "planted.txt").exists(), results[-3:]
     finally:
         for child in target.iterdir():
@@ -497,3 +531,58 @@ def test_debug_logging_runs_turns_and_keeps_secrets_out_of_the_logs(
         assert log.error is None, log.error
     finally:
         core.cleanup()
+
+
+# Per-process paths: the callback runs in the core, the tools in Claude Code
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/proc/self/cwd/x.txt",
+        "/proc/thread-self/cwd/x.txt",
+        "/proc/1/root/etc/hostname",
+        "/dev/fd/3",
+        "/dev/stdin",
+        "~/x.txt",
+    ],
+)
+def test_permission_callback_refuses_paths_that_differ_per_process(
+    tmp_path: Path, path: str
+) -> None:
+    callback = make_permission_callback(tmp_path)
+    result = _decide(
+        callback("Write", {"file_path": path, "content": "x"}, ToolPermissionContext())
+    )
+    assert isinstance(result, PermissionResultDeny), path
+
+
+def test_file_tools_cannot_leave_through_proc_self_cwd(model_double: ModelDouble) -> None:
+    """The default layout: `ccapi serve` run in a folder with its data dir in
+    ./data. The core's /proc/self/cwd is that folder, Claude Code's is the
+    workspace; a symlink the agent plants at data/workspaces/<its workspace>
+    inside its workspace made Write land wherever it pointed."""
+    from tests.stack import make_data_dir, start_core_in
+
+    folder = make_data_dir()
+    core = start_core_in(folder, model_double.url, folder / "data")
+    target = Path("/tmp") / f"ccapi-escape-{secrets.token_hex(4)}.txt"
+    try:
+        log, _ = _attempt(core, model_double, _bash("true"))
+        workspace = _workspace(model_double)
+        alias = workspace.relative_to(folder)
+        assert (folder / alias).resolve() == workspace.resolve()
+        _, results = _attempt(
+            core,
+            model_double,
+            _bash(f"mkdir -p {alias.parent} && ln -s / {alias}"),
+            ("Write", {"file_path": f"/proc/self/cwd/{alias}{target}", "content": "pwned"}),
+            ("Read", {"file_path": f"/proc/self/cwd/{alias}/etc/hostname"}),
+            session_id=_session(log),
+        )
+        assert not target.exists(), results
+        assert results[1][0] and results[2][0], results
+    finally:
+        target.unlink(missing_ok=True)
+        core.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from claudecode.v1 import events_pb2 as ev
 from tests.core.helpers import TurnLog, request, run_turn
 from tests.model_double import ModelDouble, Reply
@@ -69,3 +72,44 @@ def test_long_diffs_are_cut_with_a_note(core: CoreProcess, model_double: ModelDo
     assert change.diff_truncated
     assert len(change.diff) < len(content)
     assert "diff cut" in change.diff
+
+
+def test_reading_the_workspace_for_the_report_is_bounded(
+    core: CoreProcess, model_double: ModelDouble
+) -> None:
+    """300 sparse 64 MB files made one turn hash 19 GB as root (90 s); large,
+    sparse and over-budget files are now compared by size and time, and say so."""
+    model_double.script(
+        Reply.tool_use(
+            "Bash",
+            {
+                "command": "for i in $(seq 300); do truncate -s 64M f$i; done; "
+                "truncate -s 4M sparse.bin; head -c 9000000 /dev/urandom > big.bin; "
+                "echo small > small.txt",
+                "description": "make files",
+            },
+        ),
+        Reply.text("made"),
+    )
+    started = time.monotonic()
+    files = _files(run_turn(core, request("make files")))
+    assert time.monotonic() - started < 30
+    assert len([p for p in files if p.startswith("f")]) == 300
+    assert "content not compared: larger than" in files["f1"].diff
+    assert files["f1"].diff_truncated and files["f1"].size_bytes == 64 * 1024 * 1024
+    assert "content not compared: a sparse file" in files["sparse.bin"].diff
+    assert "content not compared: larger than" in files["big.bin"].diff
+    assert "+small" in files["small.txt"].diff
+
+
+def test_a_turn_reads_no_more_than_its_budget(tmp_path: Path) -> None:
+    from core_service.file_changes import FileTracker, ScanBudget
+
+    tracker = FileTracker(tmp_path, 20_000, ScanBudget(bytes_left=1000))
+    tracker.begin()
+    (tmp_path / "a.txt").write_text("a" * 600 + "\n")
+    (tmp_path / "b.txt").write_text("b" * 600 + "\n")
+    changed = {c.path: c for c in tracker.step()}
+    assert "+aaa" in changed["a.txt"].diff
+    assert "read budget" in changed["b.txt"].diff and changed["b.txt"].diff_truncated
+    assert {c.path for c in tracker.total()} == {"a.txt", "b.txt"}

@@ -1,11 +1,18 @@
-"""The data dir's layout and the per-conversation directories in it.
+"""Where conversations live: the data dir's layout and the per-conversation
+directories in it (the agent root, when it is not the data dir, holds the
+workspaces and homes; see config.choose_agent_dir).
 
     $CCAPI_DATA_DIR/           0711 root   (traversable, not listable)
       ccapi.db                 0600 root
+      agent-dir                0600 root   the agent root, decided once
       workspaces/              0711 root
         <random>/              0700 uid N  one per conversation
       homes/                   0711 root
         <random>/              0700 uid N  Claude Code's $HOME (transcripts)
+
+A session stores its folders' names; they are found under the agent root, or
+under one used before (an earlier record, or the places a release before the
+record used), so a session is found wherever it was created.
 
 When the core runs as root, each conversation's Claude Code runs as a uid of
 its own (no passwd entry needed), so plain file modes keep conversations
@@ -23,7 +30,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core_service.config import CoreConfig
+from core_service.config import (
+    AGENT_DIR_RECORD,
+    CoreConfig,
+    fallback_agent_dir,
+    recorded_agent_dirs,
+)
 
 TMP_PREFIXES = ("claude", "cc-socks", "cc-daemon")
 
@@ -46,10 +58,22 @@ class WorkspaceLayout:
         self.homes = config.homes_dir
         # None: conversations run as the core's own user (a non-root core).
         self._next_uid = next_uid
+        self._roots = self._known_roots()
+
+    def _known_roots(self) -> list[Path]:
+        """Agent roots to look in, the current one first."""
+        candidates = [
+            self.agent_root,
+            *recorded_agent_dirs(self.data_dir),
+            self.data_dir,
+            fallback_agent_dir(self.data_dir),
+        ]
+        return list(dict.fromkeys(candidates))
 
     def prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o711)
+        self._record_root()
         for path in (self.workspaces, self.homes):
             # Created 0711 all the way down (our umask would make them 0700).
             for folder in reversed([path, *path.parents]):
@@ -109,11 +133,37 @@ class WorkspaceLayout:
     def _uid(self) -> int | None:
         return self._next_uid() if self._next_uid is not None else None
 
+    def _record_root(self) -> None:
+        earlier = recorded_agent_dirs(self.data_dir)
+        if earlier[:1] == [self.agent_root]:
+            return
+        lines = [self.agent_root, *(r for r in earlier if r != self.agent_root)]
+        record = self.data_dir / AGENT_DIR_RECORD
+        partial = record.with_name(f".{AGENT_DIR_RECORD}.{os.getpid()}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("".join(f"{line}\n" for line in lines))
+        os.replace(partial, record)
+        self._roots = self._known_roots()
+
+    def _find(self, kind: str, name: str) -> Path:
+        for root in self._roots:
+            path = root / kind / name
+            if path.is_dir():
+                return path
+        return self.agent_root / kind / name  # new: goes to the current root
+
     def workspace_path(self, name: str) -> Path:
-        return self.workspaces / name
+        return self._find("workspaces", name)
 
     def home_path(self, name: str) -> Path:
-        return self.homes / name
+        return self._find("homes", name)
+
+    def homes_roots(self) -> list[Path]:
+        """Every folder conversations' homes are kept in (all denied to the agent)."""
+        return [self.homes] + [
+            root / "homes" for root in self._roots[1:] if (root / "homes").is_dir()
+        ]
 
     def remove(self, place: Place) -> None:
         shutil.rmtree(self.workspace_path(place.workspace), ignore_errors=True)
