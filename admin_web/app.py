@@ -19,10 +19,10 @@ import falcon.asgi
 import grpc
 
 from admin_web.config import AdminConfig
-from admin_web.core_client import AdminClient, CoreError
 from admin_web.render import make_env
 from admin_web.sessions import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, Session, SessionCodec
 from admin_web.web import Request, Response, Site, View, render
+from ccapi_client.admin import AdminClient, CoreError
 
 log = logging.getLogger("ccapi.admin")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from admin_web.core_client import CoreError
+from ccapi_client.admin import CoreError
 
 
 def safe_next(target: str | None) -> str:

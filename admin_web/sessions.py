@@ -15,6 +15,9 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from ccapi_client.enums import Role
+from claudecode.v1 import admin_pb2
+
 COOKIE_NAME = "ccapi_admin"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -27,7 +30,7 @@ class Session:
     sid: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     username: str = ""
-    role: int = 0
+    role: Role = admin_pb2.USER_ROLE_UNSPECIFIED
     must_change_password: bool = False
     checked_at: int = 0
     flashes: list[tuple[str, str]] = field(default_factory=list)
@@ -48,7 +51,7 @@ class Session:
     def csrf_ok(self, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(self.csrf, token or "")
 
-    def sign_in(self, username: str, role: int, must_change: bool, now: int) -> None:
+    def sign_in(self, username: str, role: Role, must_change: bool, now: int) -> None:
         """Rotates id and CSRF token, so nothing from before sign-in stays valid."""
         self.sid = secrets.token_urlsafe(16)
         self.csrf = secrets.token_urlsafe(32)
@@ -60,7 +63,7 @@ class Session:
 
     def sign_out(self) -> None:
         self.username = ""
-        self.role = 0
+        self.role = admin_pb2.USER_ROLE_UNSPECIFIED
         self.must_change_password = False
         self.ended = True
 
@@ -82,7 +85,7 @@ class Session:
             sid=str(data["s"]),
             csrf=str(data["c"]),
             username=str(data.get("u", "")),
-            role=int(data.get("r", 0)),
+            role=Role(int(data.get("r", 0))),
             must_change_password=bool(data.get("m", False)),
             checked_at=int(data.get("k", 0)),
             flashes=flashes,

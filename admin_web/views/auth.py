@@ -9,10 +9,9 @@ import falcon
 import grpc
 
 from admin_web.app_helpers import core_field_errors, safe_next
-from admin_web.core_client import CoreError
 from admin_web.sessions import Session
 from admin_web.web import Request, Response, View, actor, form_of, render, session_of
-from claudecode.v1 import admin_pb2
+from ccapi_client.admin import CoreError
 
 log = logging.getLogger("ccapi.admin")
 
@@ -120,12 +119,9 @@ class Password(View):
         if new != confirm:
             errors["confirm_password"] = "The two new passwords differ."
         if not errors:
-            request = admin_pb2.SetUserPasswordRequest(
-                username=actor(req), new_password=new, current_password=current,
-                must_change_password=False,
-            )
             try:
-                await self.core.call("SetUserPassword", request, actor(req))
+                await self.core.set_user_password(actor(req), actor(req), new,
+                                                  current_password=current)
             except CoreError as failure:
                 if failure.code in (grpc.StatusCode.UNAUTHENTICATED,
                                     grpc.StatusCode.PERMISSION_DENIED):

@@ -10,6 +10,10 @@ from datetime import UTC, datetime
 
 import grpc
 
+from ccapi_client.enums import PERIOD_BY_NAME as PERIOD_ENUM
+from ccapi_client.enums import PERIOD_NAMES as PERIODS
+from ccapi_client.enums import ROLE_BY_NAME as ROLE_ENUM
+from ccapi_client.enums import ROLE_NAMES
 from claudecode.v1 import admin_pb2 as pb
 from claudecode.v1 import admin_pb2_grpc
 from claudecode.v1 import sessions_pb2 as spb
@@ -38,14 +42,6 @@ WATCH_WINDOW_MS = 30 * 60 * 1000
 WATCH_PAGE = 200
 WATCH_REMEMBER = 5000
 WATCH_FRESH_MS = 60 * 1000
-PERIODS = {
-    pb.BUDGET_PERIOD_DAY: "day",
-    pb.BUDGET_PERIOD_MONTH: "month",
-    pb.BUDGET_PERIOD_TOTAL: "total",
-}
-PERIOD_ENUM = {v: k for k, v in PERIODS.items()}
-ROLE_NAMES = {pb.USER_ROLE_ADMIN: "admin", pb.USER_ROLE_VIEWER: "viewer"}
-ROLE_ENUM = {v: k for k, v in ROLE_NAMES.items()}
 
 
 def _unix(value: datetime | None) -> int:

@@ -20,9 +20,9 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from google.protobuf import duration_pb2
-from google.rpc import error_details_pb2, status_pb2
 
+from ccapi_client import rich_status
+from ccapi_client.metadata import ACTOR_HEADER, ADMIN_TOKEN_HEADER
 from claudecode.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, events_pb2, sessions_pb2
 
 ADMIN_TOKEN = "fake-admin-token"
@@ -53,18 +53,9 @@ class Abort(Exception):
         )
 
     def metadata(self) -> tuple[tuple[str, bytes], ...]:
-        status = status_pb2.Status(code=self.code.value[0], message=self.message)
-        info = error_details_pb2.ErrorInfo(
-            reason=self.reason or self.code.name.lower(), domain="claudecode.v1"
+        return rich_status.trailing_metadata(
+            self.code, self.message, self.reason or self.code.name.lower(), self.param, self.retry
         )
-        if self.param:
-            info.metadata["param"] = self.param
-        status.details.add().Pack(info)
-        if self.retry:
-            status.details.add().Pack(
-                error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=self.retry))
-            )
-        return (("grpc-status-details-bin", status.SerializeToString()),)
 
 
 def _page(items: list[Any], token: str, size: int) -> tuple[list[Any], str]:
@@ -216,9 +207,9 @@ class FakeAdmin:
     def check(self, method: str, context: grpc.aio.ServicerContext, request: Any = None) -> str:
         md = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         self.calls.append((method, md))
-        if md.get("x-ccapi-admin-token") != ADMIN_TOKEN:
+        if md.get(ADMIN_TOKEN_HEADER) != ADMIN_TOKEN:
             raise Abort(grpc.StatusCode.UNAUTHENTICATED, "Missing or wrong admin token.")
-        actor = md.get("x-ccapi-actor", "")
+        actor = md.get(ACTOR_HEADER, "")
         if not actor:
             return ""
         user = self.users.get(actor)

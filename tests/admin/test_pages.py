@@ -189,7 +189,7 @@ def test_idle_sessions_expire() -> None:
     codec = SessionCodec("k", idle_timeout_seconds=1)
     from admin_web.sessions import Session
 
-    value = codec.dumps(Session(username="admin", role=2))
+    value = codec.dumps(Session(username="admin", role=admin_pb2.USER_ROLE_ADMIN))
     assert codec.loads(value) is not None
     time.sleep(2.1)
     assert codec.loads(value) is None
