@@ -11,7 +11,7 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ccapi_client.channel import LazyChannel
+from ccapi_client.channel import MAX_MESSAGE_BYTES, LazyChannel
 from ccapi_client.metadata import AUTHORIZATION, ENDPOINT_HEADER, REQUEST_ID_HEADER
 from claudecode.v1 import (
     agent_pb2,
@@ -22,6 +22,7 @@ from claudecode.v1 import (
     runtime_pb2_grpc,
     sessions_pb2_grpc,
 )
+from http_facade.errors import ApiError
 
 Metadata = Sequence[tuple[str, str]]
 
@@ -53,7 +54,18 @@ class CoreClient:
         return self._channel.get()
 
     def run_turn(self, request: agent_pb2.RunTurnRequest, metadata: Metadata) -> Any:
-        """Starts RunTurn; returns the grpc.aio stream call (iterate, or .read())."""
+        """Starts RunTurn; returns the grpc.aio stream call (iterate, or .read()).
+
+        A request gRPC would refuse for its size is a 413 here, before the call.
+        """
+        size = request.ByteSize()
+        if size > MAX_MESSAGE_BYTES:
+            raise ApiError(
+                413,
+                f"The request is {size} bytes once encoded, more than the {MAX_MESSAGE_BYTES} "
+                "bytes the service passes on; send smaller inputs (e.g. images by URL).",
+                code="request_too_large",
+            )
         stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
         return stub.RunTurn(request, metadata=tuple(metadata))
 
