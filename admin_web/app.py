@@ -127,7 +127,7 @@ class SiteMiddleware:
             raise falcon.HTTPUnauthorized(
                 title="Signed out", description="Sign in again to continue."
             )
-        await self._refresh_role(req, session)
+        await self._check_sign_in(req, session)
         if session.must_change_password and not resource.during_password_change:
             raise falcon.HTTPSeeOther("/account/password")
         from claudecode.v1 import admin_pb2
@@ -143,26 +143,28 @@ class SiteMiddleware:
                 description="Your role is viewer: you can look at everything but change nothing.",
             )
 
-    async def _refresh_role(self, req: Request, session: Session) -> None:
-        """Picks up role changes, disabling and password resets made since sign-in."""
-        now = int(time.time())
-        if now - session.checked_at < self.site.config.role_refresh_seconds:
-            return
+    async def _check_sign_in(self, req: Request, session: Session) -> None:
+        """Ends, on every request, a sign-in the core has ended (signed out
+        elsewhere, password reset, user disabled); picks up role changes once
+        the cached role is older than ``role_refresh_seconds`` (the core checks
+        the role on every call anyway)."""
         try:
-            users = await self.site.core.list_users(None)
+            user = await self.site.core.check_sign_in(session.username, session.token)
         except CoreError as error:
-            log.warning("could not refresh the role of %s: %s", session.username, error)
-            return
-        for user in users.users:
-            if user.username == session.username and not user.disabled:
-                session.role = user.role
-                session.must_change_password = user.must_change_password
-                session.checked_at = now
+            if error.code not in (grpc.StatusCode.UNAUTHENTICATED,
+                                  grpc.StatusCode.PERMISSION_DENIED):
+                log.warning("could not check the sign-in of %s: %s", session.username, error)
                 return
-        session.sign_out()
-        session.ended = False
-        session.flash("error", "Your account is no longer active. Sign in again.")
-        raise falcon.HTTPSeeOther("/login")
+            session.sign_out()
+            session.ended = False
+            session.flash("error", "Your sign-in has ended, or your account is no longer "
+                                   "active. Sign in again.")
+            raise falcon.HTTPSeeOther("/login") from None
+        now = int(time.time())
+        if now - session.checked_at >= self.site.config.role_refresh_seconds:
+            session.role = user.role
+            session.must_change_password = user.must_change_password
+            session.checked_at = now
 
     async def process_response(
         self, req: Request, resp: Response, resource: Any, req_succeeded: bool

@@ -33,6 +33,8 @@ class Session:
     role: Role = admin_pb2.USER_ROLE_UNSPECIFIED
     must_change_password: bool = False
     checked_at: int = 0
+    # The core's sign-in token: once the core replaces it, this sign-in is over.
+    token: str = ""
     flashes: list[tuple[str, str]] = field(default_factory=list)
     # Set when the cookie must be deleted instead of re-issued.
     ended: bool = False
@@ -51,7 +53,9 @@ class Session:
     def csrf_ok(self, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(self.csrf, token or "")
 
-    def sign_in(self, username: str, role: Role, must_change: bool, now: int) -> None:
+    def sign_in(
+        self, username: str, role: Role, must_change: bool, now: int, token: str
+    ) -> None:
         """Rotates id and CSRF token, so nothing from before sign-in stays valid."""
         self.sid = secrets.token_urlsafe(16)
         self.csrf = secrets.token_urlsafe(32)
@@ -59,12 +63,14 @@ class Session:
         self.role = role
         self.must_change_password = must_change
         self.checked_at = now
+        self.token = token
         self.ended = False
 
     def sign_out(self) -> None:
         self.username = ""
         self.role = admin_pb2.USER_ROLE_UNSPECIFIED
         self.must_change_password = False
+        self.token = ""
         self.ended = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,6 +81,7 @@ class Session:
             "r": self.role,
             "m": self.must_change_password,
             "k": self.checked_at,
+            "t": self.token,
             "f": [list(f) for f in self.flashes],
         }
 
@@ -88,6 +95,7 @@ class Session:
             role=Role(int(data.get("r", 0))),
             must_change_password=bool(data.get("m", False)),
             checked_at=int(data.get("k", 0)),
+            token=str(data.get("t", "")),
             flashes=flashes,
         )
 

@@ -105,6 +105,33 @@ class AdminClient:
         reply: pb.AuthenticateUserResponse = await self._unary("AuthenticateUser", request, None)
         return reply
 
+    async def start_sign_in(self, username: str) -> str:
+        """The token a new sign-in of ``username`` carries (see :meth:`check_sign_in`)."""
+        request = pb.StartSignInRequest(username=username)
+        reply: pb.StartSignInResponse = await self._unary("StartSignIn", request, None)
+        return reply.sign_in_token
+
+    async def check_sign_in(self, username: str, token: str) -> pb.User:
+        """The user as they are now; CoreError UNAUTHENTICATED once the sign-in ended."""
+        request = pb.CheckSignInRequest(username=username, sign_in_token=token)
+        reply: pb.CheckSignInResponse = await self._unary("CheckSignIn", request, None)
+        return reply.user
+
+    async def end_sign_ins(self, actor: Actor, username: str) -> str:
+        """Ends every sign-in of ``username``; returns the token from now on."""
+        request = pb.EndSignInsRequest(username=username)
+        reply: pb.EndSignInsResponse = await self._unary("EndSignIns", request, actor)
+        return reply.sign_in_token
+
+    async def list_sign_in_locks(self, actor: Actor) -> list[pb.SignInLock]:
+        reply: pb.ListSignInLocksResponse = await self._unary(
+            "ListSignInLocks", pb.ListSignInLocksRequest(), actor
+        )
+        return list(reply.locks)
+
+    async def unlock_user(self, actor: Actor, username: str) -> None:
+        await self._unary("UnlockUser", pb.UnlockUserRequest(username=username), actor)
+
     async def list_users(self, actor: Actor) -> pb.ListUsersResponse:
         reply: pb.ListUsersResponse = await self._unary("ListUsers", pb.ListUsersRequest(), actor)
         return reply

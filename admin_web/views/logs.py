@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from admin_web.web import Request, Response, View, actor, query_string, render
+from ccapi_client.redaction import redact_message
 from claudecode.v1 import admin_pb2
 
 SINCE = [("", "Any time"), ("1h", "Last hour"), ("24h", "Last 24 hours"),
@@ -99,6 +100,8 @@ class Logs(View):
 class LogEntry(View):
     async def on_get(self, req: Request, resp: Response, log_id: str) -> None:
         reply = await self.core.get_request_log(actor(req), log_id)
+        # Bodies were redacted when stored; the turn's texts get the same policy here.
+        redact_message(reply)
         turn = reply.turn if reply.HasField("turn") else None
         results = {r.tool_use_id: r for r in turn.tool_results} if turn else {}
         render(self.site, req, resp, "log.html", page_title=f"Request {reply.log.id}",

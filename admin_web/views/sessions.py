@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from admin_web.web import Request, Response, View, actor, query_string, render
+from ccapi_client.redaction import redact_message
 
 ROLES = {1: "user", 2: "assistant", 3: "system", 4: "developer"}
 
@@ -27,6 +28,8 @@ class Sessions(View):
 class SessionDetail(View):
     async def on_get(self, req: Request, resp: Response, session_id: str) -> None:
         reply = await self.core.get_session_detail(actor(req), session_id)
+        # The transcript gets the policy the request log's bodies get, for every role.
+        redact_message(reply)
         render(self.site, req, resp, "session.html", page_title=f"Session {session_id}",
                detail=reply, s=reply.session.session, key_id=reply.session.key_id,
                turns=reply.turns, files=reply.files, roles=ROLES)

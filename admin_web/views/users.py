@@ -35,9 +35,12 @@ class Users(View):
     async def page(self, req: Request, resp: Response, errors: dict[str, str],
                    values: dict[str, str], status: str) -> None:
         reply = await self.core.list_users(actor(req))
+        locks = await self.core.list_sign_in_locks(actor(req))
+        locked = {lock.username for lock in locks if lock.username}
         render(self.site, req, resp, "users.html", status=status, page_title="Users",
                users=reply.users, errors=errors, values=values, roles=ROLES,
-               me=actor(req), suggestion=secrets.token_urlsafe(12))
+               me=actor(req), suggestion=secrets.token_urlsafe(12), locks=locks,
+               locked=locked)
 
     async def on_post(self, req: Request, resp: Response) -> None:
         form = form_of(req)
@@ -99,6 +102,17 @@ class UserDisable(View):
         raise falcon.HTTPSeeOther("/users")
 
 
+class UserUnlock(View):
+    """Lifts the sign-in locks of a user (after failed sign-ins, from any address)."""
+
+    admin_only = True
+
+    async def on_post(self, req: Request, resp: Response, username: str) -> None:
+        await self.core.unlock_user(actor(req), username)
+        session_of(req).flash("success", f"{username} may sign in again from every address.")
+        raise falcon.HTTPSeeOther("/users")
+
+
 class UserPassword(View):
     admin_only = True
 
@@ -110,6 +124,6 @@ class UserPassword(View):
             raise falcon.HTTPSeeOther("/users")
         await self.core.set_user_password(actor(req), username, password,
                                           must_change_password=True)
-        session_of(req).flash("success", f"Password of {username} reset; they must change it "
-                                         "at their next sign-in.")
+        session_of(req).flash("success", f"Password of {username} reset; their sign-ins have "
+                                         "ended and they must change it at the next one.")
         raise falcon.HTTPSeeOther("/users")
