@@ -66,10 +66,13 @@ def is_https(req: Request, config: AdminConfig) -> bool:
 
 
 def client_address(req: Request, config: AdminConfig) -> str:
+    """The address sign-in throttling counts: the peer, or behind the one trusted
+    proxy the address that proxy appended to X-Forwarded-For (the entries before
+    it are whatever the client sent)."""
     if config.trust_proxy:
-        route = req.access_route
-        if route:
-            return str(route[0])
+        forwarded = [a.strip() for a in (req.get_header("X-Forwarded-For") or "").split(",")]
+        if forwarded[-1]:
+            return forwarded[-1][:100]
     return str(req.remote_addr or "")
 
 

@@ -663,3 +663,21 @@ def test_latency_chart_shows_a_lone_bucket() -> None:
         assert "No requests in this range" not in latency
     finally:
         lone.stop()
+
+
+def test_behind_a_trusted_proxy_the_address_it_appended_counts(fake: FakeAdmin) -> None:
+    proxied = create_app(make_config(fake.addr, trust_proxy=True))
+    fake.add_user("proxied", "proxied-password-1", "viewer")
+    b = Browser(falcon.testing.TestClient(proxied), remote_addr="127.0.0.1")
+
+    def sign_in(password: str, forwarded_for: str) -> int:
+        b.get("/login")
+        headers = {"Content-Type": "application/x-www-form-urlencoded",
+                   "X-Forwarded-For": forwarded_for}
+        form = {"username": "proxied", "password": password}
+        return b.post("/login", form, headers=headers).status_code
+
+    for i in range(5):
+        assert sign_in("wrong-guess", f"198.51.100.{i}, 192.0.2.7") == 401
+    assert sign_in("proxied-password-1", "198.51.100.99, 192.0.2.7") == 429
+    assert sign_in("proxied-password-1", "192.0.2.8") == 303
