@@ -134,9 +134,7 @@ class UserStore:
 
     def update(self, username: str, role: str | None, disabled: bool | None) -> UserInfo:
         with self._sessions.begin() as db:
-            row = db.get(AdminUser, username)
-            if row is None:
-                raise NotFound(f"No user '{username}'.", reason="user_not_found", param="username")
+            row = _existing(db, username)
             if role is not None:
                 if role not in ROLES:
                     raise InvalidArgument("Role must be admin or viewer.", param="role")
@@ -148,9 +146,7 @@ class UserStore:
     def set_password(self, username: str, password: str, must_change: bool) -> UserInfo:
         check_password_rules(password)
         with self._sessions.begin() as db:
-            row = db.get(AdminUser, username)
-            if row is None:
-                raise NotFound(f"No user '{username}'.", reason="user_not_found", param="username")
+            row = _existing(db, username)
             row.password_hash = _hasher.hash(password)
             row.must_change_password = must_change
             # A new password ends every sign-in made with the old one.
@@ -160,9 +156,7 @@ class UserStore:
     def start_sign_in(self, username: str) -> str:
         """The token a new sign-in of ``username`` carries."""
         with self._sessions.begin() as db:
-            row = db.get(AdminUser, username)
-            if row is None:
-                raise NotFound(f"No user '{username}'.", reason="user_not_found", param="username")
+            row = _existing(db, username)
             if not row.sign_in_token:
                 row.sign_in_token = _new_token()
             return row.sign_in_token
@@ -180,9 +174,7 @@ class UserStore:
     def end_sign_ins(self, username: str) -> str:
         """Ends every sign-in of ``username``; returns the token from now on."""
         with self._sessions.begin() as db:
-            row = db.get(AdminUser, username)
-            if row is None:
-                raise NotFound(f"No user '{username}'.", reason="user_not_found", param="username")
+            row = _existing(db, username)
             row.sign_in_token = _new_token()
             return row.sign_in_token
 
@@ -270,6 +262,13 @@ class UserStore:
         with self._sessions.begin() as db:
             db.add(LoginFailure(username=username, address=address, time=now))
         raise Unauthenticated("Wrong username or password.", reason="bad_credentials")
+
+
+def _existing(db: Session, username: str) -> AdminUser:
+    row = db.get(AdminUser, username)
+    if row is None:
+        raise NotFound(f"No user '{username}'.", reason="user_not_found", param="username")
+    return row
 
 
 def _new_token() -> str:
