@@ -61,7 +61,7 @@ proto-check: proto
 lint: $(STAMP) $(BUF)
 	$(VENV)/bin/ruff check .
 	$(BUF) lint
-	$(VENV)/bin/mypy core_service http_facade admin_web tests
+	$(VENV)/bin/mypy ccapi_client core_service http_facade admin_web tests
 
 test: $(STAMP) test-deps proto-check lint
 	$(VENV)/bin/pytest -q

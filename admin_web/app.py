@@ -19,10 +19,10 @@ import falcon.asgi
 import grpc
 
 from admin_web.config import AdminConfig
-from admin_web.core_client import AdminClient, CoreError
 from admin_web.render import make_env
 from admin_web.sessions import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, Session, SessionCodec
 from admin_web.web import Request, Response, Site, View, render
+from ccapi_client.admin import AdminClient, CoreError
 
 log = logging.getLogger("ccapi.admin")
 
@@ -66,10 +66,13 @@ def is_https(req: Request, config: AdminConfig) -> bool:
 
 
 def client_address(req: Request, config: AdminConfig) -> str:
+    """The address sign-in throttling counts: the peer, or behind the one trusted
+    proxy the address that proxy appended to X-Forwarded-For (the entries before
+    it are whatever the client sent)."""
     if config.trust_proxy:
-        route = req.access_route
-        if route:
-            return str(route[0])
+        forwarded = [a.strip() for a in (req.get_header("X-Forwarded-For") or "").split(",")]
+        if forwarded[-1]:
+            return forwarded[-1][:100]
     return str(req.remote_addr or "")
 
 
@@ -127,7 +130,7 @@ class SiteMiddleware:
             raise falcon.HTTPUnauthorized(
                 title="Signed out", description="Sign in again to continue."
             )
-        await self._refresh_role(req, session)
+        await self._check_sign_in(req, session)
         if session.must_change_password and not resource.during_password_change:
             raise falcon.HTTPSeeOther("/account/password")
         from claudecode.v1 import admin_pb2
@@ -143,26 +146,28 @@ class SiteMiddleware:
                 description="Your role is viewer: you can look at everything but change nothing.",
             )
 
-    async def _refresh_role(self, req: Request, session: Session) -> None:
-        """Picks up role changes, disabling and password resets made since sign-in."""
-        now = int(time.time())
-        if now - session.checked_at < self.site.config.role_refresh_seconds:
-            return
+    async def _check_sign_in(self, req: Request, session: Session) -> None:
+        """Ends, on every request, a sign-in the core has ended (signed out
+        elsewhere, password reset, user disabled); picks up role changes once
+        the cached role is older than ``role_refresh_seconds`` (the core checks
+        the role on every call anyway)."""
         try:
-            users = await self.site.core.list_users(None)
+            user = await self.site.core.check_sign_in(session.username, session.token)
         except CoreError as error:
-            log.warning("could not refresh the role of %s: %s", session.username, error)
-            return
-        for user in users.users:
-            if user.username == session.username and not user.disabled:
-                session.role = user.role
-                session.must_change_password = user.must_change_password
-                session.checked_at = now
+            if error.code not in (grpc.StatusCode.UNAUTHENTICATED,
+                                  grpc.StatusCode.PERMISSION_DENIED):
+                log.warning("could not check the sign-in of %s: %s", session.username, error)
                 return
-        session.sign_out()
-        session.ended = False
-        session.flash("error", "Your account is no longer active. Sign in again.")
-        raise falcon.HTTPSeeOther("/login")
+            session.sign_out()
+            session.ended = False
+            session.flash("error", "Your sign-in has ended, or your account is no longer "
+                                   "active. Sign in again.")
+            raise falcon.HTTPSeeOther("/login") from None
+        now = int(time.time())
+        if now - session.checked_at >= self.site.config.role_refresh_seconds:
+            session.role = user.role
+            session.must_change_password = user.must_change_password
+            session.checked_at = now
 
     async def process_response(
         self, req: Request, resp: Response, resource: Any, req_succeeded: bool

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from admin_web.core_client import CoreError
+from ccapi_client.admin import CoreError
 
 
 def safe_next(target: str | None) -> str:
-    """A local path to return to after sign-in; anything else is dropped."""
+    """A local path to return to after sign-in; anything else is dropped.
+
+    Only printable ASCII: what the site itself links to is percent-encoded, a
+    Location header cannot carry anything else, and browsers read some other
+    characters (e.g. "。") as dots or slashes.
+    """
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return ""
-    if any(ord(c) < 32 for c in target):
+    if not all(32 < ord(c) < 127 for c in target):
         return ""
     return target
 

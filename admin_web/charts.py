@@ -53,6 +53,8 @@ class Line:
     points: str
     css: str
     label: str
+    # Points with no neighbour to draw a segment to: a polyline alone shows nothing there.
+    dots: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -188,14 +190,17 @@ def line_chart(
     plot_h = HEIGHT - TOP - BOTTOM
     n = max(1, len(series))
     for label, css, fn in lines:
-        points = []
+        points: list[tuple[float, float]] = []
         for i, bucket in enumerate(series):
             if bucket.requests == 0:
                 continue
             x = LEFT + plot_w * (i + 0.5) / n
             y = TOP + plot_h * (1 - fn(bucket) / top)
-            points.append(f"{x:.1f},{y:.1f}")
-        chart.lines.append(Line(" ".join(points), css, label))
+            points.append((round(x, 1), round(y, 1)))
+        # The polyline joins consecutive points, so only a lone one needs a dot.
+        dots = points if len(points) == 1 else []
+        text = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        chart.lines.append(Line(text, css, label, dots))
     chart.empty = not any(all_values)
     chart.summary = f"{title}: {total}"
     return chart

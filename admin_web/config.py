@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from http_facade.env import core_addr, env_int, env_str
+from ccapi_client.env import core_addr, env_int, env_str
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    # Unlike http_facade.env.env_bool, an unknown value is off rather than an
+    # Unlike ccapi_client.env.env_bool, an unknown value is off rather than an
     # error; kept so that existing settings mean what they meant.
     raw = env.get(name, "").strip().lower()
     if not raw:

@@ -10,19 +10,10 @@ from typing import Any
 
 import jinja2
 
-from claudecode.v1 import admin_pb2
+from ccapi_client.enums import PERIOD_NAMES, ROLE_NAMES
 
 TEMPLATES = Path(__file__).parent / "templates"
 
-ROLE_NAMES: dict[int, str] = {
-    admin_pb2.USER_ROLE_ADMIN: "admin",
-    admin_pb2.USER_ROLE_VIEWER: "viewer",
-}
-PERIOD_NAMES: dict[int, str] = {
-    admin_pb2.BUDGET_PERIOD_DAY: "day",
-    admin_pb2.BUDGET_PERIOD_MONTH: "month",
-    admin_pb2.BUDGET_PERIOD_TOTAL: "total",
-}
 
 
 def fmt_time(seconds: int | float, with_seconds: bool = False) -> str:

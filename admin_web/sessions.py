@@ -15,6 +15,9 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from ccapi_client.enums import Role
+from claudecode.v1 import admin_pb2
+
 COOKIE_NAME = "ccapi_admin"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -27,9 +30,11 @@ class Session:
     sid: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     username: str = ""
-    role: int = 0
+    role: Role = admin_pb2.USER_ROLE_UNSPECIFIED
     must_change_password: bool = False
     checked_at: int = 0
+    # The core's sign-in token: once the core replaces it, this sign-in is over.
+    token: str = ""
     flashes: list[tuple[str, str]] = field(default_factory=list)
     # Set when the cookie must be deleted instead of re-issued.
     ended: bool = False
@@ -48,7 +53,9 @@ class Session:
     def csrf_ok(self, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(self.csrf, token or "")
 
-    def sign_in(self, username: str, role: int, must_change: bool, now: int) -> None:
+    def sign_in(
+        self, username: str, role: Role, must_change: bool, now: int, token: str
+    ) -> None:
         """Rotates id and CSRF token, so nothing from before sign-in stays valid."""
         self.sid = secrets.token_urlsafe(16)
         self.csrf = secrets.token_urlsafe(32)
@@ -56,12 +63,14 @@ class Session:
         self.role = role
         self.must_change_password = must_change
         self.checked_at = now
+        self.token = token
         self.ended = False
 
     def sign_out(self) -> None:
         self.username = ""
-        self.role = 0
+        self.role = admin_pb2.USER_ROLE_UNSPECIFIED
         self.must_change_password = False
+        self.token = ""
         self.ended = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,6 +81,7 @@ class Session:
             "r": self.role,
             "m": self.must_change_password,
             "k": self.checked_at,
+            "t": self.token,
             "f": [list(f) for f in self.flashes],
         }
 
@@ -82,9 +92,10 @@ class Session:
             sid=str(data["s"]),
             csrf=str(data["c"]),
             username=str(data.get("u", "")),
-            role=int(data.get("r", 0)),
+            role=Role(int(data.get("r", 0))),
             must_change_password=bool(data.get("m", False)),
             checked_at=int(data.get("k", 0)),
+            token=str(data.get("t", "")),
             flashes=flashes,
         )
 

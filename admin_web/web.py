@@ -13,9 +13,9 @@ import falcon.asgi
 import jinja2
 
 from admin_web.config import AdminConfig
-from admin_web.core_client import AdminClient
-from admin_web.render import ROLE_NAMES
 from admin_web.sessions import CSRF_FIELD, Session, SessionCodec
+from ccapi_client.admin import AdminClient
+from ccapi_client.enums import ROLE_NAMES
 from claudecode.v1 import admin_pb2
 
 Request = falcon.asgi.Request

@@ -19,6 +19,12 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from ccapi_client.metadata import (
+    ACTOR_HEADER,
+    ADMIN_TOKEN_HEADER,
+    ENDPOINT_HEADER,
+    REQUEST_ID_HEADER,
+)
 from core_service import request_context
 from core_service.errors import ERROR_DOMAIN, PermissionDenied, ServiceError, Unauthenticated
 from core_service.keys import KeyStore
@@ -38,10 +44,6 @@ KEYED_SERVICES = (
     "/claudecode.v1.ModelService/",
 )
 ADMIN_SERVICE = "/claudecode.v1.AdminService/"
-ADMIN_TOKEN_HEADER = "x-ccapi-admin-token"
-ACTOR_HEADER = "x-ccapi-actor"
-ENDPOINT_HEADER = "x-ccapi-endpoint"
-REQUEST_ID_HEADER = "x-request-id"
 
 
 @dataclass(frozen=True)

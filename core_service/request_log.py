@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
+from ccapi_client.redaction import redact as redact
 from claudecode.v1 import admin_pb2, events_pb2
 from core_service.db.models import RequestLogRecord
 
@@ -89,75 +89,6 @@ class LogEntry:
 # --------------------------------------------------------------------------
 # Redaction and truncation
 # --------------------------------------------------------------------------
-
-REDACTED = "[REDACTED]"
-
-# Names whose values are secrets, in JSON, form data, query strings and headers.
-_SECRET_NAME = (
-    r"[\w.-]*?(?:api[_-]?key|apikey|password|passwd|passphrase|secret|token|"
-    r"authorization|credentials?|private[_-]?key|access[_-]?key|session[_-]?key|cookie)"
-)
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    # PEM private keys, also when cut off before their END line.
-    (
-        re.compile(
-            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
-            re.S,
-        ),
-        "[REDACTED PRIVATE KEY]",
-    ),
-    # JSON: "password": "...".
-    (
-        re.compile(
-            r'"(?P<name>' + _SECRET_NAME + r')"(?P<sep>\s*:\s*)"(?:\\.|[^"\\])*"',
-            re.I,
-        ),
-        r'"\g<name>"\g<sep>"' + REDACTED + '"',
-    ),
-    # JSON inside a JSON string: \"password\": \"...\".
-    (
-        re.compile(
-            r'\\"(?P<name>' + _SECRET_NAME + r')\\"(?P<sep>\s*:\s*)\\".*?\\"',
-            re.I,
-        ),
-        r'\\"\g<name>\\"\g<sep>\\"' + REDACTED + r'\\"',
-    ),
-    # Authorization: Bearer/Basic/Token <credentials>.
-    (
-        re.compile(r"\b(Bearer|Basic|Token)(\s+)[A-Za-z0-9._~+/=:-]{4,}", re.I),
-        r"\1\2" + REDACTED,
-    ),
-    # Our keys, OpenAI's and Anthropic's (sk-cc-..., sk-ant-..., sk-proj-..., sk-...).
-    (re.compile(r"\b(sk-(?:cc-|ant-|proj-)?)[A-Za-z0-9_-]{6,}"), r"\1" + REDACTED),
-    # AWS access key ids.
-    (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"), REDACTED),
-    # GitHub and Slack tokens.
-    (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"), REDACTED),
-    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), REDACTED),
-    # password=..., api_key: ..., X-Api-Key: ... (form data, query strings,
-    # headers, env files, YAML). Short or all-digit values (max_token=100)
-    # are left alone.
-    (
-        re.compile(
-            r"(?P<name>\b" + _SECRET_NAME + r")(?P<sep>\s*[=:]\s*)"
-            r"(?!\[REDACTED|(?:Bearer|Basic|Token)\s|\d+\b)(?=[^\s&,;\"'<>]{6})"
-            r"[^\s&,;\"'<>]+",
-            re.I,
-        ),
-        r"\g<name>\g<sep>" + REDACTED,
-    ),
-]
-
-
-def redact(text: str) -> str:
-    """`text` with secrets (API keys, bearer tokens, passwords, private keys,
-    AWS keys) replaced by "[REDACTED]"."""
-    if not text:
-        return text
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
 
 def truncate(text: str, limit: int) -> str:
     """At most `limit` characters of `text`, plus a visible note when cut.

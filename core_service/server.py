@@ -18,6 +18,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ccapi_client.channel import MESSAGE_SIZE_OPTIONS
+from ccapi_client.status_table import http_status
 from claudecode.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -52,7 +54,6 @@ from core_service.servicers.sessions import SessionServicer
 from core_service.session_manager import SessionManager
 from core_service.store import SessionStore
 from core_service.users import UserStore
-from http_facade.status_table import http_status
 
 log = logging.getLogger("ccapi.core")
 
@@ -122,7 +123,7 @@ class Core:
             log_sink=self._log_request,
             default_tools=lambda: tuple(self.live.current.config.default_allowed_tools),
         )
-        server = grpc.aio.server(interceptors=[interceptor])
+        server = grpc.aio.server(interceptors=[interceptor], options=MESSAGE_SIZE_OPTIONS)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(self.sessions, self.store), server
         )

@@ -1,7 +1,19 @@
-"""Admin-site users: argon2-hashed passwords, roles, sign-in throttling."""
+"""Admin-site users: argon2-hashed passwords, roles, sign-in tokens, sign-in throttling.
+
+Throttling counts failed sign-ins per (account, address) and per address, so
+that guessing one account's password from one place locks only that place out
+of that account: its owner still signs in from elsewhere. Each failure past a
+limit doubles the wait (backoff); an admin can lift the locks of an account.
+
+Every sign-in carries the user's current sign-in token; replacing the token
+(signing out, a password change or reset) ends every sign-in made with the old one.
+"""
 
 from __future__ import annotations
 
+import hmac
+import math
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -14,9 +26,15 @@ from core_service.db.models import AdminUser, LoginFailure
 from core_service.errors import InvalidArgument, NotFound, ResourceExhausted, Unauthenticated
 
 ROLES = ("admin", "viewer")
-THROTTLE_WINDOW = timedelta(minutes=15)
+# Failures older than this are forgotten.
+THROTTLE_WINDOW = timedelta(hours=1)
+# Failures of one account from one address before that pair is locked.
 MAX_FAILURES_PER_USER = 5
+# Failures from one address over every account before the address is locked.
 MAX_FAILURES_PER_ADDRESS = 20
+# The first lock's length; each further failure doubles it, up to the longest.
+FIRST_LOCK = timedelta(seconds=60)
+LONGEST_LOCK = timedelta(minutes=15)
 MIN_PASSWORD_LENGTH = 10
 
 _hasher = PasswordHasher()
@@ -41,6 +59,29 @@ class UserInfo:
             row.created_at,
             row.last_login_at,
         )
+
+
+@dataclass(frozen=True)
+class SignInLock:
+    """Sign-in refused for ``username`` (empty: every account) from ``address``."""
+
+    username: str
+    address: str
+    locked_until: datetime
+    failures: int
+
+
+def lock_end(failures: int, last: datetime, limit: int) -> datetime | None:
+    """When a run of ``failures`` (the last at ``last``) stops locking; None: no lock."""
+    if failures < limit:
+        return None
+    length = min(LONGEST_LOCK, FIRST_LOCK * (1 << min(failures - limit, 20)))
+    return _aware(last) + length
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; they were written as UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def check_password_rules(password: str) -> None:
@@ -93,9 +134,7 @@ class UserStore:
 
     def update(self, username: str, role: str | None, disabled: bool | None) -> UserInfo:
         with self._sessions.begin() as db:
-            row = db.get(AdminUser, username)
-            if row is None:
-                raise NotFound(f"No user '{username}'.", reason="user_not_found", param="username")
+            row = _existing(db, username)
             if role is not None:
                 if role not in ROLES:
                     raise InvalidArgument("Role must be admin or viewer.", param="role")
@@ -107,12 +146,70 @@ class UserStore:
     def set_password(self, username: str, password: str, must_change: bool) -> UserInfo:
         check_password_rules(password)
         with self._sessions.begin() as db:
-            row = db.get(AdminUser, username)
-            if row is None:
-                raise NotFound(f"No user '{username}'.", reason="user_not_found", param="username")
+            row = _existing(db, username)
             row.password_hash = _hasher.hash(password)
             row.must_change_password = must_change
+            # A new password ends every sign-in made with the old one.
+            row.sign_in_token = _new_token()
             return UserInfo.of(row)
+
+    def start_sign_in(self, username: str) -> str:
+        """The token a new sign-in of ``username`` carries."""
+        with self._sessions.begin() as db:
+            row = _existing(db, username)
+            if not row.sign_in_token:
+                row.sign_in_token = _new_token()
+            return row.sign_in_token
+
+    def check_sign_in(self, username: str, token: str) -> UserInfo | None:
+        """The user while a sign-in with ``token`` is valid; None once it was ended."""
+        with self._sessions() as db:
+            row = db.get(AdminUser, username)
+            if row is None or row.disabled or not row.sign_in_token or not token:
+                return None
+            if not hmac.compare_digest(row.sign_in_token.encode(), token.encode()):
+                return None
+            return UserInfo.of(row)
+
+    def end_sign_ins(self, username: str) -> str:
+        """Ends every sign-in of ``username``; returns the token from now on."""
+        with self._sessions.begin() as db:
+            row = _existing(db, username)
+            row.sign_in_token = _new_token()
+            return row.sign_in_token
+
+    def unlock(self, username: str) -> None:
+        """Forgets the failed sign-ins of ``username``, from every address."""
+        with self._sessions.begin() as db:
+            db.execute(delete(LoginFailure).where(LoginFailure.username == username))
+
+    def locks(self) -> list[SignInLock]:
+        """The locks in force now: per (account, address), then per address."""
+        now = datetime.now(UTC)
+        since = now - THROTTLE_WINDOW
+        recent = LoginFailure.time > since
+        out: list[SignInLock] = []
+        with self._sessions() as db:
+            pairs = db.execute(
+                select(LoginFailure.username, LoginFailure.address, func.count(),
+                       func.max(LoginFailure.time))
+                .where(recent)
+                .group_by(LoginFailure.username, LoginFailure.address)
+            ).all()
+            addresses = db.execute(
+                select(LoginFailure.address, func.count(), func.max(LoginFailure.time))
+                .where(recent)
+                .group_by(LoginFailure.address)
+            ).all()
+        for username, address, count, last in pairs:
+            end = lock_end(count, last, MAX_FAILURES_PER_USER)
+            if end is not None and end > now:
+                out.append(SignInLock(username, address, end, count))
+        for address, count, last in addresses:
+            end = lock_end(count, last, MAX_FAILURES_PER_ADDRESS)
+            if end is not None and end > now:
+                out.append(SignInLock("", address, end, count))
+        return sorted(out, key=lambda lock: lock.locked_until, reverse=True)
 
     def verify(self, username: str, password: str) -> bool:
         with self._sessions() as db:
@@ -124,33 +221,38 @@ class UserStore:
         now = datetime.now(UTC)
         since = now - THROTTLE_WINDOW
         with self._sessions.begin() as db:
-            by_user = (
-                db.scalar(
-                    select(func.count())
-                    .select_from(LoginFailure)
-                    .where(LoginFailure.username == username, LoginFailure.time > since)
-                )
-                or 0
+            runs = (
+                (LoginFailure.username == username, MAX_FAILURES_PER_USER),
+                (None, MAX_FAILURES_PER_ADDRESS),
             )
-            by_address = (
-                db.scalar(
-                    select(func.count())
-                    .select_from(LoginFailure)
-                    .where(LoginFailure.address == address, LoginFailure.time > since)
+            wait = 0.0
+            for extra, limit in runs:
+                query = select(func.count(), func.max(LoginFailure.time)).where(
+                    LoginFailure.address == address, LoginFailure.time > since
                 )
-                or 0
-            )
-            if by_user >= MAX_FAILURES_PER_USER or by_address >= MAX_FAILURES_PER_ADDRESS:
+                if extra is not None:
+                    query = query.where(extra)
+                count, last = db.execute(query).one()
+                end = lock_end(count, last, limit) if last is not None else None
+                if end is not None:
+                    wait = max(wait, (end - now).total_seconds())
+            if wait > 0:
                 raise ResourceExhausted(
-                    "Too many failed sign-ins; wait a few minutes and try again.",
+                    "Too many failed sign-ins; wait a while and try again.",
                     reason="login_throttled",
-                    retry_after_seconds=int(THROTTLE_WINDOW.total_seconds()),
+                    retry_after_seconds=max(1, math.ceil(wait)),
                 )
             row = db.get(AdminUser, username)
             # Hash even for unknown users, so timing does not reveal who exists.
             ok = _matches(row.password_hash if row else _DUMMY_HASH, password) and row is not None
             if ok and row is not None and not row.disabled:
-                db.execute(delete(LoginFailure).where(LoginFailure.username == username))
+                # Only this address's record is cleared: the owner signing in
+                # elsewhere must not reset a guesser's lock.
+                db.execute(
+                    delete(LoginFailure).where(
+                        LoginFailure.username == username, LoginFailure.address == address
+                    )
+                )
                 row.last_login_at = now
                 if _hasher.check_needs_rehash(row.password_hash):
                     row.password_hash = _hasher.hash(password)
@@ -160,6 +262,17 @@ class UserStore:
         with self._sessions.begin() as db:
             db.add(LoginFailure(username=username, address=address, time=now))
         raise Unauthenticated("Wrong username or password.", reason="bad_credentials")
+
+
+def _existing(db: Session, username: str) -> AdminUser:
+    row = db.get(AdminUser, username)
+    if row is None:
+        raise NotFound(f"No user '{username}'.", reason="user_not_found", param="username")
+    return row
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(32)
 
 
 def _matches(stored: str, password: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import falcon.asgi
@@ -35,9 +36,43 @@ async def read_json(req: falcon.asgi.Request, limit: int) -> Any:
     if not raw.strip():
         raise invalid_request("The request body is empty; send a JSON object.")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, RecursionError):
         raise invalid_request(
             "We could not parse the JSON body of your request. Send valid JSON "
             "with Content-Type: application/json."
         ) from None
+    # Valid JSON may still escape half of a UTF-16 pair ("\ud800"): such a
+    # string is no Unicode text and cannot be passed on.
+    if _SURROGATE_ESCAPE.search(raw):
+        where = lone_surrogate(body)
+        if where is not None:
+            raise invalid_request(
+                f"The value of '{where or 'body'}' contains a lone UTF-16 surrogate "
+                "(an escape such as \\ud800 without its pair); send valid Unicode text.",
+                param=where or None,
+            )
+    return body
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The path (``messages[0].content``) of the first string holding a lone
+    surrogate, "" for the top level; None when there is none."""
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return where
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if _SURROGATE.search(key):
+                    return where
+                stack.append((f"{where}.{key}" if where else key, child))
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{i}]", child) for i, child in enumerate(item))
+    return None

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from http_facade.env import core_addr, env_bool, env_float, env_int, env_str
+from ccapi_client.env import core_addr, env_bool, env_float, env_int, env_str
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 

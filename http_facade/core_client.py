@@ -1,13 +1,9 @@
-"""The facade's only way to the core: grpc.aio stubs on a lazily made channel.
-
-The channel is created on first use inside the worker process (after
-gunicorn's fork) and on the running event loop, never at import time.
-"""
+"""The facade's only way to the core: grpc.aio stubs on a lazily made channel
+(:class:`ccapi_client.channel.LazyChannel`: made on first use in the worker,
+after gunicorn's fork)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +11,8 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ccapi_client.channel import MAX_MESSAGE_BYTES, LazyChannel
+from ccapi_client.metadata import AUTHORIZATION, ENDPOINT_HEADER, REQUEST_ID_HEADER
 from claudecode.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -24,16 +22,9 @@ from claudecode.v1 import (
     runtime_pb2_grpc,
     sessions_pb2_grpc,
 )
+from http_facade.errors import ApiError
 
 Metadata = Sequence[tuple[str, str]]
-
-_CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_permit_without_calls", 0),
-]
-
 
 def auth_metadata(
     authorization: str | None, request_id: str | None = None, endpoint: str | None = None
@@ -43,11 +34,11 @@ def auth_metadata(
     log records."""
     md: list[tuple[str, str]] = []
     if authorization:
-        md.append(("authorization", authorization.strip()))
+        md.append((AUTHORIZATION, authorization.strip()))
     if request_id:
-        md.append(("x-request-id", request_id))
+        md.append((REQUEST_ID_HEADER, request_id))
     if endpoint:
-        md.append(("x-ccapi-endpoint", endpoint))
+        md.append((ENDPOINT_HEADER, endpoint))
     return md
 
 
@@ -57,20 +48,24 @@ class CoreClient:
     def __init__(self, addr: str, unary_timeout: float = 10.0) -> None:
         self.addr = addr
         self.unary_timeout = unary_timeout
-        self._channel: grpc.aio.Channel | None = None
-        self._pid: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._channel = LazyChannel(addr)
 
     def _ensure(self) -> grpc.aio.Channel:
-        loop = asyncio.get_running_loop()
-        if self._channel is None or self._pid != os.getpid() or self._loop is not loop:
-            self._channel = grpc.aio.insecure_channel(self.addr, options=_CHANNEL_OPTIONS)
-            self._pid = os.getpid()
-            self._loop = loop
-        return self._channel
+        return self._channel.get()
 
     def run_turn(self, request: agent_pb2.RunTurnRequest, metadata: Metadata) -> Any:
-        """Starts RunTurn; returns the grpc.aio stream call (iterate, or .read())."""
+        """Starts RunTurn; returns the grpc.aio stream call (iterate, or .read()).
+
+        A request gRPC would refuse for its size is a 413 here, before the call.
+        """
+        size = request.ByteSize()
+        if size > MAX_MESSAGE_BYTES:
+            raise ApiError(
+                413,
+                f"The request is {size} bytes once encoded, more than the {MAX_MESSAGE_BYTES} "
+                "bytes the service passes on; send smaller inputs (e.g. images by URL).",
+                code="request_too_large",
+            )
         stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
         return stub.RunTurn(request, metadata=tuple(metadata))
 
@@ -146,6 +141,4 @@ class CoreClient:
         return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
 
     async def close(self) -> None:
-        if self._channel is not None and self._pid == os.getpid():
-            await self._channel.close()
-        self._channel = None
+        await self._channel.close()

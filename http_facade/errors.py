@@ -1,5 +1,5 @@
 """Every error the facade returns, rendered from the one gRPC-to-HTTP table
-(`status_table.py`).
+(`ccapi_client/status_table.py`).
 
 Errors are raised as :class:`ApiError` (or come up as ``grpc.aio.AioRpcError``)
 and rendered by the handlers registered in :func:`register_error_handlers` as
@@ -15,10 +15,9 @@ from typing import Any
 import falcon
 import falcon.asgi
 import grpc
-from google.protobuf.message import DecodeError
-from google.rpc import error_details_pb2, status_pb2
 
-from http_facade.status_table import (
+from ccapi_client.rich_status import read_details
+from ccapi_client.status_table import (
     _C,
     CORE_UNAVAILABLE,
     INVALID_REQUEST,
@@ -123,31 +122,6 @@ def from_turn_failed(code: int, message: str, reason: str, retry_after_seconds: 
 _CODES_BY_INT = {c.value[0]: c for c in grpc.StatusCode}
 
 
-def _rich_details(err: grpc.aio.AioRpcError) -> tuple[str, str | None, int | None]:
-    """(reason, param, retry_after) from the grpc-status-details-bin trailer."""
-    reason, param, retry = "", None, None
-    for key, value in err.trailing_metadata() or ():
-        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
-            continue
-        status = status_pb2.Status()
-        try:
-            status.ParseFromString(value)
-        except DecodeError:
-            continue
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reason = info.reason
-                param = info.metadata.get("param") or None
-            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                ri = error_details_pb2.RetryInfo()
-                detail.Unpack(ri)
-                secs = ri.retry_delay.seconds + (1 if ri.retry_delay.nanos > 0 else 0)
-                retry = max(1, secs)
-    return reason, param, retry
-
-
 def from_rpc_error(err: grpc.aio.AioRpcError, *, started: bool = True) -> ApiError:
     """The HTTP error for a failed RPC.
 
@@ -155,7 +129,9 @@ def from_rpc_error(err: grpc.aio.AioRpcError, *, started: bool = True) -> ApiErr
     without a reason then means the core itself could not be reached.
     """
     code = err.code()
-    reason, param, retry = _rich_details(err)
+    details = read_details(err.trailing_metadata())
+    reason, param = details.reason, details.param or None
+    retry = details.retry_after_seconds or None
     if code == _C.UNAVAILABLE and not reason and not started:
         row = CORE_UNAVAILABLE
         return ApiError(

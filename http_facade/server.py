@@ -2,61 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-import warnings
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
-
+from ccapi_client import gunicorn_app
 from http_facade.config import FacadeConfig
-
-with warnings.catch_warnings():
-    # uvicorn points at the separate uvicorn-worker package; the bundled class works
-    # with gunicorn 27 and saves a dependency.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from uvicorn.workers import UvicornWorker as _UvicornWorker
 
 log = logging.getLogger(__name__)
 
-
-class FacadeWorker(_UvicornWorker):  # type: ignore[misc,unused-ignore]
-    """uvicorn worker on the plain asyncio loop (grpc.aio does not support uvloop)."""
-
-    CONFIG_KWARGS = {"loop": "asyncio", "http": "auto", "lifespan": "off"}
+GUNICORN_OPTIONS: dict[str, Any] = {"timeout": 60, "keepalive": 75, "proc_name": "ccapi-http"}
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, config: FacadeConfig) -> None:
-        self.facade_config = config
-        super().__init__()
+def _create_app(config: FacadeConfig) -> Any:
+    # Runs in each worker after fork; the core channel opens on first use.
+    from http_facade.app import create_app
 
-    def load_config(self) -> None:
-        options: dict[str, Any] = {
-            "bind": [_bind(self.facade_config.host, self.facade_config.port)],
-            "workers": self.facade_config.workers,
-            "worker_class": "http_facade.server.FacadeWorker",
-            "graceful_timeout": self.facade_config.graceful_timeout_seconds,
-            "timeout": 60,
-            "keepalive": 75,
-            "proc_name": "ccapi-http",
-            "accesslog": "-",
-            "errorlog": "-",
-            "preload_app": False,
-            # Several gunicorns (tests, scaled facades) share one $HOME; no control socket.
-            "control_socket_disable": True,
-        }
-        for key, value in options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        # Runs in each worker after fork; the core channel opens on first use.
-        from http_facade.app import create_app
-
-        return create_app(self.facade_config)
-
-
-def _bind(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return create_app(config)
 
 
 def serve(config: FacadeConfig | None = None) -> None:
@@ -69,7 +31,9 @@ def serve(config: FacadeConfig | None = None) -> None:
         config.core_addr,
         config.workers,
     )
-    _Gunicorn(config).run()
+    options = {**GUNICORN_OPTIONS, "graceful_timeout": config.graceful_timeout_seconds}
+    load = functools.partial(_create_app, config)
+    gunicorn_app.serve(load, config.host, config.port, config.workers, options)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,13 @@
   var hint = document.getElementById("live-hint");
   var refresh = document.getElementById("refresh");
   var MAX_ROWS = 50;
+  var MAX_SHOWN = 1000;
+  // Requests already shown, by log id: the page lists the latest ones and the
+  // feed announces recent ones again (on connecting, and after a reconnect).
+  var shown = new Set();
+  Array.prototype.forEach.call(feed.rows, function (row) {
+    if (row.dataset.id) { shown.add(row.dataset.id); }
+  });
 
   function setState(text, cls) {
     state.hidden = false;
@@ -53,8 +60,16 @@
   }
 
   function addRequest(data) {
+    var id = String(data.id || "");
+    if (id && shown.has(id)) { return; }
+    if (id) {
+      shown.add(id);
+      // Bounded: the oldest ids go first (a Set keeps insertion order).
+      if (shown.size > MAX_SHOWN) { shown.delete(shown.values().next().value); }
+    }
     var row = document.createElement("tr");
     row.className = "fresh";
+    row.dataset.id = id;
     var timeCell = cell(row, "", "nowrap");
     var link = document.createElement("a");
     if (typeof data.url === "string" && data.url.indexOf("/logs/") === 0) { link.href = data.url; }

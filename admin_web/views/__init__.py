@@ -10,7 +10,7 @@ from admin_web.views.dashboard import Dashboard, Events
 from admin_web.views.keys import Key, KeyRevoke, Keys
 from admin_web.views.logs import LogEntry, Logs
 from admin_web.views.sessions import SessionDetail, Sessions
-from admin_web.views.users import UserDisable, UserPassword, UserRole, Users
+from admin_web.views.users import UserDisable, UserPassword, UserRole, Users, UserUnlock
 from admin_web.web import Site
 
 
@@ -33,4 +33,5 @@ def routes(site: Site) -> list[tuple[str, Any, str]]:
         ("/users/{username}/role", UserRole(site), ""),
         ("/users/{username}/disabled", UserDisable(site), ""),
         ("/users/{username}/password", UserPassword(site), ""),
+        ("/users/{username}/unlock", UserUnlock(site), ""),
     ]

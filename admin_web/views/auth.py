@@ -9,10 +9,9 @@ import falcon
 import grpc
 
 from admin_web.app_helpers import core_field_errors, safe_next
-from admin_web.core_client import CoreError
 from admin_web.sessions import Session
 from admin_web.web import Request, Response, View, actor, form_of, render, session_of
-from claudecode.v1 import admin_pb2
+from ccapi_client.admin import CoreError
 
 log = logging.getLogger("ccapi.admin")
 
@@ -72,9 +71,10 @@ class Login(View):
                     error = "Wrong username or password."
             else:
                 user = reply.user
+                token = await self.core.start_sign_in(user.username)
                 session = session_of(req)
                 session.sign_in(user.username, user.role, user.must_change_password,
-                                int(time.time()))
+                                int(time.time()), token)
                 if user.must_change_password:
                     session.flash("info", "Choose a new password before you continue.")
                     raise falcon.HTTPSeeOther("/account/password")
@@ -91,6 +91,12 @@ class Logout(View):
         render(self.site, req, resp, "logout.html", page_title="Sign out")
 
     async def on_post(self, req: Request, resp: Response) -> None:
+        # Ends this sign-in and every other one of this user in the core, so
+        # that a copy of the cookie (another browser, a saved file) stops working.
+        try:
+            await self.core.end_sign_ins(actor(req), actor(req))
+        except CoreError as failure:
+            log.warning("could not end the sign-ins of %s: %s", actor(req), failure)
         fresh = Session()
         fresh.flash("info", "You are signed out.")
         req.context.session = fresh
@@ -120,12 +126,9 @@ class Password(View):
         if new != confirm:
             errors["confirm_password"] = "The two new passwords differ."
         if not errors:
-            request = admin_pb2.SetUserPasswordRequest(
-                username=actor(req), new_password=new, current_password=current,
-                must_change_password=False,
-            )
             try:
-                await self.core.call("SetUserPassword", request, actor(req))
+                await self.core.set_user_password(actor(req), actor(req), new,
+                                                  current_password=current)
             except CoreError as failure:
                 if failure.code in (grpc.StatusCode.UNAUTHENTICATED,
                                     grpc.StatusCode.PERMISSION_DENIED):
@@ -137,8 +140,11 @@ class Password(View):
                     raise
             else:
                 session = session_of(req)
+                # The new password ended every sign-in; this one carries on.
+                session.token = await self.core.start_sign_in(actor(req))
                 session.must_change_password = False
-                session.flash("success", "Your password was changed.")
+                session.flash("success", "Your password was changed; your other sign-ins "
+                                         "have ended.")
                 raise falcon.HTTPSeeOther("/")
         render(self.site, req, resp, "password.html", status=falcon.HTTP_400,
                page_title="Change password", errors=errors,

@@ -8,8 +8,8 @@ import falcon
 import grpc
 
 from admin_web.app_helpers import param_field
-from admin_web.core_client import CoreError, mask
 from admin_web.web import Form, Request, Response, View, actor, form_of, render, session_of
+from ccapi_client.admin import CoreError
 from claudecode.v1 import admin_pb2
 
 
@@ -106,15 +106,14 @@ def changed_fields(old: admin_pb2.LiveConfig, new: admin_pb2.LiveConfig) -> list
 
 class Config(View):
     async def on_get(self, req: Request, resp: Response) -> None:
-        current = await self.core.call("GetConfig", admin_pb2.GetConfigRequest(), actor(req))
+        current = await self.core.get_config(actor(req))
         await self.page(req, resp, current, display(current.config), {}, "",
                         current.version, falcon.HTTP_200)
 
     async def page(self, req: Request, resp: Response, current: admin_pb2.GetConfigResponse,
                    values: dict[str, str], errors: dict[str, str], error: str,
                    version: int, status: str) -> None:
-        history = await self.core.call("ListConfigHistory", admin_pb2.ListConfigHistoryRequest(
-            page_size=20), actor(req))
+        history = await self.core.list_config_history(actor(req), 20)
         render(self.site, req, resp, "config.html", status=status, page_title="Configuration",
                current=current, values=values, errors=errors, error=error, version=version,
                settings=SETTINGS, history=history.changes,
@@ -122,7 +121,7 @@ class Config(View):
 
     async def on_post(self, req: Request, resp: Response) -> None:
         form = form_of(req)
-        current = await self.core.call("GetConfig", admin_pb2.GetConfigRequest(), actor(req))
+        current = await self.core.get_config(actor(req))
         new = parse(form)
         values = {s.name: form.text(s.name) for s in SETTINGS}
         expected = form.integer("expected_version")
@@ -135,8 +134,7 @@ class Config(View):
             session_of(req).flash("info", "Nothing changed.")
             raise falcon.HTTPSeeOther("/config")
         try:
-            reply = await self.core.call("UpdateConfig", admin_pb2.UpdateConfigRequest(
-                config=new, update_mask=mask(*fields), expected_version=expected), actor(req))
+            reply = await self.core.update_config(actor(req), new, fields, expected)
         except CoreError as failure:
             if failure.code == grpc.StatusCode.INVALID_ARGUMENT:
                 field = param_field(failure.param) if failure.param else ""

@@ -7,15 +7,15 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import falcon.asgi
 
 from admin_web import charts
-from admin_web.core_client import CoreError
 from admin_web.render import fmt_ms, fmt_time_ms, fmt_usd
 from admin_web.web import Request, Response, View, actor, render
+from ccapi_client.admin import CoreError
 from claudecode.v1 import admin_pb2
 
 log = logging.getLogger("ccapi.admin")
@@ -31,21 +31,19 @@ class Dashboard(View):
         start, end, starts = charts.window(rng, now_ms)
         who = actor(req)
 
-        def usage(bucket: int, group: admin_pb2.UsageGrouping.ValueType) -> Any:
-            return self.core.call("GetUsage", admin_pb2.GetUsageRequest(
-                start_time_ms=start, end_time_ms=end, bucket_seconds=bucket, group_by=group,
-            ), who)
+        def usage(
+            bucket: int, group: admin_pb2.UsageGrouping.ValueType
+        ) -> Awaitable[admin_pb2.GetUsageResponse]:
+            return self.core.get_usage(who, start_time_ms=start, end_time_ms=end,
+                                       bucket_seconds=bucket, group_by=group)
 
-        overall, by_model, by_key, recent, keys = await asyncio.gather(
+        overall, by_model, by_key, recent, key_names = await asyncio.gather(
             usage(rng.bucket_seconds, admin_pb2.USAGE_GROUPING_NONE),
             usage(0, admin_pb2.USAGE_GROUPING_MODEL),
             usage(0, admin_pb2.USAGE_GROUPING_KEY),
-            self.core.call("ListRequestLogs",
-                           admin_pb2.ListRequestLogsRequest(page_size=RECENT), who),
-            self.core.call("ListKeys", admin_pb2.ListKeysRequest(
-                page_size=500, include_revoked=True), who),
+            self.core.list_request_logs(who, admin_pb2.ListRequestLogsRequest(page_size=RECENT)),
+            self.core.key_names(who),
         )
-        key_names = {k.id: k.name for k in keys.keys}
         render(
             self.site, req, resp, "dashboard.html",
             page_title="Dashboard",

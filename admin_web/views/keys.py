@@ -10,17 +10,13 @@ import falcon
 import grpc
 
 from admin_web.app_helpers import core_field_errors
-from admin_web.core_client import CoreError, mask
 from admin_web.web import Form, Request, Response, View, actor, form_of, render, session_of
+from ccapi_client.admin import CoreError
+from ccapi_client.enums import PERIOD_BY_NAME, PERIOD_NAMES
 from claudecode.v1 import admin_pb2
 
-PERIODS = [
-    ("day", "per day", admin_pb2.BUDGET_PERIOD_DAY),
-    ("month", "per month", admin_pb2.BUDGET_PERIOD_MONTH),
-    ("total", "in total", admin_pb2.BUDGET_PERIOD_TOTAL),
-]
-PERIOD_BY_NAME = {name: value for name, _, value in PERIODS}
-PERIOD_NAME = {value: name for name, _, value in PERIODS}
+PERIOD_LABELS = {"day": "per day", "month": "per month", "total": "in total"}
+PERIODS = [(name, PERIOD_LABELS[name], value) for name, value in PERIOD_BY_NAME.items()]
 KEY_FIELDS = {"name", "rpm", "tpm", "max_concurrent", "budget_usd", "budget_period",
               "allowed_models", "allowed_tools", "expires"}
 PARAM_ALIASES = {
@@ -60,7 +56,7 @@ class KeyForm:
             tpm=num(key.limits.tokens_per_minute),
             max_concurrent=num(key.limits.max_concurrent),
             budget_usd=num(key.limits.budget_usd),
-            budget_period=PERIOD_NAME.get(key.limits.budget_period, "month"),
+            budget_period=PERIOD_NAMES.get(key.limits.budget_period, "month"),
             allowed_models=", ".join(key.allowed_models),
             allowed_tools=", ".join(key.allowed_tools),
             expires=expires,
@@ -121,8 +117,8 @@ class Keys(View):
     async def page(self, req: Request, resp: Response, form: KeyForm, status: str) -> None:
         include_revoked = req.get_param_as_bool("revoked") or False
         token = req.get_param("page_token") or ""
-        reply = await self.core.call("ListKeys", admin_pb2.ListKeysRequest(
-            page_size=50, page_token=token, include_revoked=include_revoked), actor(req))
+        reply = await self.core.list_keys(actor(req), page_size=50, page_token=token,
+                                          include_revoked=include_revoked)
         render(self.site, req, resp, "keys.html", status=status, page_title="API keys",
                keys=reply.keys, next_page_token=reply.next_page_token, page_token=token,
                include_revoked=include_revoked, form=form, periods=PERIODS)
@@ -136,8 +132,7 @@ class Keys(View):
             await self.page(req, resp, KeyForm.of_form(form), falcon.HTTP_400)
             return
         try:
-            reply = await self.core.call("CreateKey", admin_pb2.CreateKeyRequest(**values),
-                                         actor(req))
+            reply = await self.core.create_key(actor(req), **values)
         except CoreError as error:
             if error.code != grpc.StatusCode.INVALID_ARGUMENT:
                 raise
@@ -151,22 +146,20 @@ class Keys(View):
 
 class Key(View):
     async def on_get(self, req: Request, resp: Response, key_id: str) -> None:
-        reply = await self.core.call("GetKey", admin_pb2.GetKeyRequest(key_id=key_id),
-                                     actor(req))
-        await self.page(req, resp, reply.key, KeyForm.of_key(reply.key), falcon.HTTP_200)
+        key = await self.core.get_key(actor(req), key_id)
+        await self.page(req, resp, key, KeyForm.of_key(key), falcon.HTTP_200)
 
     async def page(self, req: Request, resp: Response, key: admin_pb2.ApiKey, form: KeyForm,
                    status: str) -> None:
-        logs = await self.core.call("ListRequestLogs", admin_pb2.ListRequestLogsRequest(
-            key_id=key.id, page_size=10), actor(req))
+        logs = await self.core.list_request_logs(
+            actor(req), admin_pb2.ListRequestLogsRequest(key_id=key.id, page_size=10))
         render(self.site, req, resp, "key.html", status=status, page_title=key.name or key.id,
                key=key, form=form, periods=PERIODS, logs=logs.logs)
 
     async def on_post(self, req: Request, resp: Response, key_id: str) -> None:
         import time
 
-        current = (await self.core.call("GetKey", admin_pb2.GetKeyRequest(key_id=key_id),
-                                        actor(req))).key
+        current = await self.core.get_key(actor(req), key_id)
         form = form_of(req)
         values = key_values(form, time.time())
         if form.errors and set(form.errors) == {"expires"} and form.text("expires") == \
@@ -184,8 +177,7 @@ class Key(View):
             raise falcon.HTTPSeeOther(f"/keys/{key_id}")
         update = admin_pb2.ApiKey(id=key_id, **values)
         try:
-            await self.core.call("UpdateKey", admin_pb2.UpdateKeyRequest(
-                key=update, update_mask=mask(*changed)), actor(req))
+            await self.core.update_key(actor(req), update, changed)
         except CoreError as error:
             if error.code != grpc.StatusCode.INVALID_ARGUMENT:
                 raise
@@ -205,8 +197,7 @@ def _differs(old: Any, new: Any) -> bool:
 
 class KeyRevoke(View):
     async def on_post(self, req: Request, resp: Response, key_id: str) -> None:
-        reply = await self.core.call("RevokeKey", admin_pb2.RevokeKeyRequest(key_id=key_id),
-                                     actor(req))
-        session_of(req).flash("success", f"Key “{reply.key.name}” is revoked; it stopped "
+        key = await self.core.revoke_key(actor(req), key_id)
+        session_of(req).flash("success", f"Key “{key.name}” is revoked; it stopped "
                                          "working at once.")
         raise falcon.HTTPSeeOther(f"/keys/{key_id}")

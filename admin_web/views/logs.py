@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from admin_web.web import Request, Response, View, actor, query_string, render
+from ccapi_client.redaction import redact_message
 from claudecode.v1 import admin_pb2
 
 SINCE = [("", "Any time"), ("1h", "Last hour"), ("24h", "Last 24 hours"),
@@ -85,9 +86,8 @@ class Logs(View):
         token = req.get_param("page_token") or ""
         request.page_token = token
         who = actor(req)
-        reply = await self.core.call("ListRequestLogs", request, who)
-        keys = await self.core.call("ListKeys", admin_pb2.ListKeysRequest(
-            page_size=500, include_revoked=True), who)
+        reply = await self.core.list_request_logs(who, request)
+        keys = await self.core.list_keys(who, page_size=500, include_revoked=True)
         base = filters.params()
         render(self.site, req, resp, "logs.html", page_title="Request logs",
                logs=reply.logs, filters=filters, keys=keys.keys, since=SINCE,
@@ -99,8 +99,9 @@ class Logs(View):
 
 class LogEntry(View):
     async def on_get(self, req: Request, resp: Response, log_id: str) -> None:
-        reply = await self.core.call("GetRequestLog", admin_pb2.GetRequestLogRequest(
-            log_id=log_id), actor(req))
+        reply = await self.core.get_request_log(actor(req), log_id)
+        # Bodies were redacted when stored; the turn's texts get the same policy here.
+        redact_message(reply)
         turn = reply.turn if reply.HasField("turn") else None
         results = {r.tool_use_id: r for r in turn.tool_results} if turn else {}
         render(self.site, req, resp, "log.html", page_title=f"Request {reply.log.id}",

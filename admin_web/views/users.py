@@ -8,12 +8,12 @@ import falcon
 import grpc
 
 from admin_web.app_helpers import core_field_errors
-from admin_web.core_client import CoreError, mask
 from admin_web.web import Request, Response, View, actor, form_of, render, session_of
+from ccapi_client.admin import CoreError
+from ccapi_client.enums import ROLE_BY_NAME
 from claudecode.v1 import admin_pb2
 
-ROLES = [("viewer", admin_pb2.USER_ROLE_VIEWER), ("admin", admin_pb2.USER_ROLE_ADMIN)]
-ROLE_BY_NAME = dict(ROLES)
+ROLES = [("viewer", ROLE_BY_NAME["viewer"]), ("admin", ROLE_BY_NAME["admin"])]
 MIN_PASSWORD = 8
 
 
@@ -35,9 +35,12 @@ class Users(View):
     async def page(self, req: Request, resp: Response, errors: dict[str, str],
                    values: dict[str, str], status: str) -> None:
         reply = await self.core.list_users(actor(req))
+        locks = await self.core.list_sign_in_locks(actor(req))
+        locked = {lock.username for lock in locks if lock.username}
         render(self.site, req, resp, "users.html", status=status, page_title="Users",
                users=reply.users, errors=errors, values=values, roles=ROLES,
-               me=actor(req), suggestion=secrets.token_urlsafe(12))
+               me=actor(req), suggestion=secrets.token_urlsafe(12), locks=locks,
+               locked=locked)
 
     async def on_post(self, req: Request, resp: Response) -> None:
         form = form_of(req)
@@ -54,9 +57,8 @@ class Users(View):
             errors["password"] = f"Use at least {MIN_PASSWORD} characters."
         if not errors and role is not None:
             try:
-                await self.core.call("CreateUser", admin_pb2.CreateUserRequest(
-                    username=values["username"], role=role, password=password,
-                    must_change_password=form.flag("must_change")), actor(req))
+                await self.core.create_user(actor(req), values["username"], role, password,
+                                            form.flag("must_change"))
             except CoreError as error:
                 if error.code == grpc.StatusCode.ALREADY_EXISTS:
                     errors["username"] = "That username is taken."
@@ -78,9 +80,8 @@ class UserRole(View):
         role = ROLE_BY_NAME.get(form_of(req).text("role"))
         if role is None:
             raise falcon.HTTPBadRequest(title="Unknown role", description="Choose a role.")
-        await self.core.call("UpdateUser", admin_pb2.UpdateUserRequest(
-            user=admin_pb2.User(username=username, role=role), update_mask=mask("role")),
-            actor(req))
+        await self.core.update_user(actor(req), admin_pb2.User(username=username, role=role),
+                                    ["role"])
         session_of(req).flash("success", f"{username} is now {form_of(req).text('role')}.")
         raise falcon.HTTPSeeOther("/users")
 
@@ -93,11 +94,22 @@ class UserDisable(View):
         if disable and username == actor(req):
             raise falcon.HTTPBadRequest(title="Not possible",
                                         description="You cannot disable yourself.")
-        await self.core.call("UpdateUser", admin_pb2.UpdateUserRequest(
-            user=admin_pb2.User(username=username, disabled=disable),
-            update_mask=mask("disabled")), actor(req))
+        await self.core.update_user(actor(req),
+                                    admin_pb2.User(username=username, disabled=disable),
+                                    ["disabled"])
         state = "disabled" if disable else "enabled again"
         session_of(req).flash("success", f"{username} is {state}.")
+        raise falcon.HTTPSeeOther("/users")
+
+
+class UserUnlock(View):
+    """Lifts the sign-in locks of a user (after failed sign-ins, from any address)."""
+
+    admin_only = True
+
+    async def on_post(self, req: Request, resp: Response, username: str) -> None:
+        await self.core.unlock_user(actor(req), username)
+        session_of(req).flash("success", f"{username} may sign in again from every address.")
         raise falcon.HTTPSeeOther("/users")
 
 
@@ -110,8 +122,8 @@ class UserPassword(View):
             session_of(req).flash("error", f"The new password for {username} needs at least "
                                            f"{MIN_PASSWORD} characters.")
             raise falcon.HTTPSeeOther("/users")
-        await self.core.call("SetUserPassword", admin_pb2.SetUserPasswordRequest(
-            username=username, new_password=password, must_change_password=True), actor(req))
-        session_of(req).flash("success", f"Password of {username} reset; they must change it "
-                                         "at their next sign-in.")
+        await self.core.set_user_password(actor(req), username, password,
+                                          must_change_password=True)
+        session_of(req).flash("success", f"Password of {username} reset; their sign-ins have "
+                                         "ended and they must change it at the next one.")
         raise falcon.HTTPSeeOther("/users")

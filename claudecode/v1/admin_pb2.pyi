@@ -1502,6 +1502,258 @@ class AuthenticateUserResponse(_message.Message):
 Global___AuthenticateUserResponse: _TypeAlias = AuthenticateUserResponse  # noqa: Y015
 
 @_typing.final
+class StartSignInRequest(_message.Message):
+    """Binds a new sign-in."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """Login name."""
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartSignInRequest: _TypeAlias = StartSignInRequest  # noqa: Y015
+
+@_typing.final
+class StartSignInResponse(_message.Message):
+    """What the sign-in carries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGN_IN_TOKEN_FIELD_NUMBER: _builtins.int
+    sign_in_token: _builtins.str
+    """Opaque; changes whenever the user's sign-ins are ended."""
+    def __init__(
+        self,
+        *,
+        sign_in_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sign_in_token", b"sign_in_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartSignInResponse: _TypeAlias = StartSignInResponse  # noqa: Y015
+
+@_typing.final
+class CheckSignInRequest(_message.Message):
+    """Checks a sign-in."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    SIGN_IN_TOKEN_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """Login name."""
+    sign_in_token: _builtins.str
+    """From StartSignInResponse."""
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+        sign_in_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sign_in_token", b"sign_in_token", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckSignInRequest: _TypeAlias = CheckSignInRequest  # noqa: Y015
+
+@_typing.final
+class CheckSignInResponse(_message.Message):
+    """A valid sign-in."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The user as they are now."""
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckSignInResponse: _TypeAlias = CheckSignInResponse  # noqa: Y015
+
+@_typing.final
+class EndSignInsRequest(_message.Message):
+    """Ends a user's sign-ins."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """Login name."""
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndSignInsRequest: _TypeAlias = EndSignInsRequest  # noqa: Y015
+
+@_typing.final
+class EndSignInsResponse(_message.Message):
+    """The sign-ins are ended."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGN_IN_TOKEN_FIELD_NUMBER: _builtins.int
+    sign_in_token: _builtins.str
+    """What the caller's own, continuing sign-in may carry from now on."""
+    def __init__(
+        self,
+        *,
+        sign_in_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sign_in_token", b"sign_in_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndSignInsResponse: _TypeAlias = EndSignInsResponse  # noqa: Y015
+
+@_typing.final
+class ListSignInLocksRequest(_message.Message):
+    """Lists sign-in locks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSignInLocksRequest: _TypeAlias = ListSignInLocksRequest  # noqa: Y015
+
+@_typing.final
+class SignInLock(_message.Message):
+    """One account refused sign-in from one address (or from every address)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    LOCKED_UNTIL_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """Login name; empty when the address is refused for every account."""
+    address: _builtins.str
+    """The browser's address."""
+    locked_until: _builtins.int
+    """Unix seconds when sign-in is allowed again."""
+    failures: _builtins.int
+    """Failed sign-ins counted."""
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+        address: _builtins.str = ...,
+        locked_until: _builtins.int = ...,
+        failures: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "failures", b"failures", "locked_until", b"locked_until", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignInLock: _TypeAlias = SignInLock  # noqa: Y015
+
+@_typing.final
+class ListSignInLocksResponse(_message.Message):
+    """The current locks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def locks(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignInLock]:
+        """Locks, soonest end last."""
+
+    def __init__(
+        self,
+        *,
+        locks: _abc.Iterable[Global___SignInLock] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["locks", b"locks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSignInLocksResponse: _TypeAlias = ListSignInLocksResponse  # noqa: Y015
+
+@_typing.final
+class UnlockUserRequest(_message.Message):
+    """Lifts a user's sign-in locks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """Login name."""
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlockUserRequest: _TypeAlias = UnlockUserRequest  # noqa: Y015
+
+@_typing.final
+class UnlockUserResponse(_message.Message):
+    """The locks are lifted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlockUserResponse: _TypeAlias = UnlockUserResponse  # noqa: Y015
+
+@_typing.final
 class AdminSession(_message.Message):
     """A session with its owner."""
 

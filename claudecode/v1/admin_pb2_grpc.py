@@ -121,6 +121,31 @@ class AdminServiceStub:
                 request_serializer=claudecode_dot_v1_dot_admin__pb2.AuthenticateUserRequest.SerializeToString,
                 response_deserializer=claudecode_dot_v1_dot_admin__pb2.AuthenticateUserResponse.FromString,
                 _registered_method=True)
+        self.StartSignIn = channel.unary_unary(
+                '/claudecode.v1.AdminService/StartSignIn',
+                request_serializer=claudecode_dot_v1_dot_admin__pb2.StartSignInRequest.SerializeToString,
+                response_deserializer=claudecode_dot_v1_dot_admin__pb2.StartSignInResponse.FromString,
+                _registered_method=True)
+        self.CheckSignIn = channel.unary_unary(
+                '/claudecode.v1.AdminService/CheckSignIn',
+                request_serializer=claudecode_dot_v1_dot_admin__pb2.CheckSignInRequest.SerializeToString,
+                response_deserializer=claudecode_dot_v1_dot_admin__pb2.CheckSignInResponse.FromString,
+                _registered_method=True)
+        self.EndSignIns = channel.unary_unary(
+                '/claudecode.v1.AdminService/EndSignIns',
+                request_serializer=claudecode_dot_v1_dot_admin__pb2.EndSignInsRequest.SerializeToString,
+                response_deserializer=claudecode_dot_v1_dot_admin__pb2.EndSignInsResponse.FromString,
+                _registered_method=True)
+        self.ListSignInLocks = channel.unary_unary(
+                '/claudecode.v1.AdminService/ListSignInLocks',
+                request_serializer=claudecode_dot_v1_dot_admin__pb2.ListSignInLocksRequest.SerializeToString,
+                response_deserializer=claudecode_dot_v1_dot_admin__pb2.ListSignInLocksResponse.FromString,
+                _registered_method=True)
+        self.UnlockUser = channel.unary_unary(
+                '/claudecode.v1.AdminService/UnlockUser',
+                request_serializer=claudecode_dot_v1_dot_admin__pb2.UnlockUserRequest.SerializeToString,
+                response_deserializer=claudecode_dot_v1_dot_admin__pb2.UnlockUserResponse.FromString,
+                _registered_method=True)
         self.ListAllSessions = channel.unary_unary(
                 '/claudecode.v1.AdminService/ListAllSessions',
                 request_serializer=claudecode_dot_v1_dot_admin__pb2.ListAllSessionsRequest.SerializeToString,
@@ -260,6 +285,43 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartSignIn(self, request, context):
+        """The token a new sign-in is bound to (after AuthenticateUser, or after users
+        changed their own password); ending a user's sign-ins makes old ones invalid.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckSignIn(self, request, context):
+        """Whether a sign-in is still valid; the user as they are now. UNAUTHENTICATED
+        (reason sign_in_ended) once it was ended, the password reset or the user disabled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndSignIns(self, request, context):
+        """Ends every sign-in of a user (signing out; admins for anyone).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSignInLocks(self, request, context):
+        """Addresses currently refused sign-in, by account (admins).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlockUser(self, request, context):
+        """Forgets a user's failed sign-ins, lifting their locks (admins).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAllSessions(self, request, context):
         """Lists sessions of every key, newest first.
         """
@@ -363,6 +425,31 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.AuthenticateUser,
                     request_deserializer=claudecode_dot_v1_dot_admin__pb2.AuthenticateUserRequest.FromString,
                     response_serializer=claudecode_dot_v1_dot_admin__pb2.AuthenticateUserResponse.SerializeToString,
+            ),
+            'StartSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartSignIn,
+                    request_deserializer=claudecode_dot_v1_dot_admin__pb2.StartSignInRequest.FromString,
+                    response_serializer=claudecode_dot_v1_dot_admin__pb2.StartSignInResponse.SerializeToString,
+            ),
+            'CheckSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckSignIn,
+                    request_deserializer=claudecode_dot_v1_dot_admin__pb2.CheckSignInRequest.FromString,
+                    response_serializer=claudecode_dot_v1_dot_admin__pb2.CheckSignInResponse.SerializeToString,
+            ),
+            'EndSignIns': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSignIns,
+                    request_deserializer=claudecode_dot_v1_dot_admin__pb2.EndSignInsRequest.FromString,
+                    response_serializer=claudecode_dot_v1_dot_admin__pb2.EndSignInsResponse.SerializeToString,
+            ),
+            'ListSignInLocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSignInLocks,
+                    request_deserializer=claudecode_dot_v1_dot_admin__pb2.ListSignInLocksRequest.FromString,
+                    response_serializer=claudecode_dot_v1_dot_admin__pb2.ListSignInLocksResponse.SerializeToString,
+            ),
+            'UnlockUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockUser,
+                    request_deserializer=claudecode_dot_v1_dot_admin__pb2.UnlockUserRequest.FromString,
+                    response_serializer=claudecode_dot_v1_dot_admin__pb2.UnlockUserResponse.SerializeToString,
             ),
             'ListAllSessions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAllSessions,
@@ -819,6 +906,141 @@ class AdminService:
             '/claudecode.v1.AdminService/AuthenticateUser',
             claudecode_dot_v1_dot_admin__pb2.AuthenticateUserRequest.SerializeToString,
             claudecode_dot_v1_dot_admin__pb2.AuthenticateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claudecode.v1.AdminService/StartSignIn',
+            claudecode_dot_v1_dot_admin__pb2.StartSignInRequest.SerializeToString,
+            claudecode_dot_v1_dot_admin__pb2.StartSignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claudecode.v1.AdminService/CheckSignIn',
+            claudecode_dot_v1_dot_admin__pb2.CheckSignInRequest.SerializeToString,
+            claudecode_dot_v1_dot_admin__pb2.CheckSignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSignIns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claudecode.v1.AdminService/EndSignIns',
+            claudecode_dot_v1_dot_admin__pb2.EndSignInsRequest.SerializeToString,
+            claudecode_dot_v1_dot_admin__pb2.EndSignInsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSignInLocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claudecode.v1.AdminService/ListSignInLocks',
+            claudecode_dot_v1_dot_admin__pb2.ListSignInLocksRequest.SerializeToString,
+            claudecode_dot_v1_dot_admin__pb2.ListSignInLocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlockUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claudecode.v1.AdminService/UnlockUser',
+            claudecode_dot_v1_dot_admin__pb2.UnlockUserRequest.SerializeToString,
+            claudecode_dot_v1_dot_admin__pb2.UnlockUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,6 +72,20 @@ class AdminServiceStub:
     """Sets a user's password."""
     AuthenticateUser: _grpc.UnaryUnaryMultiCallable[_admin_pb2.AuthenticateUserRequest, _admin_pb2.AuthenticateUserResponse]
     """Checks a username and password; throttled per user and per address."""
+    StartSignIn: _grpc.UnaryUnaryMultiCallable[_admin_pb2.StartSignInRequest, _admin_pb2.StartSignInResponse]
+    """The token a new sign-in is bound to (after AuthenticateUser, or after users
+    changed their own password); ending a user's sign-ins makes old ones invalid.
+    """
+    CheckSignIn: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CheckSignInRequest, _admin_pb2.CheckSignInResponse]
+    """Whether a sign-in is still valid; the user as they are now. UNAUTHENTICATED
+    (reason sign_in_ended) once it was ended, the password reset or the user disabled.
+    """
+    EndSignIns: _grpc.UnaryUnaryMultiCallable[_admin_pb2.EndSignInsRequest, _admin_pb2.EndSignInsResponse]
+    """Ends every sign-in of a user (signing out; admins for anyone)."""
+    ListSignInLocks: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListSignInLocksRequest, _admin_pb2.ListSignInLocksResponse]
+    """Addresses currently refused sign-in, by account (admins)."""
+    UnlockUser: _grpc.UnaryUnaryMultiCallable[_admin_pb2.UnlockUserRequest, _admin_pb2.UnlockUserResponse]
+    """Forgets a user's failed sign-ins, lifting their locks (admins)."""
     ListAllSessions: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAllSessionsRequest, _admin_pb2.ListAllSessionsResponse]
     """Lists sessions of every key, newest first."""
     GetSessionDetail: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetSessionDetailRequest, _admin_pb2.GetSessionDetailResponse]
@@ -123,6 +137,20 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Sets a user's password."""
     AuthenticateUser: _aio.UnaryUnaryMultiCallable[_admin_pb2.AuthenticateUserRequest, _admin_pb2.AuthenticateUserResponse]  # type: ignore[assignment]
     """Checks a username and password; throttled per user and per address."""
+    StartSignIn: _aio.UnaryUnaryMultiCallable[_admin_pb2.StartSignInRequest, _admin_pb2.StartSignInResponse]  # type: ignore[assignment]
+    """The token a new sign-in is bound to (after AuthenticateUser, or after users
+    changed their own password); ending a user's sign-ins makes old ones invalid.
+    """
+    CheckSignIn: _aio.UnaryUnaryMultiCallable[_admin_pb2.CheckSignInRequest, _admin_pb2.CheckSignInResponse]  # type: ignore[assignment]
+    """Whether a sign-in is still valid; the user as they are now. UNAUTHENTICATED
+    (reason sign_in_ended) once it was ended, the password reset or the user disabled.
+    """
+    EndSignIns: _aio.UnaryUnaryMultiCallable[_admin_pb2.EndSignInsRequest, _admin_pb2.EndSignInsResponse]  # type: ignore[assignment]
+    """Ends every sign-in of a user (signing out; admins for anyone)."""
+    ListSignInLocks: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListSignInLocksRequest, _admin_pb2.ListSignInLocksResponse]  # type: ignore[assignment]
+    """Addresses currently refused sign-in, by account (admins)."""
+    UnlockUser: _aio.UnaryUnaryMultiCallable[_admin_pb2.UnlockUserRequest, _admin_pb2.UnlockUserResponse]  # type: ignore[assignment]
+    """Forgets a user's failed sign-ins, lifting their locks (admins)."""
     ListAllSessions: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAllSessionsRequest, _admin_pb2.ListAllSessionsResponse]  # type: ignore[assignment]
     """Lists sessions of every key, newest first."""
     GetSessionDetail: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetSessionDetailRequest, _admin_pb2.GetSessionDetailResponse]  # type: ignore[assignment]
@@ -267,6 +295,50 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.AuthenticateUserResponse, _abc.Awaitable[_admin_pb2.AuthenticateUserResponse]]:
         """Checks a username and password; throttled per user and per address."""
+
+    @_abc_1.abstractmethod
+    def StartSignIn(
+        self,
+        request: _admin_pb2.StartSignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.StartSignInResponse, _abc.Awaitable[_admin_pb2.StartSignInResponse]]:
+        """The token a new sign-in is bound to (after AuthenticateUser, or after users
+        changed their own password); ending a user's sign-ins makes old ones invalid.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckSignIn(
+        self,
+        request: _admin_pb2.CheckSignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.CheckSignInResponse, _abc.Awaitable[_admin_pb2.CheckSignInResponse]]:
+        """Whether a sign-in is still valid; the user as they are now. UNAUTHENTICATED
+        (reason sign_in_ended) once it was ended, the password reset or the user disabled.
+        """
+
+    @_abc_1.abstractmethod
+    def EndSignIns(
+        self,
+        request: _admin_pb2.EndSignInsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.EndSignInsResponse, _abc.Awaitable[_admin_pb2.EndSignInsResponse]]:
+        """Ends every sign-in of a user (signing out; admins for anyone)."""
+
+    @_abc_1.abstractmethod
+    def ListSignInLocks(
+        self,
+        request: _admin_pb2.ListSignInLocksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListSignInLocksResponse, _abc.Awaitable[_admin_pb2.ListSignInLocksResponse]]:
+        """Addresses currently refused sign-in, by account (admins)."""
+
+    @_abc_1.abstractmethod
+    def UnlockUser(
+        self,
+        request: _admin_pb2.UnlockUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.UnlockUserResponse, _abc.Awaitable[_admin_pb2.UnlockUserResponse]]:
+        """Forgets a user's failed sign-ins, lifting their locks (admins)."""
 
     @_abc_1.abstractmethod
     def ListAllSessions(

@@ -141,6 +141,8 @@ class AdminUser(Base):
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # What the user's admin-site sign-ins carry; replaced to end them all.
+    sign_in_token: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class LoginFailure(Base):

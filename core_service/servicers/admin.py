@@ -10,6 +10,10 @@ from datetime import UTC, datetime
 
 import grpc
 
+from ccapi_client.enums import PERIOD_BY_NAME as PERIOD_ENUM
+from ccapi_client.enums import PERIOD_NAMES as PERIODS
+from ccapi_client.enums import ROLE_BY_NAME as ROLE_ENUM
+from ccapi_client.enums import ROLE_NAMES
 from claudecode.v1 import admin_pb2 as pb
 from claudecode.v1 import admin_pb2_grpc
 from claudecode.v1 import sessions_pb2 as spb
@@ -38,14 +42,6 @@ WATCH_WINDOW_MS = 30 * 60 * 1000
 WATCH_PAGE = 200
 WATCH_REMEMBER = 5000
 WATCH_FRESH_MS = 60 * 1000
-PERIODS = {
-    pb.BUDGET_PERIOD_DAY: "day",
-    pb.BUDGET_PERIOD_MONTH: "month",
-    pb.BUDGET_PERIOD_TOTAL: "total",
-}
-PERIOD_ENUM = {v: k for k, v in PERIODS.items()}
-ROLE_NAMES = {pb.USER_ROLE_ADMIN: "admin", pb.USER_ROLE_VIEWER: "viewer"}
-ROLE_ENUM = {v: k for k, v in ROLE_NAMES.items()}
 
 
 def _unix(value: datetime | None) -> int:
@@ -119,6 +115,13 @@ def _page(size: int, token: str) -> tuple[int, int]:
     except ValueError:
         raise InvalidArgument("Invalid page_token.", param="page_token") from None
     return size, offset
+
+
+def _require_service_or_self(username: str) -> None:
+    """Sign-in tokens are the site's (no actor) or the user's own business."""
+    actor = current_actor()
+    if actor.username != "service" and actor.username != username:
+        require_writer()
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -376,6 +379,57 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             request.client_address or "unknown",
         )
         return pb.AuthenticateUserResponse(user=encode_user(user))
+
+    # Sign-ins (new: sign-in tokens and locks)
+
+    async def StartSignIn(
+        self, request: pb.StartSignInRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StartSignInResponse:
+        _require_service_or_self(request.username)
+        token = await asyncio.to_thread(self._users.start_sign_in, request.username)
+        return pb.StartSignInResponse(sign_in_token=token)
+
+    async def CheckSignIn(
+        self, request: pb.CheckSignInRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CheckSignInResponse:
+        _require_service_or_self(request.username)
+        user = await asyncio.to_thread(
+            self._users.check_sign_in, request.username, request.sign_in_token
+        )
+        if user is None:
+            raise Unauthenticated("This sign-in has ended.", reason="sign_in_ended")
+        return pb.CheckSignInResponse(user=encode_user(user))
+
+    async def EndSignIns(
+        self, request: pb.EndSignInsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EndSignInsResponse:
+        if current_actor().username != request.username:
+            require_writer()
+        token = await asyncio.to_thread(self._users.end_sign_ins, request.username)
+        return pb.EndSignInsResponse(sign_in_token=token)
+
+    async def ListSignInLocks(
+        self, request: pb.ListSignInLocksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSignInLocksResponse:
+        locks = await asyncio.to_thread(self._users.locks)
+        return pb.ListSignInLocksResponse(
+            locks=[
+                pb.SignInLock(
+                    username=lock.username,
+                    address=lock.address,
+                    locked_until=_unix(lock.locked_until),
+                    failures=lock.failures,
+                )
+                for lock in locks
+            ]
+        )
+
+    async def UnlockUser(
+        self, request: pb.UnlockUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UnlockUserResponse:
+        require_writer()
+        await asyncio.to_thread(self._users.unlock, request.username)
+        return pb.UnlockUserResponse()
 
     # Sessions
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from google.protobuf import duration_pb2
-from google.rpc import error_details_pb2, status_pb2
 
+from ccapi_client import rich_status
+from ccapi_client.metadata import ACTOR_HEADER, ADMIN_TOKEN_HEADER
 from claudecode.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, events_pb2, sessions_pb2
 
 ADMIN_TOKEN = "fake-admin-token"
@@ -36,6 +36,7 @@ WRITES = {
     "CreateUser",
     "UpdateUser",
     "SetUserPassword",
+    "UnlockUser",
 }
 
 
@@ -53,18 +54,9 @@ class Abort(Exception):
         )
 
     def metadata(self) -> tuple[tuple[str, bytes], ...]:
-        status = status_pb2.Status(code=self.code.value[0], message=self.message)
-        info = error_details_pb2.ErrorInfo(
-            reason=self.reason or self.code.name.lower(), domain="claudecode.v1"
+        return rich_status.trailing_metadata(
+            self.code, self.message, self.reason or self.code.name.lower(), self.param, self.retry
         )
-        if self.param:
-            info.metadata["param"] = self.param
-        status.details.add().Pack(info)
-        if self.retry:
-            status.details.add().Pack(
-                error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=self.retry))
-            )
-        return (("grpc-status-details-bin", status.SerializeToString()),)
 
 
 def _page(items: list[Any], token: str, size: int) -> tuple[list[Any], str]:
@@ -79,7 +71,10 @@ def _page(items: list[Any], token: str, size: int) -> tuple[list[Any], str]:
 class FakeAdmin:
     users: dict[str, admin_pb2.User] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)
+    # Failed sign-ins by "user@address" and "addr:address".
     failures: dict[str, list[float]] = field(default_factory=dict)
+    # Each user's sign-in token; replaced to end their sign-ins.
+    tokens: dict[str, str] = field(default_factory=dict)
     keys: dict[str, admin_pb2.ApiKey] = field(default_factory=dict)
     logs: list[admin_pb2.RequestLog] = field(default_factory=list)
     turns: dict[str, agent_pb2.Turn] = field(default_factory=dict)
@@ -216,9 +211,9 @@ class FakeAdmin:
     def check(self, method: str, context: grpc.aio.ServicerContext, request: Any = None) -> str:
         md = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         self.calls.append((method, md))
-        if md.get("x-ccapi-admin-token") != ADMIN_TOKEN:
+        if md.get(ADMIN_TOKEN_HEADER) != ADMIN_TOKEN:
             raise Abort(grpc.StatusCode.UNAUTHENTICATED, "Missing or wrong admin token.")
-        actor = md.get("x-ccapi-actor", "")
+        actor = md.get(ACTOR_HEADER, "")
         if not actor:
             return ""
         user = self.users.get(actor)
@@ -256,10 +251,11 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
     def AuthenticateUser(self, req: Any, actor: str) -> Any:
         f = self.fake
         now = time.time()
-        for scope in (f"user:{req.username}", f"addr:{req.client_address}"):
+        scopes = (f"{req.username}@{req.client_address}", f"addr:{req.client_address}")
+        for scope, limit in zip(scopes, (THROTTLE_AFTER, 4 * THROTTLE_AFTER), strict=True):
             recent = [t for t in f.failures.get(scope, []) if now - t < THROTTLE_SECONDS]
             f.failures[scope] = recent
-            if len(recent) >= THROTTLE_AFTER:
+            if len(recent) >= limit:
                 raise Abort(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     "Too many failed sign-ins.",
@@ -268,11 +264,56 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
                 )
         user = f.users.get(req.username)
         if user is None or user.disabled or f.passwords.get(req.username) != req.password:
-            for scope in (f"user:{req.username}", f"addr:{req.client_address}"):
+            for scope in scopes:
                 f.failures.setdefault(scope, []).append(now)
             raise Abort(grpc.StatusCode.UNAUTHENTICATED, "Wrong username or password.")
         user.last_login_at = int(now)
         return admin_pb2.AuthenticateUserResponse(user=user)
+
+    @_rpc
+    def StartSignIn(self, req: Any, actor: str) -> Any:
+        token = self.fake.tokens.setdefault(req.username, secrets.token_urlsafe(8))
+        return admin_pb2.StartSignInResponse(sign_in_token=token)
+
+    @_rpc
+    def CheckSignIn(self, req: Any, actor: str) -> Any:
+        user = self.fake.users.get(req.username)
+        token = self.fake.tokens.get(req.username)
+        if user is None or user.disabled or not token or token != req.sign_in_token:
+            raise Abort(
+                grpc.StatusCode.UNAUTHENTICATED, "This sign-in has ended.", reason="sign_in_ended"
+            )
+        return admin_pb2.CheckSignInResponse(user=user)
+
+    @_rpc
+    def EndSignIns(self, req: Any, actor: str) -> Any:
+        self.fake.tokens[req.username] = secrets.token_urlsafe(8)
+        return admin_pb2.EndSignInsResponse(sign_in_token=self.fake.tokens[req.username])
+
+    @_rpc
+    def ListSignInLocks(self, req: Any, actor: str) -> Any:
+        now = time.time()
+        locks = []
+        for scope, times in self.fake.failures.items():
+            recent = [t for t in times if now - t < THROTTLE_SECONDS]
+            username, _, address = scope.rpartition("@")
+            if scope.startswith("addr:") or len(recent) < THROTTLE_AFTER:
+                continue
+            locks.append(
+                admin_pb2.SignInLock(
+                    username=username,
+                    address=address,
+                    locked_until=int(recent[0] + THROTTLE_SECONDS),
+                    failures=len(recent),
+                )
+            )
+        return admin_pb2.ListSignInLocksResponse(locks=locks)
+
+    @_rpc
+    def UnlockUser(self, req: Any, actor: str) -> Any:
+        for scope in [s for s in self.fake.failures if s.startswith(req.username + "@")]:
+            del self.fake.failures[scope]
+        return admin_pb2.UnlockUserResponse()
 
     @_rpc
     def ListUsers(self, req: Any, actor: str) -> Any:
@@ -320,6 +361,7 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
             )
         self.fake.passwords[req.username] = req.new_password
         user.must_change_password = req.must_change_password
+        self.fake.tokens[req.username] = secrets.token_urlsafe(8)  # ends their sign-ins
         return admin_pb2.SetUserPasswordResponse(user=user)
 
     # Keys -----------------------------------------------------------------------

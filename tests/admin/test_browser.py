@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from admin_web.app import create_app
+from claudecode.v1 import admin_pb2
 from tests.admin.browser import (
     LAPTOP,
     PHONE,
@@ -230,3 +231,28 @@ def test_live_feed_shows_new_requests(page: Any, fake: FakeAdmin) -> None:
     assert "<script>feed</script>" in row.inner_text()
     assert page.locator("#feed script").count() == 0
     shot(page, "dashboard-live")
+
+
+def test_live_feed_lists_each_request_once(page: Any, fake: FakeAdmin) -> None:
+    # The page lists the latest requests and the watch announces recent ones
+    # again (on connecting, after a reconnect): each must show once.
+    sign_in(page, "admin", PASSWORDS["admin"])
+    page.wait_for_selector("#live-state.on")
+    shown = page.locator("#feed tr").first.get_attribute("data-id")
+    assert shown
+    again = next(entry for entry in fake.logs if entry.id == shown)
+
+    def finish() -> str:
+        entry = fake.finish_request(key_id="key_once", key_name="once", status=200,
+                                    endpoint="/v1/responses", model="claude-sonnet-4-5")
+        page.locator(f"#feed a[href='/logs/{entry.id}']").wait_for()
+        return entry.id
+
+    first = finish()  # the watch is connected from here on
+    fake.run(lambda: fake.publish(
+        admin_pb2.WatchEventsResponse(time_ms=again.time_ms, request_finished=again)))
+    fake.run(lambda: fake.publish(
+        admin_pb2.WatchEventsResponse(time_ms=again.time_ms, request_finished=fake.logs[0])))
+    finish()  # events arrive in order: the repeats came before this one
+    assert page.locator(f"#feed tr[data-id='{shown}']").count() == 1
+    assert page.locator(f"#feed tr[data-id='{first}']").count() == 1

@@ -12,7 +12,7 @@ import pytest
 
 from admin_web.app import create_app
 from admin_web.sessions import COOKIE_NAME, SessionCodec
-from claudecode.v1 import admin_pb2, events_pb2
+from claudecode.v1 import admin_pb2, agent_pb2, events_pb2, sessions_pb2
 from tests.admin.conftest import PASSWORDS, Browser, make_config
 from tests.admin.fake_admin import FakeAdmin
 from tests.facade.fake_core import free_port
@@ -189,7 +189,7 @@ def test_idle_sessions_expire() -> None:
     codec = SessionCodec("k", idle_timeout_seconds=1)
     from admin_web.sessions import Session
 
-    value = codec.dumps(Session(username="admin", role=2))
+    value = codec.dumps(Session(username="admin", role=admin_pb2.USER_ROLE_ADMIN))
     assert codec.loads(value) is not None
     time.sleep(2.1)
     assert codec.loads(value) is None
@@ -524,3 +524,160 @@ def test_core_unreachable_page() -> None:
 @pytest.mark.parametrize("path", ["/static/app.js", "/static/app.css", "/static/favicon.svg"])
 def test_static_files(browser: Browser, path: str) -> None:
     assert browser.get(path).status_code == 200
+
+
+# Sign-ins end on the server (issue 10, item 7) ----------------------------------
+
+
+def _copy(browser: Browser, remote_addr: str) -> Browser:
+    """Another browser holding a copy of ``browser``'s cookie (a saved cookie)."""
+    return Browser(browser.client, dict(browser.cookies), remote_addr, browser.csrf)
+
+
+def test_sign_out_ends_every_copy_of_the_cookie(app: Any, fake: FakeAdmin) -> None:
+    fake.add_user("leaving", "leaving-password-1", "admin")
+    b = Browser(falcon.testing.TestClient(app), remote_addr="10.7.7.1")
+    assert b.login("leaving", "leaving-password-1").status_code == 303
+    saved = _copy(b, "10.7.7.2")
+    assert saved.get("/keys").status_code == 200
+    assert b.post("/logout").status_code == 303
+    result = saved.get("/keys")
+    assert result.status_code == 303 and result.headers["location"] == "/login"
+    assert "sign-in has ended" in saved.get("/login").text
+    # Signing in again works, and only the new sign-in does.
+    assert b.login("leaving", "leaving-password-1").status_code == 303
+    assert b.get("/keys").status_code == 200
+
+
+def test_password_reset_and_change_end_other_sign_ins(
+    app: Any, fake: FakeAdmin, admin: Browser
+) -> None:
+    fake.add_user("resetme", "resetme-password-1", "viewer")
+    user = Browser(falcon.testing.TestClient(app), remote_addr="10.7.7.3")
+    assert user.login("resetme", "resetme-password-1").status_code == 303
+    assert user.get("/keys").status_code == 200
+    assert admin.post("/users/resetme/password", {"password": "temporary-pw-1"}).status_code == 303
+    assert user.get("/keys").headers["location"] == "/login"
+    # Changing one's own password keeps this sign-in and ends the others.
+    fake.users["resetme"].must_change_password = False
+    here = Browser(falcon.testing.TestClient(app), remote_addr="10.7.7.4")
+    assert here.login("resetme", "temporary-pw-1").status_code == 303
+    there = Browser(falcon.testing.TestClient(app), remote_addr="10.7.7.5")
+    assert there.login("resetme", "temporary-pw-1").status_code == 303
+    changed = here.post("/account/password", {
+        "current_password": "temporary-pw-1", "new_password": "my-own-password-1",
+        "confirm_password": "my-own-password-1"})
+    assert changed.status_code == 303 and changed.headers["location"] == "/"
+    assert here.get("/keys").status_code == 200
+    assert there.get("/keys").headers["location"] == "/login"
+
+
+# Sign-in throttling (issue 10, item 6) -------------------------------------------
+
+
+def test_lockout_is_per_address_and_account_and_an_admin_unlocks(
+    app: Any, fake: FakeAdmin, admin: Browser
+) -> None:
+    fake.add_user("owner", "owner-password-1", "viewer")
+    guesser = Browser(falcon.testing.TestClient(app), remote_addr="10.8.8.8")
+    for _ in range(5):
+        assert guesser.login("owner", "wrong-guess").status_code == 401
+    assert guesser.login("owner", "owner-password-1").status_code == 429
+    # The owner, elsewhere, is not locked out by someone else's guesses.
+    owner = Browser(falcon.testing.TestClient(app), remote_addr="10.9.9.9")
+    assert owner.login("owner", "owner-password-1").status_code == 303
+    page = admin.get("/users").text
+    assert "sign-in locked" in page and "10.8.8.8" in page
+    assert admin.post("/users/owner/unlock").status_code == 303
+    assert "may sign in again" in admin.get("/users").text
+    assert guesser.login("owner", "owner-password-1").status_code == 303
+
+
+def test_viewers_cannot_unlock(viewer: Browser) -> None:
+    assert viewer.post("/users/admin/unlock").status_code == 403
+
+
+# One redaction policy (issue 10, item 8) -----------------------------------------
+
+SECRETS = ("sk-cc-abcdef0123456789", "AKIAIOSFODNN7EXAMPLE", "hunter2-secret")
+
+
+def _add_secret_session(fake: FakeAdmin) -> tuple[str, str]:
+    text = f"my key {SECRETS[0]}, aws {SECRETS[1]}, password={SECRETS[2]}"
+    turn = agent_pb2.Turn(
+        id="turn_secret", session_id="sess_secret", model="claude-sonnet-4-5",
+        created_at=int(time.time()), output_text=f"Stored {SECRETS[0]} for you.",
+        tool_uses=[events_pb2.ToolUse(id="tu9", name="Bash", summary=f"echo {SECRETS[1]}",
+                                      input_json=f'{{"password": "{SECRETS[2]}"}}')],
+    )
+    turn.input.add(role=1).content.add(text=text)
+    entry = fake.add_log(key_id="key_x", key_name="x", endpoint="/v1/chat/completions",
+                         status=200, session_id="sess_secret", turn_id="turn_secret")
+    fake.turns[entry.id] = turn
+    fake.sessions.append(admin_pb2.AdminSession(
+        key_id="key_x", session=sessions_pb2.Session(id="sess_secret", turn_count=1)))
+    return "sess_secret", entry.id
+
+
+def test_conversations_are_redacted_on_every_page_for_every_role(
+    fake: FakeAdmin, viewer: Browser, admin: Browser
+) -> None:
+    session_id, log_id = _add_secret_session(fake)
+    for who in (viewer, admin):
+        for path in (f"/sessions/{session_id}", f"/logs/{log_id}"):
+            page = who.get(path)
+            assert page.status_code == 200, path
+            for secret in SECRETS:
+                assert secret not in page.text, (path, secret)
+            assert "[REDACTED]" in page.text, path
+
+
+# Wrong statuses (issue 10, item 9) -----------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["/。/x", "/keys/\u00e9", "/\u3002/evil.example"])
+def test_non_ascii_next_is_dropped_not_a_500(browser: Browser, target: str) -> None:
+    assert browser.get("/login", params={"next": target}).status_code == 200
+    result = browser.post(
+        "/login", {"username": "admin", "password": PASSWORDS["admin"], "next": target}
+    )
+    assert result.status_code == 303 and result.headers["location"] == "/"
+
+
+# Dashboard (issue 10, item 14) ---------------------------------------------------
+
+
+def test_latency_chart_shows_a_lone_bucket() -> None:
+    lone = FakeAdmin().start()
+    try:
+        lone.add_user("admin", PASSWORDS["admin"], "admin")
+        lone.add_log(key_id="k", key_name="k", endpoint="/v1/chat/completions", model="m",
+                     status=200, latency_ms=1500,
+                     usage=events_pb2.Usage(input_tokens=10, output_tokens=5))
+        b = Browser(falcon.testing.TestClient(create_app(make_config(lone.addr))))
+        assert b.login("admin").status_code == 303
+        page = b.get("/").text
+        latency = page[page.index('aria-label="Latency: '):]
+        latency = latency[: latency.index("</figure>")]
+        assert latency.count("<circle") == 2  # p50 and p95, one point each
+        assert "No requests in this range" not in latency
+    finally:
+        lone.stop()
+
+
+def test_behind_a_trusted_proxy_the_address_it_appended_counts(fake: FakeAdmin) -> None:
+    proxied = create_app(make_config(fake.addr, trust_proxy=True))
+    fake.add_user("proxied", "proxied-password-1", "viewer")
+    b = Browser(falcon.testing.TestClient(proxied), remote_addr="127.0.0.1")
+
+    def sign_in(password: str, forwarded_for: str) -> int:
+        b.get("/login")
+        headers = {"Content-Type": "application/x-www-form-urlencoded",
+                   "X-Forwarded-For": forwarded_for}
+        form = {"username": "proxied", "password": password}
+        return b.post("/login", form, headers=headers).status_code
+
+    for i in range(5):
+        assert sign_in("wrong-guess", f"198.51.100.{i}, 192.0.2.7") == 401
+    assert sign_in("proxied-password-1", "198.51.100.99, 192.0.2.7") == 429
+    assert sign_in("proxied-password-1", "192.0.2.8") == 303

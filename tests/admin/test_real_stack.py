@@ -239,3 +239,85 @@ def test_throttling_after_wrong_passwords(chrome: Any, stack: Served) -> None:
     assert "Too many failed sign-ins" in page.inner_text("main")
     shot(page, "real-login-throttled")
     page.context.close()
+
+
+# Issue 10 through the real stack: plain HTTP, as a script or a copied cookie would.
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def site(stack: Served) -> httpx.Client:
+    return httpx.Client(base_url=stack.admin_url, timeout=30, follow_redirects=False)
+
+
+def csrf_of(client: httpx.Client, path: str = "/login") -> str:
+    found = CSRF_RE.search(client.get(path).text)
+    assert found, path
+    return found.group(1)
+
+
+def post_form(
+    client: httpx.Client, path: str, data: dict[str, str], **headers: str
+) -> httpx.Response:
+    token = csrf_of(client, "/login" if path == "/login" else "/")
+    return client.post(path, data={**data, "csrf_token": token}, headers=headers)
+
+
+def log_in(client: httpx.Client, username: str, password: str, **headers: str) -> int:
+    reply = post_form(client, "/login", {"username": username, "password": password}, **headers)
+    return reply.status_code
+
+
+def test_throttling_ignores_forwarded_for_without_a_trusted_proxy(stack: Served) -> None:
+    # Rotating X-Forwarded-For once bought unlimited guesses: the ASGI server took
+    # it as the client's address. Without CCAPI_ADMIN_TRUST_PROXY the peer counts.
+    ccapi(stack.env, "users", "create", "--username", "xff-target", "--role", "viewer",
+          "--password-stdin", input="xff-target-password\n")
+    with site(stack) as client:
+        codes = [
+            log_in(client, "xff-target", "wrong-guess", **{"X-Forwarded-For": f"203.0.113.{i}"})
+            for i in range(6)
+        ]
+    assert codes == [401] * 5 + [429], codes
+
+
+def test_signing_out_and_a_password_reset_end_copied_cookies(stack: Served) -> None:
+    ccapi(stack.env, "users", "create", "--username", "traveller", "--role", "viewer",
+          "--password-stdin", input="traveller-password\n")
+    with site(stack) as laptop, site(stack) as copy:
+        assert log_in(laptop, "traveller", "traveller-password") == 303
+        copy.cookies.update(laptop.cookies)
+        assert copy.get("/keys").status_code == 200
+        assert post_form(laptop, "/logout", {}).status_code == 303
+        assert copy.get("/keys").headers["location"] == "/login"
+    with site(stack) as laptop, site(stack) as admin:
+        assert log_in(laptop, "traveller", "traveller-password") == 303
+        assert laptop.get("/keys").status_code == 200
+        assert log_in(admin, "admin", NEW_PASSWORD) == 303
+        reset = post_form(admin, "/users/traveller/password", {"password": "temporary-pass-1"})
+        assert reset.status_code == 303
+        assert laptop.get("/keys").headers["location"] == "/login"
+
+
+def test_viewers_see_conversations_redacted(stack: Served, model_double: ModelDouble) -> None:
+    secret = ccapi(stack.env, "keys", "create", "--name", "redaction").strip().splitlines()[-1]
+    leaked = ("sk-cc-pasted0123456789", "AKIAIOSFODNN7EXAMPLE", "hunter2-pasted")
+    model_double.script(Reply.text("Noted."))
+    reply = httpx.post(
+        stack.http_url + "/v1/chat/completions",
+        timeout=120,
+        headers={"Authorization": f"Bearer {secret}"},
+        json={"model": MODEL, "messages": [{"role": "user", "content":
+              f"keep {leaked[0]} and {leaked[1]} with password={leaked[2]}"}]},
+    )
+    assert reply.status_code == 200, reply.text
+    session_id = reply.headers["x-session-id"]
+    ccapi(stack.env, "users", "create", "--username", "auditor", "--role", "viewer",
+          "--password-stdin", input="auditor-password-1\n")
+    with site(stack) as viewer:
+        assert log_in(viewer, "auditor", "auditor-password-1") == 303
+        page = viewer.get(f"/sessions/{session_id}")
+        assert page.status_code == 200
+        assert "[REDACTED]" in page.text
+        for value in leaked:
+            assert value not in page.text

@@ -265,10 +265,20 @@ def test_sign_in_is_throttled_after_repeated_failures(
         codes.append(caught.value.code())
     assert codes[:5] == [grpc.StatusCode.UNAUTHENTICATED] * 5
     assert codes[5] == grpc.StatusCode.RESOURCE_EXHAUSTED
-    # Even the right password waits now.
+    # Even the right password waits now, from that address (issue 10: a lock is
+    # per account and address, so that it is no denial of service for the owner).
     with pytest.raises(grpc.RpcError) as caught:
         admin.AuthenticateUser(
-            admin_pb2.AuthenticateUserRequest(username="tess", password="the right password"),
+            admin_pb2.AuthenticateUserRequest(
+                username="tess", password="the right password", client_address="1.2.3.4"
+            ),
             metadata=md,
         )
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    elsewhere = admin.AuthenticateUser(
+        admin_pb2.AuthenticateUserRequest(
+            username="tess", password="the right password", client_address="5.6.7.8"
+        ),
+        metadata=md,
+    )
+    assert elsewhere.user.username == "tess"

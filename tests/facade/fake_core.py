@@ -13,10 +13,9 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from google.protobuf import duration_pb2
-from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from ccapi_client import rich_status
 from claudecode.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -41,16 +40,7 @@ def free_port() -> int:
 def rich_metadata(
     code: grpc.StatusCode, message: str, reason: str = "", param: str = "", retry: int = 0
 ) -> tuple[tuple[str, bytes], ...]:
-    status = status_pb2.Status(code=code.value[0], message=message)
-    if reason or param:
-        info = error_details_pb2.ErrorInfo(reason=reason, domain="claudecode.v1")
-        if param:
-            info.metadata["param"] = param
-        status.details.add().Pack(info)
-    if retry:
-        ri = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=retry))
-        status.details.add().Pack(ri)
-    return (("grpc-status-details-bin", status.SerializeToString()),)
+    return rich_status.trailing_metadata(code, message, reason, param, retry)
 
 
 async def abort(

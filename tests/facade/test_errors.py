@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,6 +10,7 @@ import grpc
 import httpx
 import pytest
 
+from ccapi_client.channel import MAX_MESSAGE_BYTES
 from tests.facade import fake_core as fc
 from tests.facade.conftest import AUTH, make_config, serve_app
 from tests.facade.fake_core import FakeCore, free_port
@@ -417,3 +419,54 @@ async def test_unknown_url_and_method(client: httpx.AsyncClient) -> None:
     r = await client.get(URL)
     assert_error(r, 405, "invalid_request_error", "method_not_allowed")
     assert "POST" in r.headers["allow"]
+
+
+# A lone surrogate is valid JSON but no Unicode text: once a 500, now a 400
+# naming the field (and a valid pair still passes).
+@pytest.mark.parametrize(
+    ("path", "payload", "param"),
+    [
+        (URL, body(messages=[{"role": "user", "content": "x\ud800y"}]), "messages[0].content"),
+        ("/v1/responses", {"model": "echo", "input": "x\ud800y"}, "input"),
+        (
+            "/v1/responses",
+            {"model": "echo", "input": [{"role": "user", "content": "a"}],
+             "instructions": "\udc00"},
+            "instructions",
+        ),
+    ],
+)
+async def test_lone_surrogate_is_400(
+    client: httpx.AsyncClient, path: str, payload: dict[str, Any], param: str
+) -> None:
+    # json.dumps escapes the surrogate as \ud800, as a client's JSON encoder would.
+    raw = json.dumps(payload)
+    assert "\\ud800" in raw or "\\udc00" in raw
+    r = await client.post(
+        path, headers={**AUTH, "Content-Type": "application/json"}, content=raw
+    )
+    err = assert_error(r, 400, "invalid_request_error", None, param)
+    assert "surrogate" in err["message"]
+
+
+async def test_surrogate_pair_still_passes(client: httpx.AsyncClient) -> None:
+    raw = json.dumps(body(messages=[{"role": "user", "content": "smile \U0001f600"}]))
+    assert "\\ud83d\\ude00" in raw
+    r = await client.post(URL, headers={**AUTH, "Content-Type": "application/json"}, content=raw)
+    assert r.status_code == 200, r.text
+
+
+async def test_request_over_the_grpc_cap_is_413_before_the_call(fake: FakeCore) -> None:
+    # A body limit raised (live config) above what gRPC carries: refused by the
+    # facade as too large, never sent to be refused by gRPC as a "rate limit".
+    s = await serve_app(make_config(fake.addr, max_body_bytes=MAX_MESSAGE_BYTES + 2_000_000))
+    try:
+        content = "A" * (MAX_MESSAGE_BYTES + 1_000_000)
+        async with s.client() as c:
+            r = await c.post(URL, headers=AUTH, json=body(messages=[
+                {"role": "user", "content": content}
+            ]))
+        err = assert_error(r, 413, "invalid_request_error", "request_too_large")
+        assert "bytes" in err["message"]
+    finally:
+        await s.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import json
 import os
@@ -227,6 +228,21 @@ def test_request_errors(facade: Facade, core: CoreProcess) -> None:
         timeout=30,
     )
     _err(r, 413, "request_too_large")
+
+
+def test_large_image_within_the_body_limit_reaches_the_model(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    # 6.7 MB of JSON, 5 MB of image once decoded: within the 10 MB body limit, and
+    # so within what the core accepts (once a 429 "Received message larger than max").
+    model_double.script(Reply.text("A large picture."))
+    png = b"\x89PNG\r\n\x1a\n" + os.urandom(5 * 1024 * 1024 - 1024)
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    content = [{"type": "text", "text": "What is this?"},
+               {"type": "image_url", "image_url": {"url": url}}]
+    r = chat(facade, core, messages=[{"role": "user", "content": content}])
+    assert r.status_code == 200, r.text[:500]
+    assert r.json()["choices"][0]["message"]["content"] == "A large picture."
 
 
 @pytest.mark.parametrize(

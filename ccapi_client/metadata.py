@@ -1,0 +1,14 @@
+"""gRPC metadata names the facade and the admin site send and the core reads."""
+
+from __future__ import annotations
+
+AUTHORIZATION = "authorization"
+# The admin site's proof that it is the admin site (AdminService only).
+ADMIN_TOKEN_HEADER = "x-ccapi-admin-token"
+# The signed-in admin-site user a call is made for; none: the service itself.
+ACTOR_HEADER = "x-ccapi-actor"
+# The public route template (e.g. /v1/chat/completions) the request log records.
+ENDPOINT_HEADER = "x-ccapi-endpoint"
+REQUEST_ID_HEADER = "x-request-id"
+# Where gRPC carries a google.rpc.Status with its details.
+STATUS_DETAILS_HEADER = "grpc-status-details-bin"
