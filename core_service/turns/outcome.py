@@ -60,6 +60,23 @@ def turn_error(
     return None
 
 
+@dataclass(frozen=True)
+class Ending:
+    """How a turn whose messages ended came out: failed (`error`), or finished."""
+
+    error: ServiceError | None
+    finish: ev.FinishReason.ValueType
+    status: pb.TurnStatus.ValueType
+
+
+def ending_of(runner: TurnRunner) -> Ending:
+    """The rules above, applied to what the runner observed."""
+    stopped = {"stop_hit": runner.stop_hit, "cancelled": runner.cancelled}
+    error = turn_error(runner.acc, exit_detail=runner.exit_detail(), **stopped)
+    finish = finish_reason(runner.acc.finish_reason, **stopped)
+    return Ending(error, finish, status_of(finish))
+
+
 def new_turn(
     request: pb.RunTurnRequest, session_id: str, parent_turn_id: str, model: str
 ) -> pb.Turn:

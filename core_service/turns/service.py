@@ -190,12 +190,10 @@ class TurnService:
         acc = runner.acc
         outcome.record_output(turn, acc, runner.changed)
         turn.completed_at = int(time.time())
-        stopped = {"stop_hit": runner.stop_hit, "cancelled": runner.cancelled}
-        error = outcome.turn_error(acc, exit_detail=runner.exit_detail(), **stopped)
-        if error is not None:
-            raise error
-        turn.finish_reason = outcome.finish_reason(acc.finish_reason, **stopped)
-        turn.status = outcome.status_of(turn.finish_reason)
+        ending = outcome.ending_of(runner)
+        if ending.error is not None:
+            raise ending.error
+        turn.finish_reason, turn.status = ending.finish, ending.status
         fingerprint = outcome.answered_fingerprint(admitted.turn_input, turn.output_text)
         await asyncio.to_thread(self._store.finish_turn, turn, acc.last_assistant_uuid, fingerprint)
 

@@ -102,7 +102,8 @@ async def test_a_turn_with_a_tool_streams_text_tools_file_changes_and_usage(
     assert sent["session_id"] == "s-1"
     assert sent["message"]["content"] == [{"type": "text", "text": "write hello.txt"}]
     assert process.client.models == []
-    assert outcome.turn_error(runner.acc, stop_hit=False, cancelled=False, exit_detail="") is None
+    ending = outcome.ending_of(runner)
+    assert ending.error is None and ending.status == pb.TURN_STATUS_COMPLETED
 
 
 async def test_a_stop_sequence_cuts_the_text_and_interrupts_once(tmp_path: Path) -> None:
@@ -129,11 +130,10 @@ async def test_a_stop_sequence_cuts_the_text_and_interrupts_once(tmp_path: Path)
     assert runner.stop_hit and flag.cancel_requested
     # Claude Code reports the interruption as an error; the turn did not fail.
     assert runner.acc.error is not None
-    stopped = {"stop_hit": runner.stop_hit, "cancelled": runner.cancelled}
-    assert outcome.turn_error(runner.acc, exit_detail="", **stopped) is None
-    finish = outcome.finish_reason(runner.acc.finish_reason, **stopped)
-    assert finish == ev.FINISH_REASON_STOP_SEQUENCE
-    assert outcome.status_of(finish) == pb.TURN_STATUS_COMPLETED
+    ending = outcome.ending_of(runner)
+    assert ending.error is None
+    assert ending.finish == ev.FINISH_REASON_STOP_SEQUENCE
+    assert ending.status == pb.TURN_STATUS_COMPLETED
 
 
 async def test_a_cancel_request_from_outside_ends_the_turn_cancelled(tmp_path: Path) -> None:
@@ -153,11 +153,10 @@ async def test_a_cancel_request_from_outside_ends_the_turn_cancelled(tmp_path: P
     runner, _, _ = runner_over(script, tmp_path, flag=flag)
     await events_of(runner)
 
-    stopped = {"stop_hit": runner.stop_hit, "cancelled": runner.cancelled}
-    assert outcome.turn_error(runner.acc, exit_detail="", **stopped) is None
-    finish = outcome.finish_reason(runner.acc.finish_reason, **stopped)
-    assert finish == ev.FINISH_REASON_CANCELLED
-    assert outcome.status_of(finish) == pb.TURN_STATUS_CANCELLED
+    ending = outcome.ending_of(runner)
+    assert ending.error is None
+    assert ending.finish == ev.FINISH_REASON_CANCELLED
+    assert ending.status == pb.TURN_STATUS_CANCELLED
 
 
 async def test_a_model_rate_limit_fails_the_turn_with_its_status(tmp_path: Path) -> None:
@@ -165,7 +164,7 @@ async def test_a_model_rate_limit_fails_the_turn_with_its_status(tmp_path: Path)
     runner, _, _ = runner_over(script, tmp_path)
     assert kinds(await events_of(runner)) == ["usage"]
 
-    error = outcome.turn_error(runner.acc, stop_hit=False, cancelled=False, exit_detail="")
+    error = outcome.ending_of(runner).error
     assert error is not None and error.reason == "model_rate_limited"
     failed = outcome.failure_of(error)
     assert failed.code == 8 and failed.retry_after_seconds == 5  # RESOURCE_EXHAUSTED
@@ -176,9 +175,7 @@ async def test_a_process_that_ends_without_a_result_fails_with_its_stderr(tmp_pa
     runner, _, _ = runner_over([], tmp_path, process=process)
     await events_of(runner)
 
-    error = outcome.turn_error(
-        runner.acc, stop_hit=False, cancelled=False, exit_detail=runner.exit_detail()
-    )
+    error = outcome.ending_of(runner).error
     assert error is not None and error.reason == "model_error"
     assert error.message == "Claude Code ended the turn without a result: boom"
 
