@@ -20,7 +20,7 @@ from core_service.agent.pool import ProcessPool
 from core_service.agent.process import AgentProcess, ProcessFactory
 from core_service.agent.workspace import Place
 from core_service.errors import Busy, Unavailable
-from core_service.turns.running import interrupt
+from core_service.turns.running import TurnProcess, interrupt
 
 log = logging.getLogger("ccapi.sessions")
 
@@ -31,7 +31,7 @@ CANCEL_WAIT_SECONDS = 5.0
 class RunningTurn:
     """A turn in progress on a process; `cancel_requested` is set from outside."""
 
-    process: AgentProcess
+    process: TurnProcess
     cancel_requested: bool = False
 
 
@@ -107,7 +107,7 @@ class ProcessRegistry:
     def running_turns(self) -> int:
         return len(self._running)
 
-    def begin_turn(self, turn_id: str, process: AgentProcess) -> RunningTurn:
+    def begin_turn(self, turn_id: str, process: TurnProcess) -> RunningTurn:
         running = RunningTurn(process)
         self._running[turn_id] = running
         return running
