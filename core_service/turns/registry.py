@@ -1,9 +1,9 @@
-"""The registry: which Claude Code processes are live, which session runs a
-turn right now, and their end (idle reaping, shutdown).
+"""The registry: which Claude Code processes are live, which turns run on
+them right now (one per session), and their end (idle reaping, shutdown).
 
 Every live process enters through `adopt` or `process_for` and every running
-turn through `running`, so a cap on live processes (with LRU eviction) and a
-cap on running turns each have one place to go.
+turn through `begin_turn`, so a cap on live processes (with LRU eviction) and
+a cap on running turns each have one place to go.
 """
 
 from __future__ import annotations
