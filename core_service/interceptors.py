@@ -1,22 +1,18 @@
-"""Cross-cutting RPC work in one place: authentication (API keys for the
-public services, the admin token and acting user for AdminService), mapping
-domain errors to rich gRPC statuses, a structured log line per call, and a
-request-log row per API request."""
+"""Cross-cutting RPC work in one place: the request context (who calls, from
+where), authentication (API keys for the public services, the admin token and
+acting user for AdminService), mapping domain errors to rich gRPC statuses, a
+structured log line per call, and a request-log row per API request."""
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import dataclasses
 import hmac
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
-from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ccapi_client.metadata import (
@@ -25,17 +21,16 @@ from ccapi_client.metadata import (
     ENDPOINT_HEADER,
     REQUEST_ID_HEADER,
 )
+from ccapi_client.rich_status import to_status
+from claudecode.v1 import agent_pb2
 from core_service import request_context
-from core_service.errors import ERROR_DOMAIN, PermissionDenied, ServiceError, Unauthenticated
+from core_service.errors import PermissionDenied, ServiceError, Unauthenticated
 from core_service.keys import KeyStore
-from core_service.request_context import RequestRecord
-from core_service.session_manager import Caller
+from core_service.request_context import Actor, RequestContext
+from core_service.turns.admission import Caller
 from core_service.users import UserStore
 
 log = logging.getLogger("ccapi.rpc")
-
-CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("ccapi_caller")
-ACTOR: contextvars.ContextVar[Actor] = contextvars.ContextVar("ccapi_actor")
 
 # Services that need an API key; health, reflection and runtime stay open.
 KEYED_SERVICES = (
@@ -46,28 +41,22 @@ KEYED_SERVICES = (
 ADMIN_SERVICE = "/claudecode.v1.AdminService/"
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who is calling AdminService: a signed-in user, or the service itself."""
-
-    username: str
-    role: str
-
-    @property
-    def can_write(self) -> bool:
-        return self.role == "admin"
-
-
 def current_caller() -> Caller:
-    return CALLER.get()
+    """The authenticated key of a keyed service's call (servicers only)."""
+    caller = request_context.current().caller
+    assert caller is not None, "keyed services are authenticated first"
+    return caller
 
 
 def current_actor() -> Actor:
-    return ACTOR.get()
+    """Who calls AdminService (servicers only)."""
+    actor = request_context.current().actor
+    assert actor is not None, "AdminService calls are authenticated first"
+    return actor
 
 
 def require_writer() -> Actor:
-    actor = ACTOR.get()
+    actor = current_actor()
     if not actor.can_write:
         raise PermissionDenied(
             "Viewers can look but not change anything.", reason="viewer_read_only"
@@ -76,23 +65,10 @@ def require_writer() -> Actor:
 
 
 def rich_status(error: ServiceError) -> grpc.Status:
-    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
-    if error.param:
-        info.metadata["param"] = error.param
-    details = [_pack(info)]
-    if error.retry_after_seconds:
-        retry = error_details_pb2.RetryInfo(
-            retry_delay=duration_pb2.Duration(seconds=error.retry_after_seconds)
-        )
-        details.append(_pack(retry))
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+    status = to_status(
+        error.code, error.message, error.reason, error.param or "", error.retry_after_seconds or 0
+    )
     return rpc_status.to_status(status)
-
-
-def _pack(message: Any) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
 
 
 def _header(metadata: tuple[tuple[str, str | bytes], ...] | None, name: str) -> str:
@@ -107,8 +83,35 @@ def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-LogSink = Callable[[RequestRecord, grpc.StatusCode, str, str], None]
+LogSink = Callable[[RequestContext, grpc.StatusCode, str, str], None]
 ToolPolicy = Callable[[], tuple[str, ...]]
+# Metadata kept out of the context's headers: secrets.
+SECRET_HEADERS = frozenset({"authorization", ADMIN_TOKEN_HEADER})
+
+
+def request_context_of(
+    method: str, metadata: tuple[tuple[str, str | bytes], ...] | None, request: Any
+) -> RequestContext:
+    """Where a call came from. A request that carries a `RequestOrigin` (RunTurn)
+    names its endpoint there and the endpoint header is ignored; other calls
+    can only say it in the header."""
+    endpoint = _header(metadata, ENDPOINT_HEADER)
+    request_id = _header(metadata, REQUEST_ID_HEADER)
+    origin = getattr(request, "origin", None)
+    if isinstance(origin, agent_pb2.RequestOrigin):
+        endpoint = origin.endpoint
+        request_id = origin.request_id or request_id
+    headers = {
+        key.lower(): value
+        for key, value in metadata or ()
+        if isinstance(value, str) and key.lower() not in SECRET_HEADERS
+    }
+    return RequestContext(
+        method=method,
+        endpoint=endpoint or f"grpc:{method}",
+        request_id=request_id[:100],
+        headers=headers,
+    )
 
 
 class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -139,54 +142,51 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         keyed = method.startswith(KEYED_SERVICES)
         admin = method.startswith(ADMIN_SERVICE)
 
-        async def before() -> RequestRecord:
-            record = RequestRecord(
-                method=method,
-                endpoint=_header(metadata, ENDPOINT_HEADER) or f"grpc:{method}",
-                request_id=_header(metadata, REQUEST_ID_HEADER)[:100],
-            )
-            request_context.CURRENT.set(record)
+        async def before(request: Any) -> RequestContext:
+            """The call's context, authenticated, handed to the servicer."""
+            call = request_context_of(method, metadata, request)
+            # Set first: a refused call is logged under its context too.
+            request_context.CURRENT.set(call)
             if keyed:
-                await self._authenticate(metadata, record)
+                call = dataclasses.replace(call, caller=await self._authenticate(metadata))
             elif admin:
-                await self._authenticate_admin(metadata)
-            return record
+                call = dataclasses.replace(call, actor=await self._authenticate_admin(metadata))
+            request_context.CURRENT.set(call)
+            return call
 
-        def after(
-            record: RequestRecord, code: grpc.StatusCode, error: str, reason: str = ""
-        ) -> None:
-            caller = CALLER.get(None)
+        def after(code: grpc.StatusCode, error: str, reason: str = "") -> None:
+            call = request_context.CURRENT.get()
+            turn = call.reply.turn
             log.info(
                 "rpc finished",
                 extra={
                     "method": method,
-                    "request_id": record.request_id,
-                    "key_id": caller.key_id if caller else None,
-                    "session_id": record.session_id or None,
-                    "model": record.model or None,
+                    "request_id": call.request_id,
+                    "key_id": call.caller.key_id if call.caller else None,
+                    "session_id": (turn.session_id if turn else "") or None,
+                    "model": (turn.model if turn else "") or None,
                     "outcome": code.name,
-                    "duration_ms": _ms(record.started),
+                    "duration_ms": call.ms_since_start(),
                 },
             )
             if keyed and self._log_sink is not None:
-                self._log_sink(record, code, reason, error)
+                self._log_sink(call, code, reason, error)
 
         if handler.unary_unary is not None:
             inner_unary = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                record = RequestRecord(method=method, endpoint="", request_id="")
                 try:
-                    record = await before()
+                    await before(request)
                     result = await inner_unary(request, context)
                 except ServiceError as error:
-                    after(record, error.code, error.message, error.reason)
+                    after(error.code, error.message, error.reason)
                     await _abort(context, error)
                     raise AssertionError("unreachable") from None
                 except asyncio.CancelledError:
-                    after(record, grpc.StatusCode.CANCELLED, "cancelled by the client")
+                    after(grpc.StatusCode.CANCELLED, "cancelled by the client")
                     raise
-                after(record, grpc.StatusCode.OK, "")
+                after(grpc.StatusCode.OK, "")
                 return result
 
             return grpc.unary_unary_rpc_method_handler(
@@ -198,32 +198,39 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             inner_stream = handler.unary_stream
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                record = RequestRecord(method=method, endpoint="", request_id="")
-                outcome: tuple[grpc.StatusCode, str, str] | None = None
+                responses = inner_stream(request, context)
+                status: tuple[grpc.StatusCode, str, str] | None = None
                 try:
-                    record = await before()
-                    async for response in inner_stream(request, context):
+                    await before(request)
+                    async for response in responses:
                         yield response
-                    outcome = (grpc.StatusCode.OK, "", "")
+                    status = (grpc.StatusCode.OK, "", "")
                 except ServiceError as error:
-                    outcome = (error.code, error.message, error.reason)
+                    status = (error.code, error.message, error.reason)
                     await _abort(context, error)
                     return
                 except Exception:
                     # Not handled here: recorded for the log, then re-raised to gRPC.
-                    outcome = (grpc.StatusCode.INTERNAL, "internal error", "")
+                    status = (grpc.StatusCode.INTERNAL, "internal error", "")
                     raise
                 finally:
                     # Also reached when the client cancels or gRPC closes this
-                    # generator (GeneratorExit) while it waits at a `yield`: every
-                    # call gets its log line and request-log row.
-                    if outcome is None:
-                        outcome = (
+                    # generator (GeneratorExit) while it waits at a `yield`. The
+                    # servicer's generator is closed first, so its turn has ended
+                    # and reported its outcome: every call gets its log line and
+                    # request-log row, complete.
+                    try:
+                        await responses.aclose()
+                    except Exception:
+                        log.exception("closing the response stream failed")
+                    if status is None:
+                        turn = request_context.CURRENT.get().reply.turn
+                        status = (
                             (grpc.StatusCode.OK, "", "")
-                            if record.completed
+                            if turn is not None and turn.completed
                             else (grpc.StatusCode.CANCELLED, "cancelled by the client", "")
                         )
-                    after(record, *outcome)
+                    after(*status)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
@@ -232,22 +239,19 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             )
         return handler
 
-    async def _authenticate(
-        self, metadata: tuple[tuple[str, str | bytes], ...] | None, record: RequestRecord
-    ) -> None:
+    async def _authenticate(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> Caller:
         token = bearer_token(metadata)
         if not token:
             raise Unauthenticated("Missing API key: send it as 'authorization: Bearer <key>'.")
         info = await asyncio.to_thread(self._keys.authenticate, token)
         if info is None:
             raise Unauthenticated("Incorrect, expired or revoked API key.")
-        record.key = info
         tools = info.allowed_tools or self._default_tools()
-        CALLER.set(Caller(key_id=info.id, allowed_tools=tools or None, key=info))
+        return Caller(key_id=info.id, allowed_tools=tools or None, key=info)
 
     async def _authenticate_admin(
         self, metadata: tuple[tuple[str, str | bytes], ...] | None
-    ) -> None:
+    ) -> Actor:
         token = _header(metadata, ADMIN_TOKEN_HEADER)
         if not self._admin_token or not hmac.compare_digest(
             token.encode(), self._admin_token.encode()
@@ -257,18 +261,13 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             )
         username = _header(metadata, ACTOR_HEADER)
         if not username:
-            ACTOR.set(Actor("service", "admin"))
-            return
+            return Actor("service", "admin")
         user = await asyncio.to_thread(self._users.get, username) if self._users else None
         if user is None or user.disabled:
             raise PermissionDenied(
                 "That admin-site user does not exist or is disabled.", reason="actor_not_allowed"
             )
-        ACTOR.set(Actor(user.username, user.role))
-
-
-def _ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
+        return Actor(user.username, user.role)
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: ServiceError) -> None:

@@ -1,52 +1,121 @@
-"""What one RPC did, gathered while it runs and logged when it ends."""
+"""What the core knows about one RPC: who calls, from where, and (for a turn)
+what it did; and the request-log row built from that, in one place.
+
+The interceptor builds a `RequestContext` before the servicer runs; the
+servicer takes it once (`current()`) and passes it down as an argument. A
+turn's `TurnOutcome` travels back through `RequestContext.reply`, the one
+channel gRPC leaves a handler besides its messages, and `log_entry` turns
+context, status and outcome into the row.
+"""
 
 from __future__ import annotations
 
 import contextvars
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from claudecode.v1 import events_pb2 as ev
-from core_service.keys import KeyInfo
+import grpc
+
+from ccapi_client.status_table import http_status
+from core_service import request_log
+from core_service.turns.admission import Caller
+from core_service.turns.outcome import TurnOutcome
 
 
-@dataclass
-class RequestRecord:
-    method: str
-    endpoint: str
-    request_id: str
-    started: float = field(default_factory=time.monotonic)
-    time_ms: int = field(default_factory=lambda: int(time.time() * 1000))
-    key: KeyInfo | None = None
-    model: str = ""
-    session_id: str = ""
-    turn_id: str = ""
-    usage: ev.Usage = field(default_factory=ev.Usage)
-    tools: list[str] = field(default_factory=list)
-    files_changed: int = 0
-    first_text_at: float | None = None
-    stream: bool = False
-    request_body: str = ""
-    response_body: str = ""
-    # True once the final event of a turn was sent: a client that hangs up
-    # after it got its answer did not cancel anything.
-    completed: bool = False
-    # Response metadata to send (x-ratelimit-*).
-    headers: dict[str, str] = field(default_factory=dict)
+@dataclass(frozen=True)
+class Actor:
+    """Who is calling AdminService: a signed-in user, or the service itself."""
 
-    def mark_text(self) -> None:
-        if self.first_text_at is None:
-            self.first_text_at = time.monotonic()
+    username: str
+    role: str
 
     @property
-    def ttft_ms(self) -> int:
-        if self.first_text_at is None:
-            return 0
-        return int((self.first_text_at - self.started) * 1000)
+    def can_write(self) -> bool:
+        return self.role == "admin"
 
 
-CURRENT: contextvars.ContextVar[RequestRecord] = contextvars.ContextVar("ccapi_request")
+class Reply:
+    """Where a handler leaves its turn's outcome for the request log; written once."""
+
+    def __init__(self) -> None:
+        self._turn: TurnOutcome | None = None
+
+    @property
+    def turn(self) -> TurnOutcome | None:
+        return self._turn
+
+    def report(self, outcome: TurnOutcome) -> None:
+        if self._turn is not None:
+            raise RuntimeError("a call reports its outcome once")
+        self._turn = outcome
 
 
-def current() -> RequestRecord | None:
-    return CURRENT.get(None)
+@dataclass(frozen=True)
+class RequestContext:
+    method: str
+    # The public endpoint the request came through ("grpc:<method>" when called
+    # directly), and the caller's request id.
+    endpoint: str
+    request_id: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    # Set once authenticated: an API key's caller, or AdminService's actor.
+    caller: Caller | None = None
+    actor: Actor | None = None
+    started: float = field(default_factory=time.monotonic)
+    time_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    reply: Reply = field(default_factory=Reply, compare=False)
+
+    def ms_since_start(self, at: float | None = None) -> int:
+        return int(((time.monotonic() if at is None else at) - self.started) * 1000)
+
+
+CURRENT: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("ccapi_request")
+
+
+def current() -> RequestContext:
+    """The running RPC's context; servicers call this once, at their top."""
+    return CURRENT.get()
+
+
+def outcome_name(code: grpc.StatusCode) -> str:
+    if code == grpc.StatusCode.OK:
+        return "ok"
+    if code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return "cancelled"
+    return "error"
+
+
+def log_entry(
+    call: RequestContext, code: grpc.StatusCode, reason: str, error: str, bodies: bool
+) -> request_log.LogEntry:
+    """The request-log row of one API request."""
+    key = call.caller.key if call.caller is not None else None
+    turn = call.reply.turn or TurnOutcome(request_json="")
+    usage = turn.usage
+    return request_log.LogEntry(
+        time_ms=call.time_ms,
+        key_id=key.id if key else "",
+        key_name=key.name if key else "",
+        endpoint=call.endpoint,
+        model=turn.model,
+        # What an OpenAI client saw: the facade's own table decides.
+        status=http_status(code, reason),
+        outcome=outcome_name(code),
+        latency_ms=call.ms_since_start(),
+        ttft_ms=turn.ttft_ms,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_input_tokens,
+        cache_write_tokens=usage.cache_creation_input_tokens,
+        cost_usd=usage.cost_usd,
+        session_id=turn.session_id,
+        turn_id=turn.turn_id,
+        tools_used=list(turn.tools),
+        files_changed=turn.files_changed,
+        error=request_log.prepare_body(error, 2000),
+        stream=call.reply.turn is not None,
+        request_id=call.request_id,
+        request_body=request_log.prepare_body(turn.request_json) if bodies else "",
+        response_body=request_log.prepare_body(turn.text) if bodies else "",
+    )

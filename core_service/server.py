@@ -19,7 +19,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ccapi_client.channel import MESSAGE_SIZE_OPTIONS
-from ccapi_client.status_table import http_status
 from claudecode.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -32,7 +31,7 @@ from claudecode.v1 import (
     sessions_pb2,
     sessions_pb2_grpc,
 )
-from core_service import live_config, request_log, usage
+from core_service import live_config, request_context, request_log, usage
 from core_service.agent.options import ProcessShape
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import ProcessFactory
@@ -45,14 +44,18 @@ from core_service.keys import KeyStore
 from core_service.limits import RENEW_SECONDS, LimitGate
 from core_service.live_config import LiveConfigStore
 from core_service.model_catalog import ModelCatalog
-from core_service.request_context import RequestRecord
+from core_service.request_context import RequestContext
 from core_service.servicers.admin import AdminServicer
 from core_service.servicers.agent import AgentServicer
 from core_service.servicers.models import ModelServicer
 from core_service.servicers.runtime import RuntimeServicer
 from core_service.servicers.sessions import SessionServicer
-from core_service.session_manager import SessionManager
 from core_service.store import SessionStore
+from core_service.turns.admission import Admissions
+from core_service.turns.lifecycle import SessionLifecycle
+from core_service.turns.planning import Planner
+from core_service.turns.registry import ProcessRegistry
+from core_service.turns.service import TurnService
 from core_service.users import UserStore
 
 log = logging.getLogger("ccapi.core")
@@ -98,8 +101,15 @@ class Core:
         self.pool = ProcessPool(
             self.factory, self.layout, default_shape, config.pool_size, config.pool_idle_seconds
         )
-        self.sessions = SessionManager(
-            config, self.store, self.catalog, self.factory, self.layout, self.pool, self.gate
+        self.registry = ProcessRegistry(self.factory, self.pool, config.session_idle_seconds)
+        self.lifecycle = SessionLifecycle(self.registry, self.store, self.layout)
+        self.turns = TurnService(
+            config,
+            Admissions(config.claude_env, self.catalog, self.gate),
+            Planner(self.store, self.layout, self.pool),
+            self.registry,
+            self.store,
+            self.layout,
         )
         self.health = (
             health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
@@ -125,11 +135,11 @@ class Core:
         )
         server = grpc.aio.server(interceptors=[interceptor], options=MESSAGE_SIZE_OPTIONS)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(self.sessions, self.store), server
+            AgentServicer(self.turns, self.store), server
         )
         models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.catalog), server)
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
-            SessionServicer(self.sessions, self.store, self.layout), server
+            SessionServicer(self.registry, self.lifecycle, self.store, self.layout), server
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(
@@ -139,7 +149,7 @@ class Core:
                 self.catalog,
                 self.log_query,
                 self.store,
-                self.sessions,
+                self.registry,
                 self.layout,
                 self._usage,
                 self.gate,
@@ -157,7 +167,7 @@ class Core:
         await server.start()
         self.server = server
         self.log_writer.start()
-        self.sessions.start()
+        self.turns.start()
         self._tasks = [
             asyncio.create_task(self._watch_database()),
             asyncio.create_task(self._watch_config()),
@@ -168,49 +178,11 @@ class Core:
         return port
 
     def _log_request(
-        self, record: RequestRecord, code: grpc.StatusCode, reason: str, error: str
+        self, call: RequestContext, code: grpc.StatusCode, reason: str, error: str
     ) -> None:
         """One request-log row per API request; written off the request path."""
         bodies = self.live.current.config.log_bodies
-        key = record.key
-        outcome = (
-            "ok"
-            if code == grpc.StatusCode.OK
-            else (
-                "cancelled"
-                if code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED)
-                else "error"
-            )
-        )
-        usage_ = record.usage
-        self.log_writer.submit(
-            request_log.LogEntry(
-                time_ms=record.time_ms,
-                key_id=key.id if key else "",
-                key_name=key.name if key else "",
-                endpoint=record.endpoint,
-                model=record.model,
-                # What an OpenAI client saw: the facade's own table decides.
-                status=http_status(code, reason),
-                outcome=outcome,
-                latency_ms=int((time.monotonic() - record.started) * 1000),
-                ttft_ms=record.ttft_ms,
-                input_tokens=usage_.input_tokens,
-                output_tokens=usage_.output_tokens,
-                cache_read_tokens=usage_.cache_read_input_tokens,
-                cache_write_tokens=usage_.cache_creation_input_tokens,
-                cost_usd=usage_.cost_usd,
-                session_id=record.session_id,
-                turn_id=record.turn_id,
-                tools_used=record.tools,
-                files_changed=record.files_changed,
-                error=request_log.prepare_body(error, 2000),
-                stream=record.stream,
-                request_id=record.request_id,
-                request_body=request_log.prepare_body(record.request_body) if bodies else "",
-                response_body=request_log.prepare_body(record.response_body) if bodies else "",
-            )
-        )
+        self.log_writer.submit(request_context.log_entry(call, code, reason, error, bodies))
 
     def _apply_live_config(self) -> None:
         """Makes the newest live configuration take effect in this process."""
@@ -253,10 +225,7 @@ class Core:
                 await asyncio.to_thread(self.log_query.purge_older_than, cutoff_ms)
                 await asyncio.to_thread(self.gate.purge_windows, int(now // 60) - 1440)
                 before = datetime.fromtimestamp(now - config.workspace_retention_days * 86400, UTC)
-                for row in await asyncio.to_thread(self.store.expired_sessions, before):
-                    await self.sessions.close_session(row.id)
-                    await asyncio.to_thread(self.store.mark_session_deleted, row.id)
-                    await asyncio.to_thread(self.layout.remove, row.place)
+                await self.lifecycle.expire_inactive_since(before)
             except Exception:
                 log.exception("retention pass failed")
             await asyncio.sleep(RETENTION_SECONDS)
@@ -281,7 +250,7 @@ class Core:
         for name in ("", *SERVICE_NAMES):
             await _maybe_await(self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING))
         grace = self.config.shutdown_grace_seconds
-        stopping = self.sessions.shutdown(grace)
+        stopping = self.registry.shutdown(grace)
         if self.server is not None:
             await asyncio.gather(stopping, self.server.stop(grace + 2))
         else:

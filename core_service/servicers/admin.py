@@ -26,8 +26,8 @@ from core_service.limits import LimitGate
 from core_service.live_config import LiveConfigStore
 from core_service.model_catalog import ModelCatalog
 from core_service.servicers.sessions import encode_session
-from core_service.session_manager import SessionManager
 from core_service.store import SessionStore
+from core_service.turns.registry import ProcessRegistry
 from core_service.users import UserInfo, UserStore
 
 UsageSource = Callable[
@@ -133,7 +133,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         catalog: ModelCatalog,
         logs: request_log.RequestLogQuery,
         store: SessionStore,
-        sessions: SessionManager,
+        sessions: ProcessRegistry,
         layout: WorkspaceLayout,
         usage_source: UsageSource,
         gate: LimitGate,

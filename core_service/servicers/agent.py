@@ -12,27 +12,33 @@ from claudecode.v1 import agent_pb2_grpc
 from core_service import request_context
 from core_service.errors import NotFound
 from core_service.interceptors import current_caller
-from core_service.session_manager import SessionManager
 from core_service.store import SessionStore
+from core_service.turns.service import TurnService
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, sessions: SessionManager, store: SessionStore) -> None:
-        self._sessions = sessions
+    def __init__(self, turns: TurnService, store: SessionStore) -> None:
+        self._turns = turns
         self._store = store
 
     async def RunTurn(
         self, request: pb.RunTurnRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.RunTurnResponse]:
+        call = request_context.current()
+        run = self._turns.run_turn(call, request)
         sent_headers = False
-        async for event in self._sessions.run_turn(current_caller(), request):
-            if not sent_headers:
-                # Rate-limit state is known once the turn was admitted.
-                record = request_context.current()
-                if record is not None and record.headers:
-                    await context.send_initial_metadata(tuple(record.headers.items()))
-                sent_headers = True
-            yield event
+        try:
+            async for event in run:
+                if not sent_headers:
+                    # Rate-limit state is known once the turn was admitted.
+                    if run.headers:
+                        await context.send_initial_metadata(tuple(run.headers.items()))
+                    sent_headers = True
+                yield event
+        finally:
+            # However the call ends, the turn ends first and says what it did.
+            await run.aclose()
+            call.reply.report(run.outcome())
 
     async def GetTurn(
         self, request: pb.GetTurnRequest, context: grpc.aio.ServicerContext
@@ -49,7 +55,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def CancelTurn(
         self, request: pb.CancelTurnRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelTurnResponse:
-        turn = await self._sessions.cancel_turn(current_caller(), request.turn_id)
+        turn = await self._turns.cancel_turn(current_caller(), request.turn_id)
         return pb.CancelTurnResponse(turn=turn)
 
     async def DeleteTurn(

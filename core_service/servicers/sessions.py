@@ -13,8 +13,9 @@ from core_service import workspace_reads
 from core_service.agent.workspace_layout import WorkspaceLayout
 from core_service.errors import InvalidArgument, NotFound
 from core_service.interceptors import current_caller
-from core_service.session_manager import SessionManager
 from core_service.store import SessionRow, SessionStore
+from core_service.turns.lifecycle import SessionLifecycle
+from core_service.turns.registry import ProcessRegistry
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -38,9 +39,14 @@ def encode_session(row: SessionRow, live: set[str]) -> pb.Session:
 
 class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     def __init__(
-        self, sessions: SessionManager, store: SessionStore, layout: WorkspaceLayout
+        self,
+        registry: ProcessRegistry,
+        lifecycle: SessionLifecycle,
+        store: SessionStore,
+        layout: WorkspaceLayout,
     ) -> None:
-        self._sessions = sessions
+        self._registry = registry
+        self._lifecycle = lifecycle
         self._store = store
         self._layout = layout
 
@@ -53,7 +59,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         return row
 
     def _encode(self, row: SessionRow) -> pb.Session:
-        return encode_session(row, self._sessions.live_sessions())
+        return encode_session(row, self._registry.live_sessions())
 
     async def ListSessions(
         self, request: pb.ListSessionsRequest, context: grpc.aio.ServicerContext
@@ -82,9 +88,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         self, request: pb.DeleteSessionRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteSessionResponse:
         row = await self._own(request.session_id)
-        await self._sessions.close_session(row.id)
-        await asyncio.to_thread(self._store.mark_session_deleted, row.id)
-        await asyncio.to_thread(self._layout.remove, row.place)
+        await self._lifecycle.delete(row)
         return pb.DeleteSessionResponse(session_id=row.id)
 
     async def ListSessionFiles(

@@ -1,0 +1,187 @@
+"""Outcome: what a turn's end means, and what of it is kept.
+
+The rules: how Claude Code's result, a stop sequence and a cancel request
+decide the finish reason and the stored status; when a turn counts as failed;
+the fingerprint under which its answered conversation is found again; and
+`TurnOutcome`, the value the turn hands back for the request log (read off
+its `TurnProgress` once the turn ended).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+
+from claudecode.v1 import agent_pb2 as pb
+from claudecode.v1 import content_pb2 as cpb
+from claudecode.v1 import events_pb2 as ev
+from core_service import conversation
+from core_service.agent.translate import TurnAccumulator
+from core_service.errors import ModelError, ServiceError
+from core_service.turns.running import TurnRunner
+
+# Finish reasons that leave a turn other than completed.
+STATUSES: Mapping[ev.FinishReason.ValueType, pb.TurnStatus.ValueType] = {
+    ev.FINISH_REASON_CANCELLED: pb.TURN_STATUS_CANCELLED,
+    ev.FINISH_REASON_LENGTH: pb.TURN_STATUS_INCOMPLETE,
+    ev.FINISH_REASON_MAX_TURNS: pb.TURN_STATUS_INCOMPLETE,
+    ev.FINISH_REASON_BUDGET: pb.TURN_STATUS_INCOMPLETE,
+}
+
+
+def finish_reason(
+    reported: ev.FinishReason.ValueType, *, stop_hit: bool, cancelled: bool
+) -> ev.FinishReason.ValueType:
+    """A stop sequence, then a cancel request, outrank what Claude Code reported."""
+    if stop_hit:
+        return ev.FINISH_REASON_STOP_SEQUENCE
+    if cancelled:
+        return ev.FINISH_REASON_CANCELLED
+    return reported
+
+
+def status_of(finish: ev.FinishReason.ValueType) -> pb.TurnStatus.ValueType:
+    return STATUSES.get(finish, pb.TURN_STATUS_COMPLETED)
+
+
+def turn_error(
+    acc: TurnAccumulator, *, stop_hit: bool, cancelled: bool, exit_detail: str
+) -> ServiceError | None:
+    """Why the turn failed, or None. A turn we stopped ourselves did not fail,
+    even when Claude Code reports the interruption as an error."""
+    if acc.result is None:
+        return ModelError(exit_detail)
+    if acc.error is not None and not stop_hit and not cancelled:
+        return acc.error
+    return None
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a turn whose messages ended came out: failed (`error`), or finished."""
+
+    error: ServiceError | None
+    finish: ev.FinishReason.ValueType
+    status: pb.TurnStatus.ValueType
+
+
+def ending_of(runner: TurnRunner) -> Ending:
+    """The rules above, applied to what the runner observed."""
+    stopped = {"stop_hit": runner.stop_hit, "cancelled": runner.cancelled}
+    error = turn_error(runner.acc, exit_detail=runner.exit_detail(), **stopped)
+    finish = finish_reason(runner.acc.finish_reason, **stopped)
+    return Ending(error, finish, status_of(finish))
+
+
+def new_turn(
+    request: pb.RunTurnRequest, session_id: str, parent_turn_id: str, model: str
+) -> pb.Turn:
+    """The turn as stored when it starts."""
+    turn = pb.Turn(
+        id="t" + uuid.uuid4().hex,
+        session_id=session_id,
+        parent_turn_id=parent_turn_id,
+        model=model,
+        status=pb.TURN_STATUS_IN_PROGRESS,
+        created_at=int(time.time()),
+        input=list(request.messages),
+        instructions=request.instructions,
+        options=request.options,
+    )
+    turn.metadata.update(request.metadata)
+    return turn
+
+
+def record_output(turn: pb.Turn, acc: TurnAccumulator, files: Sequence[ev.FileChange]) -> None:
+    """Copies what the turn produced onto the stored turn."""
+    turn.files.extend(files)
+    turn.output_text = "".join(acc.text)
+    turn.reasoning = "".join(acc.reasoning)
+    turn.tool_uses.extend(acc.tool_uses)
+    turn.tool_results.extend(acc.tool_results)
+    turn.items.extend(acc.items)
+    turn.usage.CopyFrom(acc.usage)
+
+
+def answered_fingerprint(turn_input: conversation.TurnInput, answer: str) -> str:
+    """The fingerprint of the conversation including this answer: a client that
+    resends it as history continues this turn's session."""
+    answered = [
+        *turn_input.history,
+        *turn_input.prompt,
+        cpb.Message(role=cpb.ROLE_ASSISTANT, content=[cpb.ContentPart(text=answer)]),
+    ]
+    return conversation.fingerprint(answered)
+
+
+def failure_of(error: ServiceError) -> ev.TurnFailed:
+    code: grpc.StatusCode = error.code
+    return ev.TurnFailed(
+        code=code.value[0],
+        message=error.message,
+        reason=error.reason,
+        retry_after_seconds=error.retry_after_seconds or 0,
+    )
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    """What one RunTurn call did, as far as it got; the request log's source.
+
+    The error, if any, is the call's status, which the caller saw."""
+
+    request_json: str
+    model: str = ""
+    session_id: str = ""
+    turn_id: str = ""
+    usage: ev.Usage = field(default_factory=ev.Usage)
+    tools: tuple[str, ...] = ()
+    files_changed: int = 0
+    text: str = ""
+    # Milliseconds from the call's start to the first answer text (0: none).
+    ttft_ms: int = 0
+    # The final event was sent: a client that hangs up after it cancelled nothing.
+    completed: bool = False
+    # x-ratelimit-* metadata sent to the caller.
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TurnProgress:
+    """How far one turn got, kept by the turn itself; read once, as its outcome."""
+
+    request_json: str
+    # When the call began (time.monotonic), for the time to first text.
+    call_started: float
+    model: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    session_id: str = ""
+    turn: pb.Turn | None = None
+    runner: TurnRunner | None = None
+    completed: bool = False
+
+    def outcome(self) -> TurnOutcome:
+        if self.runner is None or self.turn is None:
+            return TurnOutcome(
+                self.request_json, self.model, self.session_id, headers=dict(self.headers)
+            )
+        acc, first_text = self.runner.acc, self.runner.first_text_at
+        usage = ev.Usage()
+        usage.CopyFrom(acc.usage)
+        return TurnOutcome(
+            self.request_json,
+            model=self.model,
+            session_id=self.session_id,
+            turn_id=self.turn.id,
+            usage=usage,
+            tools=tuple(u.name for u in acc.tool_uses),
+            files_changed=len(self.turn.files),
+            text="".join(acc.text),
+            ttft_ms=0 if first_text is None else int((first_text - self.call_started) * 1000),
+            completed=self.completed,
+            headers=dict(self.headers),
+        )

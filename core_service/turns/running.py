@@ -1,0 +1,169 @@
+"""Running: one turn over one Claude Code process.
+
+The prompt goes in through the SDK's streaming input; the SDK's messages come
+out as `claudecode.v1` events (`agent.translate`), with the workspace's file
+changes after every tool result. A stop sequence ends the answer by
+interrupting the model (the session stays usable); so does a cancel request
+from another RPC.
+
+The runner talks to the process only through `TurnProcess`, the few calls a
+turn needs, so a test can run it over a fake process fed recorded SDK
+messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any, Protocol
+
+from claude_agent_sdk.types import Message as SdkMessage
+
+from claudecode.v1 import agent_pb2 as pb
+from claudecode.v1 import content_pb2 as cpb
+from claudecode.v1 import events_pb2 as ev
+from core_service import conversation
+from core_service.agent.options import ProcessShape
+from core_service.agent.translate import TurnAccumulator, TurnTranslator
+
+log = logging.getLogger("ccapi.sessions")
+
+INTERRUPT_TIMEOUT_SECONDS = 2.0
+
+
+class TurnClient(Protocol):
+    """The calls a turn makes on a connected Claude Code (ClaudeSDKClient has them)."""
+
+    async def query(self, prompt: AsyncIterable[dict[str, Any]]) -> None: ...
+
+    def receive_response(self) -> AsyncIterator[SdkMessage]: ...
+
+    async def interrupt(self) -> None: ...
+
+    async def set_model(self, model: str | None = None) -> None: ...
+
+
+class TurnProcess(Protocol):
+    """A Claude Code process as a turn sees it (AgentProcess is one)."""
+
+    shape: ProcessShape
+
+    @property
+    def client(self) -> TurnClient: ...
+
+    @property
+    def stderr_tail(self) -> Iterable[str]: ...
+
+
+class FileSteps(Protocol):
+    """The workspace's changes, read off the disk (file_changes.FileTracker), on
+    an executor of their own: a turn's scan must not hold up database calls."""
+
+    async def abegin(self) -> None: ...
+
+    async def astep(self) -> list[ev.FileChange]: ...
+
+    async def atotal(self) -> list[ev.FileChange]: ...
+
+
+class CancelFlag(Protocol):
+    """Set from outside (CancelTurn, shutdown) to end the turn early."""
+
+    cancel_requested: bool
+
+
+async def interrupt(process: TurnProcess) -> None:
+    """Asks Claude Code to stop the current turn; never raises, never hangs."""
+    with contextlib.suppress(Exception, asyncio.TimeoutError):
+        await asyncio.wait_for(process.client.interrupt(), INTERRUPT_TIMEOUT_SECONDS)
+
+
+async def prompt_stream(
+    parts: list[cpb.ContentPart], session_id: str
+) -> AsyncIterator[dict[str, Any]]:
+    """The SDK's streaming input: one user message."""
+    yield {
+        "type": "user",
+        "message": {"role": "user", "content": conversation.sdk_content(parts)},
+        "parent_tool_use_id": None,
+        "session_id": session_id,
+    }
+
+
+class TurnRunner:
+    """Runs one turn; after `run` ended, its attributes say what was observed."""
+
+    def __init__(
+        self,
+        process: TurnProcess,
+        session_id: str,
+        files: FileSteps,
+        cancel: CancelFlag,
+        stops: list[str],
+        excerpt_chars: int,
+    ) -> None:
+        self._process = process
+        self._session_id = session_id
+        self._files = files
+        self._cancel = cancel
+        self._translator = TurnTranslator(stops, excerpt_chars)
+        self.first_text_at: float | None = None
+        # Every file the turn changed, net (set once the turn's messages ended).
+        self.changed: list[ev.FileChange] = []
+
+    @property
+    def acc(self) -> TurnAccumulator:
+        return self._translator.acc
+
+    @property
+    def stop_hit(self) -> bool:
+        return self._translator.stop_hit
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.cancel_requested
+
+    def exit_detail(self) -> str:
+        tail = " ".join(self._process.stderr_tail)[-300:]
+        return "Claude Code ended the turn without a result" + (f": {tail}" if tail else "")
+
+    async def run(
+        self, content: list[cpb.ContentPart], model: str
+    ) -> AsyncIterator[pb.RunTurnResponse]:
+        process = self._process
+        if process.shape.model != model:
+            # The model is the one thing a running process can switch.
+            await process.client.set_model(model)
+            process.shape = dataclasses.replace(process.shape, model=model)
+        await self._files.abegin()
+        log.debug(
+            "claude prompt", extra={"session_id": self._session_id, "prompt": repr(content)[:4000]}
+        )
+        await process.client.query(prompt_stream(content, self._session_id))
+        async for message in process.client.receive_response():
+            log.debug(
+                "claude message",
+                extra={"session_id": self._session_id, "sdk_message": repr(message)[:4000]},
+            )
+            for event in self._translator.feed(message):
+                kind = event.WhichOneof("event")
+                if kind == "text_delta" and self.first_text_at is None:
+                    self.first_text_at = time.monotonic()
+                yield event
+                if kind == "tool_result":
+                    # Changes are read off the workspace, so Bash edits count too.
+                    for change in await self._files.astep():
+                        yield pb.RunTurnResponse(file_change=change)
+            if self.stop_hit and not self._cancel.cancel_requested:
+                # A stop sequence ended the answer: stop the model, keep the session.
+                self._cancel.cancel_requested = True
+                await interrupt(process)
+        for event in self._translator.flush():
+            yield event
+        for change in await self._files.astep():
+            yield pb.RunTurnResponse(file_change=change)
+        self.changed = await self._files.atotal()

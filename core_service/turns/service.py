@@ -1,0 +1,217 @@
+"""The turn pipeline, composed: admit, plan, run, settle.
+
+`run_turn` is the one entry for a turn: `admission` says whether it may run,
+`planning` which session serves it, `running` runs it over that session's
+process, and `outcome` says what happened and what is stored. The servicer
+iterates the returned `TurnRun` for events and reads its outcome at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+
+from google.protobuf import json_format
+
+from claudecode.v1 import agent_pb2 as pb
+from claudecode.v1 import events_pb2 as ev
+from core_service import file_changes
+from core_service.agent.process import AgentProcess
+from core_service.agent.workspace_layout import WorkspaceLayout
+from core_service.config import CoreConfig
+from core_service.errors import NotFound, ServiceError, Unavailable
+from core_service.request_context import RequestContext
+from core_service.store import SessionStore
+from core_service.turns import outcome
+from core_service.turns.admission import Admissions, AdmittedTurn, Caller
+from core_service.turns.outcome import TurnOutcome, TurnProgress
+from core_service.turns.planning import Plan, Planner
+from core_service.turns.registry import ProcessRegistry
+from core_service.turns.running import TurnRunner, interrupt
+
+
+class TurnRun:
+    """One turn as its caller sees it: iterate it for the events; `headers`
+    are known once the first event arrived, `outcome()` once iteration ended
+    (however it ended: `aclose()` first when the caller stops early)."""
+
+    def __init__(
+        self, events: AsyncGenerator[pb.RunTurnResponse, None], progress: TurnProgress
+    ) -> None:
+        self._events = events
+        self._progress = progress
+
+    def __aiter__(self) -> AsyncIterator[pb.RunTurnResponse]:
+        return self._events
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._progress.headers
+
+    def outcome(self) -> TurnOutcome:
+        return self._progress.outcome()
+
+
+class TurnService:
+    def __init__(
+        self,
+        config: CoreConfig,
+        admissions: Admissions,
+        planner: Planner,
+        registry: ProcessRegistry,
+        store: SessionStore,
+        layout: WorkspaceLayout,
+    ) -> None:
+        self._config = config
+        self._admissions = admissions
+        self._planner = planner
+        self._registry = registry
+        self._store = store
+        self._layout = layout
+
+    def start(self) -> None:
+        self._registry.start(with_pool=self._admissions.has_credentials())
+
+    def run_turn(self, call: RequestContext, request: pb.RunTurnRequest) -> TurnRun:
+        assert call.caller is not None, "turns run for authenticated callers"
+        progress = TurnProgress(json_format.MessageToJson(request, indent=None), call.started)
+        return TurnRun(self._events(call.caller, request, progress), progress)
+
+    async def _events(
+        self, caller: Caller, request: pb.RunTurnRequest, progress: TurnProgress
+    ) -> AsyncGenerator[pb.RunTurnResponse, None]:
+        if not self._registry.accepting:
+            raise Unavailable("The service is shutting down.", reason="shutting_down")
+        progress.model = self._admissions.resolve_model(request)
+        admitted = await self._admissions.admit(caller, request, progress.model)
+        progress.headers = admitted.headers
+        try:
+            plan = await self._planner.plan(
+                caller.key_id, request, admitted.turn_input, admitted.shape
+            )
+            async with (
+                self._registry.session_lock(plan.session.id),
+                # Closed here, not later by the garbage collector: an abandoned
+                # turn is wound up before its session and limits are free again.
+                contextlib.aclosing(self._run(caller, request, admitted, plan, progress)) as run,
+            ):
+                async for event in run:
+                    yield event
+        finally:
+            runner = progress.runner
+            await self._admissions.release(
+                admitted, runner.acc.usage if runner is not None else ev.Usage()
+            )
+
+    async def _run(
+        self,
+        caller: Caller,
+        request: pb.RunTurnRequest,
+        admitted: AdmittedTurn,
+        plan: Plan,
+        progress: TurnProgress,
+    ) -> AsyncGenerator[pb.RunTurnResponse, None]:
+        started = time.monotonic()
+        shape = admitted.shape
+        turn = outcome.new_turn(request, plan.session.id, plan.parent_turn_id, shape.model)
+        await asyncio.to_thread(self._store.start_turn, turn, caller.key_id, request.store)
+        if plan.pooled is not None:
+            self._registry.adopt(plan.session.id, plan.pooled)
+        process = plan.pooled or await self._registry.process_for(
+            plan.session.id, plan.session.place, shape, plan.start
+        )
+        running = self._registry.begin_turn(turn.id, process)
+        tracker = file_changes.FileTracker(
+            self._layout.workspace_path(plan.session.place.workspace),
+            self._config.diff_limit_chars,
+        )
+        runner = TurnRunner(
+            process,
+            plan.session.id,
+            tracker,
+            running,
+            list(request.options.stop),
+            self._config.tool_output_excerpt_chars,
+        )
+        progress.session_id, progress.turn, progress.runner = plan.session.id, turn, runner
+        finished = False
+        try:
+            yield pb.RunTurnResponse(
+                started=ev.TurnStarted(
+                    session_id=plan.session.id,
+                    turn_id=turn.id,
+                    model=shape.model,
+                    created_at=turn.created_at,
+                    resumed=plan.resumed,
+                    parent_turn_id=plan.parent_turn_id,
+                )
+            )
+            async for event in runner.run(plan.content, shape.model):
+                yield event
+            await self._settle(turn, runner, admitted)
+            finished = True
+            process.last_used = time.monotonic()
+            # Before the last event: the call may end right after it.
+            progress.completed = True
+            yield pb.RunTurnResponse(
+                completed=ev.TurnCompleted(
+                    finish_reason=turn.finish_reason,
+                    text=turn.output_text,
+                    reasoning=turn.reasoning,
+                    usage=turn.usage,
+                    num_turns=runner.acc.num_turns,
+                    duration_ms=int((time.monotonic() - started) * 1000),
+                    session_id=plan.session.id,
+                    files=turn.files,
+                )
+            )
+        except ServiceError as error:
+            turn.status = pb.TURN_STATUS_FAILED
+            turn.error.CopyFrom(outcome.failure_of(error))
+            turn.completed_at = int(time.time())
+            await asyncio.to_thread(self._store.finish_turn, turn, None, None)
+            finished = True
+            yield pb.RunTurnResponse(failed=outcome.failure_of(error))
+            raise
+        finally:
+            self._registry.end_turn(turn.id)
+            if not finished:
+                # The caller went away (or something broke) mid-turn: stop the
+                # model, end the process, and record the turn as cancelled.
+                await asyncio.shield(self._abandon(process, turn))
+
+    async def _settle(self, turn: pb.Turn, runner: TurnRunner, admitted: AdmittedTurn) -> None:
+        """Stores what the turn produced and how it ended; raises when it failed."""
+        acc = runner.acc
+        outcome.record_output(turn, acc, runner.changed)
+        turn.completed_at = int(time.time())
+        ending = outcome.ending_of(runner)
+        if ending.error is not None:
+            raise ending.error
+        turn.finish_reason, turn.status = ending.finish, ending.status
+        fingerprint = outcome.answered_fingerprint(admitted.turn_input, turn.output_text)
+        await asyncio.to_thread(self._store.finish_turn, turn, acc.last_assistant_uuid, fingerprint)
+
+    async def _abandon(self, process: AgentProcess, turn: pb.Turn) -> None:
+        self._registry.forget(process)
+        await interrupt(process)
+        await process.close()
+        turn.status = pb.TURN_STATUS_CANCELLED
+        turn.finish_reason = ev.FINISH_REASON_CANCELLED
+        turn.completed_at = int(time.time())
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self._store.finish_turn, turn, None, None)
+
+    async def cancel_turn(self, caller: Caller, turn_id: str) -> pb.Turn:
+        row = await asyncio.to_thread(self._store.get_turn, caller.key_id, turn_id, False)
+        if row is None:
+            raise NotFound(f"No turn '{turn_id}'.", reason="turn_not_found", param="turn_id")
+        if await self._registry.cancel(turn_id):
+            row = await asyncio.to_thread(self._store.get_turn, caller.key_id, turn_id, False)
+            assert row is not None
+        return row.turn
