@@ -21,3 +21,14 @@ PERIOD_NAMES: dict[Period, str] = {
     admin_pb2.BUDGET_PERIOD_TOTAL: "total",
 }
 PERIOD_BY_NAME: dict[str, Period] = {name: value for value, name in PERIOD_NAMES.items()}
+
+# OpenAI's reasoning efforts -> the ones Claude Code has. The facade maps what
+# a client sends; the core accepts either spelling in `TurnOptions.reasoning_effort`.
+REASONING_EFFORTS: dict[str, str] = {
+    "none": "low",
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+}

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from ccapi_client.enums import REASONING_EFFORTS
 from claudecode.v1 import content_pb2
 from http_facade.errors import invalid_request, unsupported
 
@@ -28,20 +29,11 @@ ROLES = {
     "user": content_pb2.ROLE_USER,
     "assistant": content_pb2.ROLE_ASSISTANT,
 }
-# OpenAI's reasoning efforts -> the ones Claude Code has.
-_EFFORT = {
-    "none": "low",
-    "minimal": "low",
-    "low": "low",
-    "medium": "medium",
-    "high": "high",
-    "xhigh": "high",
-}
 
 
 def reasoning_effort(effort: str | None) -> str:
     """Claude Code's effort for an OpenAI ``reasoning_effort`` ("" for the default)."""
-    return _EFFORT.get(effort or "", "")
+    return REASONING_EFFORTS.get(effort or "", "")
 
 
 def param_of(loc: Sequence[int | str]) -> str:

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ccapi_client.enums import REASONING_EFFORTS
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import events_pb2 as ev
 from core_service import conversation
@@ -24,7 +25,6 @@ from core_service.model_catalog import ModelCatalog
 
 CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")
 # OpenAI's reasoning_effort values, mapped onto Claude Code's.
-EFFORTS = {"low": "low", "medium": "medium", "high": "high", "minimal": "low", "none": "low"}
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,11 @@ def has_credentials(claude_env: Mapping[str, str]) -> bool:
 def effort(value: str) -> str:
     if not value:
         return ""
-    if value not in EFFORTS:
+    if value not in REASONING_EFFORTS:
         raise InvalidArgument(
-            f"reasoning_effort must be one of {', '.join(EFFORTS)}.", param="reasoning_effort"
+            f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}.", param="reasoning_effort"
         )
-    return EFFORTS[value]
+    return REASONING_EFFORTS[value]
 
 
 class Admissions:
