@@ -61,7 +61,8 @@ def effort(value: str) -> str:
         return ""
     if value not in REASONING_EFFORTS:
         raise InvalidArgument(
-            f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}.", param="reasoning_effort"
+            f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}.",
+            param="reasoning_effort",
         )
     return REASONING_EFFORTS[value]
 
