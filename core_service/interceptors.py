@@ -36,6 +36,7 @@ KEYED_SERVICES = (
     "/claudecode.v1.AgentService/",
     "/claudecode.v1.SessionService/",
     "/claudecode.v1.ModelService/",
+    "/claudecode.v1.FileService/",
 )
 ADMIN_SERVICE = "/claudecode.v1.AdminService/"
 ADMIN_TOKEN_HEADER = "x-ccapi-admin-token"
@@ -228,6 +229,32 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_unary is not None:
+            # Client streaming (FileService.UploadFile): authenticated before
+            # the first message is read, like the other kinds.
+            inner_upload = handler.stream_unary
+
+            async def upload(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                record = RequestRecord(method=method, endpoint="", request_id="")
+                try:
+                    record = await before()
+                    result = await inner_upload(requests, context)
+                except ServiceError as error:
+                    after(record, error.code, error.message, error.reason)
+                    await _abort(context, error)
+                    raise AssertionError("unreachable") from None
+                except asyncio.CancelledError:
+                    after(record, grpc.StatusCode.CANCELLED, "cancelled by the client")
+                    raise
+                after(record, grpc.StatusCode.OK, "")
+                return result
+
+            return grpc.stream_unary_rpc_method_handler(
+                upload,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        # No bidirectional RPC exists; one added would need a branch here.
         return handler
 
     async def _authenticate(

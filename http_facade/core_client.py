@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from claudecode.v1 import (
     agent_pb2,
     agent_pb2_grpc,
+    files_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
     runtime_pb2,
@@ -104,6 +105,10 @@ class CoreClient:
     def sessions(self) -> sessions_pb2_grpc.SessionServiceStub:
         """The SessionService stub; calls pass ``timeout=self.unary_timeout``."""
         return sessions_pb2_grpc.SessionServiceStub(self._ensure())
+
+    def files(self) -> files_pb2_grpc.FileServiceStub:
+        """The FileService stub; uploads and downloads stream in chunks."""
+        return files_pb2_grpc.FileServiceStub(self._ensure())
 
     async def list_models(self, metadata: Metadata) -> models_pb2.ListModelsResponse:
         stub = models_pb2_grpc.ModelServiceStub(self._ensure())

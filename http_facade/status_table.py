@@ -47,6 +47,8 @@ STATUS_TABLE: dict[tuple[grpc.StatusCode, str | None], Row] = {
         429, "insufficient_quota", "insufficient_quota"
     ),
     (_C.RESOURCE_EXHAUSTED, "model_rate_limited"): Row(429, RATE_LIMIT, "model_rate_limited"),
+    # An upload over the live size limit (FileService).
+    (_C.RESOURCE_EXHAUSTED, "file_too_large"): Row(413, INVALID_REQUEST, "file_too_large"),
     (_C.RESOURCE_EXHAUSTED, None): Row(429, RATE_LIMIT, "rate_limit_exceeded"),
     (_C.FAILED_PRECONDITION, "missing_credentials"): Row(
         503,
