@@ -25,9 +25,7 @@ def policy() -> list[FilePolicy]:
 
 
 @pytest.fixture
-def store(
-    sessions: sessionmaker[Session], tmp_path: Path, policy: list[FilePolicy]
-) -> FileStore:
+def store(sessions: sessionmaker[Session], tmp_path: Path, policy: list[FilePolicy]) -> FileStore:
     files = FileStore(sessions, tmp_path / "files", lambda: policy[0])
     files.prepare()
     return files
@@ -39,8 +37,11 @@ def key_ids(sessions: sessionmaker[Session]) -> tuple[str, str]:
     return keys.create("a")[0].id, keys.create("b")[0].id
 
 
-def _put(store: FileStore, key_id: str, data: bytes, name: str = "a.txt", **kw: int) -> str:
-    upload = store.begin(key_id, UploadStart(filename=name, purpose="user_data", **kw))
+def _put(
+    store: FileStore, key_id: str, data: bytes, name: str = "a.txt", expires_after_seconds: int = 0
+) -> str:
+    start = UploadStart(name, "user_data", expires_after_seconds=expires_after_seconds)
+    upload = store.begin(key_id, start)
     upload.write(data)
     return upload.finish(len(data)).id
 
