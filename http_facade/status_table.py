@@ -64,6 +64,9 @@ STATUS_TABLE: dict[tuple[grpc.StatusCode, str | None], Row] = {
     (_C.UNAVAILABLE, None): Row(503, SERVER_ERROR, "service_unavailable"),
     (_C.INTERNAL, "model_error"): Row(502, SERVER_ERROR, "model_error"),
     (_C.UNKNOWN, "model_error"): Row(502, SERVER_ERROR, "model_error"),
+    # The model gave no document valid against the response format's schema
+    # (core_service/agent/structured_output.py says why 502).
+    (_C.INTERNAL, "structured_output_failed"): Row(502, SERVER_ERROR, "structured_output_failed"),
     (_C.INTERNAL, None): Row(500, SERVER_ERROR, "internal_error", "The server had an error."),
     (_C.UNKNOWN, None): Row(500, SERVER_ERROR, "internal_error", "The server had an error."),
     (_C.DATA_LOSS, None): Row(500, SERVER_ERROR, "internal_error", "The server had an error."),
