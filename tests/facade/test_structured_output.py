@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from openai.lib._parsing._completions import type_to_response_format_param
 from openai.lib._parsing._responses import type_to_text_format_param
@@ -21,6 +22,7 @@ from http_facade.structured_output import (
     chat_output_format,
     responses_output_format,
 )
+from tests.facade.conftest import AUTH
 
 USER = [{"role": "user", "content": "Record the order."}]
 
@@ -193,3 +195,25 @@ def test_running_out_of_retries_is_a_502() -> None:
         "server_error",
         "structured_output_failed",
     )
+
+
+async def test_the_resources_still_refuse_both_until_the_core_honours_them(
+    client: httpx.AsyncClient,
+) -> None:
+    chat = await client.post(
+        "/v1/chat/completions",
+        headers=AUTH,
+        json={
+            "model": "echo",
+            "messages": [{"role": "user", "content": "json please"}],
+            "response_format": {"type": "json_object"},
+        },
+    )
+    assert chat.status_code == 400 and chat.json()["error"]["param"] == "response_format"
+    responses = await client.post(
+        "/v1/responses",
+        headers=AUTH,
+        json={"model": "echo", "input": "json", "text": {"format": {"type": "json_object"}}},
+    )
+    assert responses.status_code == 400
+    assert responses.json()["error"]["param"] == "text.format"
