@@ -166,6 +166,19 @@ def test_bad_purpose_and_bad_forms_are_400(
     )
     assert unknown.status_code == 400
     assert unknown.json()["error"]["param"] == "colour"
+    # A field after the file: refused, and the streamed bytes are not kept.
+    before = [f.id for f in sdk.files.list()]
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nuser_data\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n'
+        b"Content-Type: text/plain\r\n\r\nhello\r\n"
+        b'--b\r\nContent-Disposition: form-data; name="note"\r\n\r\nlate\r\n--b--\r\n'
+    )
+    late = httpx.post(
+        url, headers={**auth, "Content-Type": "multipart/form-data; boundary=b"}, content=body
+    )
+    assert late.status_code == 400 and late.json()["error"]["param"] == "note"
+    assert [f.id for f in sdk.files.list()] == before
     as_json = httpx.post(url, headers=auth, json={"purpose": "user_data"})
     assert as_json.status_code == 400
     bad_limit = httpx.get(url, headers=auth, params={"limit": "0"})
