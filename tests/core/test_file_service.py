@@ -8,6 +8,10 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 from claudecode.v1 import files_pb2 as pb
 from claudecode.v1 import files_pb2_grpc
@@ -119,3 +123,13 @@ def test_an_agent_cannot_read_an_uploaded_file(
     # user); our permission callback refuses the Read tool.
     assert "Permission denied" in seen[0] and "Permission denied" in seen[2]
     assert "outside" in seen[1]
+
+
+def test_reflection_and_health_know_the_service(core: CoreProcess) -> None:
+    with core.channel() as channel:
+        names = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="claudecode.v1.FileService"), timeout=5
+        )
+    assert "claudecode.v1.FileService" in names
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
