@@ -47,6 +47,8 @@ STATUS_TABLE: dict[tuple[grpc.StatusCode, str | None], Row] = {
         429, "insufficient_quota", "insufficient_quota"
     ),
     (_C.RESOURCE_EXHAUSTED, "model_rate_limited"): Row(429, RATE_LIMIT, "model_rate_limited"),
+    # An upload over the live size limit (FileService).
+    (_C.RESOURCE_EXHAUSTED, "file_too_large"): Row(413, INVALID_REQUEST, "file_too_large"),
     (_C.RESOURCE_EXHAUSTED, None): Row(429, RATE_LIMIT, "rate_limit_exceeded"),
     (_C.FAILED_PRECONDITION, "missing_credentials"): Row(
         503,
@@ -62,6 +64,9 @@ STATUS_TABLE: dict[tuple[grpc.StatusCode, str | None], Row] = {
     (_C.UNAVAILABLE, None): Row(503, SERVER_ERROR, "service_unavailable"),
     (_C.INTERNAL, "model_error"): Row(502, SERVER_ERROR, "model_error"),
     (_C.UNKNOWN, "model_error"): Row(502, SERVER_ERROR, "model_error"),
+    # The model gave no document valid against the response format's schema
+    # (core_service/agent/structured_output.py says why 502).
+    (_C.INTERNAL, "structured_output_failed"): Row(502, SERVER_ERROR, "structured_output_failed"),
     (_C.INTERNAL, None): Row(500, SERVER_ERROR, "internal_error", "The server had an error."),
     (_C.UNKNOWN, None): Row(500, SERVER_ERROR, "internal_error", "The server had an error."),
     (_C.DATA_LOSS, None): Row(500, SERVER_ERROR, "internal_error", "The server had an error."),

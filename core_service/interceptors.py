@@ -37,6 +37,7 @@ KEYED_SERVICES = (
     "/claudecode.v1.AgentService/",
     "/claudecode.v1.SessionService/",
     "/claudecode.v1.ModelService/",
+    "/claudecode.v1.FileService/",
 )
 ADMIN_SERVICE = "/claudecode.v1.AdminService/"
 
@@ -172,13 +173,17 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if keyed and self._log_sink is not None:
                 self._log_sink(call, code, reason, error)
 
-        if handler.unary_unary is not None:
-            inner_unary = handler.unary_unary
+        def answered_once(
+            inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
+            origin_of: Callable[[Any], Any],
+        ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+            """Wraps an RPC with one response (unary, or client streaming, whose
+            request is a stream and so carries no origin)."""
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
-                    await before(request)
-                    result = await inner_unary(request, context)
+                    await before(origin_of(request))
+                    result = await inner(request, context)
                 except ServiceError as error:
                     after(error.code, error.message, error.reason)
                     await _abort(context, error)
@@ -189,8 +194,11 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 after(grpc.StatusCode.OK, "")
                 return result
 
+            return handle
+
+        if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                unary,
+                answered_once(handler.unary_unary, lambda request: request),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -237,6 +245,15 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_unary is not None:
+            # Client streaming (FileService.UploadFile): authenticated before
+            # the first message is read, like the other kinds.
+            return grpc.stream_unary_rpc_method_handler(
+                answered_once(handler.stream_unary, lambda _requests: None),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        # No bidirectional RPC exists; one added would need a branch here.
         return handler
 
     async def _authenticate(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> Caller:

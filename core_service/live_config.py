@@ -21,9 +21,11 @@ from core_service.agent.permissions import ALLOWED_BY_DEFAULT
 from core_service.config import CoreConfig
 from core_service.db.models import ConfigVersion
 from core_service.errors import Busy, InvalidArgument
+from core_service.file_store import FilePolicy
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_BODY_CEILING = 100 * 1024 * 1024
+MAX_FILE_CEILING = 4 * 1024 * 1024 * 1024
 FIELDS = tuple(f.name for f in admin_pb2.LiveConfig.DESCRIPTOR.fields)
 # What a client may send as a model name: OpenAI's ids, ours, and vendor
 # paths like "openai/gpt-4o". Anything else (markup, spaces) is a typo.
@@ -45,7 +47,13 @@ def defaults(config: CoreConfig) -> admin_pb2.LiveConfig:
         pool_size=config.pool_size,
         claude_max_retries=config.claude_max_retries,
         log_bodies=True,
+        max_file_bytes=100 * 1024 * 1024,
+        file_retention_days=30,
     )
+
+
+def file_policy(config: admin_pb2.LiveConfig) -> FilePolicy:
+    return FilePolicy(config.max_file_bytes, config.file_retention_days)
 
 
 def validate(config: admin_pb2.LiveConfig, known_models: set[str]) -> None:
@@ -58,7 +66,11 @@ def validate(config: admin_pb2.LiveConfig, known_models: set[str]) -> None:
         raise InvalidArgument(
             f"max_body_bytes must be between 1024 and {MAX_BODY_CEILING}.", param="max_body_bytes"
         )
-    for name in ("log_retention_days", "workspace_retention_days"):
+    if not 1024 <= config.max_file_bytes <= MAX_FILE_CEILING:
+        raise InvalidArgument(
+            f"max_file_bytes must be between 1024 and {MAX_FILE_CEILING}.", param="max_file_bytes"
+        )
+    for name in ("log_retention_days", "workspace_retention_days", "file_retention_days"):
         if not 1 <= getattr(config, name) <= 3650:
             raise InvalidArgument(f"{name} must be between 1 and 3650.", param=name)
     if not 0 <= config.pool_size <= 16:

@@ -24,6 +24,8 @@ from claudecode.v1 import (
     admin_pb2_grpc,
     agent_pb2,
     agent_pb2_grpc,
+    files_pb2,
+    files_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
     runtime_pb2,
@@ -39,6 +41,7 @@ from core_service.agent.workspace_layout import WorkspaceLayout, reachable_cli
 from core_service.config import CoreConfig
 from core_service.db.engine import make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade
+from core_service.file_store import FileStore
 from core_service.interceptors import CoreInterceptor
 from core_service.keys import KeyStore
 from core_service.limits import RENEW_SECONDS, LimitGate
@@ -47,6 +50,7 @@ from core_service.model_catalog import ModelCatalog
 from core_service.request_context import RequestContext
 from core_service.servicers.admin import AdminServicer
 from core_service.servicers.agent import AgentServicer
+from core_service.servicers.files import FileServicer
 from core_service.servicers.models import ModelServicer
 from core_service.servicers.runtime import RuntimeServicer
 from core_service.servicers.sessions import SessionServicer
@@ -66,6 +70,7 @@ SERVICE_NAMES = (
     sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     runtime_pb2.DESCRIPTOR.services_by_name["RuntimeService"].full_name,
+    files_pb2.DESCRIPTOR.services_by_name["FileService"].full_name,
 )
 HEALTH_CHECK_SECONDS = 5.0
 CONFIG_POLL_SECONDS = 2.0
@@ -88,6 +93,9 @@ class Core:
         self.users = UserStore(db)
         self.store = SessionStore(db)
         self.live = LiveConfigStore(db, live_config.defaults(config))
+        self.files = FileStore(
+            db, config.data_dir / "files", lambda: live_config.file_policy(self.live.current.config)
+        )
         self.catalog = ModelCatalog(extra_aliases=config.model_aliases)
         self.gate = LimitGate(engine, db)
         self.log_writer = request_log.RequestLogWriter(db)
@@ -121,6 +129,7 @@ class Core:
     async def start(self) -> int:
         """Starts serving; returns the bound port."""
         self.layout.prepare()
+        self.files.prepare()
         if self.config.agent_uid_base > 0:
             bundled = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
             self.factory.cli_path = await asyncio.to_thread(reachable_cli, bundled, SHARED_CLI_DIR)
@@ -159,6 +168,7 @@ class Core:
         runtime_pb2_grpc.add_RuntimeServiceServicer_to_server(
             RuntimeServicer(self.live, self.keys, self.log_writer), server
         )
+        files_pb2_grpc.add_FileServiceServicer_to_server(FileServicer(self.files), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -224,6 +234,7 @@ class Core:
                 cutoff_ms = int((now - config.log_retention_days * 86400) * 1000)
                 await asyncio.to_thread(self.log_query.purge_older_than, cutoff_ms)
                 await asyncio.to_thread(self.gate.purge_windows, int(now // 60) - 1440)
+                await asyncio.to_thread(self.files.purge_expired)
                 before = datetime.fromtimestamp(now - config.workspace_retention_days * 86400, UTC)
                 await self.lifecycle.expire_inactive_since(before)
             except Exception:

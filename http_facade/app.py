@@ -13,6 +13,7 @@ from http_facade.chat.resource import ChatCompletions
 from http_facade.config import FacadeConfig
 from http_facade.core_client import CoreClient
 from http_facade.errors import register_error_handlers
+from http_facade.files.resource import File, FileContent, Files
 from http_facade.health import Live, Ready
 from http_facade.live_settings import LiveSettings, LiveSettingsMiddleware, cors_middleware
 from http_facade.middleware import (
@@ -78,6 +79,9 @@ def create_app(config: FacadeConfig | None = None, core: CoreClient | None = Non
     app.add_route("/v1/sessions/{session_id}", Session(core))
     app.add_route("/v1/sessions/{session_id}/files", SessionFiles(core))
     app.add_route("/v1/sessions/{session_id}/files/{path:path}", SessionFile(core))
+    app.add_route("/v1/files", Files(core))
+    app.add_route("/v1/files/{file_id}", File(core))
+    app.add_route("/v1/files/{file_id}/content", FileContent(core))
     app.add_route("/v1/models", Models(core))
     app.add_route("/v1/models/{model_id:path}", Model(core))
     live = Live()

@@ -16,6 +16,7 @@ from ccapi_client.metadata import AUTHORIZATION, ENDPOINT_HEADER, REQUEST_ID_HEA
 from claudecode.v1 import (
     agent_pb2,
     agent_pb2_grpc,
+    files_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
     runtime_pb2,
@@ -99,6 +100,10 @@ class CoreClient:
     def sessions(self) -> sessions_pb2_grpc.SessionServiceStub:
         """The SessionService stub; calls pass ``timeout=self.unary_timeout``."""
         return sessions_pb2_grpc.SessionServiceStub(self._ensure())
+
+    def files(self) -> files_pb2_grpc.FileServiceStub:
+        """The FileService stub; uploads and downloads stream in chunks."""
+        return files_pb2_grpc.FileServiceStub(self._ensure())
 
     async def list_models(self, metadata: Metadata) -> models_pb2.ListModelsResponse:
         stub = models_pb2_grpc.ModelServiceStub(self._ensure())

@@ -10,6 +10,7 @@ import falcon.asgi
 
 from http_facade.body import too_large
 
+UPLOAD_PATH = "/v1/files"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 SECURITY_HEADERS = {
@@ -59,12 +60,16 @@ class BodyLimitMiddleware:
     """Refuses a declared Content-Length over the limit before anything reads it.
 
     Chunked bodies without a length are cut while reading (see body.read_json).
+    File uploads are exempt: they stream to the core, which holds them to the
+    live max_file_bytes instead.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        if req.method == "POST" and req.path == UPLOAD_PATH:
+            return
         # The live configuration (LiveSettingsMiddleware) may have changed it.
         limit = int(getattr(req.context, "max_body_bytes", None) or self.limit)
         if req.content_length is not None and req.content_length > limit:

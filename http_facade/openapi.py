@@ -14,6 +14,7 @@ from http_facade.chat.protocol import (
     ChatCompletionRequest,
     ErrorResponse,
 )
+from http_facade.files.protocol import FileDeleted, FileList, FileObject, FileUpload
 from http_facade.models.protocol import ModelList, ModelObject
 from http_facade.responses.protocol import (
     InputItemList,
@@ -46,8 +47,12 @@ _MODELS: list[type[BaseModel]] = [
     SessionObject,
     SessionDeleted,
     SessionFileList,
+    FileUpload,
+    FileObject,
+    FileList,
+    FileDeleted,
 ]
-_REQUESTS = (ChatCompletionRequest, ResponseCreateRequest)
+_REQUESTS = (ChatCompletionRequest, ResponseCreateRequest, FileUpload)
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -96,6 +101,7 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 _RESPONSE_ID = _path_param("response_id", "resp_<turn id>")
 _SESSION_ID = _path_param("session_id")
+_FILE_ID = _path_param("file_id", "file-<random>; another key's file is a 404")
 _HEALTH = {
     "200": {
         "description": "OK",
@@ -121,7 +127,7 @@ def build_openapi() -> dict[str, Any]:
             "title": "claudecode-api HTTP facade",
             "version": "1",
             "description": "OpenAI-compatible Chat Completions, Responses and Models over "
-            "Claude Code, plus /v1/sessions.",
+            "Claude Code, the Files API, plus /v1/sessions.",
         },
         "servers": [{"url": "/"}],
         "components": {
@@ -284,6 +290,72 @@ def build_openapi() -> dict[str, Any]:
                         "200": {
                             "description": "The file's bytes, with its content type",
                             "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                        },
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/v1/files": {
+                "post": {
+                    "operationId": "createFile",
+                    "security": bearer,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"multipart/form-data": {"schema": _ref(FileUpload)}},
+                    },
+                    "responses": {
+                        "200": _json(FileObject, "The stored file"),
+                        **_ERRORS,
+                        "413": _json(ErrorResponse, "The file is over the live max_file_bytes"),
+                    },
+                },
+                "get": {
+                    "operationId": "listFiles",
+                    "security": bearer,
+                    "parameters": [
+                        _query("purpose", {"type": "string"}, "Only files with this purpose"),
+                        _query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": 10000, "default": 10000},
+                            "Page size",
+                        ),
+                        _query(
+                            "order",
+                            {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
+                            "By created_at",
+                        ),
+                        _query("after", {"type": "string"}, "A file id: list files after it"),
+                    ],
+                    "responses": {"200": _json(FileList, "The caller's files"), **_ERRORS},
+                },
+            },
+            "/v1/files/{file_id}": {
+                "get": {
+                    "operationId": "retrieveFile",
+                    "security": bearer,
+                    "parameters": [_FILE_ID],
+                    "responses": {"200": _json(FileObject, "The file"), **_ERRORS},
+                },
+                "delete": {
+                    "operationId": "deleteFile",
+                    "security": bearer,
+                    "parameters": [_FILE_ID],
+                    "responses": {"200": _json(FileDeleted, "Deleted with its bytes"), **_ERRORS},
+                },
+            },
+            "/v1/files/{file_id}/content": {
+                "get": {
+                    "operationId": "downloadFile",
+                    "security": bearer,
+                    "parameters": [_FILE_ID],
+                    "responses": {
+                        "200": {
+                            "description": "The file's bytes",
+                            "content": {
+                                "application/octet-stream": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                }
+                            },
                         },
                         **_ERRORS,
                     },

@@ -38,6 +38,11 @@ SETTINGS = [
             "Request logs older than this are deleted."),
     Setting("workspace_retention_days", "Workspace retention (days)", "int",
             "An idle session's workspace is kept this long."),
+    Setting("max_file_bytes", "Max uploaded file (bytes)", "int",
+            "Largest file a key may upload through /v1/files."),
+    Setting("file_retention_days", "File retention (days)", "int",
+            "Uploaded files are deleted this long after upload (a client's shorter "
+            "expires_after wins)."),
     Setting("pool_size", "Process pool size", "int", "Pre-started Claude Code processes."),
     Setting("claude_max_retries", "Claude Code retry cap", "int",
             "Retries of model calls inside Claude Code."),

@@ -935,6 +935,8 @@ class LiveConfig(_message.Message):
     POOL_SIZE_FIELD_NUMBER: _builtins.int
     CLAUDE_MAX_RETRIES_FIELD_NUMBER: _builtins.int
     LOG_BODIES_FIELD_NUMBER: _builtins.int
+    MAX_FILE_BYTES_FIELD_NUMBER: _builtins.int
+    FILE_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     log_level: _builtins.str
     """"debug", "info", "warning" or "error"."""
     max_body_bytes: _builtins.int
@@ -949,6 +951,10 @@ class LiveConfig(_message.Message):
     """Claude Code's retry cap for model calls."""
     log_bodies: _builtins.bool
     """Whether request logs keep (truncated, redacted) bodies."""
+    max_file_bytes: _builtins.int
+    """Largest file a key may upload (FileService), in bytes."""
+    file_retention_days: _builtins.int
+    """Days an uploaded file is kept (a client's shorter expires_after wins)."""
     @_builtins.property
     def model_aliases(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Extra model names, e.g. {"gpt-4o": "claude-sonnet-4-5"}."""
@@ -974,10 +980,12 @@ class LiveConfig(_message.Message):
         pool_size: _builtins.int = ...,
         claude_max_retries: _builtins.int = ...,
         log_bodies: _builtins.bool = ...,
+        max_file_bytes: _builtins.int = ...,
+        file_retention_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claude_max_retries", b"claude_max_retries", "cors_origins", b"cors_origins", "default_allowed_tools", b"default_allowed_tools", "log_bodies", b"log_bodies", "log_level", b"log_level", "log_retention_days", b"log_retention_days", "max_body_bytes", b"max_body_bytes", "model_aliases", b"model_aliases", "pool_size", b"pool_size", "workspace_retention_days", b"workspace_retention_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claude_max_retries", b"claude_max_retries", "cors_origins", b"cors_origins", "default_allowed_tools", b"default_allowed_tools", "file_retention_days", b"file_retention_days", "log_bodies", b"log_bodies", "log_level", b"log_level", "log_retention_days", b"log_retention_days", "max_body_bytes", b"max_body_bytes", "max_file_bytes", b"max_file_bytes", "model_aliases", b"model_aliases", "pool_size", b"pool_size", "workspace_retention_days", b"workspace_retention_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,6 +21,30 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _OutputFormatKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OutputFormatKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OutputFormatKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OUTPUT_FORMAT_KIND_UNSPECIFIED: _OutputFormatKind.ValueType  # 0
+    """Not set."""
+    OUTPUT_FORMAT_KIND_JSON_SCHEMA: _OutputFormatKind.ValueType  # 1
+    """A document valid against the client's JSON Schema (json_schema)."""
+    OUTPUT_FORMAT_KIND_JSON_OBJECT: _OutputFormatKind.ValueType  # 2
+    """Any JSON object (json_object); schema_json is an object schema with no constraints."""
+
+class OutputFormatKind(_OutputFormatKind, metaclass=_OutputFormatKindEnumTypeWrapper):
+    """What kind of structured answer the client asked for."""
+
+OUTPUT_FORMAT_KIND_UNSPECIFIED: OutputFormatKind.ValueType  # 0
+"""Not set."""
+OUTPUT_FORMAT_KIND_JSON_SCHEMA: OutputFormatKind.ValueType  # 1
+"""A document valid against the client's JSON Schema (json_schema)."""
+OUTPUT_FORMAT_KIND_JSON_OBJECT: OutputFormatKind.ValueType  # 2
+"""Any JSON object (json_object); schema_json is an object schema with no constraints."""
+Global___OutputFormatKind: _TypeAlias = OutputFormatKind  # noqa: Y015
+
 class _TurnStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -156,6 +180,7 @@ class RunTurnRequest(_message.Message):
     TOOL_CHOICE_FIELD_NUMBER: _builtins.int
     PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
     BUILTIN_TOOLS_FIELD_NUMBER: _builtins.int
+    OUTPUT_FORMAT_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model id or alias ("sonnet", "claude-...", or a configured alias such as "gpt-4o")."""
     instructions: _builtins.str
@@ -209,6 +234,12 @@ class RunTurnRequest(_message.Message):
         default. Only meaningful with `tools`.
         """
 
+    @_builtins.property
+    def output_format(self) -> Global___OutputFormat:
+        """The shape the final answer must take (chat response_format, Responses
+        text.format); unset: free text.
+        """
+
     def __init__(
         self,
         *,
@@ -225,16 +256,57 @@ class RunTurnRequest(_message.Message):
         tool_choice: _content_pb2.ToolChoice | None = ...,
         parallel_tool_calls: _builtins.bool | None = ...,
         builtin_tools: _content_pb2.BuiltinTools | None = ...,
+        output_format: Global___OutputFormat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "options", b"options", "origin", b"origin", "parallel_tool_calls", b"parallel_tool_calls", "tool_choice", b"tool_choice"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "options", b"options", "origin", b"origin", "output_format", b"output_format", "parallel_tool_calls", b"parallel_tool_calls", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "instructions", b"instructions", "messages", b"messages", "metadata", b"metadata", "model", b"model", "options", b"options", "origin", b"origin", "parallel_tool_calls", b"parallel_tool_calls", "previous_turn_id", b"previous_turn_id", "session_id", b"session_id", "store", b"store", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "instructions", b"instructions", "messages", b"messages", "metadata", b"metadata", "model", b"model", "options", b"options", "origin", b"origin", "output_format", b"output_format", "parallel_tool_calls", b"parallel_tool_calls", "previous_turn_id", b"previous_turn_id", "session_id", b"session_id", "store", b"store", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
     _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel_tool_calls) -> _WhichOneofReturnType__parallel_tool_calls | None: ...
 
 Global___RunTurnRequest: _TypeAlias = RunTurnRequest  # noqa: Y015
+
+@_typing.final
+class OutputFormat(_message.Message):
+    """A structured answer: the final answer is exactly one JSON document valid
+    against `schema_json`, produced through Claude Code's structured output.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    SCHEMA_JSON_FIELD_NUMBER: _builtins.int
+    STRICT_FIELD_NUMBER: _builtins.int
+    kind: Global___OutputFormatKind.ValueType
+    """json_schema or json_object."""
+    name: _builtins.str
+    """The schema's name (json_schema.name); "" for json_object."""
+    description: _builtins.str
+    """What the schema is for (json_schema.description); may be empty."""
+    schema_json: _builtins.str
+    """The JSON Schema (draft 2020-12) the answer must match, as JSON text."""
+    strict: _builtins.bool
+    """The client asked for strict adherence (json_schema.strict)."""
+    def __init__(
+        self,
+        *,
+        kind: Global___OutputFormatKind.ValueType = ...,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        schema_json: _builtins.str = ...,
+        strict: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "kind", b"kind", "name", b"name", "schema_json", b"schema_json", "strict", b"strict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputFormat: _TypeAlias = OutputFormat  # noqa: Y015
 
 @_typing.final
 class RunTurnResponse(_message.Message):

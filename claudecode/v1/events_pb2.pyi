@@ -345,6 +345,7 @@ class TurnCompleted(_message.Message):
     FILES_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    STRUCTURED_OUTPUT_JSON_FIELD_NUMBER: _builtins.int
     finish_reason: Global___FinishReason.ValueType
     """Why the turn ended."""
     text: _builtins.str
@@ -357,6 +358,10 @@ class TurnCompleted(_message.Message):
     """Wall time of the turn in milliseconds."""
     session_id: _builtins.str
     """The session id after the turn (equal to TurnStarted.session_id)."""
+    structured_output_json: _builtins.str
+    """With RunTurnRequest.output_format: the structured answer as JSON text
+    (also the answer `text`), valid against the requested schema.
+    """
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Usage of the whole turn."""
@@ -386,10 +391,11 @@ class TurnCompleted(_message.Message):
         files: _abc.Iterable[Global___FileChange] | None = ...,
         session_id: _builtins.str = ...,
         tool_calls: _abc.Iterable[_content_pb2.ClientToolCall] | None = ...,
+        structured_output_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "files", b"files", "finish_reason", b"finish_reason", "num_turns", b"num_turns", "reasoning", b"reasoning", "session_id", b"session_id", "text", b"text", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "files", b"files", "finish_reason", b"finish_reason", "num_turns", b"num_turns", "reasoning", b"reasoning", "session_id", b"session_id", "structured_output_json", b"structured_output_json", "text", b"text", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -62,6 +62,9 @@ def denied_paths(config: CoreConfig, homes_roots: Sequence[Path] = ()) -> list[s
     (`homes_roots`: folders of homes besides the configured one)."""
     homes = dict.fromkeys([config.homes_dir, *homes_roots])
     paths = [f"{folder}/**" for folder in homes]
+    # Uploaded files of every key (file_store.py): a conversation gets only the
+    # ones attached to it, copied into its workspace.
+    paths.append(f"{config.data_dir.resolve()}/files/**")
     if config.database_url.startswith("sqlite"):
         db = config.database_url.split(":///", 1)[-1]
         paths += [db, f"{db}-wal", f"{db}-shm", f"{db}-journal"]

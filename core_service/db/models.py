@@ -215,3 +215,22 @@ class TurnRecord(Base):
     # Claude Code's uuid of the last assistant message, for forking at this turn.
     resume_at: Mapped[str | None] = mapped_column(String(64), nullable=True)
     fingerprint: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class FileRecord(Base):
+    """A file a key uploaded. The bytes live on disk (see core_service/file_store.py)."""
+
+    __tablename__ = "files"
+    __table_args__ = (Index("ix_files_key_created", "key_id", "created_at"),)
+
+    # "file-" + random characters; also the name of the bytes on disk.
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
+    filename: Mapped[str] = mapped_column(String(255))
+    purpose: Mapped[str] = mapped_column(String(32))
+    media_type: Mapped[str] = mapped_column(String(255), default="")
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # The client's own expiry (expires_after); None: only the live retention applies.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -86,6 +86,8 @@ class FakeAdmin:
             max_body_bytes=10 * 1024 * 1024,
             log_retention_days=30,
             workspace_retention_days=7,
+            max_file_bytes=100 * 1024 * 1024,
+            file_retention_days=30,
             pool_size=2,
             claude_max_retries=2,
             log_bodies=True,
