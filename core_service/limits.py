@@ -4,7 +4,9 @@ Request counts change through one conditional SQL statement (an upsert with
 the limit in its WHERE clause), and concurrency slots are leases taken while
 the key's row is locked, so the database decides who gets the last slot:
 limits hold exactly across facade workers and core processes sharing one
-database. Leases expire unless renewed, so a crashed process frees its slots.
+database. Leases expire unless renewed, so a crashed process frees its slots;
+each names the core instance holding it, so crash recovery frees the slots of
+a core found dead at once instead of when they lapse.
 """
 
 from __future__ import annotations
@@ -56,8 +58,10 @@ def next_period(period: str, start: datetime) -> datetime | None:
 
 
 class LimitGate:
-    def __init__(self, engine: Engine, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, engine: Engine, sessions: sessionmaker[Session], owner: str = "") -> None:
         self._dialect = engine.dialect.name
+        # The core instance whose turns take leases here ("" for none).
+        self.owner = owner
         self._sessions = sessions
         self._held: set[str] = set()
         self._lock = threading.Lock()
@@ -157,7 +161,11 @@ class LimitGate:
                     retry_after_seconds=1,
                     headers=headers,
                 )
-            db.add(TurnLease(id=lease, key_id=key_id, expires_at=now + LEASE_TIME))
+            db.add(
+                TurnLease(
+                    id=lease, key_id=key_id, expires_at=now + LEASE_TIME, owner=self.owner or None
+                )
+            )
         with self._lock:
             self._held.add(lease)
         return lease
@@ -173,6 +181,12 @@ class LimitGate:
                     .where(TurnLease.id.in_(held))
                     .values(expires_at=datetime.now(UTC) + LEASE_TIME)
                 )
+
+    def free_leases_of(self, owner: str) -> int:
+        """Deletes every lease a dead core instance held; returns how many."""
+        with self._sessions.begin() as db:
+            result = db.execute(delete(TurnLease).where(TurnLease.owner == owner))
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def release(self, admission: Admission, tokens: int, cost_usd: float) -> None:
         """Returns the concurrency slot and books tokens and spend."""

@@ -39,6 +39,7 @@ from core_service.errors import (
 from core_service.keys import KeyInfo
 from core_service.limits import Admission, LimitGate
 from core_service.model_catalog import ModelCatalog
+from core_service.recovery import TurnProgress
 from core_service.store import SessionRow, SessionStore, TurnRow
 
 log = logging.getLogger("ccapi.sessions")
@@ -210,7 +211,15 @@ class SessionManager:
             options=request.options,
         )
         turn.metadata.update(request.metadata)
-        await asyncio.to_thread(self._store.start_turn, turn, caller.key_id, request.store)
+        await asyncio.to_thread(
+            self._store.start_turn,
+            turn,
+            caller.key_id,
+            request.store,
+            record.endpoint if record is not None else "",
+            record.request_id if record is not None else "",
+        )
+        progress = TurnProgress(self._store.save_progress)
         if pooled is not None:
             self._live[plan.session.id] = pooled
         process = pooled or await self._process_for(plan, shape)
@@ -250,6 +259,7 @@ class SessionManager:
                     "claude message",
                     extra={"session_id": plan.session.id, "sdk_message": repr(message)[:4000]},
                 )
+                progress.note(turn, message)
                 for event in translator.feed(message):
                     if record is not None and event.WhichOneof("event") == "text_delta":
                         record.mark_text()
