@@ -250,9 +250,7 @@ class Recovery:
         return done
 
     def _recover_instance(self, instance_id: str, seen: datetime | None, done: Recovered) -> None:
-        done.log_rows += request_log.replay_journal(
-            self._sessions, self._journal_dir, instance_id
-        )
+        done.log_rows += request_log.replay_journal(self._sessions, self._journal_dir, instance_id)
         done.turns += self._fail_turns(TurnRecord.owner == instance_id, seen, done)
         done.log_rows += self._log_finished_turns(instance_id, seen)
         done.leases += self._gate.free_leases_of(instance_id)
@@ -263,9 +261,7 @@ class Recovery:
     def _fail_turns(self, owned: Any, seen: datetime | None, done: Recovered) -> int:
         with self._sessions() as db:
             ids = db.scalars(
-                select(TurnRecord.id).where(
-                    owned, TurnRecord.status == pb.TURN_STATUS_IN_PROGRESS
-                )
+                select(TurnRecord.id).where(owned, TurnRecord.status == pb.TURN_STATUS_IN_PROGRESS)
             ).all()
         failed = 0
         for turn_id in ids:
@@ -359,9 +355,7 @@ class Recovery:
         key = db.get(ApiKey, row.key_id)
         created = _aware(row.created_at)
         if ok:
-            ended = (
-                datetime.fromtimestamp(turn.completed_at, UTC) if turn.completed_at else created
-            )
+            ended = datetime.fromtimestamp(turn.completed_at, UTC) if turn.completed_at else created
             status, outcome, error = 200, "ok", ""
             if turn.status == pb.TURN_STATUS_FAILED:
                 code = grpc.StatusCode.UNKNOWN
@@ -430,8 +424,10 @@ class TurnProgress:
         """Feed every SDK message of the turn."""
         usage = getattr(message, "usage", None)
         message_id = getattr(message, "message_id", None)
-        if not isinstance(usage, dict) or not message_id or getattr(
-            message, "parent_tool_use_id", None
+        if (
+            not isinstance(usage, dict)
+            or not message_id
+            or getattr(message, "parent_tool_use_id", None)
         ):
             return
         self._calls[str(message_id)] = usage
@@ -452,9 +448,7 @@ class TurnProgress:
             total.input_tokens += int(usage.get("input_tokens") or 0)
             total.output_tokens += int(usage.get("output_tokens") or 0)
             total.cache_read_input_tokens += int(usage.get("cache_read_input_tokens") or 0)
-            total.cache_creation_input_tokens += int(
-                usage.get("cache_creation_input_tokens") or 0
-            )
+            total.cache_creation_input_tokens += int(usage.get("cache_creation_input_tokens") or 0)
         return total
 
     async def _write(self, snapshot: pb.Turn) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 import uuid
@@ -39,6 +40,7 @@ from core_service.errors import (
 from core_service.keys import KeyInfo
 from core_service.limits import Admission, LimitGate
 from core_service.model_catalog import ModelCatalog
+from core_service.model_watchdog import bounded_model_stream, end_process, idle_seconds
 from core_service.recovery import TurnProgress
 from core_service.store import SessionRow, SessionStore, TurnRow
 
@@ -254,7 +256,11 @@ class SessionManager:
                 extra={"session_id": plan.session.id, "prompt": repr(plan.content)[:4000]},
             )
             await process.client.query(self._prompt_stream(plan.content, plan.session.id))
-            async for message in process.client.receive_response():
+            async for message in bounded_model_stream(
+                process.client.receive_response(),
+                idle_seconds(self._config),
+                functools.partial(end_process, process),
+            ):
                 log.debug(
                     "claude message",
                     extra={"session_id": plan.session.id, "sdk_message": repr(message)[:4000]},
