@@ -56,7 +56,7 @@ RECOVER_SECONDS = 15.0
 LOG_GAP_WINDOW = timedelta(hours=24)
 INTERRUPTED = "interrupted"
 INTERRUPTED_MESSAGE = (
-    "The service restarted while this turn ran, so it was not finished. "
+    "Interrupted: the service restarted while this turn ran, so it was not finished. "
     "The conversation can go on with a new request."
 )
 
@@ -369,7 +369,7 @@ class Recovery:
         else:
             ended = seen or _now()
             status = self._status_of(grpc.StatusCode.UNAVAILABLE, INTERRUPTED)
-            outcome, error = "error", f"{INTERRUPTED}: {INTERRUPTED_MESSAGE}"
+            outcome, error = "error", INTERRUPTED_MESSAGE
         time_ms = int(created.timestamp() * 1000)
         usage = turn.usage
         return request_log.LogEntry(

@@ -561,13 +561,17 @@ def insert_missing(sessions: sessionmaker[Session], rows: list[dict[str, Any]]) 
         return 0
     columns = {c.name for c in RequestLogRecord.__table__.columns}
     clean = [{k: v for k, v in row.items() if k in columns} for row in rows]
+    added = 0
     with sessions() as session, session.begin():
-        dialect = session.get_bind().dialect.name
+        connection = session.connection()
+        dialect = connection.dialect.name
         statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
             RequestLogRecord
         ).on_conflict_do_nothing(index_elements=[RequestLogRecord.id])
-        result = session.execute(statement, clean)
-        return max(0, int(cast("CursorResult[Any]", result).rowcount))
+        # Row by row: only a single-row insert reports reliably whether it added.
+        for row in clean:
+            added += max(0, connection.execute(statement, row).rowcount)
+    return added
 
 
 _STRING_SIZES = {

@@ -36,7 +36,7 @@ _CHANNEL_OPTIONS = [
     # default reconnect backoff (up to two minutes) has run out.
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.min_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
 
