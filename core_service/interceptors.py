@@ -19,7 +19,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from core_service import request_context
+from core_service import db_errors, request_context
 from core_service.errors import ERROR_DOMAIN, PermissionDenied, ServiceError, Unauthenticated
 from core_service.keys import KeyStore
 from core_service.request_context import RequestRecord
@@ -184,6 +184,14 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 except asyncio.CancelledError:
                     after(record, grpc.StatusCode.CANCELLED, "cancelled by the client")
                     raise
+                except Exception as failure:
+                    # A full disk is told plainly; anything else stays internal.
+                    mapped = db_errors.as_service_error(failure)
+                    if mapped is None:
+                        raise
+                    after(record, mapped.code, mapped.message, mapped.reason)
+                    await _abort(context, mapped)
+                    raise AssertionError("unreachable") from None
                 after(record, grpc.StatusCode.OK, "")
                 return result
 
@@ -207,7 +215,13 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     outcome = (error.code, error.message, error.reason)
                     await _abort(context, error)
                     return
-                except Exception:
+                except Exception as failure:
+                    mapped = db_errors.as_service_error(failure)
+                    if mapped is not None:
+                        # A full disk is told plainly.
+                        outcome = (mapped.code, mapped.message, mapped.reason)
+                        await _abort(context, mapped)
+                        return
                     # Not handled here: recorded for the log, then re-raised to gRPC.
                     outcome = (grpc.StatusCode.INTERNAL, "internal error", "")
                     raise

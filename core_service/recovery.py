@@ -60,6 +60,11 @@ INTERRUPTED_MESSAGE = (
     "The conversation can go on with a new request."
 )
 
+LOST_MESSAGE = (
+    "Interrupted: the turn's result could not be stored (the database refused "
+    "a write), so it was not finished. The conversation can go on with a new request."
+)
+
 StatusOf = Callable[[grpc.StatusCode, str], int]
 
 
@@ -129,6 +134,7 @@ class Recovery:
         journal_dir: Path,
         instance: Instance,
         status_of: StatusOf,
+        running: Callable[[], set[str]] = set,
     ) -> None:
         self._sessions = sessions
         self._gate = gate
@@ -136,6 +142,9 @@ class Recovery:
         self._journal_dir = journal_dir
         self.instance = instance
         self._status_of = status_of
+        self._running = running
+        # This core's own turns seen stored as in progress but not running.
+        self._suspects: set[str] = set()
 
     # This instance
 
@@ -184,6 +193,10 @@ class Recovery:
                 since_recovery = 0.0
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self.recover)
+                with contextlib.suppress(Exception):
+                    # Taken on the loop, where the running turns change.
+                    running = self._running()
+                    await asyncio.to_thread(self.heal_own, running)
 
     # Finding the dead
 
@@ -249,6 +262,28 @@ class Recovery:
             )
         return done
 
+    def heal_own(self, running: set[str]) -> int:
+        """Fails this core's turns stored as in progress that no longer run:
+        their last write was refused (a full disk). A turn counts only when
+        seen so in two passes in a row, since a turn is stored a moment
+        before it is counted as running."""
+        with self._sessions() as db:
+            stored = set(
+                db.scalars(
+                    select(TurnRecord.id).where(
+                        TurnRecord.owner == self.instance.id,
+                        TurnRecord.status == pb.TURN_STATUS_IN_PROGRESS,
+                    )
+                ).all()
+            )
+        lost = stored - running
+        healed = 0
+        for turn_id in lost & self._suspects:
+            if self._fail_turn(turn_id, None, LOST_MESSAGE):
+                healed += 1
+        self._suspects = lost - self._suspects
+        return healed
+
     def _recover_instance(self, instance_id: str, seen: datetime | None, done: Recovered) -> None:
         done.log_rows += request_log.replay_journal(self._sessions, self._journal_dir, instance_id)
         done.turns += self._fail_turns(TurnRecord.owner == instance_id, seen, done)
@@ -269,7 +304,9 @@ class Recovery:
                 failed += 1
         return failed
 
-    def _fail_turn(self, turn_id: str, seen: datetime | None) -> bool:
+    def _fail_turn(
+        self, turn_id: str, seen: datetime | None, message: str = INTERRUPTED_MESSAGE
+    ) -> bool:
         """Stores the turn as failed (once, whoever gets here first), books its
         partial usage, and writes its request-log row."""
         now = _now()
@@ -283,7 +320,7 @@ class Recovery:
             turn.error.CopyFrom(
                 ev.TurnFailed(
                     code=grpc.StatusCode.UNAVAILABLE.value[0],
-                    message=INTERRUPTED_MESSAGE,
+                    message=message,
                     reason=INTERRUPTED,
                 )
             )
@@ -317,6 +354,7 @@ class Recovery:
                     )
                 )
             entry = self._entry(db, row, turn, seen, ok=False)
+            entry.error = message
         self._write_row(entry)
         log.warning(
             "turn interrupted by a core that died",

@@ -94,7 +94,13 @@ class Core:
             db, journal=request_log.Journal(journal_dir, self.instance.id)
         )
         self.recovery = recovery.Recovery(
-            db, self.gate, self.log_writer, journal_dir, self.instance, http_status
+            db,
+            self.gate,
+            self.log_writer,
+            journal_dir,
+            self.instance,
+            http_status,
+            running=lambda: self.sessions.running_turn_ids(),
         )
         self.log_query = request_log.RequestLogQuery(db)
         self._usage = functools.partial(usage.usage, db)

@@ -116,6 +116,9 @@ class SessionManager:
     def running_turns(self) -> int:
         return len(self._running)
 
+    def running_turn_ids(self) -> set[str]:
+        return set(self._running)
+
     async def shutdown(self, grace_seconds: float) -> None:
         """Lets running turns finish for `grace_seconds`, then interrupts them,
         and ends every Claude Code process."""
