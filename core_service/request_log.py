@@ -550,9 +550,26 @@ def replay_journal(sessions: sessionmaker[Session], directory: Path, instance: s
             if isinstance(row, dict) and row.get("id"):
                 rows.append(row)
         for start in range(0, len(rows), 200):
-            added += insert_missing(sessions, rows[start : start + 200])
+            added += insert_missing(sessions, _not_logged(sessions, rows[start : start + 200]))
         path.unlink(missing_ok=True)
     return added
+
+
+def _not_logged(
+    sessions: sessionmaker[Session], rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Rows whose turn has no row yet: a core on another host may have
+    written a turn's row from the turn itself while this journal waited."""
+    turns = {row["turn_id"] for row in rows if row.get("turn_id")}
+    if not turns:
+        return rows
+    with sessions() as session:
+        logged = set(
+            session.scalars(
+                select(RequestLogRecord.turn_id).where(RequestLogRecord.turn_id.in_(turns))
+            ).all()
+        )
+    return [row for row in rows if not row.get("turn_id") or row["turn_id"] not in logged]
 
 
 def insert_missing(sessions: sessionmaker[Session], rows: list[dict[str, Any]]) -> int:
@@ -565,12 +582,15 @@ def insert_missing(sessions: sessionmaker[Session], rows: list[dict[str, Any]]) 
     with sessions() as session, session.begin():
         connection = session.connection()
         dialect = connection.dialect.name
-        statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-            RequestLogRecord
-        ).on_conflict_do_nothing(index_elements=[RequestLogRecord.id])
-        # Row by row: only a single-row insert reports reliably whether it added.
+        # RETURNING tells whether a row was added (rowcount does not, on every driver).
+        statement = (
+            (postgresql.insert if dialect == "postgresql" else sqlite.insert)(RequestLogRecord)
+            .on_conflict_do_nothing(index_elements=[RequestLogRecord.id])
+            .returning(RequestLogRecord.id)
+        )
         for row in clean:
-            added += max(0, connection.execute(statement, row).rowcount)
+            if connection.execute(statement, row).first() is not None:
+                added += 1
     return added
 
 
