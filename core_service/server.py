@@ -225,8 +225,9 @@ class Core:
                 error=request_log.prepare_body(error, 2000),
                 stream=record.stream,
                 request_id=record.request_id,
-                request_body=request_log.prepare_body(record.request_body) if bodies else "",
-                response_body=request_log.prepare_body(record.response_body) if bodies else "",
+                # Redacted and truncated once, by the writer as it takes the entry.
+                request_body=record.request_body if bodies else "",
+                response_body=record.response_body if bodies else "",
             )
         )
 

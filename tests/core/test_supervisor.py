@@ -223,7 +223,8 @@ def test_a_core_killed_mid_stream_is_restarted_and_its_turn_recovered(
             break
         unavailable = unavailable or models
         if not ready_failed:
-            ready_failed = httpx.get(served.url + "/health/ready", timeout=5).status_code == 503
+            ready = httpx.get(served.url + "/health/ready", timeout=5)
+            ready_failed = ready.status_code == 503 and ready.headers.get("Retry-After") == "1"
             live_ok = httpx.get(served.url + "/health/live", timeout=5).status_code == 200
         time.sleep(0.05)
     else:
