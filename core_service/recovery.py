@@ -149,6 +149,13 @@ class Recovery:
     # This instance
 
     def register(self) -> None:
+        """Makes this instance known (a failure is logged: the heartbeat retries)."""
+        try:
+            self._register()
+        except Exception:
+            log.exception("could not register this core; the heartbeat will retry")
+
+    def _register(self) -> None:
         now = _now()
         with self._sessions.begin() as db:
             db.merge(
@@ -172,7 +179,7 @@ class Recovery:
         if missing:
             # Another core took us for dead (a long stall): be seen again.
             log.warning("this core's instance row was gone; registering again")
-            self.register()
+            self._register()
 
     def unregister(self) -> None:
         """On a clean stop, once every turn has ended."""
@@ -243,13 +250,22 @@ class Recovery:
         """One pass over every dead instance; `legacy` also finishes turns
         left in progress by cores from before turns had owners."""
         done = Recovered()
-        for instance_id, seen in self.dead_instances():
+        try:
+            dead = self.dead_instances()
+        except Exception:
+            # Never fatal: the next pass tries again.
+            log.exception("could not look for dead cores")
+            dead = []
+        for instance_id, seen in dead:
             try:
                 self._recover_instance(instance_id, seen, done)
             except Exception:
                 log.exception("could not recover a dead core", extra={"instance": instance_id})
         if legacy:
-            done.turns += self._fail_turns(TurnRecord.owner.is_(None), None, done)
+            try:
+                done.turns += self._fail_turns(TurnRecord.owner.is_(None), None, done)
+            except Exception:
+                log.exception("could not finish turns left by an older core")
         if done.instances or done.turns:
             log.warning(
                 "recovered after a core died",
