@@ -193,21 +193,25 @@ class LimitGate:
         if admission.lease:
             with self._lock:
                 self._held.discard(admission.lease)
-        window = int(time.time() // 60)
         with self._sessions.begin() as db:
             if admission.lease:
                 db.execute(delete(TurnLease).where(TurnLease.id == admission.lease))
-            if tokens:
-                self._add_tokens(db, admission.key_id, window, tokens)
-            if cost_usd:
-                db.execute(
-                    update(ApiKey)
-                    .where(ApiKey.id == admission.key_id)
-                    .values(
-                        spent_usd=ApiKey.spent_usd + cost_usd,
-                        spent_total_usd=ApiKey.spent_total_usd + cost_usd,
-                    )
+            self.book(db, admission.key_id, tokens, cost_usd)
+
+    def book(self, db: Session, key_id: str, tokens: int, cost_usd: float) -> None:
+        """Counts a turn's tokens in this minute's window and its spend, in `db`'s
+        transaction (also for a turn crash recovery finished)."""
+        if tokens:
+            self._add_tokens(db, key_id, int(time.time() // 60), tokens)
+        if cost_usd:
+            db.execute(
+                update(ApiKey)
+                .where(ApiKey.id == key_id)
+                .values(
+                    spent_usd=ApiKey.spent_usd + cost_usd,
+                    spent_total_usd=ApiKey.spent_total_usd + cost_usd,
                 )
+            )
 
     def _spent(self, db: Session, key: KeyInfo) -> tuple[float, datetime | None]:
         """Spend in the current period, starting a new period when due."""

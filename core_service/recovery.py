@@ -360,15 +360,13 @@ class Recovery:
                 session.input_tokens += turn.usage.input_tokens
                 session.output_tokens += turn.usage.output_tokens
                 session.cost_usd += turn.usage.cost_usd
-            if turn.usage.cost_usd:
-                db.execute(
-                    update(ApiKey)
-                    .where(ApiKey.id == row.key_id)
-                    .values(
-                        spent_usd=ApiKey.spent_usd + turn.usage.cost_usd,
-                        spent_total_usd=ApiKey.spent_total_usd + turn.usage.cost_usd,
-                    )
-                )
+            # Its tokens and spend count against the key's limits, as on release.
+            self._gate.book(
+                db,
+                row.key_id,
+                turn.usage.input_tokens + turn.usage.output_tokens,
+                turn.usage.cost_usd,
+            )
             entry = self._entry(db, row, turn, seen, ok=False)
             entry.error = message
         self._write_row(entry)

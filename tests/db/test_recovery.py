@@ -118,6 +118,9 @@ class Cluster:
         with self.sessions() as db:
             return len(db.scalars(select(TurnLease).where(TurnLease.owner == owner)).all())
 
+    def tokens_counted(self, key: KeyInfo) -> int:
+        return LimitGate(make_engine(self.url), self.sessions).usage_last_day()[key.id][1]
+
     def instances(self) -> set[str]:
         with self.sessions() as db:
             return set(db.scalars(select(CoreInstance.id)).all())
@@ -169,6 +172,9 @@ def test_only_turns_of_dead_cores_are_recovered(
     session = SessionStore(cluster.sessions).get_session(key.id, session_id)
     assert session is not None
     assert session.last_turn_id == turns[killed.id] and session.input_tokens == 40
+
+    # Its tokens count against the key's per-minute limit.
+    assert cluster.tokens_counted(key) == 2 * 42
 
     # Nothing is done twice.
     assert cluster.recovery(me).recover().turns == 0
