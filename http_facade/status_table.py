@@ -59,8 +59,6 @@ STATUS_TABLE: dict[tuple[grpc.StatusCode, str | None], Row] = {
     (_C.UNAVAILABLE, "model_overloaded"): Row(503, SERVER_ERROR, "model_overloaded"),
     # The model provider answered 5xx: a bad gateway from the client's point of view.
     (_C.UNAVAILABLE, "model_unavailable"): Row(502, SERVER_ERROR, "model_unavailable"),
-    # The core died while the turn ran (crash recovery stored it so).
-    (_C.UNAVAILABLE, "interrupted"): Row(503, SERVER_ERROR, "interrupted"),
     (_C.UNAVAILABLE, None): Row(503, SERVER_ERROR, "service_unavailable"),
     (_C.INTERNAL, "model_error"): Row(502, SERVER_ERROR, "model_error"),
     (_C.UNKNOWN, "model_error"): Row(502, SERVER_ERROR, "model_error"),
