@@ -272,7 +272,7 @@ class SessionStore:
     # Crash recovery
 
     def save_progress(self, turn: pb.Turn) -> None:
-        """Stores what a running turn produced so far (usage, text), so a core
+        """Stores a running turn as it is now (with its usage so far), so a core
         that dies mid-turn leaves it behind; a finished turn is left alone."""
         with self._sessions.begin() as db:
             db.execute(
