@@ -23,6 +23,11 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
     *MESSAGE_SIZE_OPTIONS,
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_permit_without_calls", 0),
+    # A restarted core is found within a second or two, not after gRPC's
+    # default reconnect backoff (up to two minutes) has run out.
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
 

@@ -23,7 +23,7 @@ from ccapi_client.metadata import (
 )
 from ccapi_client.rich_status import to_status
 from claudecode.v1 import agent_pb2
-from core_service import request_context
+from core_service import db_errors, request_context
 from core_service.errors import PermissionDenied, ServiceError, Unauthenticated
 from core_service.keys import KeyStore
 from core_service.request_context import Actor, RequestContext
@@ -191,6 +191,14 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 except asyncio.CancelledError:
                     after(grpc.StatusCode.CANCELLED, "cancelled by the client")
                     raise
+                except Exception as failure:
+                    # A full disk is told plainly; anything else stays internal.
+                    mapped = db_errors.as_service_error(failure)
+                    if mapped is None:
+                        raise
+                    after(mapped.code, mapped.message, mapped.reason)
+                    await _abort(context, mapped)
+                    raise AssertionError("unreachable") from None
                 after(grpc.StatusCode.OK, "")
                 return result
 
@@ -217,7 +225,13 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     status = (error.code, error.message, error.reason)
                     await _abort(context, error)
                     return
-                except Exception:
+                except Exception as failure:
+                    mapped = db_errors.as_service_error(failure)
+                    if mapped is not None:
+                        # A full disk is told plainly.
+                        status = (mapped.code, mapped.message, mapped.reason)
+                        await _abort(context, mapped)
+                        return
                     # Not handled here: recorded for the log, then re-raised to gRPC.
                     status = (grpc.StatusCode.INTERNAL, "internal error", "")
                     raise

@@ -4,7 +4,9 @@ Request counts change through one conditional SQL statement (an upsert with
 the limit in its WHERE clause), and concurrency slots are leases taken while
 the key's row is locked, so the database decides who gets the last slot:
 limits hold exactly across facade workers and core processes sharing one
-database. Leases expire unless renewed, so a crashed process frees its slots.
+database. Leases expire unless renewed, so a crashed process frees its slots;
+each names the core instance holding it, so crash recovery frees the slots of
+a core found dead at once instead of when they lapse.
 """
 
 from __future__ import annotations
@@ -56,8 +58,10 @@ def next_period(period: str, start: datetime) -> datetime | None:
 
 
 class LimitGate:
-    def __init__(self, engine: Engine, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, engine: Engine, sessions: sessionmaker[Session], owner: str = "") -> None:
         self._dialect = engine.dialect.name
+        # The core instance whose turns take leases here ("" for none).
+        self.owner = owner
         self._sessions = sessions
         self._held: set[str] = set()
         self._lock = threading.Lock()
@@ -157,7 +161,11 @@ class LimitGate:
                     retry_after_seconds=1,
                     headers=headers,
                 )
-            db.add(TurnLease(id=lease, key_id=key_id, expires_at=now + LEASE_TIME))
+            db.add(
+                TurnLease(
+                    id=lease, key_id=key_id, expires_at=now + LEASE_TIME, owner=self.owner or None
+                )
+            )
         with self._lock:
             self._held.add(lease)
         return lease
@@ -174,26 +182,36 @@ class LimitGate:
                     .values(expires_at=datetime.now(UTC) + LEASE_TIME)
                 )
 
+    def free_leases_of(self, owner: str) -> int:
+        """Deletes every lease a dead core instance held; returns how many."""
+        with self._sessions.begin() as db:
+            result = db.execute(delete(TurnLease).where(TurnLease.owner == owner))
+            return int(getattr(result, "rowcount", 0) or 0)
+
     def release(self, admission: Admission, tokens: int, cost_usd: float) -> None:
         """Returns the concurrency slot and books tokens and spend."""
         if admission.lease:
             with self._lock:
                 self._held.discard(admission.lease)
-        window = int(time.time() // 60)
         with self._sessions.begin() as db:
             if admission.lease:
                 db.execute(delete(TurnLease).where(TurnLease.id == admission.lease))
-            if tokens:
-                self._add_tokens(db, admission.key_id, window, tokens)
-            if cost_usd:
-                db.execute(
-                    update(ApiKey)
-                    .where(ApiKey.id == admission.key_id)
-                    .values(
-                        spent_usd=ApiKey.spent_usd + cost_usd,
-                        spent_total_usd=ApiKey.spent_total_usd + cost_usd,
-                    )
+            self.book(db, admission.key_id, tokens, cost_usd)
+
+    def book(self, db: Session, key_id: str, tokens: int, cost_usd: float) -> None:
+        """Counts a turn's tokens in this minute's window and its spend, in `db`'s
+        transaction (also for a turn crash recovery finished)."""
+        if tokens:
+            self._add_tokens(db, key_id, int(time.time() // 60), tokens)
+        if cost_usd:
+            db.execute(
+                update(ApiKey)
+                .where(ApiKey.id == key_id)
+                .values(
+                    spent_usd=ApiKey.spent_usd + cost_usd,
+                    spent_total_usd=ApiKey.spent_total_usd + cost_usd,
                 )
+            )
 
     def _spent(self, db: Session, key: KeyInfo) -> tuple[float, datetime | None]:
         """Spend in the current period, starting a new period when due."""

@@ -113,9 +113,10 @@ def log_entry(
         turn_id=turn.turn_id,
         tools_used=list(turn.tools),
         files_changed=turn.files_changed,
-        error=request_log.prepare_body(error, 2000),
+        # Redacted and truncated once, by the writer as it takes the entry.
+        error=error,
         stream=call.reply.turn is not None,
         request_id=call.request_id,
-        request_body=request_log.prepare_body(turn.request_json) if bodies else "",
-        response_body=request_log.prepare_body(turn.text) if bodies else "",
+        request_body=turn.request_json if bodies else "",
+        response_body=turn.text if bodies else "",
     )

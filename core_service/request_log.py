@@ -5,6 +5,9 @@
 - `RequestLogWriter`: an in-memory queue drained in batches by one asyncio
   task, each batch inserted in a worker thread. `submit()` never blocks and
   never raises; `close()` writes everything still queued.
+- `Journal`: with it, `submit()` first appends the row to a local file, so a
+  core killed before its batch was written loses no row: the next core on
+  the host replays the file (`replay_journal`) when it finds the first dead.
 - `RequestLogQuery`: newest-first listing with AIP-158 page tokens, lookup
   by id, and retention purges.
 - `to_proto`: a stored row as `claudecode.v1.RequestLog`.
@@ -25,9 +28,11 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, insert, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -158,6 +163,7 @@ class RequestLogWriter:
         log_bodies: bool = True,
         retries: int = 3,
         retry_delay: float = 0.2,
+        journal: Journal | None = None,
     ) -> None:
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be positive")
@@ -170,7 +176,10 @@ class RequestLogWriter:
         self.retries = max(1, retries)
         self.retry_delay = retry_delay
         self.stats = WriterStats()
-        self._queue: collections.deque[LogEntry] = collections.deque()
+        self.journal = journal
+        # Rows ready to insert: redacted and truncated when submitted, so what
+        # the journal holds on disk is what the table will hold.
+        self._queue: collections.deque[dict[str, Any]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
@@ -219,6 +228,8 @@ class RequestLogWriter:
                 log.exception("request log writer task failed")
             self._task = None
         await self.flush()
+        if self.journal is not None:
+            self.journal.close()
 
     @property
     def pending(self) -> int:
@@ -228,19 +239,36 @@ class RequestLogWriter:
     # -- request path ----------------------------------------------------
 
     def submit(self, entry: LogEntry) -> None:
-        """Queues an entry. Never blocks, never raises."""
+        """Queues an entry (appending it to the journal first, when there is
+        one). Never blocks on the database, never raises."""
         try:
+            row = self._row(entry)
             with self._stats_lock:
                 self.stats.submitted += 1
                 if self._closed or len(self._queue) >= self.max_queue:
                     self.stats.dropped_queue += 1
                     self._warn_dropped()
                     return
-            self._queue.append(entry)
+                # Under the lock: a row is in the journal segment that is
+                # current when it joins the queue (see _drain).
+                if self.journal is not None:
+                    self._journal_append(row)
+                self._queue.append(row)
             if len(self._queue) >= self.batch_size:
                 self._wake_up()
         except Exception:  # pragma: no cover - defensive: the request path must not fail
             log.exception("request log submit failed")
+
+    def _journal_append(self, row: dict[str, Any]) -> None:
+        assert self.journal is not None
+        try:
+            self.journal.append(row)
+        except OSError as error:
+            # Still queued: only its copy on disk is missing.
+            now = time.monotonic()
+            if now - self._warned_at > 10:
+                self._warned_at = now
+                log.warning("request log journal write failed: %s", error)
 
     def _wake_up(self) -> None:
         loop, wake = self._loop, self._wake
@@ -283,12 +311,26 @@ class RequestLogWriter:
                 log.exception("request log writer failed")
 
     async def _drain(self) -> None:
-        while self._queue:
-            batch: list[LogEntry] = []
-            while self._queue and len(batch) < self.batch_size:
-                batch.append(self._queue.popleft())
-            # Shielded: a cancelled caller must not lose a batch half-way.
-            await asyncio.shield(asyncio.to_thread(self._write_batch, batch))
+        while True:
+            with self._stats_lock:
+                if not self._queue:
+                    return
+                rows = list(self._queue)
+                self._queue.clear()
+                # The closed segment holds exactly these rows.
+                segment = self.journal.rotate() if self.journal is not None else None
+            dropped_before = self.stats.dropped_db
+            for start in range(0, len(rows), self.batch_size):
+                batch = rows[start : start + self.batch_size]
+                # Shielded: a cancelled caller must not lose a batch half-way.
+                await asyncio.shield(asyncio.to_thread(self._write_batch, batch))
+            if self.journal is not None and segment is not None:
+                # Rows the database refused stay on disk for the next start.
+                self.journal.discard(segment, keep=self.stats.dropped_db > dropped_before)
+
+    def row(self, entry: LogEntry) -> dict[str, Any]:
+        """The table row for an entry, as this writer would insert it."""
+        return self._row(entry)
 
     def _row(self, entry: LogEntry) -> dict[str, Any]:
         row = dataclasses.asdict(entry)
@@ -307,8 +349,8 @@ class RequestLogWriter:
                 row[name] = value[:size]
         return row
 
-    def _write_batch(self, batch: Sequence[LogEntry]) -> None:
-        rows = [self._row(e) for e in batch]
+    def _write_batch(self, rows: Sequence[dict[str, Any]]) -> None:
+        rows = list(rows)
         error: Exception | None = None
         for attempt in range(self.retries):
             try:
@@ -349,6 +391,138 @@ class RequestLogWriter:
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         with self._sessions() as session, session.begin():
             session.execute(insert(RequestLogRecord), rows)
+
+
+class Journal:
+    """Request-log rows on their way to the database, appended to a local file.
+
+    One file per core instance and segment (`<instance>.<n>.jsonl`): the
+    writer starts a new segment when it takes the queued rows, and deletes
+    the old one once they are in the database. An append is one write(2) on
+    an O_APPEND descriptor: in the kernel's page cache at once, so it
+    survives the process being killed (not the machine losing power).
+    """
+
+    def __init__(self, directory: Path, instance: str) -> None:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory = directory
+        self.instance = instance
+        self._number = 0
+        self._fd = -1
+        self._written = 0
+        self._open()
+
+    def _path(self, number: int) -> Path:
+        return self.directory / f"{self.instance}.{number}.jsonl"
+
+    def _open(self) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        self._fd = os.open(self._path(self._number), flags, 0o600)
+        self._written = 0
+
+    def append(self, row: dict[str, Any]) -> None:
+        # The newline goes first: a line cut short by an error (a full disk)
+        # cannot swallow the row after it.
+        data = ("\n" + json.dumps(row, ensure_ascii=False, separators=(",", ":"))).encode()
+        # os.write may write less than asked (a full disk): loop until done or error.
+        view = memoryview(data)
+        while view:
+            done = os.write(self._fd, view)
+            view = view[done:]
+        self._written += 1
+
+    def rotate(self) -> Path | None:
+        """Starts the next segment; returns the previous one (None if empty)."""
+        if self._written == 0:
+            return None
+        old = self._path(self._number)
+        os.close(self._fd)
+        self._number += 1
+        self._open()
+        return old
+
+    def discard(self, segment: Path, keep: bool = False) -> None:
+        if keep:
+            log.warning("keeping request-log journal %s for replay at next start", segment)
+            return
+        segment.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """After a clean shutdown (everything written): nothing is left behind."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            if self._written == 0:
+                self._path(self._number).unlink(missing_ok=True)
+
+
+def journal_files(directory: Path, instance: str) -> list[Path]:
+    return sorted(directory.glob(f"{instance}.*.jsonl"))
+
+
+def journal_instances(directory: Path) -> set[str]:
+    """The instances that left journal files in `directory`."""
+    if not directory.is_dir():
+        return set()
+    return {path.name.split(".", 1)[0] for path in directory.glob("*.jsonl")}
+
+
+def replay_journal(sessions: sessionmaker[Session], directory: Path, instance: str) -> int:
+    """Inserts the rows a dead instance journaled (those already stored are
+    skipped by id), then deletes its files. Returns how many were new."""
+    added = 0
+    for path in journal_files(directory, instance):
+        rows: list[dict[str, Any]] = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut off by the kill
+            if isinstance(row, dict) and row.get("id"):
+                rows.append(row)
+        for start in range(0, len(rows), 200):
+            added += insert_missing(sessions, _not_logged(sessions, rows[start : start + 200]))
+        path.unlink(missing_ok=True)
+    return added
+
+
+def _not_logged(
+    sessions: sessionmaker[Session], rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Rows whose turn has no row yet: a core on another host may have
+    written a turn's row from the turn itself while this journal waited."""
+    turns = {row["turn_id"] for row in rows if row.get("turn_id")}
+    if not turns:
+        return rows
+    with sessions() as session:
+        logged = set(
+            session.scalars(
+                select(RequestLogRecord.turn_id).where(RequestLogRecord.turn_id.in_(turns))
+            ).all()
+        )
+    return [row for row in rows if not row.get("turn_id") or row["turn_id"] not in logged]
+
+
+def insert_missing(sessions: sessionmaker[Session], rows: list[dict[str, Any]]) -> int:
+    """Inserts rows whose id is not stored yet; returns how many were new."""
+    if not rows:
+        return 0
+    columns = {c.name for c in RequestLogRecord.__table__.columns}
+    clean = [{k: v for k, v in row.items() if k in columns} for row in rows]
+    added = 0
+    with sessions() as session, session.begin():
+        connection = session.connection()
+        dialect = connection.dialect.name
+        # RETURNING tells whether a row was added (rowcount does not, on every driver).
+        statement = (
+            (postgresql.insert if dialect == "postgresql" else sqlite.insert)(RequestLogRecord)
+            .on_conflict_do_nothing(index_elements=[RequestLogRecord.id])
+            .returning(RequestLogRecord.id)
+        )
+        for row in clean:
+            if connection.execute(statement, row).first() is not None:
+                added += 1
+    return added
 
 
 _STRING_SIZES = {

@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ccapi_client.channel import MESSAGE_SIZE_OPTIONS
+from ccapi_client.status_table import http_status
 from claudecode.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -33,7 +34,7 @@ from claudecode.v1 import (
     sessions_pb2,
     sessions_pb2_grpc,
 )
-from core_service import live_config, request_context, request_log, usage
+from core_service import live_config, recovery, request_context, request_log, usage
 from core_service.agent.options import ProcessShape
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import ProcessFactory
@@ -97,8 +98,23 @@ class Core:
             db, config.data_dir / "files", lambda: live_config.file_policy(self.live.current.config)
         )
         self.catalog = ModelCatalog(extra_aliases=config.model_aliases)
-        self.gate = LimitGate(engine, db)
-        self.log_writer = request_log.RequestLogWriter(db)
+        # Crash recovery: this process's turns, leases and journal carry its id.
+        self.instance = recovery.Instance.new()
+        journal_dir = config.data_dir / "request-log-journal"
+        self.store.owner = self.instance.id
+        self.gate = LimitGate(engine, db, owner=self.instance.id)
+        self.log_writer = request_log.RequestLogWriter(
+            db, journal=request_log.Journal(journal_dir, self.instance.id)
+        )
+        self.recovery = recovery.Recovery(
+            db,
+            self.gate,
+            self.log_writer,
+            journal_dir,
+            self.instance,
+            http_status,
+            running=lambda: self.registry.running_turn_ids(),
+        )
         self.log_query = request_log.RequestLogQuery(db)
         self._usage = functools.partial(usage.usage, db)
         base = config.agent_uid_base
@@ -135,6 +151,9 @@ class Core:
             self.factory.cli_path = await asyncio.to_thread(reachable_cli, bundled, SHARED_CLI_DIR)
         await asyncio.to_thread(self.live.refresh)
         self._apply_live_config()
+        # What a dead core left is finished before this one takes requests.
+        await asyncio.to_thread(self.recovery.register)
+        await asyncio.to_thread(self.recovery.recover, True)
         interceptor = CoreInterceptor(
             self.keys,
             self.users,
@@ -183,6 +202,7 @@ class Core:
             asyncio.create_task(self._watch_config()),
             asyncio.create_task(self._enforce_retention()),
             asyncio.create_task(self._renew_leases()),
+            asyncio.create_task(self.recovery.run_forever()),
         ]
         log.info("core listening", extra={"port": port, "data_dir": str(self.config.data_dir)})
         return port
@@ -268,6 +288,8 @@ class Core:
             await stopping
         # Every request-log row queued so far is written before we exit.
         await self.log_writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.recovery.unregister)
         self.engine.dispose()
 
 

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -75,6 +75,8 @@ class TurnRow:
 class SessionStore:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        # The core instance whose turns this store starts (crash recovery).
+        self.owner = ""
 
     def ping(self) -> None:
         with self._sessions() as db:
@@ -186,7 +188,9 @@ class SessionStore:
 
     # Turns
 
-    def start_turn(self, turn: pb.Turn, key_id: str, stored: bool) -> None:
+    def start_turn(
+        self, turn: pb.Turn, key_id: str, stored: bool, endpoint: str = "", request_id: str = ""
+    ) -> None:
         with self._sessions.begin() as db:
             db.add(
                 TurnRecord(
@@ -198,6 +202,9 @@ class SessionStore:
                     created_at=utcnow(),
                     stored=stored,
                     snapshot=turn.SerializeToString(),
+                    owner=self.owner or None,
+                    endpoint=endpoint[:200] or None,
+                    request_id=request_id[:100] or None,
                 )
             )
 
@@ -261,3 +268,15 @@ class SessionStore:
         turn = pb.Turn()
         turn.ParseFromString(row.snapshot)
         return TurnRow(row.id, row.session_id, row.key_id, row.resume_at, turn)
+
+    # Crash recovery
+
+    def save_progress(self, turn: pb.Turn) -> None:
+        """Stores a running turn as it is now (with its usage so far), so a core
+        that dies mid-turn leaves it behind; a finished turn is left alone."""
+        with self._sessions.begin() as db:
+            db.execute(
+                update(TurnRecord)
+                .where(TurnRecord.id == turn.id, TurnRecord.status == pb.TURN_STATUS_IN_PROGRESS)
+                .values(snapshot=turn.SerializeToString())
+            )

@@ -1,7 +1,12 @@
-"""`ccapi serve`: runs the parts as child processes and stops them together.
+"""`ccapi serve`: runs the parts as child processes, restarts one that dies,
+and stops them together.
 
 Each part runs in its own process group, so when it is gone any Claude Code
-process it left behind is killed with its group: nothing is orphaned.
+process it left behind is killed with its group: nothing is orphaned. A part
+that dies is started again after a pause that doubles while it keeps dying
+soon after starting (up to MAX_BACKOFF_SECONDS), and starts from the shortest
+pause again once it has run for STABLE_SECONDS. The other parts keep running:
+while the core is down the HTTP facade answers 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ from core_service.config import CoreConfig
 
 log = logging.getLogger("ccapi.serve")
 
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.2
+FIRST_BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 30.0
+# A part that ran this long before dying was not crash-looping.
+STABLE_SECONDS = 60.0
 
 
 @dataclass
@@ -27,6 +36,47 @@ class Part:
     name: str
     argv: list[str]
     process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    # When a dead part is due to start again (0: not waiting).
+    restart_at: float = 0.0
+    backoff: float = FIRST_BACKOFF_SECONDS
+    restarts: int = 0
+
+    def start(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(self.argv, start_new_session=True, env=env)
+        self.started_at = time.monotonic()
+        self.restart_at = 0.0
+        log.info("started part", extra={"part": self.name, "pid": self.process.pid})
+
+    def died(self, now: float) -> None:
+        """Records the death of the part's process and schedules its restart."""
+        assert self.process is not None
+        code = self.process.returncode
+        # Claude Code processes of a killed core are in its group: end them.
+        kill_group(self.process.pid)
+        if now - self.started_at >= STABLE_SECONDS:
+            self.backoff = FIRST_BACKOFF_SECONDS
+        delay = self.backoff
+        self.backoff = min(MAX_BACKOFF_SECONDS, self.backoff * 2)
+        self.restart_at = now + delay
+        self.restarts += 1
+        log.error(
+            "part exited; restarting it",
+            extra={
+                "part": self.name,
+                "code": code,
+                "ran_seconds": round(now - self.started_at, 1),
+                "restart_in_seconds": delay,
+                "restarts": self.restarts,
+            },
+        )
+
+
+def kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def parts() -> list[Part]:
@@ -84,22 +134,21 @@ def run_all(config: CoreConfig) -> int:
     signal.signal(signal.SIGINT, on_signal)
     running = parts()
     for part in running:
-        part.process = subprocess.Popen(part.argv, start_new_session=True, env=env)
-        log.info("started part", extra={"part": part.name, "pid": part.process.pid})
-    exit_code = 0
+        part.start(env)
     while not stopping:
         time.sleep(POLL_SECONDS)
+        now = time.monotonic()
         for part in running:
+            if stopping:
+                break
             assert part.process is not None
-            if part.process.poll() is not None:
-                log.error(
-                    "part exited; stopping the others",
-                    extra={"part": part.name, "code": part.process.returncode},
-                )
-                exit_code = 1
-                stopping = True
+            if part.restart_at:
+                if now >= part.restart_at:
+                    part.start(env)
+            elif part.process.poll() is not None:
+                part.died(now)
     stop_parts(running, config.shutdown_grace_seconds + 5)
-    return exit_code
+    return 0
 
 
 def stop_parts(running: list[Part], timeout: float) -> None:
@@ -115,8 +164,5 @@ def stop_parts(running: list[Part], timeout: float) -> None:
         except subprocess.TimeoutExpired:
             log.warning("part did not stop in time; killing it", extra={"part": part.name})
         # Whatever is left in the part's group (its Claude Code processes) goes too.
-        try:
-            os.killpg(part.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        kill_group(part.process.pid)
         part.process.wait()

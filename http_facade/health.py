@@ -15,8 +15,13 @@ class Live:
         resp.media = {"status": "ok"}
 
 
+# While the core is down (`ccapi serve` restarts it within seconds).
+RETRY_AFTER_SECONDS = 1
+
+
 class Ready:
-    """/health/ready: the core answers grpc.health.v1 SERVING (it checks its database)."""
+    """/health/ready: the core answers grpc.health.v1 SERVING (it checks its
+    database). Fails while the core restarts; /health/live stays up."""
 
     def __init__(self, core: CoreClient) -> None:
         self.core = core
@@ -26,4 +31,5 @@ class Ready:
             resp.media = {"status": "ready"}
         else:
             resp.status = falcon.HTTP_503
+            resp.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
             resp.media = {"status": "unavailable", "core": self.core.addr}

@@ -79,6 +79,8 @@ class TurnLease(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The core instance holding it: freed at once when that instance is found dead.
+    owner: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class RequestLogRecord(Base):
@@ -89,6 +91,7 @@ class RequestLogRecord(Base):
         Index("ix_request_logs_time", "time_ms"),
         Index("ix_request_logs_key_time", "key_id", "time_ms"),
         Index("ix_request_logs_model_time", "model", "time_ms"),
+        Index("ix_request_logs_turn", "turn_id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -215,6 +218,25 @@ class TurnRecord(Base):
     # Claude Code's uuid of the last assistant message, for forking at this turn.
     resume_at: Mapped[str | None] = mapped_column(String(64), nullable=True)
     fingerprint: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The core instance running it; crash recovery finishes the turns of dead ones.
+    owner: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    # The request that started it, for the request-log row recovery writes.
+    endpoint: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+class CoreInstance(Base):
+    """A running core process, kept alive by its heartbeat. Turns and leases
+    name their instance, so a core can tell a turn a live replica is running
+    from one a dead core left behind."""
+
+    __tablename__ = "core_instances"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class FileRecord(Base):

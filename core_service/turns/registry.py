@@ -101,6 +101,10 @@ class ProcessRegistry:
         self._live[session_id] = process
         return process
 
+    def running_turn_ids(self) -> set[str]:
+        """Turns this process is running now (crash recovery leaves them alone)."""
+        return set(self._running)
+
     def forget(self, process: AgentProcess) -> None:
         """A process that must not serve another turn (its turn was abandoned)."""
         self._live.pop(process.session_id, None)

@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any, Protocol
 
 from claude_agent_sdk.types import Message as SdkMessage
@@ -105,7 +105,13 @@ class TurnRunner:
         cancel: CancelFlag,
         stops: list[str],
         excerpt_chars: int,
+        guard: Callable[[AsyncIterator[SdkMessage]], AsyncIterator[SdkMessage]] | None = None,
+        on_message: Callable[[SdkMessage], None] | None = None,
     ) -> None:
+        # `guard` wraps Claude Code's message stream (the model-silence
+        # watchdog); `on_message` sees every message (progress for recovery).
+        self._guard = guard
+        self._on_message = on_message
         self._process = process
         self._session_id = session_id
         self._files = files
@@ -144,7 +150,12 @@ class TurnRunner:
             "claude prompt", extra={"session_id": self._session_id, "prompt": repr(content)[:4000]}
         )
         await process.client.query(prompt_stream(content, self._session_id))
-        async for message in process.client.receive_response():
+        messages: AsyncIterator[SdkMessage] = process.client.receive_response()
+        if self._guard is not None:
+            messages = self._guard(messages)
+        async for message in messages:
+            if self._on_message is not None:
+                self._on_message(message)
             log.debug(
                 "claude message",
                 extra={"session_id": self._session_id, "sdk_message": repr(message)[:4000]},

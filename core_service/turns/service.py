@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
@@ -17,11 +18,12 @@ from google.protobuf import json_format
 
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import events_pb2 as ev
-from core_service import file_changes
+from core_service import file_changes, recovery
 from core_service.agent.process import AgentProcess
 from core_service.agent.workspace_layout import WorkspaceLayout
 from core_service.config import CoreConfig
 from core_service.errors import NotFound, ServiceError, Unavailable
+from core_service.model_watchdog import bounded_model_stream, end_process, idle_seconds
 from core_service.request_context import RequestContext
 from core_service.store import SessionStore
 from core_service.turns import outcome
@@ -80,10 +82,14 @@ class TurnService:
     def run_turn(self, call: RequestContext, request: pb.RunTurnRequest) -> TurnRun:
         assert call.caller is not None, "turns run for authenticated callers"
         progress = TurnProgress(json_format.MessageToJson(request, indent=None), call.started)
-        return TurnRun(self._events(call.caller, request, progress), progress)
+        return TurnRun(self._events(call.caller, call, request, progress), progress)
 
     async def _events(
-        self, caller: Caller, request: pb.RunTurnRequest, progress: TurnProgress
+        self,
+        caller: Caller,
+        call: RequestContext,
+        request: pb.RunTurnRequest,
+        progress: TurnProgress,
     ) -> AsyncGenerator[pb.RunTurnResponse, None]:
         if not self._registry.accepting:
             raise Unavailable("The service is shutting down.", reason="shutting_down")
@@ -98,7 +104,9 @@ class TurnService:
                 self._registry.session_lock(plan.session.id),
                 # Closed here, not later by the garbage collector: an abandoned
                 # turn is wound up before its session and limits are free again.
-                contextlib.aclosing(self._run(caller, request, admitted, plan, progress)) as run,
+                contextlib.aclosing(
+                    self._run(caller, call, request, admitted, plan, progress)
+                ) as run,
             ):
                 async for event in run:
                     yield event
@@ -111,6 +119,7 @@ class TurnService:
     async def _run(
         self,
         caller: Caller,
+        call: RequestContext,
         request: pb.RunTurnRequest,
         admitted: AdmittedTurn,
         plan: Plan,
@@ -119,7 +128,16 @@ class TurnService:
         started = time.monotonic()
         shape = admitted.shape
         turn = outcome.new_turn(request, plan.session.id, plan.parent_turn_id, shape.model)
-        await asyncio.to_thread(self._store.start_turn, turn, caller.key_id, request.store)
+        # Where the request came from goes with the turn: a core that dies
+        # mid-turn leaves what recovery needs to write its request-log row.
+        await asyncio.to_thread(
+            self._store.start_turn,
+            turn,
+            caller.key_id,
+            request.store,
+            call.endpoint,
+            call.request_id,
+        )
         if plan.pooled is not None:
             self._registry.adopt(plan.session.id, plan.pooled)
         process = plan.pooled or await self._registry.process_for(
@@ -130,6 +148,7 @@ class TurnService:
             self._layout.workspace_path(plan.session.place.workspace),
             self._config.diff_limit_chars,
         )
+        saver = recovery.TurnProgress(self._store.save_progress)
         runner = TurnRunner(
             process,
             plan.session.id,
@@ -137,6 +156,13 @@ class TurnService:
             running,
             list(request.options.stop),
             self._config.tool_output_excerpt_chars,
+            guard=functools.partial(
+                bounded_model_stream,
+                idle=idle_seconds(self._config),
+                on_stall=functools.partial(end_process, process),
+            ),
+            # Usage so far is stored as it comes, for crash recovery.
+            on_message=functools.partial(saver.note, turn),
         )
         progress.session_id, progress.turn, progress.runner = plan.session.id, turn, runner
         finished = False

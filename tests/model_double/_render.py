@@ -131,8 +131,10 @@ def sse_steps(reply: Reply, request: RecordedRequest, message_id: str) -> Iterat
         nonlocal first_delta
         if reply.delay > 0 and not first_delta:
             yield Pause(reply.delay)
-        first_delta = False
+        was_first, first_delta = first_delta, False
         yield "content_block_delta", {"type": "content_block_delta", "index": index, "delta": body}
+        if was_first and reply.stall_seconds > 0:
+            yield Pause(reply.stall_seconds)
 
     for index, block in enumerate(reply.blocks):
         if isinstance(block, TextBlock):

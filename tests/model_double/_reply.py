@@ -44,6 +44,7 @@ class Reply:
     stop_reason: str = "end_turn"
     delay: float = 0.0  # seconds between delta events
     hang_seconds: float = 0.0  # seconds to wait after message_start, before any content
+    stall_seconds: float = 0.0  # seconds to wait after the first content delta, mid-stream
     usage: Mapping[str, int] | None = None  # overrides the default usage numbers
     status: int = 200
     error_type: str = ""
@@ -183,6 +184,15 @@ class Reply:
         `ModelDouble.aborted_requests` lists requests whose client went away.
         """
         return cls("message", (TextBlock(text),), hang_seconds=seconds)
+
+    @classmethod
+    def stall(cls, seconds: float, text: str = "Half an answer and then silence.") -> Reply:
+        """Stream the first piece of `text`, wait `seconds` mid-block with the
+        connection open and nothing sent, then the rest.
+
+        The wait ends early when the client disconnects or the double stops.
+        """
+        return cls("message", (TextBlock(text),), stall_seconds=seconds)
 
     @classmethod
     def dynamic(cls, fn: ReplyFn) -> Reply:

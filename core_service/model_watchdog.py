@@ -1,0 +1,99 @@
+"""Ends a turn whose model answer stalls mid-stream.
+
+Claude Code bounds a model request until its response starts (API_TIMEOUT_MS),
+but not a stream that stops sending after it started: the turn would hang
+until the client gave up. While the main agent is between `message_start`
+and `message_stop`, a silence of API_TIMEOUT_MS ends the turn; waits outside
+a model stream (tools running, subagents) are not bounded here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from claude_agent_sdk import StreamEvent
+
+from core_service.agent.process import AgentProcess
+from core_service.config import CoreConfig
+from core_service.errors import Unavailable
+
+T = TypeVar("T")
+
+# Claude Code's own default for API_TIMEOUT_MS.
+DEFAULT_IDLE_SECONDS = 600.0
+INTERRUPT_TIMEOUT_SECONDS = 2.0
+# Processes being ended after a stall (a reference keeps each task alive).
+_ENDING: set[asyncio.Task[None]] = set()
+
+
+def idle_seconds(config: CoreConfig) -> float:
+    raw = config.claude_env.get("API_TIMEOUT_MS", "")
+    try:
+        value = float(raw) / 1000
+    except ValueError:
+        return DEFAULT_IDLE_SECONDS
+    return value if value > 0 else DEFAULT_IDLE_SECONDS
+
+
+async def bounded_model_stream(
+    messages: AsyncIterator[T], idle: float, on_stall: Callable[[], Awaitable[None]]
+) -> AsyncIterator[T]:
+    """`messages`, failing with UNAVAILABLE when a started model stream is
+    silent for `idle` seconds. `on_stall` (ending the process, which takes a
+    few seconds) runs beside the failure, which the client gets at once."""
+    iterator = aiter(messages)
+    streaming = False
+    while True:
+        # The wait for the next message is never cancelled: cancelling it
+        # inside the SDK leaves a client that no longer disconnects.
+        pending: asyncio.Future[T] = asyncio.ensure_future(anext(iterator))
+        if streaming:
+            done, _ = await asyncio.wait({pending}, timeout=idle)
+            if not done:
+                pending.add_done_callback(_forget)
+                _in_background(on_stall)
+                raise Unavailable(
+                    f"The model stopped sending in the middle of its answer for {idle:g} s "
+                    "(API_TIMEOUT_MS); the turn was ended.",
+                    reason="model_unavailable",
+                )
+        try:
+            message = await pending
+        except StopAsyncIteration:
+            return
+        if isinstance(message, StreamEvent) and message.parent_tool_use_id is None:
+            kind = message.event.get("type")
+            if kind == "message_start":
+                streaming = True
+            elif kind == "message_stop":
+                streaming = False
+        yield message
+
+
+async def end_process(process: AgentProcess) -> None:
+    """Stops the stalled model call, then ends the process."""
+    with contextlib.suppress(Exception, asyncio.TimeoutError):
+        await asyncio.wait_for(process.client.interrupt(), INTERRUPT_TIMEOUT_SECONDS)
+    await process.close()
+
+
+def _in_background(action: Callable[[], Awaitable[None]]) -> None:
+    task = asyncio.ensure_future(_quietly(action))
+    _ENDING.add(task)
+    task.add_done_callback(_ENDING.discard)
+
+
+async def _quietly(action: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await action()
+    except Exception:  # AgentProcess.close never raises; others might
+        return
+
+
+def _forget(future: asyncio.Future[Any]) -> None:
+    """Collects the outcome of a wait nobody awaits any more."""
+    if not future.cancelled():
+        future.exception()
