@@ -28,7 +28,9 @@ def _row(core: CoreProcess, endpoint: str, request_id: str) -> admin_pb2.Request
                 admin_pb2.ListRequestLogsRequest(endpoint=endpoint, page_size=500),
                 metadata=core.admin_metadata(),
             ).logs
-            row = next((r for r in logs if r.request_id == request_id), None)
+            row: admin_pb2.RequestLog | None = next(
+                (r for r in logs if r.request_id == request_id), None
+            )
             if row is not None:
                 return row
             time.sleep(0.2)
