@@ -10,5 +10,11 @@ ACTOR_HEADER = "x-ccapi-actor"
 # The public route template (e.g. /v1/chat/completions) the request log records.
 ENDPOINT_HEADER = "x-ccapi-endpoint"
 REQUEST_ID_HEADER = "x-request-id"
+# The facade's proof that it is the facade (see ccapi_client.service_identity):
+# only with it does the core believe the endpoint, the client's address and
+# the stream flag a call names, or record a request the facade refused.
+FACADE_TOKEN_HEADER = "x-ccapi-facade-token"
+# The HTTP client's address, as the facade saw it (the core sees the facade's).
+CLIENT_ADDRESS_HEADER = "x-ccapi-client-address"
 # Where gRPC carries a google.rpc.Status with its details.
 STATUS_DETAILS_HEADER = "grpc-status-details-bin"

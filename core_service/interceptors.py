@@ -1,13 +1,21 @@
 """Cross-cutting RPC work in one place: the request context (who calls, from
 where), authentication (API keys for the public services, the admin token and
 acting user for AdminService), mapping domain errors to rich gRPC statuses, a
-structured log line per call, and a request-log row per API request."""
+structured log line per call, and a request-log row per API request.
+
+Who may say what: any caller names its request id; only the facade (its
+credential, `ccapi_client.service_identity`) names the public endpoint, the
+HTTP client's address and whether the client asked for a stream. Wrong API
+keys are counted per client address; past a budget they get 429 instead of
+401, while a valid key always authenticates.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import hmac
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -18,15 +26,19 @@ from grpc_status import rpc_status
 from ccapi_client.metadata import (
     ACTOR_HEADER,
     ADMIN_TOKEN_HEADER,
+    CLIENT_ADDRESS_HEADER,
     ENDPOINT_HEADER,
+    FACADE_TOKEN_HEADER,
     REQUEST_ID_HEADER,
 )
 from ccapi_client.rich_status import to_status
+from ccapi_client.service_identity import is_facade_credential
 from claudecode.v1 import agent_pb2
 from core_service import db_errors, request_context
-from core_service.errors import PermissionDenied, ServiceError, Unauthenticated
+from core_service.errors import PermissionDenied, ResourceExhausted, ServiceError, Unauthenticated
 from core_service.keys import KeyStore
-from core_service.request_context import Actor, RequestContext
+from core_service.rate_buckets import TokenBuckets
+from core_service.request_context import Actor, RequestContext, final_status
 from core_service.turns.admission import Caller
 from core_service.users import UserStore
 
@@ -40,6 +52,12 @@ KEYED_SERVICES = (
     "/claudecode.v1.FileService/",
 )
 ADMIN_SERVICE = "/claudecode.v1.AdminService/"
+
+# Wrong or missing API keys one address may send before it is slowed down:
+# a burst of this many, then one per refill interval. A valid key is never
+# refused, so this only costs a guesser (or a misconfigured client) time.
+KEY_FAILURE_BURST = 20
+KEY_FAILURE_REFILL_SECONDS = 3.0
 
 
 def current_caller() -> Caller:
@@ -87,21 +105,55 @@ def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
 LogSink = Callable[[RequestContext, grpc.StatusCode, str, str], None]
 ToolPolicy = Callable[[], tuple[str, ...]]
 # Metadata kept out of the context's headers: secrets.
-SECRET_HEADERS = frozenset({"authorization", ADMIN_TOKEN_HEADER})
+SECRET_HEADERS = frozenset({"authorization", ADMIN_TOKEN_HEADER, FACADE_TOKEN_HEADER})
+
+
+def peer_address(peer: str) -> str:
+    """The host part of a gRPC peer ("ipv4:1.2.3.4:5", "ipv6:[::1]:5", "unix:/p")."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    return peer
+
+
+def address_bucket(address: str) -> str:
+    """What one client is, for counting its failures: an IPv4 address, or the
+    /64 an IPv6 address is in (one host usually holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:100]
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def request_context_of(
-    method: str, metadata: tuple[tuple[str, str | bytes], ...] | None, request: Any
+    method: str,
+    metadata: tuple[tuple[str, str | bytes], ...] | None,
+    request: Any,
+    peer: str = "",
+    via_facade: bool = False,
 ) -> RequestContext:
-    """Where a call came from. A request that carries a `RequestOrigin` (RunTurn)
-    names its endpoint there and the endpoint header is ignored; other calls
-    can only say it in the header."""
-    endpoint = _header(metadata, ENDPOINT_HEADER)
+    """Where a call came from. The facade names the endpoint in a request's
+    `RequestOrigin` (RunTurn) or else the endpoint header, and the client's
+    address in its header; from anyone else those are ignored, and the call is
+    logged as "grpc:<method>" from its peer address."""
     request_id = _header(metadata, REQUEST_ID_HEADER)
+    endpoint = ""
+    client_stream = True
+    address = peer_address(peer)
     origin = getattr(request, "origin", None)
     if isinstance(origin, agent_pb2.RequestOrigin):
-        endpoint = origin.endpoint
         request_id = origin.request_id or request_id
+    if via_facade:
+        endpoint = _header(metadata, ENDPOINT_HEADER)
+        if isinstance(origin, agent_pb2.RequestOrigin):
+            endpoint = origin.endpoint
+            client_stream = origin.client_stream
+        address = _header(metadata, CLIENT_ADDRESS_HEADER) or address
     headers = {
         key.lower(): value
         for key, value in metadata or ()
@@ -109,9 +161,12 @@ def request_context_of(
     }
     return RequestContext(
         method=method,
-        endpoint=endpoint or f"grpc:{method}",
+        endpoint=endpoint[:200] or f"grpc:{method}",
         request_id=request_id[:100],
         headers=headers,
+        via_facade=via_facade,
+        client_address=address[:100],
+        client_stream=client_stream,
     )
 
 
@@ -123,12 +178,16 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         admin_token: str = "",
         log_sink: LogSink | None = None,
         default_tools: ToolPolicy | None = None,
+        key_failures: TokenBuckets | None = None,
     ) -> None:
         self._keys = keys
         self._users = users
         self._admin_token = admin_token
         self._log_sink = log_sink
         self._default_tools = default_tools or (lambda: ())
+        self._key_failures = key_failures or TokenBuckets(
+            KEY_FAILURE_BURST, 1 / KEY_FAILURE_REFILL_SECONDS
+        )
 
     async def intercept_service(
         self,
@@ -143,13 +202,17 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         keyed = method.startswith(KEYED_SERVICES)
         admin = method.startswith(ADMIN_SERVICE)
 
-        async def before(request: Any) -> RequestContext:
+        async def before(request: Any, context: grpc.aio.ServicerContext) -> RequestContext:
             """The call's context, authenticated, handed to the servicer."""
-            call = request_context_of(method, metadata, request)
+            via_facade = is_facade_credential(
+                _header(metadata, FACADE_TOKEN_HEADER), self._admin_token
+            )
+            call = request_context_of(method, metadata, request, context.peer(), via_facade)
             # Set first: a refused call is logged under its context too.
             request_context.CURRENT.set(call)
             if keyed:
-                call = dataclasses.replace(call, caller=await self._authenticate(metadata))
+                caller = await self._authenticate(metadata, call.client_address)
+                call = dataclasses.replace(call, caller=caller)
             elif admin:
                 call = dataclasses.replace(call, actor=await self._authenticate_admin(metadata))
             request_context.CURRENT.set(call)
@@ -182,7 +245,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
-                    await before(origin_of(request))
+                    await before(origin_of(request), context)
                     result = await inner(request, context)
                 except ServiceError as error:
                     after(error.code, error.message, error.reason)
@@ -216,9 +279,12 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 responses = inner_stream(request, context)
                 status: tuple[grpc.StatusCode, str, str] | None = None
+                # What the last event sent told the client (a turn's end).
+                told: tuple[grpc.StatusCode, str, str] | None = None
                 try:
-                    await before(request)
+                    await before(request, context)
                     async for response in responses:
+                        told = final_status(response) or told
                         yield response
                     status = (grpc.StatusCode.OK, "", "")
                 except ServiceError as error:
@@ -246,11 +312,13 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     except Exception:
                         log.exception("closing the response stream failed")
                     if status is None:
-                        turn = request_context.CURRENT.get().reply.turn
-                        status = (
-                            (grpc.StatusCode.OK, "", "")
-                            if turn is not None and turn.completed
-                            else (grpc.StatusCode.CANCELLED, "cancelled by the client", "")
+                        # Closed early. After a turn's last event (completed or
+                        # failed) that was the client leaving with its answer,
+                        # whatever the call did after; before it, a cancel.
+                        status = told or (
+                            grpc.StatusCode.CANCELLED,
+                            "cancelled by the client",
+                            "",
                         )
                     after(*status)
 
@@ -270,12 +338,23 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         # No bidirectional RPC exists; one added would need a branch here.
         return handler
 
-    async def _authenticate(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> Caller:
+    async def _authenticate(
+        self, metadata: tuple[tuple[str, str | bytes], ...] | None, address: str
+    ) -> Caller:
         token = bearer_token(metadata)
-        if not token:
-            raise Unauthenticated("Missing API key: send it as 'authorization: Bearer <key>'.")
-        info = await asyncio.to_thread(self._keys.authenticate, token)
+        info = await asyncio.to_thread(self._keys.authenticate, token) if token else None
         if info is None:
+            # Checked after the key: a valid key is never refused for what
+            # others sent from its address.
+            wait = self._key_failures.take(address_bucket(address))
+            if wait:
+                raise ResourceExhausted(
+                    "Too many requests with a missing or wrong API key from this address; "
+                    f"try again in {wait} s.",
+                    retry_after_seconds=wait,
+                )
+            if not token:
+                raise Unauthenticated("Missing API key: send it as 'authorization: Bearer <key>'.")
             raise Unauthenticated("Incorrect, expired or revoked API key.")
         tools = info.allowed_tools or self._default_tools()
         return Caller(key_id=info.id, allowed_tools=tools or None, key=info)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from ccapi_client.status_table import http_status
+from claudecode.v1 import agent_pb2
 from core_service import request_log
 from core_service.turns.admission import Caller
 from core_service.turns.outcome import TurnOutcome
@@ -59,6 +60,14 @@ class RequestContext:
     endpoint: str
     request_id: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The call came from the facade (it presented the facade's credential):
+    # only then are the endpoint, client address and stream flag its word.
+    via_facade: bool = False
+    # Who the request came from: the HTTP client's address when the facade
+    # says so, else the gRPC peer's.
+    client_address: str = ""
+    # The client asked for a stream (SSE). A turn called directly over gRPC is one.
+    client_stream: bool = True
     # Set once authenticated: an API key's caller, or AdminService's actor.
     caller: Caller | None = None
     actor: Actor | None = None
@@ -84,6 +93,28 @@ def outcome_name(code: grpc.StatusCode) -> str:
     if code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
         return "cancelled"
     return "error"
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def final_status(response: object) -> tuple[grpc.StatusCode, str, str] | None:
+    """The status a turn's last event gave the client, or None for other events.
+
+    Once a TurnFailed is sent the client has its answer (the facade turns it
+    into the HTTP error and hangs up at once), whatever happens to the call
+    after: the request log records that, not a cancellation.
+    """
+    if not isinstance(response, agent_pb2.RunTurnResponse):
+        return None
+    event = response.WhichOneof("event")
+    if event == "completed":
+        return grpc.StatusCode.OK, "", ""
+    if event == "failed":
+        failed = response.failed
+        code = _CODES.get(failed.code, grpc.StatusCode.UNKNOWN)
+        return code, failed.message, failed.reason
+    return None
 
 
 def log_entry(
@@ -115,7 +146,7 @@ def log_entry(
         files_changed=turn.files_changed,
         # Redacted and truncated once, by the writer as it takes the entry.
         error=error,
-        stream=call.reply.turn is not None,
+        stream=call.reply.turn is not None and call.client_stream,
         request_id=call.request_id,
         request_body=turn.request_json if bodies else "",
         response_body=turn.text if bodies else "",

@@ -10,6 +10,7 @@ import falcon.asgi
 
 from http_facade import disconnect
 from http_facade.chat.resource import ChatCompletions
+from http_facade.client_address import ClientAddressMiddleware
 from http_facade.config import FacadeConfig
 from http_facade.core_client import CoreClient
 from http_facade.errors import register_error_handlers
@@ -56,13 +57,14 @@ class FacadeApp(falcon.asgi.App[Any, Any]):
 def create_app(config: FacadeConfig | None = None, core: CoreClient | None = None) -> FacadeApp:
     """Builds the app; the core channel is only opened on the first request."""
     config = config or FacadeConfig.from_env()
-    core = core or CoreClient(config.core_addr, config.unary_timeout_seconds)
+    core = core or CoreClient(config.core_addr, config.unary_timeout_seconds, config.credential)
     settings = LiveSettings(config, core)
     cors = cors_middleware()
     middleware: list[Any] = [
         LiveSettingsMiddleware(settings, cors),
         cors,
         RequestIdMiddleware(),
+        ClientAddressMiddleware(config.trust_proxy),
         SecurityHeadersMiddleware(),
         BodyLimitMiddleware(config.max_body_bytes),
     ]

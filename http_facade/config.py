@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ccapi_client.env import core_addr, env_bool, env_float, env_int, env_str
+from ccapi_client.service_identity import admin_token_of, facade_credential
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -29,6 +30,11 @@ class FacadeConfig:
     graceful_timeout_seconds: int = 30
     # Append a markdown summary of changed files to chat answers (CCAPI_FILE_SUMMARY=0: off).
     file_summary: bool = True
+    # The facade's proof of identity to the core, derived from CCAPI_ADMIN_TOKEN
+    # (empty: none; the core then logs calls as plain gRPC ones).
+    credential: str = ""
+    # Take the client's address from X-Forwarded-For (only behind a trusted proxy).
+    trust_proxy: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FacadeConfig:
@@ -45,4 +51,6 @@ class FacadeConfig:
             keepalive_seconds=max(0.05, env_float(e, "CCAPI_SSE_KEEPALIVE_SECONDS", 15.0)),
             unary_timeout_seconds=max(0.1, env_float(e, "CCAPI_CORE_TIMEOUT_SECONDS", 10.0)),
             file_summary=env_bool(e, "CCAPI_FILE_SUMMARY", True),
+            credential=facade_credential(admin_token_of(e)),
+            trust_proxy=env_bool(e, "CCAPI_TRUST_PROXY", False),
         )

@@ -1,6 +1,12 @@
 """The facade's only way to the core: grpc.aio stubs on a lazily made channel
 (:class:`ccapi_client.channel.LazyChannel`: made on first use in the worker,
-after gunicorn's fork)."""
+after gunicorn's fork).
+
+Every call carries the facade's credential (`ccapi_client.service_identity`)
+and the HTTP client's address: with the credential the core believes the
+endpoint, address and stream flag the facade names, and lets it record the
+requests it refused.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,13 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ccapi_client.channel import MAX_MESSAGE_BYTES, LazyChannel
-from ccapi_client.metadata import AUTHORIZATION, ENDPOINT_HEADER, REQUEST_ID_HEADER
+from ccapi_client.metadata import (
+    AUTHORIZATION,
+    CLIENT_ADDRESS_HEADER,
+    ENDPOINT_HEADER,
+    FACADE_TOKEN_HEADER,
+    REQUEST_ID_HEADER,
+)
 from claudecode.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -23,9 +35,11 @@ from claudecode.v1 import (
     runtime_pb2_grpc,
     sessions_pb2_grpc,
 )
+from http_facade import client_address
 from http_facade.errors import ApiError
 
 Metadata = Sequence[tuple[str, str]]
+
 
 def auth_metadata(
     authorization: str | None, request_id: str | None = None, endpoint: str | None = None
@@ -46,13 +60,24 @@ def auth_metadata(
 class CoreClient:
     """Stubs for AgentService, ModelService and grpc.health.v1 on one channel."""
 
-    def __init__(self, addr: str, unary_timeout: float = 10.0) -> None:
+    def __init__(self, addr: str, unary_timeout: float = 10.0, credential: str = "") -> None:
         self.addr = addr
         self.unary_timeout = unary_timeout
+        self._credential = credential
         self._channel = LazyChannel(addr)
 
     def _ensure(self) -> grpc.aio.Channel:
         return self._channel.get()
+
+    def call_metadata(self, metadata: Metadata = ()) -> tuple[tuple[str, str], ...]:
+        """A call's metadata plus the facade's own: its credential, the client's address."""
+        md = list(metadata)
+        if self._credential:
+            md.append((FACADE_TOKEN_HEADER, self._credential))
+        address = client_address.CURRENT.get()
+        if address:
+            md.append((CLIENT_ADDRESS_HEADER, address))
+        return tuple(md)
 
     def run_turn(self, request: agent_pb2.RunTurnRequest, metadata: Metadata) -> Any:
         """Starts RunTurn; returns the grpc.aio stream call (iterate, or .read()).
@@ -68,13 +93,13 @@ class CoreClient:
                 code="request_too_large",
             )
         stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
-        return stub.RunTurn(request, metadata=tuple(metadata))
+        return stub.RunTurn(request, metadata=self.call_metadata(metadata))
 
     async def get_turn(self, turn_id: str, metadata: Metadata) -> agent_pb2.Turn:
         stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
         resp: agent_pb2.GetTurnResponse = await stub.GetTurn(
             agent_pb2.GetTurnRequest(turn_id=turn_id),
-            metadata=tuple(metadata),
+            metadata=self.call_metadata(metadata),
             timeout=self.unary_timeout,
         )
         return resp.turn
@@ -84,7 +109,7 @@ class CoreClient:
         # The core waits (a few seconds) for the turn to stop before answering.
         resp: agent_pb2.CancelTurnResponse = await stub.CancelTurn(
             agent_pb2.CancelTurnRequest(turn_id=turn_id),
-            metadata=tuple(metadata),
+            metadata=self.call_metadata(metadata),
             timeout=self.unary_timeout + 10,
         )
         return resp.turn
@@ -93,7 +118,7 @@ class CoreClient:
         stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
         await stub.DeleteTurn(
             agent_pb2.DeleteTurnRequest(turn_id=turn_id),
-            metadata=tuple(metadata),
+            metadata=self.call_metadata(metadata),
             timeout=self.unary_timeout,
         )
 
@@ -108,7 +133,9 @@ class CoreClient:
     async def list_models(self, metadata: Metadata) -> models_pb2.ListModelsResponse:
         stub = models_pb2_grpc.ModelServiceStub(self._ensure())
         resp: models_pb2.ListModelsResponse = await stub.ListModels(
-            models_pb2.ListModelsRequest(), metadata=tuple(metadata), timeout=self.unary_timeout
+            models_pb2.ListModelsRequest(),
+            metadata=self.call_metadata(metadata),
+            timeout=self.unary_timeout,
         )
         return resp
 
@@ -116,7 +143,7 @@ class CoreClient:
         stub = models_pb2_grpc.ModelServiceStub(self._ensure())
         resp: models_pb2.GetModelResponse = await stub.GetModel(
             models_pb2.GetModelRequest(name=name),
-            metadata=tuple(metadata),
+            metadata=self.call_metadata(metadata),
             timeout=self.unary_timeout,
         )
         return resp
@@ -125,7 +152,7 @@ class CoreClient:
         """The live settings the facade applies (no credentials needed)."""
         stub = runtime_pb2_grpc.RuntimeServiceStub(self._ensure())
         resp: runtime_pb2.GetRuntimeConfigResponse = await stub.GetRuntimeConfig(
-            runtime_pb2.GetRuntimeConfigRequest(), timeout=timeout
+            runtime_pb2.GetRuntimeConfigRequest(), metadata=self.call_metadata(), timeout=timeout
         )
         return resp
 
@@ -134,7 +161,9 @@ class CoreClient:
     ) -> None:
         """Logs, in the core, a request the facade refused itself."""
         stub = runtime_pb2_grpc.RuntimeServiceStub(self._ensure())
-        await stub.RecordRejectedRequest(record, metadata=tuple(metadata), timeout=timeout)
+        await stub.RecordRejectedRequest(
+            record, metadata=self.call_metadata(metadata), timeout=timeout
+        )
 
     async def health(self, timeout: float = 2.0) -> bool:
         """True when the core answers SERVING for the overall service ""."""

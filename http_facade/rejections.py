@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_CHARS = 64 * 1024
 REPORT_TIMEOUT_SECONDS = 2.0
+# Reports on their way at once; past this a refusal goes unrecorded rather
+# than piling up tasks in the worker (the core bounds each key's rows too).
+MAX_PENDING_REPORTS = 100
 
 
 class RejectionReporter:
@@ -30,6 +33,9 @@ class RejectionReporter:
     def __call__(self, req: falcon.asgi.Request, err: ApiError) -> None:
         if not req.path.startswith("/v1/"):
             return  # probes and the OpenAPI document are not API requests
+        if len(self._tasks) >= MAX_PENDING_REPORTS:
+            log.debug("too many refused requests being recorded; not recording this one")
+            return
         raw: bytes = getattr(req.context, "raw_body", b"")
         body = raw[:MAX_BODY_CHARS].decode("utf-8", "replace")
         record = runtime_pb2.RecordRejectedRequestRequest(

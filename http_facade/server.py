@@ -31,6 +31,11 @@ def serve(config: FacadeConfig | None = None) -> None:
         config.core_addr,
         config.workers,
     )
+    if not config.credential:
+        log.warning(
+            "CCAPI_ADMIN_TOKEN is not set: the core will not take the facade's word for "
+            "endpoints and client addresses, nor record the requests it refuses"
+        )
     options = {**GUNICORN_OPTIONS, "graceful_timeout": config.graceful_timeout_seconds}
     load = functools.partial(_create_app, config)
     gunicorn_app.serve(load, config.host, config.port, config.workers, options)

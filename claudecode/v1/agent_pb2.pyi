@@ -123,19 +123,28 @@ class RequestOrigin(_message.Message):
 
     ENDPOINT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CLIENT_STREAM_FIELD_NUMBER: _builtins.int
     endpoint: _builtins.str
-    """The public endpoint, e.g. "/v1/chat/completions"; "grpc" when called directly."""
+    """The public endpoint, e.g. "/v1/chat/completions". Only the facade's word
+    counts (its credential in the metadata); other callers' turns are logged
+    as "grpc:<method>" and as streams.
+    """
     request_id: _builtins.str
     """The caller's request id (the facade's x-request-id)."""
+    client_stream: _builtins.bool
+    """The HTTP client asked for a stream (SSE); false: one JSON answer. The
+    facade always streams from the core; the request log records this.
+    """
     def __init__(
         self,
         *,
         endpoint: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        client_stream: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_stream", b"client_stream", "endpoint", b"endpoint", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

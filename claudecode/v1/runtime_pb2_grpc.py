@@ -26,8 +26,9 @@ if _version_not_supported:
 
 
 class RuntimeServiceStub:
-    """Settings the HTTP facade and admin site need from the live configuration.
-    Nothing here is secret; no credentials are required.
+    """What the HTTP facade and admin site need from the core besides their own
+    services: live settings (nothing secret; no credentials required) and the
+    facade's record of the requests it refused.
     """
 
     def __init__(self, channel):
@@ -49,8 +50,9 @@ class RuntimeServiceStub:
 
 
 class RuntimeServiceServicer:
-    """Settings the HTTP facade and admin site need from the live configuration.
-    Nothing here is secret; no credentials are required.
+    """What the HTTP facade and admin site need from the core besides their own
+    services: live settings (nothing secret; no credentials required) and the
+    facade's record of the requests it refused.
     """
 
     def GetRuntimeConfig(self, request, context):
@@ -61,10 +63,13 @@ class RuntimeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RecordRejectedRequest(self, request, context):
-        """Records in the request log an API request a front process refused itself
+        """Records in the request log an API request the HTTP facade refused itself
         (malformed JSON, unsupported parameter, body too large, ...), so that the
-        log has one row for every API request. An "authorization: Bearer" key in
-        the metadata, when valid, attributes the row to that key.
+        log has one row for every API request. Only the facade may call it (its
+        credential in "x-ccapi-facade-token", else PERMISSION_DENIED); the
+        "authorization: Bearer" key must be valid (else UNAUTHENTICATED) and the
+        row is that key's. Each key's rows come at a bounded rate; past it the
+        call fails with RESOURCE_EXHAUSTED and nothing is recorded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -92,8 +97,9 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RuntimeService:
-    """Settings the HTTP facade and admin site need from the live configuration.
-    Nothing here is secret; no credentials are required.
+    """What the HTTP facade and admin site need from the core besides their own
+    services: live settings (nothing secret; no credentials required) and the
+    facade's record of the requests it refused.
     """
 
     @staticmethod

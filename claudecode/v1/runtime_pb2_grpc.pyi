@@ -27,8 +27,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class RuntimeServiceStub:
-    """Settings the HTTP facade and admin site need from the live configuration.
-    Nothing here is secret; no credentials are required.
+    """What the HTTP facade and admin site need from the core besides their own
+    services: live settings (nothing secret; no credentials required) and the
+    facade's record of the requests it refused.
     """
 
     @_typing.overload
@@ -38,31 +39,39 @@ class RuntimeServiceStub:
     GetRuntimeConfig: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.GetRuntimeConfigRequest, _runtime_pb2.GetRuntimeConfigResponse]
     """Returns the settings that apply now."""
     RecordRejectedRequest: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.RecordRejectedRequestRequest, _runtime_pb2.RecordRejectedRequestResponse]
-    """Records in the request log an API request a front process refused itself
+    """Records in the request log an API request the HTTP facade refused itself
     (malformed JSON, unsupported parameter, body too large, ...), so that the
-    log has one row for every API request. An "authorization: Bearer" key in
-    the metadata, when valid, attributes the row to that key.
+    log has one row for every API request. Only the facade may call it (its
+    credential in "x-ccapi-facade-token", else PERMISSION_DENIED); the
+    "authorization: Bearer" key must be valid (else UNAUTHENTICATED) and the
+    row is that key's. Each key's rows come at a bounded rate; past it the
+    call fails with RESOURCE_EXHAUSTED and nothing is recorded.
     """
 
 @_typing.type_check_only
 class RuntimeServiceAsyncStub(RuntimeServiceStub):
-    """Settings the HTTP facade and admin site need from the live configuration.
-    Nothing here is secret; no credentials are required.
+    """What the HTTP facade and admin site need from the core besides their own
+    services: live settings (nothing secret; no credentials required) and the
+    facade's record of the requests it refused.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetRuntimeConfig: _aio.UnaryUnaryMultiCallable[_runtime_pb2.GetRuntimeConfigRequest, _runtime_pb2.GetRuntimeConfigResponse]  # type: ignore[assignment]
     """Returns the settings that apply now."""
     RecordRejectedRequest: _aio.UnaryUnaryMultiCallable[_runtime_pb2.RecordRejectedRequestRequest, _runtime_pb2.RecordRejectedRequestResponse]  # type: ignore[assignment]
-    """Records in the request log an API request a front process refused itself
+    """Records in the request log an API request the HTTP facade refused itself
     (malformed JSON, unsupported parameter, body too large, ...), so that the
-    log has one row for every API request. An "authorization: Bearer" key in
-    the metadata, when valid, attributes the row to that key.
+    log has one row for every API request. Only the facade may call it (its
+    credential in "x-ccapi-facade-token", else PERMISSION_DENIED); the
+    "authorization: Bearer" key must be valid (else UNAUTHENTICATED) and the
+    row is that key's. Each key's rows come at a bounded rate; past it the
+    call fails with RESOURCE_EXHAUSTED and nothing is recorded.
     """
 
 class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Settings the HTTP facade and admin site need from the live configuration.
-    Nothing here is secret; no credentials are required.
+    """What the HTTP facade and admin site need from the core besides their own
+    services: live settings (nothing secret; no credentials required) and the
+    facade's record of the requests it refused.
     """
 
     @_abc_1.abstractmethod
@@ -79,10 +88,13 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _runtime_pb2.RecordRejectedRequestRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_runtime_pb2.RecordRejectedRequestResponse, _abc.Awaitable[_runtime_pb2.RecordRejectedRequestResponse]]:
-        """Records in the request log an API request a front process refused itself
+        """Records in the request log an API request the HTTP facade refused itself
         (malformed JSON, unsupported parameter, body too large, ...), so that the
-        log has one row for every API request. An "authorization: Bearer" key in
-        the metadata, when valid, attributes the row to that key.
+        log has one row for every API request. Only the facade may call it (its
+        credential in "x-ccapi-facade-token", else PERMISSION_DENIED); the
+        "authorization: Bearer" key must be valid (else UNAUTHENTICATED) and the
+        row is that key's. Each key's rows come at a bounded rate; past it the
+        call fails with RESOURCE_EXHAUSTED and nothing is recorded.
         """
 
 def add_RuntimeServiceServicer_to_server(servicer: RuntimeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

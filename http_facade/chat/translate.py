@@ -119,7 +119,9 @@ def to_run_turn_request(
         session_id=session_id,
         options=options,
         metadata=dict(req.metadata or {}),
-        origin=agent_pb2.RequestOrigin(endpoint=ENDPOINT, request_id=request_id),
+        origin=agent_pb2.RequestOrigin(
+            endpoint=ENDPOINT, request_id=request_id, client_stream=bool(req.stream)
+        ),
     )
 
 

@@ -184,7 +184,9 @@ def to_run_turn_request(req: ResponseCreateRequest, *, request_id: str) -> agent
             reasoning_effort=reasoning_effort(effort),
             user=req.user or "",
         ),
-        origin=agent_pb2.RequestOrigin(endpoint=ENDPOINT, request_id=request_id),
+        origin=agent_pb2.RequestOrigin(
+            endpoint=ENDPOINT, request_id=request_id, client_stream=bool(req.stream)
+        ),
     )
 
 

@@ -57,7 +57,9 @@ class _Base:
         )
         rpc = getattr(self.core.sessions(), method)
         try:
-            return await rpc(request, metadata=tuple(md), timeout=self.core.unary_timeout)
+            return await rpc(
+                request, metadata=self.core.call_metadata(md), timeout=self.core.unary_timeout
+            )
         except grpc.aio.AioRpcError as err:
             raise from_rpc_error(err, started=False) from None
 

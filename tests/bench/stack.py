@@ -84,7 +84,9 @@ class BenchStack:
             core = self.core(variant)
             print(f"starting HTTP facade ({variant})...", file=self.log, flush=True)
             log_path = self.workdir / f"gunicorn-{variant}.log"
-            self._facades[variant] = start_facade(core.addr, log_path)
+            self._facades[variant] = start_facade(
+                core.addr, log_path, admin_token=core.env["CCAPI_ADMIN_TOKEN"]
+            )
         return self._facades[variant]
 
     @property

@@ -100,7 +100,12 @@ async def client(served: Served) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(scope="session")
 def facade(core: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facade]:
     """Live layer: gunicorn in front of the real core (``core`` is tests/conftest.py's)."""
-    f = start_facade(core.addr, tmp_path_factory.mktemp("facade") / "gunicorn.log", workers=2)
+    f = start_facade(
+        core.addr,
+        tmp_path_factory.mktemp("facade") / "gunicorn.log",
+        workers=2,
+        admin_token=core.env["CCAPI_ADMIN_TOKEN"],
+    )
     yield f
     f.stop()
 

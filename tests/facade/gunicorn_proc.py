@@ -49,8 +49,14 @@ class Facade:
 
 
 def start_facade(
-    core_addr: str, log: Path, workers: int = 2, extra_env: Mapping[str, str] | None = None
+    core_addr: str,
+    log: Path,
+    workers: int = 2,
+    extra_env: Mapping[str, str] | None = None,
+    admin_token: str = "",
 ) -> Facade:
+    """A facade in front of ``core_addr``; with the core's ``admin_token`` it
+    presents the facade's credential, as under `ccapi serve`."""
     port = free_port()
     env = {
         **os.environ,
@@ -58,6 +64,7 @@ def start_facade(
         "CCAPI_HTTP_PORT": str(port),
         "CCAPI_CORE_ADDR": core_addr,
         "CCAPI_HTTP_WORKERS": str(workers),
+        "CCAPI_ADMIN_TOKEN": admin_token,
         **(extra_env or {}),
     }
     out = log.open("wb")

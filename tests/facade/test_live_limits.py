@@ -105,7 +105,12 @@ def own_stack(
 ) -> Iterator[tuple[CoreProcess, Facade]]:
     # Its own core and facade: the configuration change must not leak into other tests.
     core = start_core(model_double.url)
-    facade = start_facade(core.addr, tmp_path_factory.mktemp("own") / "gunicorn.log", workers=2)
+    facade = start_facade(
+        core.addr,
+        tmp_path_factory.mktemp("own") / "gunicorn.log",
+        workers=2,
+        admin_token=core.env["CCAPI_ADMIN_TOKEN"],
+    )
     yield core, facade
     facade.stop()
     core.cleanup()
