@@ -78,8 +78,7 @@ class ProcessPool:
 
     def handed_over(self, process: AgentProcess) -> None:
         """The registry adopted a taken process: it counts there now."""
-        with contextlib.suppress(ValueError):
-            self._taken.remove(process)
+        self._taken = [p for p in self._taken if p is not process]
 
     @property
     def held_count(self) -> int:
@@ -94,9 +93,9 @@ class ProcessPool:
     def evict(self, process: AgentProcess) -> asyncio.Task[None] | None:
         """Takes a ready entry out at once (its slot is free from now) and closes
         it in the background; None when it is no longer ready."""
-        if process not in self._ready:
+        if not any(p is process for p in self._ready):
             return None
-        self._ready.remove(process)
+        self._ready = [p for p in self._ready if p is not process]
         return self._spawn(self._discard(process))
 
     def refill(self) -> None:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 from core_service.agent.options import ProcessShape, SessionStart, same_process
@@ -60,8 +60,10 @@ class ProcessRegistry:
         self._live: dict[str, AgentProcess] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: dict[str, RunningTurn] = {}
-        # Slots reserved by starts in progress (process_for).
+        # Slots reserved by starts in progress (process_for), and held by
+        # evicted processes until they have exited.
         self._starting = 0
+        self._closing = 0
         # Set (and replaced) whenever a slot may have freed: waiting starts look again.
         self._freed = asyncio.Event()
         self._reaper: asyncio.Task[None] | None = None
@@ -77,7 +79,7 @@ class ProcessRegistry:
         """Live Claude Code processes, counted as the cap counts them: the
         conversations', those starting, and the pool's."""
         pooled = self.pool.held_count if self.pool is not None else 0
-        return len(self._live) + self._starting + pooled
+        return len(self._live) + self._starting + self._closing + pooled
 
     @property
     def running_count(self) -> int:
@@ -166,8 +168,9 @@ class ProcessRegistry:
         return process
 
     async def _reserve_slot(self, session_id: str) -> None:
-        """Takes one live-process slot for a start: a free one, else one an
-        evicted idle process gives up, else the first to free up in time."""
+        """Takes one live-process slot for a start: a free one, else the one an
+        evicted idle process gives up once it has exited, else the first to
+        free up in time."""
         deadline = time.monotonic() + self.capacity.turns.max_wait_seconds
         while True:
             if self.has_room():
@@ -175,9 +178,11 @@ class ProcessRegistry:
                 return
             victim = self._least_recently_used_idle()
             if victim is not None:
-                # Out of the count now, synchronously, so the slot is ours;
-                # closing it (which waits for its transcript) happens meanwhile.
-                self._evict(victim)
+                log.info(
+                    "evicting an idle Claude Code process to make room",
+                    extra={"session_id": victim.session_id, "for_session": session_id},
+                )
+                await self._evict(victim)
                 continue
             left = deadline - time.monotonic()
             if left <= 0:
@@ -192,9 +197,10 @@ class ProcessRegistry:
     def _busy_processes(self) -> set[int]:
         return {id(running.process) for running in self._running.values()}
 
-    def _least_recently_used_idle(self) -> AgentProcess | None:
-        """The idle process used longest ago: no open turn on it (a turn waiting
-        for client tool results is open), and its session not in a turn's hands."""
+    def _idle_by_age(self) -> list[AgentProcess]:
+        """Idle processes, least recently used first: no open turn on them (a
+        turn waiting for client tool results is open), and their session not
+        in a turn's hands."""
         busy = self._busy_processes()
         candidates = [
             process
@@ -203,28 +209,36 @@ class ProcessRegistry:
         ]
         if self.pool is not None:
             candidates.extend(self.pool.ready_processes())
-        return min(candidates, key=lambda p: p.last_used, default=None)
+        return sorted(candidates, key=lambda p: p.last_used)
 
-    def _evict(self, process: AgentProcess) -> None:
-        if self.pool is not None and self.pool.evict(process) is not None:
-            log.info("evicted a pooled Claude Code process to make room")
-            return
-        self._live.pop(process.session_id, None)
-        log.info(
-            "evicted an idle Claude Code process to make room",
-            extra={"session_id": process.session_id, "live": self.live_count},
-        )
-        task = asyncio.create_task(process.close())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def _least_recently_used_idle(self) -> AgentProcess | None:
+        idle = self._idle_by_age()
+        return idle[0] if idle else None
+
+    def _evict(self, process: AgentProcess) -> Awaitable[None]:
+        """Takes an idle process out of reach at once (no turn can pick it up
+        after this) and returns its ending to await: it counts against the cap
+        until it has exited, since its memory is only free then."""
+        pooled = self.pool.evict(process) if self.pool is not None else None
+        if pooled is None and self._live.get(process.session_id) is process:
+            del self._live[process.session_id]
+        self._closing += 1
+        return self._closed_counted(pooled if pooled is not None else process.close())
+
+    async def _closed_counted(self, ending: Awaitable[None]) -> None:
+        try:
+            await ending
+        finally:
+            self._closing -= 1
+            self._slot_may_have_freed()
 
     def trim(self) -> None:
         """Evicts idle processes beyond the cap (after the cap was lowered)."""
-        while self.live_count > self.capacity.max_live_processes:
-            victim = self._least_recently_used_idle()
-            if victim is None:
-                return
-            self._evict(victim)
+        excess = self.live_count - self.capacity.max_live_processes
+        for victim in self._idle_by_age()[: max(0, excess)]:
+            task = asyncio.ensure_future(self._evict(victim))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _slot_may_have_freed(self) -> None:
         self._freed.set()
@@ -237,10 +251,9 @@ class ProcessRegistry:
         self._slot_may_have_freed()
 
     async def close_session(self, session_id: str) -> None:
-        process = self._live.pop(session_id, None)
+        process = self._live.get(session_id)
         if process is not None:
-            self._slot_may_have_freed()
-            await process.close()
+            await self._evict(process)
             if self.pool is not None:
                 self.pool.refill()
 
@@ -288,9 +301,7 @@ class ProcessRegistry:
                 if (lock is not None and lock.locked()) or id(process) in busy:
                     continue
                 if now - process.last_used > idle and self._live.get(session_id) is process:
-                    self._live.pop(session_id, None)
-                    self._slot_may_have_freed()
-                    await process.close()
+                    await self._evict(process)
             self.trim()
             if self.pool is not None:
                 self.pool.refill()
