@@ -147,3 +147,18 @@ async def test_the_pacer_lets_only_its_limit_of_starts_run_at_once() -> None:
 
     await asyncio.gather(*(start() for _ in range(10)))
     assert peak == 2 and pacer.starting_count == 0
+
+
+def test_overloaded_is_an_openai_shaped_503_with_retry_after() -> None:
+    from ccapi_client.status_table import http_status
+    from http_facade.errors import from_status
+
+    assert http_status(grpc.StatusCode.UNAVAILABLE, "overloaded") == 503
+    error = from_status(grpc.StatusCode.UNAVAILABLE, "at capacity", "overloaded", retry_after=3)
+    assert error.status == 503 and error.headers()["Retry-After"] == "3"
+    assert error.body()["error"] == {
+        "message": "at capacity",
+        "type": "server_error",
+        "param": None,
+        "code": "overloaded",
+    }
