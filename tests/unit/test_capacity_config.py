@@ -30,7 +30,7 @@ def test_defaults_come_from_memory_and_cores() -> None:
 
 def test_meminfo_is_read_in_bytes(tmp_path: Path) -> None:
     path = tmp_path / "meminfo"
-    path.write_text("MemTotal:       24576000 kB\nMemAvailable:   20480000 kB\nHugePages_Total: 0\n")
+    path.write_text("MemTotal: 24576000 kB\nMemAvailable: 20480000 kB\nHugePages_Total: 0\n")
     info = machine.meminfo(path)
     assert info["MemAvailable"] == 20480000 * 1024 and info["HugePages_Total"] == 0
 
