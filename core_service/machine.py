@@ -50,27 +50,31 @@ def meminfo(path: Path = Path("/proc/meminfo")) -> dict[str, int]:
     return values
 
 
-def cgroup_room(root: Path = _CGROUP) -> int | None:
+def cgroup_room(root: Path = _CGROUP, membership: Path = Path("/proc/self/cgroup")) -> int | None:
     """Bytes the core's cgroup may still use (limit minus usage), or None when
     it has no memory limit (or cgroups cannot be read)."""
     try:
-        line = Path("/proc/self/cgroup").read_text().splitlines()[0]
-    except (OSError, IndexError):
+        lines = membership.read_text().splitlines()
+    except OSError:
         return None
-    # cgroup v2: "0::/some/path"; v1 memory controller: "N:memory:/path".
-    relative = line.rsplit(":", 1)[-1].lstrip("/")
-    for directory, limit_name, usage_name in (
-        (root / relative, "memory.max", "memory.current"),
-        (root, "memory.max", "memory.current"),
-        (root / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes"),
-    ):
+    places: list[tuple[Path, str, str]] = []
+    for line in lines:
+        _, controllers, path = [*line.split(":", 2), "", ""][:3]
+        relative = path.lstrip("/")
+        if controllers == "":  # cgroup v2: "0::/path"
+            for base in (root / relative, root):
+                places.append((base, "memory.max", "memory.current"))
+        elif "memory" in controllers.split(","):  # v1: "4:memory:/path"
+            for base in (root / "memory" / relative, root / "memory"):
+                places.append((base, "memory.limit_in_bytes", "memory.usage_in_bytes"))
+    for directory, limit_name, usage_name in places:
         try:
             raw = (directory / limit_name).read_text().strip()
             usage = int((directory / usage_name).read_text().strip())
         except (OSError, ValueError):
             continue
         if raw == "max" or not raw.isdigit() or int(raw) >= 1 << 60:
-            return None
+            continue  # no limit at this level
         return max(0, int(raw) - usage)
     return None
 

@@ -63,3 +63,21 @@ def test_a_queue_of_zero_is_stored_as_zero(tmp_path: Path) -> None:
     again.refresh()
     assert again.current.config.max_queued_turns == 0
     engine.dispose()
+
+
+def test_a_cgroup_memory_limit_bounds_the_memory_available(tmp_path: Path) -> None:
+    membership = tmp_path / "cgroup"
+    limited = tmp_path / "fs" / "memory" / "box"
+    limited.mkdir(parents=True)
+    (limited / "memory.limit_in_bytes").write_text(f"{4 * GIB}\n")
+    (limited / "memory.usage_in_bytes").write_text(f"{1 * GIB}\n")
+    membership.write_text("9:name=systemd:/\n4:memory:/box\n0::/\n")
+    assert machine.cgroup_room(tmp_path / "fs", membership) == 3 * GIB
+    unified = tmp_path / "fs" / "app"
+    unified.mkdir()
+    (unified / "memory.max").write_text("max\n")
+    (unified / "memory.current").write_text("100\n")
+    membership.write_text("0::/app\n")
+    assert machine.cgroup_room(tmp_path / "fs", membership) is None
+    (unified / "memory.max").write_text(f"{2 * GIB}\n")
+    assert machine.cgroup_room(tmp_path / "fs", membership) == 2 * GIB - 100
