@@ -59,6 +59,10 @@ STATUS_TABLE: dict[tuple[grpc.StatusCode, str | None], Row] = {
     ),
     (_C.FAILED_PRECONDITION, None): Row(400, INVALID_REQUEST, "failed_precondition"),
     (_C.UNAVAILABLE, "model_overloaded"): Row(503, SERVER_ERROR, "model_overloaded"),
+    # The core's own caps: the admission queue is full, or a turn waited too long.
+    (_C.UNAVAILABLE, "overloaded"): Row(
+        503, SERVER_ERROR, "overloaded", default="The service is at capacity; retry later."
+    ),
     # The model provider answered 5xx: a bad gateway from the client's point of view.
     (_C.UNAVAILABLE, "model_unavailable"): Row(502, SERVER_ERROR, "model_unavailable"),
     (_C.UNAVAILABLE, None): Row(503, SERVER_ERROR, "service_unavailable"),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from core_service import machine
 
 
 def _int(name: str, default: int) -> int:
@@ -16,6 +19,12 @@ def _int(name: str, default: int) -> int:
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name, "").strip()
     return float(raw) if raw else default
+
+
+@functools.cache
+def machine_capacity() -> machine.MachineCapacity:
+    """Measured once per process: the defaults must not move under a running core."""
+    return machine.measure()
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,16 @@ class CoreConfig:
     pool_idle_seconds: float = 300.0
     # A connected session's process is closed after this much idleness.
     session_idle_seconds: float = 600.0
+    # Capacity (see `machine` for how the defaults are derived): live Claude
+    # Code processes (the pool included), turns running at once, turns waiting
+    # for a running slot and for how long, and CLI starts at once.
+    max_live_processes: int = field(default_factory=lambda: machine_capacity().max_live_processes)
+    max_running_turns: int = field(default_factory=lambda: machine_capacity().max_running_turns)
+    max_queued_turns: int = field(default_factory=lambda: machine_capacity().max_queued_turns)
+    max_queue_wait_seconds: float = machine.DEFAULT_QUEUE_WAIT_SECONDS
+    max_concurrent_starts: int = field(
+        default_factory=lambda: machine_capacity().max_concurrent_starts
+    )
     # How long SIGTERM lets running turns finish before cancelling them.
     shutdown_grace_seconds: float = 10.0
     # When > 0 (the default for a root core), conversation N's Claude Code runs
@@ -83,6 +102,12 @@ class CoreConfig:
         )
         claude_env = {k: os.environ[k] for k in passthrough if os.environ.get(k)}
         default_uid_base = 2_000_000 if os.geteuid() == 0 else 0
+        sized = machine_capacity()
+        max_live = max(1, _int("CCAPI_MAX_LIVE_PROCESSES", sized.max_live_processes))
+        # A running turn needs a live process: the derived default fits the cap.
+        max_running = max(
+            1, _int("CCAPI_MAX_RUNNING_TURNS", min(max_live, sized.max_running_turns))
+        )
         uid_base = _int("CCAPI_AGENT_UID_BASE", default_uid_base)
         return cls(
             data_dir=data_dir,
@@ -94,6 +119,17 @@ class CoreConfig:
             pool_idle_seconds=_float("CCAPI_POOL_IDLE_SECONDS", 300.0),
             session_idle_seconds=_float("CCAPI_SESSION_IDLE_SECONDS", 600.0),
             shutdown_grace_seconds=_float("CCAPI_SHUTDOWN_GRACE_SECONDS", 10.0),
+            max_live_processes=max_live,
+            max_running_turns=max_running,
+            max_queued_turns=max(
+                0, _int("CCAPI_MAX_QUEUED_TURNS", machine.QUEUE_PER_SLOT * max_running)
+            ),
+            max_queue_wait_seconds=max(
+                0.0, _float("CCAPI_MAX_QUEUE_WAIT_SECONDS", machine.DEFAULT_QUEUE_WAIT_SECONDS)
+            ),
+            max_concurrent_starts=max(
+                1, _int("CCAPI_MAX_CONCURRENT_STARTS", sized.max_concurrent_starts)
+            ),
             agent_uid_base=uid_base,
             log_level=os.environ.get("CCAPI_LOG_LEVEL", "info").lower(),
             model_aliases=parse_aliases(os.environ.get("CCAPI_MODEL_ALIASES", "")),

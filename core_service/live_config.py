@@ -49,6 +49,11 @@ def defaults(config: CoreConfig) -> admin_pb2.LiveConfig:
         log_bodies=True,
         max_file_bytes=100 * 1024 * 1024,
         file_retention_days=30,
+        max_live_processes=config.max_live_processes,
+        max_running_turns=config.max_running_turns,
+        max_queued_turns=config.max_queued_turns,
+        max_queue_wait_seconds=max(1, round(config.max_queue_wait_seconds)),
+        max_concurrent_starts=config.max_concurrent_starts,
     )
 
 
@@ -79,6 +84,7 @@ def validate(config: admin_pb2.LiveConfig, known_models: set[str]) -> None:
         raise InvalidArgument(
             "claude_max_retries must be between 0 and 10.", param="claude_max_retries"
         )
+    check_capacity(config)
     for origin in config.cors_origins:
         if origin != "*" and not valid_origin(origin):
             raise InvalidArgument(
@@ -99,6 +105,26 @@ def validate(config: admin_pb2.LiveConfig, known_models: set[str]) -> None:
                 f"Alias '{alias}' must point at a known model (got {target!r}).",
                 param="model_aliases",
             )
+
+
+CAPACITY_BOUNDS = {
+    "max_live_processes": (1, 10_000),
+    "max_running_turns": (1, 10_000),
+    "max_queued_turns": (0, 100_000),
+    "max_queue_wait_seconds": (1, 3600),
+    "max_concurrent_starts": (1, 256),
+}
+
+
+def check_capacity(config: admin_pb2.LiveConfig) -> None:
+    for name, (low, high) in CAPACITY_BOUNDS.items():
+        if not low <= getattr(config, name) <= high:
+            raise InvalidArgument(f"{name} must be between {low} and {high}.", param=name)
+    if config.max_running_turns > config.max_live_processes:
+        # Every running turn needs a live process.
+        raise InvalidArgument(
+            "max_running_turns must not exceed max_live_processes.", param="max_running_turns"
+        )
 
 
 def valid_origin(origin: str) -> bool:

@@ -135,6 +135,7 @@ def log_entry(
         outcome=outcome_name(code),
         latency_ms=call.ms_since_start(),
         ttft_ms=turn.ttft_ms,
+        queue_ms=turn.queue_ms,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cache_read_tokens=usage.cache_read_input_tokens,

@@ -68,6 +68,8 @@ class LogEntry:
     outcome: str = "ok"
     latency_ms: int = 0
     ttft_ms: int = 0
+    # Time waited in the admission queue for a running slot.
+    queue_ms: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
@@ -94,6 +96,7 @@ class LogEntry:
 # --------------------------------------------------------------------------
 # Redaction and truncation
 # --------------------------------------------------------------------------
+
 
 def truncate(text: str, limit: int) -> str:
     """At most `limit` characters of `text`, plus a visible note when cut.
@@ -686,6 +689,7 @@ def to_proto(row: RequestLogRecord | LogEntry) -> admin_pb2.RequestLog:
         status=row.status,
         latency_ms=row.latency_ms,
         time_to_first_token_ms=row.ttft_ms,
+        queue_ms=row.queue_ms,
         usage=events_pb2.Usage(
             input_tokens=row.input_tokens,
             output_tokens=row.output_tokens,

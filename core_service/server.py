@@ -39,7 +39,7 @@ from core_service.agent.options import ProcessShape
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import ProcessFactory
 from core_service.agent.workspace_layout import WorkspaceLayout, reachable_cli
-from core_service.config import CoreConfig
+from core_service.config import CoreConfig, machine_capacity
 from core_service.db.engine import make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade
 from core_service.file_store import FileStore
@@ -47,6 +47,7 @@ from core_service.interceptors import CoreInterceptor
 from core_service.keys import KeyStore
 from core_service.limits import RENEW_SECONDS, LimitGate
 from core_service.live_config import LiveConfigStore
+from core_service.machine import MIB, PROCESS_PSS_BYTES
 from core_service.model_catalog import ModelCatalog
 from core_service.request_context import RequestContext
 from core_service.servicers.admin import AdminServicer
@@ -57,6 +58,7 @@ from core_service.servicers.runtime import RuntimeServicer
 from core_service.servicers.sessions import SessionServicer
 from core_service.store import SessionStore
 from core_service.turns.admission import Admissions
+from core_service.turns.capacity import Capacity, Limits
 from core_service.turns.lifecycle import SessionLifecycle
 from core_service.turns.planning import Planner
 from core_service.turns.registry import ProcessRegistry
@@ -122,10 +124,18 @@ class Core:
         self.layout = WorkspaceLayout(config, next_uid)
         self.factory = ProcessFactory(config, self.layout)
         default_shape = ProcessShape(model=self.catalog.resolve("sonnet").id)
+        self.capacity = Capacity(capacity_limits(live_config.defaults(config)))
         self.pool = ProcessPool(
-            self.factory, self.layout, default_shape, config.pool_size, config.pool_idle_seconds
+            self.factory,
+            self.layout,
+            default_shape,
+            config.pool_size,
+            config.pool_idle_seconds,
+            starts=self.capacity.starts.start,
         )
-        self.registry = ProcessRegistry(self.factory, self.pool, config.session_idle_seconds)
+        self.registry = ProcessRegistry(
+            self.factory, self.pool, config.session_idle_seconds, self.capacity
+        )
         self.lifecycle = SessionLifecycle(self.registry, self.store, self.layout)
         self.turns = TurnService(
             config,
@@ -205,7 +215,26 @@ class Core:
             asyncio.create_task(self.recovery.run_forever()),
         ]
         log.info("core listening", extra={"port": port, "data_dir": str(self.config.data_dir)})
+        self._log_capacity()
         return port
+
+    def _log_capacity(self) -> None:
+        sized = machine_capacity()
+        live = self.live.current.config
+        log.info(
+            "capacity",
+            extra={
+                "max_live_processes": live.max_live_processes,
+                "max_running_turns": live.max_running_turns,
+                "max_queued_turns": live.max_queued_turns,
+                "max_queue_wait_seconds": live.max_queue_wait_seconds,
+                "max_concurrent_starts": live.max_concurrent_starts,
+                "cores": sized.cores,
+                "memory_available_mib": sized.available_bytes // MIB,
+                "memory_budget_mib": sized.budget_bytes // MIB,
+                "process_pss_mib": PROCESS_PSS_BYTES // MIB,
+            },
+        )
 
     def _log_request(
         self, call: RequestContext, code: grpc.StatusCode, reason: str, error: str
@@ -221,6 +250,8 @@ class Core:
         self.catalog.set_extra_aliases(dict(config.model_aliases))
         logging.getLogger().setLevel(config.log_level.upper())
         self.factory.max_retries = config.claude_max_retries
+        self.capacity.apply(capacity_limits(config))
+        self.registry.trim()  # a lowered cap evicts idle processes now
         self.pool.resize(config.pool_size)
 
     async def _watch_config(self) -> None:
@@ -291,6 +322,16 @@ class Core:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.recovery.unregister)
         self.engine.dispose()
+
+
+def capacity_limits(config: admin_pb2.LiveConfig) -> Limits:
+    return Limits(
+        max_live_processes=config.max_live_processes,
+        max_running_turns=config.max_running_turns,
+        max_queued_turns=config.max_queued_turns,
+        max_queue_wait_seconds=float(config.max_queue_wait_seconds),
+        max_concurrent_starts=config.max_concurrent_starts,
+    )
 
 
 async def _maybe_await(value: object) -> None:

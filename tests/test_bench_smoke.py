@@ -1,5 +1,7 @@
-"""`make bench` machinery, one round: every row and ratio comes out, with
-positive numbers. No timing is asserted: benchmarks report, tests don't."""
+"""`make bench` machinery, one round and the load rows at their smallest:
+every row and ratio comes out, with positive numbers. No timing is asserted:
+benchmarks report, tests don't; errors are asserted (a burst and a sustained
+overload end with no error but documented 503s)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ def test_one_round_produces_every_row(
     monkeypatch.setenv("BENCH_ROUNDS", "1")
     monkeypatch.setenv("BENCH_OUTPUT", str(output))
     monkeypatch.setenv("BENCH_WARMUP", "0")
+    monkeypatch.setenv("BENCH_LOAD", "smoke")
 
     assert main() == 0
 
@@ -42,7 +45,19 @@ def test_one_round_produces_every_row(
         if ratio["target_max"] is not None:
             assert isinstance(ratio["target_met"], bool)
 
+    load = result["load"]
+    labels = [r["label"] for r in load["rows"]]
+    assert len(labels) == 8, labels
+    values = {r["label"]: r["value"] for r in load["rows"]}
+    for label, value in values.items():
+        assert math.isfinite(value) and value >= 0, (label, value)
+    assert values["burst of 3: stack errors"] == 0, load["details"]["burst"]
+    assert load["details"]["sustained"]["unexpected"] == []
+    assert load["details"]["sustained"]["admitted"] >= 1
+    assert load["details"]["memory"]["most_claude_processes"] <= 2  # the cap
+
     printed = capsys.readouterr().out
+    assert "load:" in printed
     for scenario in SCENARIOS:
         assert scenario.title in printed
     for comparison in COMPARISONS:

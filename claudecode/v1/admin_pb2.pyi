@@ -567,6 +567,7 @@ class RequestLog(_message.Message):
     REQUEST_BODY_FIELD_NUMBER: _builtins.int
     RESPONSE_BODY_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
+    QUEUE_MS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Log id."""
     time_ms: _builtins.int
@@ -603,6 +604,8 @@ class RequestLog(_message.Message):
     """Response text, truncated and redacted (empty when off)."""
     outcome: _builtins.str
     """Outcome: "ok", "error" or "cancelled"."""
+    queue_ms: _builtins.int
+    """Milliseconds the turn waited in the admission queue for a running slot."""
     @_builtins.property
     def usage(self) -> _events_pb2.Usage:
         """Token counts and cost."""
@@ -634,10 +637,11 @@ class RequestLog(_message.Message):
         request_body: _builtins.str = ...,
         response_body: _builtins.str = ...,
         outcome: _builtins.str = ...,
+        queue_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "error", b"error", "files_changed", b"files_changed", "id", b"id", "key_id", b"key_id", "key_name", b"key_name", "latency_ms", b"latency_ms", "model", b"model", "outcome", b"outcome", "request_body", b"request_body", "request_id", b"request_id", "response_body", b"response_body", "session_id", b"session_id", "status", b"status", "stream", b"stream", "time_ms", b"time_ms", "time_to_first_token_ms", b"time_to_first_token_ms", "tools_used", b"tools_used", "turn_id", b"turn_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "error", b"error", "files_changed", b"files_changed", "id", b"id", "key_id", b"key_id", "key_name", b"key_name", "latency_ms", b"latency_ms", "model", b"model", "outcome", b"outcome", "queue_ms", b"queue_ms", "request_body", b"request_body", "request_id", b"request_id", "response_body", b"response_body", "session_id", b"session_id", "status", b"status", "stream", b"stream", "time_ms", b"time_ms", "time_to_first_token_ms", b"time_to_first_token_ms", "tools_used", b"tools_used", "turn_id", b"turn_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -935,6 +939,11 @@ class LiveConfig(_message.Message):
     POOL_SIZE_FIELD_NUMBER: _builtins.int
     CLAUDE_MAX_RETRIES_FIELD_NUMBER: _builtins.int
     LOG_BODIES_FIELD_NUMBER: _builtins.int
+    MAX_LIVE_PROCESSES_FIELD_NUMBER: _builtins.int
+    MAX_RUNNING_TURNS_FIELD_NUMBER: _builtins.int
+    MAX_QUEUED_TURNS_FIELD_NUMBER: _builtins.int
+    MAX_QUEUE_WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_STARTS_FIELD_NUMBER: _builtins.int
     MAX_FILE_BYTES_FIELD_NUMBER: _builtins.int
     FILE_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     log_level: _builtins.str
@@ -951,6 +960,18 @@ class LiveConfig(_message.Message):
     """Claude Code's retry cap for model calls."""
     log_bodies: _builtins.bool
     """Whether request logs keep (truncated, redacted) bodies."""
+    max_live_processes: _builtins.int
+    """Live Claude Code processes at most (the pool included); idle ones are
+    evicted least recently used first when a start needs a slot.
+    """
+    max_running_turns: _builtins.int
+    """Turns running at once at most; more wait in the admission queue."""
+    max_queued_turns: _builtins.int
+    """Turns that may wait for a running slot; 0: none wait, a turn over the cap is refused."""
+    max_queue_wait_seconds: _builtins.int
+    """Seconds a turn may wait for a running slot before it is refused."""
+    max_concurrent_starts: _builtins.int
+    """Claude Code processes starting at once at most."""
     max_file_bytes: _builtins.int
     """Largest file a key may upload (FileService), in bytes."""
     file_retention_days: _builtins.int
@@ -980,14 +1001,21 @@ class LiveConfig(_message.Message):
         pool_size: _builtins.int = ...,
         claude_max_retries: _builtins.int = ...,
         log_bodies: _builtins.bool = ...,
+        max_live_processes: _builtins.int = ...,
+        max_running_turns: _builtins.int = ...,
+        max_queued_turns: _builtins.int | None = ...,
+        max_queue_wait_seconds: _builtins.int = ...,
+        max_concurrent_starts: _builtins.int = ...,
         max_file_bytes: _builtins.int = ...,
         file_retention_days: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_queued_turns", b"_max_queued_turns", "max_queued_turns", b"max_queued_turns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claude_max_retries", b"claude_max_retries", "cors_origins", b"cors_origins", "default_allowed_tools", b"default_allowed_tools", "file_retention_days", b"file_retention_days", "log_bodies", b"log_bodies", "log_level", b"log_level", "log_retention_days", b"log_retention_days", "max_body_bytes", b"max_body_bytes", "max_file_bytes", b"max_file_bytes", "model_aliases", b"model_aliases", "pool_size", b"pool_size", "workspace_retention_days", b"workspace_retention_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_queued_turns", b"_max_queued_turns", "claude_max_retries", b"claude_max_retries", "cors_origins", b"cors_origins", "default_allowed_tools", b"default_allowed_tools", "file_retention_days", b"file_retention_days", "log_bodies", b"log_bodies", "log_level", b"log_level", "log_retention_days", b"log_retention_days", "max_body_bytes", b"max_body_bytes", "max_concurrent_starts", b"max_concurrent_starts", "max_file_bytes", b"max_file_bytes", "max_live_processes", b"max_live_processes", "max_queue_wait_seconds", b"max_queue_wait_seconds", "max_queued_turns", b"max_queued_turns", "max_running_turns", b"max_running_turns", "model_aliases", b"model_aliases", "pool_size", b"pool_size", "workspace_retention_days", b"workspace_retention_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__max_queued_turns: _TypeAlias = _typing.Literal["max_queued_turns"]  # noqa: Y015
+    _WhichOneofArgType__max_queued_turns: _TypeAlias = _typing.Literal["_max_queued_turns", b"_max_queued_turns"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_queued_turns) -> _WhichOneofReturnType__max_queued_turns | None: ...
 
 Global___LiveConfig: _TypeAlias = LiveConfig  # noqa: Y015
 

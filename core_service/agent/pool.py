@@ -4,6 +4,12 @@ Starting Claude Code costs about 0.3 s; a new conversation takes a process
 that is already connected (with its own fresh workspace) and the pool starts
 a replacement in the background. Entries idle longer than the configured time
 are closed, so an idle service holds no processes; the next use refills it.
+
+The pool counts inside the core's cap on live processes: it refills only
+while `room()` says a slot is free (it never evicts a conversation's process
+for a spare one), and a conversation that needs a slot may take back a ready
+entry (`evict`). A process taken counts as the pool's until the registry
+adopts it, so no refill can slip past the cap in between.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from core_service.agent.options import ProcessShape, SessionStart, same_process
 from core_service.agent.process import AgentProcess, ProcessFactory
@@ -29,6 +37,7 @@ class ProcessPool:
         shape: ProcessShape,
         size: int,
         idle_seconds: float,
+        starts: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self.shape = shape
         self._factory = factory
@@ -37,6 +46,12 @@ class ProcessPool:
         self._idle_seconds = idle_seconds
         self._ready: list[AgentProcess] = []
         self._starting = 0
+        # Taken for a conversation, not yet adopted by the registry.
+        self._taken: list[AgentProcess] = []
+        # Whether the live-process cap leaves a slot for one more (the registry's).
+        self.room: Callable[[], bool] = lambda: True
+        # Paces CLI starts with the registry's (capacity.StartPacer.start).
+        self._starts = starts or contextlib.nullcontext
         self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
@@ -56,17 +71,49 @@ class ProcessPool:
         if not same_process(self.shape, shape):
             return None
         process = self._ready.pop() if self._ready else None
+        if process is not None:
+            self._taken.append(process)
         self._refill()
         return process
+
+    def handed_over(self, process: AgentProcess) -> None:
+        """The registry adopted a taken process: it counts there now."""
+        self._taken = [p for p in self._taken if p is not process]
+
+    @property
+    def held_count(self) -> int:
+        """Processes counted against the cap on the pool's behalf."""
+        self._taken = [p for p in self._taken if not p.closed]
+        return len(self._ready) + self._starting + len(self._taken)
+
+    def ready_processes(self) -> list[AgentProcess]:
+        """Ready entries (eviction candidates), oldest first."""
+        return sorted(self._ready, key=lambda p: p.last_used)
+
+    def evict(self, process: AgentProcess) -> asyncio.Task[None] | None:
+        """Takes a ready entry out at once (its slot is free from now) and closes
+        it in the background; None when it is no longer ready."""
+        if not any(p is process for p in self._ready):
+            return None
+        self._ready = [p for p in self._ready if p is not process]
+        return self._spawn(self._discard(process))
+
+    def refill(self) -> None:
+        """Tops the pool up if the cap has room (a slot was freed)."""
+        if self._reaper is not None:
+            self._refill()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def resize(self, size: int) -> None:
         """Changes the pool's size (live configuration); extra processes close."""
         self._size = max(0, size)
         while len(self._ready) > self._size:
-            process = self._ready.pop()
-            task = asyncio.create_task(self._discard(process))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._discard(self._ready.pop()))
         if self._reaper is not None:
             self._refill()
         elif self._size and not self._closed and self._started:
@@ -83,11 +130,9 @@ class ProcessPool:
             await asyncio.sleep(0.05)
 
     def _refill(self) -> None:
-        while not self._closed and len(self._ready) + self._starting < self._size:
+        while not self._closed and len(self._ready) + self._starting < self._size and self.room():
             self._starting += 1
-            task = asyncio.create_task(self._start_one())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._start_one())
 
     async def _start_one(self) -> None:
         try:
@@ -99,9 +144,10 @@ class ProcessPool:
             self._starting -= 1
             return
         try:
-            process = await self._factory.start(
-                place, self.shape, SessionStart(session_id=str(uuid.uuid4()))
-            )
+            async with self._starts():
+                process = await self._factory.start(
+                    place, self.shape, SessionStart(session_id=str(uuid.uuid4()))
+                )
         except Exception:
             # As above: logged, and new conversations start cold meanwhile.
             log.exception("could not pre-start a Claude Code process")

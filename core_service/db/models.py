@@ -104,6 +104,7 @@ class RequestLogRecord(Base):
     outcome: Mapped[str] = mapped_column(String(16), default="ok")
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
     ttft_ms: Mapped[int] = mapped_column(Integer, default=0)
+    queue_ms: Mapped[int] = mapped_column(Integer, default=0)
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0)

@@ -144,6 +144,8 @@ class TurnOutcome:
     text: str = ""
     # Milliseconds from the call's start to the first answer text (0: none).
     ttft_ms: int = 0
+    # Milliseconds the turn waited for a running slot (admission queue).
+    queue_ms: int = 0
     # The final event was sent: a client that hangs up after it cancelled nothing.
     completed: bool = False
     # x-ratelimit-* metadata sent to the caller.
@@ -163,11 +165,17 @@ class TurnProgress:
     turn: pb.Turn | None = None
     runner: TurnRunner | None = None
     completed: bool = False
+    # Written by the admission queue (capacity.TurnGate).
+    queue_ms: int = 0
 
     def outcome(self) -> TurnOutcome:
         if self.runner is None or self.turn is None:
             return TurnOutcome(
-                self.request_json, self.model, self.session_id, headers=dict(self.headers)
+                self.request_json,
+                self.model,
+                self.session_id,
+                headers=dict(self.headers),
+                queue_ms=self.queue_ms,
             )
         acc, first_text = self.runner.acc, self.runner.first_text_at
         usage = ev.Usage()
@@ -184,4 +192,5 @@ class TurnProgress:
             ttft_ms=0 if first_text is None else int((first_text - self.call_started) * 1000),
             completed=self.completed,
             headers=dict(self.headers),
+            queue_ms=self.queue_ms,
         )

@@ -1,9 +1,15 @@
 """The registry: which Claude Code processes are live, which turns run on
-them right now (one per session), and their end (idle reaping, shutdown).
+them right now (one per session), and their end (idle reaping, eviction,
+shutdown).
 
-Every live process enters through `adopt` or `process_for` and every running
-turn through `begin_turn`, so a cap on live processes (with LRU eviction) and
-a cap on running turns each have one place to go.
+Every live process enters through `adopt` or `process_for` and every open
+turn through `begin_turn`. Live processes are capped (`Capacity`): the pool's
+count inside the cap, and a process start that finds the cap reached first
+evicts the least recently used idle process (a pool entry or a conversation's
+process that has no open turn and whose session is not in a turn's hands);
+that conversation resumes from its transcript on its next turn, as after
+idle reaping. When every slot is busy the start waits, up to the queue's
+wait limit, for one to free.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 from core_service.agent.options import ProcessShape, SessionStart, same_process
@@ -20,11 +26,15 @@ from core_service.agent.pool import ProcessPool
 from core_service.agent.process import AgentProcess, ProcessFactory
 from core_service.agent.workspace_layout import Place
 from core_service.errors import Busy, Unavailable
+from core_service.turns.capacity import Capacity, overloaded, unlimited
 from core_service.turns.running import TurnProcess, interrupt
 
 log = logging.getLogger("ccapi.sessions")
 
 CANCEL_WAIT_SECONDS = 5.0
+# A start waiting for a slot looks again at least this often (besides being
+# woken when a turn ends or a process goes).
+SLOT_RECHECK_SECONDS = 0.5
 
 
 @dataclass
@@ -36,15 +46,57 @@ class RunningTurn:
 
 
 class ProcessRegistry:
-    def __init__(self, factory: ProcessFactory, pool: ProcessPool, idle_seconds: float) -> None:
+    def __init__(
+        self,
+        factory: ProcessFactory,
+        pool: ProcessPool,
+        idle_seconds: float,
+        capacity: Capacity | None = None,
+    ) -> None:
         self._factory = factory
         self.pool = pool
         self._idle_seconds = idle_seconds
+        self.capacity = capacity or unlimited()
         self._live: dict[str, AgentProcess] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: dict[str, RunningTurn] = {}
+        # Slots reserved by starts in progress (process_for), and held by
+        # evicted processes until they have exited.
+        self._starting = 0
+        self._closing = 0
+        # Set (and replaced) whenever a slot may have freed: waiting starts look again.
+        self._freed = asyncio.Event()
         self._reaper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.accepting = True
+        if pool is not None:
+            pool.room = self.has_room
+
+    # Gauges (read-only)
+
+    @property
+    def live_count(self) -> int:
+        """Live Claude Code processes, counted as the cap counts them: the
+        conversations', those starting, and the pool's."""
+        pooled = self.pool.held_count if self.pool is not None else 0
+        return len(self._live) + self._starting + self._closing + pooled
+
+    @property
+    def running_count(self) -> int:
+        """Turns open on a process (including one waiting for client tool results)."""
+        return len(self._running)
+
+    @property
+    def queue_depth(self) -> int:
+        """Turns waiting for a running slot."""
+        return self.capacity.queue_depth
+
+    @property
+    def lock_count(self) -> int:
+        return len(self._locks)
+
+    def has_room(self) -> bool:
+        return self.live_count < self.capacity.max_live_processes
 
     def start(self, with_pool: bool) -> None:
         if with_pool:
@@ -65,11 +117,20 @@ class ProcessRegistry:
                 "This session is already running a turn; wait for it to finish.",
                 param="session_id",
             )
-        async with lock:
-            yield
+        try:
+            async with lock:
+                yield
+        finally:
+            # Nobody waits on a session lock (a second turn is refused), so a
+            # free one can go: the table holds only sessions in a turn.
+            if self._locks.get(session_id) is lock and not lock.locked():
+                del self._locks[session_id]
+            self._slot_may_have_freed()
 
     def adopt(self, session_id: str, process: AgentProcess) -> None:
         """A pooled process now serves this session."""
+        if self.pool is not None:
+            self.pool.handed_over(process)
         self._live[session_id] = process
 
     async def process_for(
@@ -91,13 +152,18 @@ class ProcessRegistry:
         if live is not None:
             self._live.pop(session_id, None)
             await live.close()
+        await self._reserve_slot(session_id)
         try:
-            process = await self._factory.start(place, shape, start)
+            async with self.capacity.starts.start():
+                process = await self._factory.start(place, shape, start)
         except Exception as error:
             log.exception("could not start Claude Code", extra={"session_id": session_id})
             raise Unavailable(
                 f"Claude Code could not start: {type(error).__name__}", reason="agent_unavailable"
             ) from error
+        finally:
+            self._starting -= 1
+            self._slot_may_have_freed()
         self._live[session_id] = process
         return process
 
@@ -105,20 +171,104 @@ class ProcessRegistry:
         """Turns this process is running now (crash recovery leaves them alone)."""
         return set(self._running)
 
+    async def _reserve_slot(self, session_id: str) -> None:
+        """Takes one live-process slot for a start: a free one, else the one an
+        evicted idle process gives up once it has exited, else the first to
+        free up in time."""
+        deadline = time.monotonic() + self.capacity.turns.max_wait_seconds
+        while True:
+            if self.has_room():
+                self._starting += 1
+                return
+            victim = self._least_recently_used_idle()
+            if victim is not None:
+                log.info(
+                    "evicting an idle Claude Code process to make room",
+                    extra={"session_id": victim.session_id, "for_session": session_id},
+                )
+                await self._evict(victim)
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise overloaded(
+                    "The service is at capacity: every Claude Code process is busy; retry later.",
+                    self.capacity.turns.retry_after(),
+                )
+            freed = self._freed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(freed.wait(), min(left, SLOT_RECHECK_SECONDS))
+
+    def _busy_processes(self) -> set[int]:
+        return {id(running.process) for running in self._running.values()}
+
+    def _idle_by_age(self) -> list[AgentProcess]:
+        """Idle processes, least recently used first: no open turn on them (a
+        turn waiting for client tool results is open), and their session not
+        in a turn's hands."""
+        busy = self._busy_processes()
+        candidates = [
+            process
+            for session_id, process in self._live.items()
+            if id(process) not in busy and session_id not in self._locks
+        ]
+        if self.pool is not None:
+            candidates.extend(self.pool.ready_processes())
+        return sorted(candidates, key=lambda p: p.last_used)
+
+    def _least_recently_used_idle(self) -> AgentProcess | None:
+        idle = self._idle_by_age()
+        return idle[0] if idle else None
+
+    def _evict(self, process: AgentProcess) -> Awaitable[None]:
+        """Takes an idle process out of reach at once (no turn can pick it up
+        after this) and returns its ending to await: it counts against the cap
+        until it has exited, since its memory is only free then."""
+        pooled = self.pool.evict(process) if self.pool is not None else None
+        if pooled is None and self._live.get(process.session_id) is process:
+            del self._live[process.session_id]
+        self._closing += 1
+        return self._closed_counted(pooled if pooled is not None else process.close())
+
+    async def _closed_counted(self, ending: Awaitable[None]) -> None:
+        try:
+            await ending
+        finally:
+            self._closing -= 1
+            self._slot_may_have_freed()
+
+    def trim(self) -> None:
+        """Evicts idle processes beyond the cap (after the cap was lowered)."""
+        excess = self.live_count - self.capacity.max_live_processes
+        for victim in self._idle_by_age()[: max(0, excess)]:
+            task = asyncio.ensure_future(self._evict(victim))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _slot_may_have_freed(self) -> None:
+        self._freed.set()
+        self._freed = asyncio.Event()
+
     def forget(self, process: AgentProcess) -> None:
         """A process that must not serve another turn (its turn was abandoned)."""
-        self._live.pop(process.session_id, None)
+        if self._live.get(process.session_id) is process:
+            self._live.pop(process.session_id, None)
+        self._slot_may_have_freed()
 
     async def close_session(self, session_id: str) -> None:
-        process = self._live.pop(session_id, None)
+        process = self._live.get(session_id)
         if process is not None:
-            await process.close()
+            await self._evict(process)
+            if self.pool is not None:
+                self.pool.refill()
 
     # Running turns
 
     @property
     def running_turns(self) -> int:
         return len(self._running)
+
+    def has_open_turn(self, process: TurnProcess) -> bool:
+        return id(process) in self._busy_processes()
 
     def begin_turn(self, turn_id: str, process: TurnProcess) -> RunningTurn:
         running = RunningTurn(process)
@@ -127,6 +277,7 @@ class ProcessRegistry:
 
     def end_turn(self, turn_id: str) -> None:
         self._running.pop(turn_id, None)
+        self._slot_may_have_freed()
 
     async def cancel(self, turn_id: str) -> bool:
         """Interrupts a turn running here and waits (briefly) for it to end.
@@ -148,13 +299,16 @@ class ProcessRegistry:
             idle = self._idle_seconds
             await asyncio.sleep(min(10.0, max(0.5, idle / 4)))
             now = time.monotonic()
+            busy = self._busy_processes()
             for session_id, process in list(self._live.items()):
                 lock = self._locks.get(session_id)
-                if lock is not None and lock.locked():
+                if (lock is not None and lock.locked()) or id(process) in busy:
                     continue
-                if now - process.last_used > idle:
-                    self._live.pop(session_id, None)
-                    await process.close()
+                if now - process.last_used > idle and self._live.get(session_id) is process:
+                    await self._evict(process)
+            self.trim()
+            if self.pool is not None:
+                self.pool.refill()
 
     async def shutdown(self, grace_seconds: float) -> None:
         """Lets running turns finish for `grace_seconds`, then interrupts them,
@@ -170,4 +324,4 @@ class ProcessRegistry:
             self._reaper.cancel()
         await self.pool.close()
         live, self._live = list(self._live.values()), {}
-        await asyncio.gather(*(p.close() for p in live))
+        await asyncio.gather(*(p.close() for p in live), *list(self._background))

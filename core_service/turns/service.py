@@ -97,19 +97,21 @@ class TurnService:
         admitted = await self._admissions.admit(caller, request, progress.model)
         progress.headers = admitted.headers
         try:
-            plan = await self._planner.plan(
-                caller.key_id, request, admitted.turn_input, admitted.shape
-            )
-            async with (
-                self._registry.session_lock(plan.session.id),
-                # Closed here, not later by the garbage collector: an abandoned
-                # turn is wound up before its session and limits are free again.
-                contextlib.aclosing(
-                    self._run(caller, call, request, admitted, plan, progress)
-                ) as run,
-            ):
-                async for event in run:
-                    yield event
+            # Past the key's limits: wait (bounded) for one of the core's running slots.
+            async with self._registry.capacity.slot(progress):
+                plan = await self._planner.plan(
+                    caller.key_id, request, admitted.turn_input, admitted.shape
+                )
+                async with (
+                    self._registry.session_lock(plan.session.id),
+                    # Closed here, not later by the garbage collector: an abandoned
+                    # turn is wound up before its session and limits are free again.
+                    contextlib.aclosing(
+                        self._run(caller, call, request, admitted, plan, progress)
+                    ) as run,
+                ):
+                    async for event in run:
+                        yield event
         finally:
             runner = progress.runner
             await self._admissions.release(

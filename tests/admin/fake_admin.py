@@ -91,6 +91,11 @@ class FakeAdmin:
             pool_size=2,
             claude_max_retries=2,
             log_bodies=True,
+            max_live_processes=8,
+            max_running_turns=4,
+            max_queued_turns=16,
+            max_queue_wait_seconds=60,
+            max_concurrent_starts=2,
             model_aliases={"gpt-4o": "claude-sonnet-4-5"},
         )
     )

@@ -1,7 +1,8 @@
 """`python -m tests.bench` (`make bench`): prints the table, writes bench-results.json.
 
 BENCH_ROUNDS (default 10) sets the measured rounds, BENCH_OUTPUT the JSON path;
-BENCH_WARMUP=0 skips the unmeasured warm-up round (the smoke test does).
+BENCH_WARMUP=0 skips the unmeasured warm-up round (the smoke test does);
+BENCH_LOAD picks the size of the load rows (`full`, `smoke`, or `0`: none).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from tests.bench.accounting import measure as measure_accounting
+from tests.bench.load import SIZES, run_load
 from tests.bench.runner import run_bench
 from tests.stack import REPO
 
@@ -43,6 +45,14 @@ def main() -> int:
             f" {seconds / new:5.3f}x a new conversation's turn"
         )
     data["accounting_s"] = accounting
+    load_size = os.environ.get("BENCH_LOAD", "full")
+    if load_size != "0":
+        load = run_load(SIZES[load_size])
+        print()
+        print(load.table())
+        for warning in load.warnings:
+            print(f"warning: {warning}")
+        data["load"] = load.to_json()
     output.write_text(json.dumps(data, indent=2) + "\n")
     return 0
 

@@ -67,10 +67,13 @@ class BenchStack:
 
     # --- parts, started on first use ----------------------------------------
 
-    def core(self, variant: str = "default") -> CoreProcess:
+    def core(self, variant: str = "default", **overrides: str) -> CoreProcess:
+        """The core of `variant` (a CORE_VARIANTS name, or a new name with
+        `overrides` on top of the default's environment)."""
         if variant not in self._cores:
             print(f"starting core ({variant})...", file=self.log, flush=True)
-            self._cores[variant] = start_core(self.double.url, None, **CORE_VARIANTS[variant])
+            env = {**CORE_VARIANTS.get(variant, CORE_VARIANTS["default"]), **overrides}
+            self._cores[variant] = start_core(self.double.url, None, **env)
         return self._cores[variant]
 
     def channel(self, variant: str = "default") -> grpc.Channel:

@@ -1,0 +1,62 @@
+"""Memory of a process tree as the kernel accounts it: PSS (proportional set
+size: each shared page split among the processes sharing it) of a process and
+all its descendants, from /proc/<pid>/smaps_rollup; and how many of them are
+Claude Code. Tests and `make bench` measure the core this way."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import claude_agent_sdk
+
+CLAUDE_CLI = Path(claude_agent_sdk.__file__).resolve().parent / "_bundled" / "claude"
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def pss_bytes(pid: int) -> int:
+    """One process's PSS (0 once it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def tree_pss_bytes(root: int) -> int:
+    """PSS of `root` and every process below it."""
+    return sum(pss_bytes(pid) for pid in [root, *descendants(root)])
+
+
+def is_claude(pid: int) -> bool:
+    try:
+        return os.readlink(f"/proc/{pid}/exe") == str(CLAUDE_CLI)
+    except OSError:
+        return False
+
+
+def claude_count(root: int) -> int:
+    """Claude Code processes below `root`."""
+    return sum(1 for pid in descendants(root) if is_claude(pid))
