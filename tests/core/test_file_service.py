@@ -119,10 +119,10 @@ def test_an_agent_cannot_read_an_uploaded_file(
     ]
     assert len(seen) == 3
     assert not any("uploaded secret" in text for text in seen), seen
-    # The OS refuses the sandboxed commands (the folder is 0700 to the core's
-    # user); our permission callback refuses the Read tool.
-    assert "Permission denied" in seen[0] and "Permission denied" in seen[2]
-    assert "outside" in seen[1]
+    # Claude Code's deny rule for the files folder refuses the commands and the
+    # Read tool (behind it, the OS would: the folder is 0700 to the core's user,
+    # and our permission callback refuses paths outside the workspace).
+    assert all("denied" in text.lower() for text in seen), seen
 
 
 def test_reflection_and_health_know_the_service(core: CoreProcess) -> None:
