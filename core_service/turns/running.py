@@ -105,12 +105,14 @@ class TurnRunner:
         cancel: CancelFlag,
         stops: list[str],
         excerpt_chars: int,
+        *,
+        structured: bool = False,
     ) -> None:
         self._process = process
         self._session_id = session_id
         self._files = files
         self._cancel = cancel
-        self._translator = TurnTranslator(stops, excerpt_chars)
+        self._translator = TurnTranslator(stops, excerpt_chars, structured=structured)
         self.first_text_at: float | None = None
         # Every file the turn changed, net (set once the turn's messages ended).
         self.changed: list[ev.FileChange] = []

@@ -137,6 +137,7 @@ class TurnService:
             running,
             list(request.options.stop),
             self._config.tool_output_excerpt_chars,
+            structured=bool(shape.output_format),
         )
         progress.session_id, progress.turn, progress.runner = plan.session.id, turn, runner
         finished = False
@@ -168,6 +169,7 @@ class TurnService:
                     duration_ms=int((time.monotonic() - started) * 1000),
                     session_id=plan.session.id,
                     files=turn.files,
+                    structured_output_json=runner.acc.structured_json,
                 )
             )
         except ServiceError as error:

@@ -147,7 +147,9 @@ class ChatCompletionRequest(Strict):
     functions: list[Any] | None = Field(None, description="Only empty.")
     function_call: Any = Field(None, description='Only "none".')
     logit_bias: dict[str, float] | None = Field(None, description="Only empty.")
-    response_format: dict[str, Any] | None = Field(None, description='Only {"type": "text"}.')
+    response_format: dict[str, Any] | None = Field(
+        None, description="text, json_object or json_schema (http_facade/structured_output.py)."
+    )
     modalities: list[str] | None = Field(None, description='Only ["text"].')
     audio: Any = Field(None, description="Only null.")
     prediction: Any = Field(None, description="Only null.")
@@ -180,7 +182,6 @@ UNSUPPORTED: dict[str, Any] = {
     "logprobs": lambda v: v is None or v is False,
     "top_logprobs": lambda v: v is None or v == 0,
     "logit_bias": lambda v: v is None or v == {},
-    "response_format": lambda v: v is None or v == {"type": "text"},
     "modalities": lambda v: v is None or v == ["text"],
     "audio": lambda v: v is None,
     "prediction": lambda v: v is None,

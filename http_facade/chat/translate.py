@@ -14,6 +14,7 @@ from claudecode.v1 import agent_pb2, content_pb2, events_pb2
 from http_facade import file_summary
 from http_facade.errors import invalid_request, unsupported
 from http_facade.inputs import ROLES, image_from_url, reasoning_effort, validate_body
+from http_facade.structured_output import chat_output_format
 from http_facade.turns import TurnRecord
 
 from .protocol import (
@@ -120,6 +121,9 @@ def to_run_turn_request(
         options=options,
         metadata=dict(req.metadata or {}),
         origin=agent_pb2.RequestOrigin(endpoint=ENDPOINT, request_id=request_id),
+        output_format=chat_output_format(
+            req.response_format, [m.model_dump() for m in req.messages]
+        ),
     )
 
 

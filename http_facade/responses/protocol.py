@@ -163,12 +163,9 @@ class ReasoningConfig(Strict):
     )
 
 
-class TextFormat(Strict):
-    type: Literal["text"]
-
-
 class TextConfig(Strict):
-    format: TextFormat | None = None
+    # text, json_object or json_schema, checked by http_facade/structured_output.py.
+    format: dict[str, Any] | None = None
     verbosity: Literal["low", "medium", "high"] | None = Field(
         None, description="Accepted and ignored."
     )

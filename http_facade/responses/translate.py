@@ -21,6 +21,7 @@ from claudecode.v1 import agent_pb2, content_pb2, events_pb2
 from http_facade import file_summary
 from http_facade.errors import ApiError, invalid_request, unsupported
 from http_facade.inputs import ROLES, image_from_url, reasoning_effort, validate_body
+from http_facade.structured_output import responses_output_format
 from http_facade.turns import TurnRecord, file_dict, turn_failed_error
 
 from .protocol import (
@@ -44,11 +45,6 @@ PREFIX = "resp_"
 
 
 def _check_text_and_items(body: Mapping[str, Any]) -> None:
-    text = body.get("text")
-    if isinstance(text, dict):
-        fmt = text.get("format")
-        if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
-            raise unsupported("text.format", "only plain text output")
     items = body.get("input")
     if not isinstance(items, list):
         return
@@ -159,9 +155,7 @@ def _messages(req: ResponseCreateRequest) -> list[content_pb2.Message]:
             )
             out.append(content_pb2.Message(role=ROLES[item.role], content=[_text(content)]))
         elif isinstance(item, AssistantInput):
-            out.append(
-                content_pb2.Message(role=ROLES["assistant"], content=_assistant_parts(item))
-            )
+            out.append(content_pb2.Message(role=ROLES["assistant"], content=_assistant_parts(item)))
         # reasoning and mcp_call items: our own output, already in the session.
     return out
 
@@ -185,6 +179,11 @@ def to_run_turn_request(req: ResponseCreateRequest, *, request_id: str) -> agent
             user=req.user or "",
         ),
         origin=agent_pb2.RequestOrigin(endpoint=ENDPOINT, request_id=request_id),
+        output_format=responses_output_format(
+            req.text.format if req.text is not None else None,
+            req.input if isinstance(req.input, str) else [i.model_dump() for i in req.input],
+            req.instructions,
+        ),
     )
 
 
@@ -209,6 +208,7 @@ class Echo:
     reasoning_summary: str | None = None
     truncation: str = "disabled"
     verbosity: str = "medium"
+    text_format: dict[str, Any] = field(default_factory=lambda: {"type": "text"})
     service_tier: str = "default"
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
@@ -233,6 +233,7 @@ class Echo:
             else None,
             truncation=req.truncation or "disabled",
             verbosity=(req.text.verbosity if req.text and req.text.verbosity else "medium"),
+            text_format=dict(req.text.format) if req.text and req.text.format else {"type": "text"},
             service_tier="default",
             safety_identifier=req.safety_identifier,
             prompt_cache_key=req.prompt_cache_key,
@@ -620,7 +621,7 @@ class ResponseState(TurnRecord):
             "service_tier": e.service_tier,
             "store": e.store,
             "temperature": e.temperature,
-            "text": {"format": {"type": "text"}, "verbosity": e.verbosity},
+            "text": {"format": dict(e.text_format), "verbosity": e.verbosity},
             "tool_choice": e.tool_choice,
             "tools": [],
             "top_logprobs": 0,

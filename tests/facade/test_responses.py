@@ -336,7 +336,6 @@ async def test_input_items_and_previous_response(client: httpx.AsyncClient, fake
         ({"background": True}, "background"),
         ({"conversation": "conv_1"}, "conversation"),
         ({"prompt": {"id": "pmpt_1"}}, "prompt"),
-        ({"text": {"format": {"type": "json_object"}}}, "text.format"),
         (
             {"input": [{"type": "function_call_output", "call_id": "c", "output": "x"}]},
             "input[0].type",
