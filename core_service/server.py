@@ -118,6 +118,7 @@ class Core:
             self.registry,
             self.store,
             self.layout,
+            self.files,
         )
         self.health = (
             health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()

@@ -22,9 +22,10 @@ from core_service.agent.process import AgentProcess
 from core_service.agent.workspace_layout import WorkspaceLayout
 from core_service.config import CoreConfig
 from core_service.errors import NotFound, ServiceError, Unavailable
+from core_service.file_store import FileStore
 from core_service.request_context import RequestContext
 from core_service.store import SessionStore
-from core_service.turns import outcome
+from core_service.turns import attachments, outcome
 from core_service.turns.admission import Admissions, AdmittedTurn, Caller
 from core_service.turns.outcome import TurnOutcome, TurnProgress
 from core_service.turns.planning import Plan, Planner
@@ -66,6 +67,7 @@ class TurnService:
         registry: ProcessRegistry,
         store: SessionStore,
         layout: WorkspaceLayout,
+        files: FileStore | None = None,
     ) -> None:
         self._config = config
         self._admissions = admissions
@@ -73,6 +75,7 @@ class TurnService:
         self._registry = registry
         self._store = store
         self._layout = layout
+        self._files = files
 
     def start(self) -> None:
         self._registry.start(with_pool=self._admissions.has_credentials())
@@ -91,6 +94,7 @@ class TurnService:
         admitted = await self._admissions.admit(caller, request, progress.model)
         progress.headers = admitted.headers
         try:
+            attached = await attachments.aresolve(self._files, caller.key_id, request.messages)
             plan = await self._planner.plan(
                 caller.key_id, request, admitted.turn_input, admitted.shape
             )
@@ -98,7 +102,9 @@ class TurnService:
                 self._registry.session_lock(plan.session.id),
                 # Closed here, not later by the garbage collector: an abandoned
                 # turn is wound up before its session and limits are free again.
-                contextlib.aclosing(self._run(caller, request, admitted, plan, progress)) as run,
+                contextlib.aclosing(
+                    self._run(caller, request, admitted, plan, progress, attached)
+                ) as run,
             ):
                 async for event in run:
                     yield event
@@ -115,6 +121,7 @@ class TurnService:
         admitted: AdmittedTurn,
         plan: Plan,
         progress: TurnProgress,
+        attached: list[attachments.Attached],
     ) -> AsyncGenerator[pb.RunTurnResponse, None]:
         started = time.monotonic()
         shape = admitted.shape
@@ -152,7 +159,14 @@ class TurnService:
                     parent_turn_id=plan.parent_turn_id,
                 )
             )
-            async for event in runner.run(plan.content, shape.model):
+            # Before the runner's file baseline: attached files are not the agent's.
+            content = await attachments.aplace(
+                self._layout.workspace_path(plan.session.place.workspace),
+                plan.session.place.uid,
+                attached,
+                plan.content,
+            )
+            async for event in runner.run(content, shape.model):
                 yield event
             await self._settle(turn, runner, admitted)
             finished = True

@@ -44,12 +44,25 @@ class RefusalPart(Strict):
     refusal: str
 
 
+class FileSpec(Strict):
+    file_data: str | None = Field(None, description="A base64 data URL (or bare base64).")
+    file_id: str | None = Field(None, description="An uploaded file of this key.")
+    filename: str | None = Field(None, description="Its name in the workspace.")
+
+
+class FilePart(Strict):
+    type: Literal["file"]
+    file: FileSpec
+
+
 UserPart = Annotated[
-    Annotated[TextPart, Tag("type=text")] | Annotated[ImagePart, Tag("type=image_url")],
+    Annotated[TextPart, Tag("type=text")]
+    | Annotated[ImagePart, Tag("type=image_url")]
+    | Annotated[FilePart, Tag("type=file")],
     Discriminator(
         tag_of("type"),
         custom_error_type="invalid_part",
-        custom_error_message="content part type must be text or image_url",
+        custom_error_message="content part type must be text, image_url or file",
     ),
 ]
 AssistantPart = Annotated[

@@ -19,6 +19,7 @@ from typing import Any
 
 from claudecode.v1 import agent_pb2, content_pb2, events_pb2
 from http_facade import file_summary
+from http_facade.attachments import attachment_part
 from http_facade.errors import ApiError, invalid_request, unsupported
 from http_facade.inputs import ROLES, image_from_url, reasoning_effort, validate_body
 from http_facade.structured_output import responses_output_format
@@ -29,6 +30,7 @@ from .protocol import (
     SUPPORTED_ITEM_TYPES,
     UNSUPPORTED,
     AssistantInput,
+    InputFile,
     InputImage,
     InputText,
     OutputText,
@@ -62,7 +64,7 @@ def _check_text_and_items(body: Mapping[str, Any]) -> None:
         for j, part in enumerate(content):
             if not isinstance(part, dict):
                 continue
-            if part.get("type") in ("input_file", "input_audio"):
+            if part.get("type") == "input_audio":
                 raise unsupported(f"input[{i}].content[{j}].type", f"'{part['type']}' parts")
             if part.get("type") == "input_image" and part.get("file_id") is not None:
                 raise unsupported(f"input[{i}].content[{j}].file_id", "use image_url")
@@ -101,7 +103,8 @@ def for_responses(err: ApiError, response_id: str | None = None) -> ApiError:
         if err.status == 404 and response_id:
             err.message = f"Response with id '{response_id}' not found."
     elif err.param and err.param.startswith("messages"):
-        err.param = "input" + err.param[len("messages") :]
+        # The core names chat's shape; a Responses input_file holds the fields itself.
+        err.param = "input" + err.param[len("messages") :].replace("].file.", "].", 1)
     return err
 
 
@@ -123,6 +126,16 @@ def _user_parts(item: UserInput, i: int) -> list[content_pb2.ContentPart]:
                     "input_image parts need an image_url.", param, "missing_required_parameter"
                 )
             parts.append(content_pb2.ContentPart(image=image_from_url(part.image_url, param)))
+        elif isinstance(part, InputFile):
+            parts.append(
+                attachment_part(
+                    file_data=part.file_data,
+                    file_id=part.file_id,
+                    filename=part.filename,
+                    file_url=part.file_url,
+                    param=f"input[{i}].content[{j}]",
+                )
+            )
     return parts
 
 
@@ -636,6 +649,14 @@ class ResponseState(TurnRecord):
         }
 
 
+def _input_file(f: content_pb2.Attachment) -> dict[str, Any]:
+    if f.file_id:
+        return {"type": "input_file", "file_id": f.file_id, "filename": f.filename or None}
+    data = base64.b64encode(f.data).decode()
+    mime = f.media_type or "application/octet-stream"
+    return {"type": "input_file", "file_data": f"data:{mime};base64,{data}", "filename": f.filename}
+
+
 def _output_text(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
@@ -719,6 +740,8 @@ def input_items(turn: agent_pb2.Turn) -> list[dict[str, Any]]:
         for part in msg.content:
             if part.WhichOneof("part") == "text":
                 content.append({"type": "input_text", "text": part.text})
+            elif part.WhichOneof("part") == "file":
+                content.append(_input_file(part.file))
             else:
                 img = part.image
                 url = img.url or (

@@ -256,10 +256,6 @@ UNSUPPORTED = [
         },
         "messages[0].content[0].type",
     ),
-    (
-        {"messages": [{"role": "user", "content": [{"type": "file", "file": {}}]}]},
-        "messages[0].content[0].type",
-    ),
 ]
 
 

@@ -342,10 +342,6 @@ async def test_input_items_and_previous_response(client: httpx.AsyncClient, fake
         ),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
         (
-            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
-            "input[0].content[0].type",
-        ),
-        (
             {"input": [{"type": "mcp_call", "server_label": "other", "name": "x"}]},
             "input[0].server_label",
         ),
