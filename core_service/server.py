@@ -38,6 +38,7 @@ from core_service.agent.options import ProcessShape
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import ProcessFactory
 from core_service.agent.workspace_layout import WorkspaceLayout, reachable_cli
+from core_service.attachment_log import AttachmentLog
 from core_service.config import CoreConfig
 from core_service.db.engine import make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade
@@ -56,6 +57,7 @@ from core_service.servicers.runtime import RuntimeServicer
 from core_service.servicers.sessions import SessionServicer
 from core_service.store import SessionStore
 from core_service.turns.admission import Admissions
+from core_service.turns.attachments import Attachments
 from core_service.turns.lifecycle import SessionLifecycle
 from core_service.turns.planning import Planner
 from core_service.turns.registry import ProcessRegistry
@@ -96,6 +98,7 @@ class Core:
         self.files = FileStore(
             db, config.data_dir / "files", lambda: live_config.file_policy(self.live.current.config)
         )
+        self.attachment_log = AttachmentLog(db)
         self.catalog = ModelCatalog(extra_aliases=config.model_aliases)
         self.gate = LimitGate(engine, db)
         self.log_writer = request_log.RequestLogWriter(db)
@@ -118,7 +121,7 @@ class Core:
             self.registry,
             self.store,
             self.layout,
-            self.files,
+            Attachments(self.files, self.attachment_log),
         )
         self.health = (
             health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
@@ -163,6 +166,7 @@ class Core:
                 self.layout,
                 self._usage,
                 self.gate,
+                self.attachment_log,
             ),
             server,
         )

@@ -22,11 +22,13 @@ import os
 import re
 import secrets
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from claudecode.v1 import content_pb2 as cpb
+from core_service.attachment_log import AttachmentEntry, AttachmentLog
 from core_service.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from core_service.file_store import MAX_FILENAME_BYTES, FileStore, too_large
 
@@ -97,25 +99,47 @@ def new_turn_parts(messages: Sequence[cpb.Message]) -> list[tuple[str, cpb.Attac
     return found
 
 
-async def aresolve(
-    store: FileStore | None, key_id: str, messages: Sequence[cpb.Message]
-) -> list[Attached]:
-    """`resolve` on a thread; nothing to do (and no thread) without attachments."""
+class Attachments:
+    """The turn pipeline's view: resolve against the file store, place into a
+    workspace, and note what was attached for the admin site."""
+
+    def __init__(self, store: FileStore, log: AttachmentLog) -> None:
+        self._store = store
+        self._log = log
+
+    async def aresolve(self, key_id: str, messages: Sequence[cpb.Message]) -> list[Attached]:
+        """`resolve` on a thread; nothing to do (and no thread) without attachments."""
+        if not new_turn_parts(messages):
+            return []
+        return await asyncio.to_thread(resolve, self._store, key_id, messages)
+
+    async def aplace(
+        self,
+        workspace: Path,
+        uid: int | None,
+        session_id: str,
+        turn_id: str,
+        files: Sequence[Attached],
+        content: Sequence[cpb.ContentPart],
+    ) -> list[cpb.ContentPart]:
+        """Writes the files (`write`, on a thread), records them, and returns
+        the prompt that names them."""
+        if files:
+            await asyncio.to_thread(write, workspace, uid, files)
+            now = int(time.time())
+            entries = [
+                AttachmentEntry(turn_id, f.name, f.media_type, len(f.data), f.file_id, now)
+                for f in files
+            ]
+            await asyncio.to_thread(self._log.record, session_id, entries)
+        return prompt_content(content, files)
+
+
+def refuse_without_store(messages: Sequence[cpb.Message]) -> None:
+    """For a core built without a file store (tests of the pipeline alone)."""
     found = new_turn_parts(messages)
-    if not found:
-        return []
-    if store is None:
+    if found:
         raise InvalidArgument("This core does not take attached files.", param=found[0][0])
-    return await asyncio.to_thread(resolve, store, key_id, messages)
-
-
-async def aplace(
-    workspace: Path, uid: int | None, files: Sequence[Attached], content: Sequence[cpb.ContentPart]
-) -> list[cpb.ContentPart]:
-    """Writes the files (`write`, on a thread) and returns the prompt that names them."""
-    if files:
-        await asyncio.to_thread(write, workspace, uid, files)
-    return prompt_content(content, files)
 
 
 def resolve(store: FileStore, key_id: str, messages: Sequence[cpb.Message]) -> list[Attached]:

@@ -22,7 +22,6 @@ from core_service.agent.process import AgentProcess
 from core_service.agent.workspace_layout import WorkspaceLayout
 from core_service.config import CoreConfig
 from core_service.errors import NotFound, ServiceError, Unavailable
-from core_service.file_store import FileStore
 from core_service.request_context import RequestContext
 from core_service.store import SessionStore
 from core_service.turns import attachments, outcome
@@ -67,7 +66,7 @@ class TurnService:
         registry: ProcessRegistry,
         store: SessionStore,
         layout: WorkspaceLayout,
-        files: FileStore | None = None,
+        attached_files: attachments.Attachments | None = None,
     ) -> None:
         self._config = config
         self._admissions = admissions
@@ -75,7 +74,7 @@ class TurnService:
         self._registry = registry
         self._store = store
         self._layout = layout
-        self._files = files
+        self._attachments = attached_files
 
     def start(self) -> None:
         self._registry.start(with_pool=self._admissions.has_credentials())
@@ -94,7 +93,7 @@ class TurnService:
         admitted = await self._admissions.admit(caller, request, progress.model)
         progress.headers = admitted.headers
         try:
-            attached = await attachments.aresolve(self._files, caller.key_id, request.messages)
+            attached = await self._resolve_attachments(caller, request)
             plan = await self._planner.plan(
                 caller.key_id, request, admitted.turn_input, admitted.shape
             )
@@ -160,12 +159,16 @@ class TurnService:
                 )
             )
             # Before the runner's file baseline: attached files are not the agent's.
-            content = await attachments.aplace(
-                self._layout.workspace_path(plan.session.place.workspace),
-                plan.session.place.uid,
-                attached,
-                plan.content,
-            )
+            content = plan.content
+            if self._attachments is not None:
+                content = await self._attachments.aplace(
+                    self._layout.workspace_path(plan.session.place.workspace),
+                    plan.session.place.uid,
+                    plan.session.id,
+                    turn.id,
+                    attached,
+                    plan.content,
+                )
             async for event in runner.run(content, shape.model):
                 yield event
             await self._settle(turn, runner, admitted)
@@ -200,6 +203,14 @@ class TurnService:
                 # The caller went away (or something broke) mid-turn: stop the
                 # model, end the process, and record the turn as cancelled.
                 await asyncio.shield(self._abandon(process, turn))
+
+    async def _resolve_attachments(
+        self, caller: Caller, request: pb.RunTurnRequest
+    ) -> list[attachments.Attached]:
+        if self._attachments is None:
+            attachments.refuse_without_store(request.messages)
+            return []
+        return await self._attachments.aresolve(caller.key_id, request.messages)
 
     async def _settle(self, turn: pb.Turn, runner: TurnRunner, admitted: AdmittedTurn) -> None:
         """Stores what the turn produced and how it ended; raises when it failed."""
