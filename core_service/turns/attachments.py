@@ -21,6 +21,7 @@ import asyncio
 import os
 import re
 import secrets
+import stat
 import subprocess
 import time
 from collections.abc import Sequence
@@ -196,7 +197,20 @@ def _too_large(limit: int, param: str) -> ResourceExhausted:
 
 def write(workspace: Path, uid: int | None, files: Sequence[Attached]) -> None:
     """Writes every file into the workspace (replacing a file of the same name),
-    or none: each goes to a temporary name first, the renames come last."""
+    or none: each goes to a temporary name first, the renames come last, and
+    a name the renames could not take (a folder) is refused before any write."""
+    for attached in files:
+        try:
+            # lstat: metadata only, no link followed.
+            found = os.lstat(workspace / attached.name)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(found.st_mode):
+            raise FailedPrecondition(
+                f"The workspace has a folder named {attached.name!r}; the attached file "
+                "cannot replace it.",
+                reason="attachment_not_written",
+            )
     staged: list[tuple[str, str]] = []
     try:
         for attached in files:
