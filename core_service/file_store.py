@@ -222,6 +222,10 @@ class FileStore:
         self.incoming = root / "incoming"
         self._policy = policy
 
+    def policy(self) -> FilePolicy:
+        """The live limits now (attachments obey the same largest size)."""
+        return self._policy()
+
     def prepare(self) -> None:
         for path in (self.root, self.incoming):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)

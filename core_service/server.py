@@ -39,6 +39,7 @@ from core_service.agent.options import ProcessShape
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import ProcessFactory
 from core_service.agent.workspace_layout import WorkspaceLayout, reachable_cli
+from core_service.attachment_log import AttachmentLog
 from core_service.config import CoreConfig, machine_capacity
 from core_service.db.engine import make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade
@@ -59,6 +60,7 @@ from core_service.servicers.sessions import SessionServicer
 from core_service.store import SessionStore
 from core_service.turns.admission import Admissions
 from core_service.turns.capacity import Capacity, Limits
+from core_service.turns.attachments import Attachments
 from core_service.turns.lifecycle import SessionLifecycle
 from core_service.turns.planning import Planner
 from core_service.turns.registry import ProcessRegistry
@@ -99,6 +101,7 @@ class Core:
         self.files = FileStore(
             db, config.data_dir / "files", lambda: live_config.file_policy(self.live.current.config)
         )
+        self.attachment_log = AttachmentLog(db)
         self.catalog = ModelCatalog(extra_aliases=config.model_aliases)
         # Crash recovery: this process's turns, leases and journal carry its id.
         self.instance = recovery.Instance.new()
@@ -144,6 +147,7 @@ class Core:
             self.registry,
             self.store,
             self.layout,
+            Attachments(self.files, self.attachment_log),
         )
         self.health = (
             health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
@@ -191,6 +195,7 @@ class Core:
                 self.layout,
                 self._usage,
                 self.gate,
+                self.attachment_log,
             ),
             server,
         )

@@ -17,8 +17,9 @@ Code validates any schema, so strict and non-strict schemas both work.
 `json_object` needs the word "JSON" somewhere in the messages, as OpenAI
 requires, with OpenAI's own 400.
 
-Not wired in yet: the chat and responses resources still refuse both
-parameters with a 400 until the core honours them end to end.
+The chat and responses translators put the result on
+`RunTurnRequest.output_format`; the core runs the turn with Claude Code's
+structured output (core_service/agent/structured_output.py).
 """
 
 from __future__ import annotations

@@ -32,4 +32,7 @@ class SessionDetail(View):
         redact_message(reply)
         render(self.site, req, resp, "session.html", page_title=f"Session {session_id}",
                detail=reply, s=reply.session.session, key_id=reply.session.key_id,
-               turns=reply.turns, files=reply.files, roles=ROLES)
+               turns=reply.turns, files=reply.files, roles=ROLES,
+               # Attached by clients, listed apart from what the agent made.
+               attachments=reply.attachments,
+               attached_names={a.filename for a in reply.attachments})

@@ -1906,6 +1906,7 @@ class GetSessionDetailResponse(_message.Message):
     SESSION_FIELD_NUMBER: _builtins.int
     TURNS_FIELD_NUMBER: _builtins.int
     FILES_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def session(self) -> Global___AdminSession:
         """The session."""
@@ -1918,20 +1919,69 @@ class GetSessionDetailResponse(_message.Message):
     def files(self) -> _containers.RepeatedCompositeFieldContainer[_sessions_pb2.WorkspaceFile]:
         """Its workspace files."""
 
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttachedFile]:
+        """Files clients attached to its turns (written into the workspace before
+        the turn ran; not the agent's), oldest first.
+        """
+
     def __init__(
         self,
         *,
         session: Global___AdminSession | None = ...,
         turns: _abc.Iterable[_agent_pb2.Turn] | None = ...,
         files: _abc.Iterable[_sessions_pb2.WorkspaceFile] | None = ...,
+        attachments: _abc.Iterable[Global___AttachedFile] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files", "session", b"session", "turns", b"turns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "files", b"files", "session", b"session", "turns", b"turns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetSessionDetailResponse: _TypeAlias = GetSessionDetailResponse  # noqa: Y015
+
+@_typing.final
+class AttachedFile(_message.Message):
+    """A file a client attached to a turn (chat "file" part, Responses "input_file")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILENAME_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    TURN_ID_FIELD_NUMBER: _builtins.int
+    ATTACHED_AT_FIELD_NUMBER: _builtins.int
+    filename: _builtins.str
+    """Its name in the workspace."""
+    size_bytes: _builtins.int
+    """Size in bytes."""
+    media_type: _builtins.str
+    """The MIME type given, if any."""
+    file_id: _builtins.str
+    """The uploaded file it came from; empty for inline data."""
+    turn_id: _builtins.str
+    """The turn it was attached to."""
+    attached_at: _builtins.int
+    """When it was written (unix seconds)."""
+    def __init__(
+        self,
+        *,
+        filename: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        media_type: _builtins.str = ...,
+        file_id: _builtins.str = ...,
+        turn_id: _builtins.str = ...,
+        attached_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attached_at", b"attached_at", "file_id", b"file_id", "filename", b"filename", "media_type", b"media_type", "size_bytes", b"size_bytes", "turn_id", b"turn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachedFile: _TypeAlias = AttachedFile  # noqa: Y015
 
 @_typing.final
 class WatchEventsRequest(_message.Message):

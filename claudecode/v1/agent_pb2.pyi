@@ -246,7 +246,12 @@ class RunTurnRequest(_message.Message):
     @_builtins.property
     def output_format(self) -> Global___OutputFormat:
         """The shape the final answer must take (chat response_format, Responses
-        text.format); unset: free text.
+        text.format); unset: free text. Set: the turn runs with Claude Code's
+        structured output; the answer text (TextDelta, TurnCompleted.text and
+        .structured_output_json) is exactly the JSON document, the model's own
+        text comes as ReasoningDelta, and when Claude Code gives up the turn
+        fails with INTERNAL, reason "structured_output_failed". The schema is
+        fixed per Claude Code process: another one restarts the session's process.
         """
 
     def __init__(

@@ -157,6 +157,7 @@ class ContentPart(_message.Message):
     IMAGE_FIELD_NUMBER: _builtins.int
     TOOL_CALL_FIELD_NUMBER: _builtins.int
     TOOL_OUTPUT_FIELD_NUMBER: _builtins.int
+    FILE_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """Plain text."""
     @_builtins.property
@@ -173,6 +174,13 @@ class ContentPart(_message.Message):
     def tool_output(self) -> Global___ClientToolOutput:
         """In a ROLE_TOOL message: what the client's tool returned."""
 
+    @_builtins.property
+    def file(self) -> Global___Attachment:
+        """A file the client attaches (chat "file" part, Responses "input_file"),
+        in the new turn's user messages: written into the conversation's
+        workspace before the turn runs, and the prompt says where.
+        """
+
     def __init__(
         self,
         *,
@@ -180,16 +188,54 @@ class ContentPart(_message.Message):
         image: Global___Image | None = ...,
         tool_call: Global___ClientToolCall | None = ...,
         tool_output: Global___ClientToolOutput | None = ...,
+        file: Global___Attachment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "part", b"part", "text", b"text", "tool_call", b"tool_call", "tool_output", b"tool_output"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["file", b"file", "image", b"image", "part", b"part", "text", b"text", "tool_call", b"tool_call", "tool_output", b"tool_output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "part", b"part", "text", b"text", "tool_call", b"tool_call", "tool_output", b"tool_output"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file", b"file", "image", b"image", "part", b"part", "text", b"text", "tool_call", b"tool_call", "tool_output", b"tool_output"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["text", "image", "tool_call", "tool_output"]  # noqa: Y015
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["text", "image", "tool_call", "tool_output", "file"]  # noqa: Y015
     _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
 
 Global___ContentPart: _TypeAlias = ContentPart  # noqa: Y015
+
+@_typing.final
+class Attachment(_message.Message):
+    """A file attached to a user message: inline bytes or an uploaded file."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILENAME_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    filename: _builtins.str
+    """The name it gets in the workspace: a plain file name (no "/", "..", NUL
+    or reserved name; refused otherwise, never rewritten). Required with
+    `data`; with `file_id` empty means the uploaded file's name.
+    """
+    data: _builtins.bytes
+    """The file's bytes (file_data)."""
+    file_id: _builtins.str
+    """An uploaded file (FileService), of the calling key only."""
+    media_type: _builtins.str
+    """The MIME type the client gave (a data URL's), if any."""
+    def __init__(
+        self,
+        *,
+        filename: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+        file_id: _builtins.str = ...,
+        media_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "file_id", b"file_id", "filename", b"filename", "media_type", b"media_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Attachment: _TypeAlias = Attachment  # noqa: Y015
 
 @_typing.final
 class Message(_message.Message):

@@ -359,8 +359,9 @@ class TurnCompleted(_message.Message):
     session_id: _builtins.str
     """The session id after the turn (equal to TurnStarted.session_id)."""
     structured_output_json: _builtins.str
-    """With RunTurnRequest.output_format: the structured answer as JSON text
-    (also the answer `text`), valid against the requested schema.
+    """With RunTurnRequest.output_format: the structured answer as compact JSON
+    text (also the answer `text`), valid against the requested schema, as
+    Claude Code validated it. Empty for a free-text turn.
     """
     @_builtins.property
     def usage(self) -> Global___Usage:

@@ -36,6 +36,9 @@ class ProcessShape:
     max_output_tokens: int = 0
     effort: str = ""
     allowed_tools: tuple[str, ...] | None = None
+    # Claude Code's `output_format` as canonical JSON ("" for free text; see
+    # agent.structured_output.shape_value): fixed per process, like the tools.
+    output_format: str = ""
 
 
 def same_process(a: ProcessShape, b: ProcessShape) -> bool:
@@ -175,6 +178,8 @@ def build_options(
     # The model is only offered tools it may use; the callback still checks each use.
     offered = ALLOWED_BY_DEFAULT if shape.allowed_tools is None else set(shape.allowed_tools)
     options.tools = sorted(offered & ALLOWED_BY_DEFAULT)
+    if shape.output_format:
+        options.output_format = json.loads(shape.output_format)
     if shape.effort:
         options.effort = shape.effort  # type: ignore[assignment]
     if start.fork_from:

@@ -1,7 +1,14 @@
 """Structured output: a `claudecode.v1.OutputFormat` as Claude Code's
 `output_format`, and a finished turn's structured answer (or the error a
-client gets when there is none). Pure functions; not wired into the turn
-pipeline yet.
+client gets when there is none). Pure functions; the turn pipeline uses
+them through `shape_value` (admission: the option is part of the process's
+shape) and `TurnTranslator(structured=True)` (the answer).
+
+How a structured turn is reported: the model's own text before (or instead
+of) the StructuredOutput call is commentary, not the answer, so it goes out
+as reasoning deltas; the answer text is exactly the document, sent as one
+text delta once Claude Code's result carries it (it is only known valid
+then), and `TurnCompleted.structured_output_json` repeats it.
 
 What the real CLI does (tests/core/test_structured_output_cli.py, CLI bundled
 with claude-agent-sdk 0.2.188, against the model double):
@@ -66,6 +73,15 @@ def output_format_option(fmt: pb.OutputFormat | None) -> dict[str, Any] | None:
         # The facade checked it is a valid JSON Schema whose root is an object.
         schema = json.loads(fmt.schema_json)
     return {"type": "json_schema", "schema": schema}
+
+
+def shape_value(fmt: pb.OutputFormat | None) -> str:
+    """The output format as a `ProcessShape.output_format` value: the option as
+    canonical JSON text ("" for free text), so equal schemas share a process."""
+    option = output_format_option(fmt)
+    if option is None:
+        return ""
+    return json.dumps(option, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def answer_json(document: Any) -> str:

@@ -27,7 +27,8 @@ from claude_agent_sdk.types import Message as SdkMessage
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import events_pb2 as ev
 from core_service.agent.model_errors import from_api_status, from_assistant_error
-from core_service.errors import ServiceError
+from core_service.agent.structured_output import structured_answer
+from core_service.errors import ModelError, ServiceError
 
 
 def tool_summary(name: str, tool_input: dict[str, Any]) -> str:
@@ -104,6 +105,8 @@ class TurnAccumulator:
     last_assistant_uuid: str | None = None
     # Everything above in the order it happened.
     items: list[pb.TurnItem] = field(default_factory=list)
+    # With an output format: the structured answer as JSON text (also the text).
+    structured_json: str = ""
 
     def add_text(self, text: str) -> None:
         self.text.append(text)
@@ -121,11 +124,14 @@ class TurnAccumulator:
 
 
 class TurnTranslator:
-    def __init__(self, stops: list[str], excerpt_chars: int) -> None:
+    def __init__(self, stops: list[str], excerpt_chars: int, *, structured: bool = False) -> None:
         self.acc = TurnAccumulator()
         self._stop = StopScanner(stops)
         self._excerpt_chars = excerpt_chars
         self._in_text_block = False
+        # With an output format the model's text is commentary and the answer
+        # is the document (agent.structured_output says why).
+        self._structured = structured
 
     @property
     def stop_hit(self) -> bool:
@@ -171,13 +177,18 @@ class TurnTranslator:
             return []
         delta = event.get("delta", {})
         if delta.get("type") == "text_delta":
+            if self._structured:
+                return self._reasoning(delta.get("text", ""))
             return self._text(self._stop.feed(delta.get("text", "")))
         if delta.get("type") == "thinking_delta":
-            text = delta.get("thinking", "")
-            if text:
-                self.acc.add_reasoning(text)
-                return [pb.RunTurnResponse(reasoning_delta=ev.ReasoningDelta(text=text))]
+            return self._reasoning(delta.get("thinking", ""))
         return []
+
+    def _reasoning(self, text: str) -> list[pb.RunTurnResponse]:
+        if not text:
+            return []
+        self.acc.add_reasoning(text)
+        return [pb.RunTurnResponse(reasoning_delta=ev.ReasoningDelta(text=text))]
 
     def _on_assistant(self, message: AssistantMessage) -> list[pb.RunTurnResponse]:
         if message.parent_tool_use_id is not None:
@@ -244,4 +255,18 @@ class TurnTranslator:
             if message.api_error_status is not None or self.acc.error is None:
                 detail = "; ".join(message.errors or [])[:300] or (message.result or "")[:300]
                 self.acc.error = from_api_status(message.api_error_status, detail)
-        return [pb.RunTurnResponse(usage=self.acc.usage)]
+        out: list[pb.RunTurnResponse] = []
+        if self._structured:
+            out = self._structured_answer(message)
+        return [*out, pb.RunTurnResponse(usage=self.acc.usage)]
+
+    def _structured_answer(self, message: ResultMessage) -> list[pb.RunTurnResponse]:
+        try:
+            document = structured_answer(message)
+        except ModelError as error:
+            self.acc.error = self.acc.error or error
+            return []
+        if document is None:
+            return []
+        self.acc.structured_json = document
+        return self._text(document)

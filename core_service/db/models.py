@@ -257,3 +257,22 @@ class FileRecord(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     # The client's own expiry (expires_after); None: only the live retention applies.
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AttachmentRecord(Base):
+    """A file a client attached to a turn, written into the session's workspace
+    (core_service/turns/attachments.py); the admin site lists them apart from
+    the agent's own files."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), index=True)
+    turn_id: Mapped[str] = mapped_column(String(64))
+    # The name in the workspace (a plain file name; see attachments.check_name).
+    filename: Mapped[str] = mapped_column(String(255))
+    media_type: Mapped[str] = mapped_column(String(255), default="")
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # The uploaded file it came from; "" for inline file_data.
+    file_id: Mapped[str] = mapped_column(String(40), default="")
+    attached_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -19,6 +19,7 @@ from claudecode.v1 import admin_pb2_grpc
 from claudecode.v1 import sessions_pb2 as spb
 from core_service import request_log, workspace_reads
 from core_service.agent.workspace_layout import WorkspaceLayout
+from core_service.attachment_log import AttachmentLog
 from core_service.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from core_service.interceptors import current_actor, require_writer
 from core_service.keys import KeyInfo, KeyLimits, KeySpec, KeyStore
@@ -137,7 +138,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         layout: WorkspaceLayout,
         usage_source: UsageSource,
         gate: LimitGate,
+        attachment_log: AttachmentLog | None = None,
     ) -> None:
+        self._attachment_log = attachment_log
         self._gate = gate
         self._keys = keys
         self._users = users
@@ -464,7 +467,23 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         files = await asyncio.to_thread(
             workspace_reads.list_files, self._layout.workspace_path(row.place.workspace)
         )
+        attached = (
+            await asyncio.to_thread(self._attachment_log.of_session, row.id)
+            if self._attachment_log is not None
+            else []
+        )
         return pb.GetSessionDetailResponse(
+            attachments=[
+                pb.AttachedFile(
+                    filename=a.filename,
+                    size_bytes=a.size_bytes,
+                    media_type=a.media_type,
+                    file_id=a.file_id,
+                    turn_id=a.turn_id,
+                    attached_at=a.attached_at,
+                )
+                for a in attached
+            ],
             session=pb.AdminSession(
                 session=encode_session(row, self._sessions.live_sessions()), key_id=row.key_id
             ),

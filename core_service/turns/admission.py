@@ -17,6 +17,7 @@ from ccapi_client.enums import REASONING_EFFORTS
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import events_pb2 as ev
 from core_service import conversation
+from core_service.agent import structured_output
 from core_service.agent.options import ProcessShape
 from core_service.errors import FailedPrecondition, InvalidArgument
 from core_service.keys import KeyInfo
@@ -98,6 +99,7 @@ class Admissions:
             max_output_tokens=max(0, request.options.max_output_tokens),
             effort=effort(request.options.reasoning_effort),
             allowed_tools=caller.allowed_tools,
+            output_format=structured_output.shape_value(request.output_format),
         )
         admission: Admission | None = None
         if caller.key is not None:

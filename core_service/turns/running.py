@@ -107,6 +107,8 @@ class TurnRunner:
         excerpt_chars: int,
         guard: Callable[[AsyncIterator[SdkMessage]], AsyncIterator[SdkMessage]] | None = None,
         on_message: Callable[[SdkMessage], None] | None = None,
+        *,
+        structured: bool = False,
     ) -> None:
         # `guard` wraps Claude Code's message stream (the model-silence
         # watchdog); `on_message` sees every message (progress for recovery).
@@ -116,7 +118,7 @@ class TurnRunner:
         self._session_id = session_id
         self._files = files
         self._cancel = cancel
-        self._translator = TurnTranslator(stops, excerpt_chars)
+        self._translator = TurnTranslator(stops, excerpt_chars, structured=structured)
         self.first_text_at: float | None = None
         # Every file the turn changed, net (set once the turn's messages ended).
         self.changed: list[ev.FileChange] = []

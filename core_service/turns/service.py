@@ -26,7 +26,7 @@ from core_service.errors import NotFound, ServiceError, Unavailable
 from core_service.model_watchdog import bounded_model_stream, end_process, idle_seconds
 from core_service.request_context import RequestContext
 from core_service.store import SessionStore
-from core_service.turns import outcome
+from core_service.turns import attachments, outcome
 from core_service.turns.admission import Admissions, AdmittedTurn, Caller
 from core_service.turns.outcome import TurnOutcome, TurnProgress
 from core_service.turns.planning import Plan, Planner
@@ -68,6 +68,7 @@ class TurnService:
         registry: ProcessRegistry,
         store: SessionStore,
         layout: WorkspaceLayout,
+        attached_files: attachments.Attachments | None = None,
     ) -> None:
         self._config = config
         self._admissions = admissions
@@ -75,6 +76,7 @@ class TurnService:
         self._registry = registry
         self._store = store
         self._layout = layout
+        self._attachments = attached_files
 
     def start(self) -> None:
         self._registry.start(with_pool=self._admissions.has_credentials())
@@ -97,6 +99,7 @@ class TurnService:
         admitted = await self._admissions.admit(caller, request, progress.model)
         progress.headers = admitted.headers
         try:
+            attached = await self._resolve_attachments(caller, request)
             # Past the key's limits: wait (bounded) for one of the core's running slots.
             async with self._registry.capacity.slot(progress):
                 plan = await self._planner.plan(
@@ -107,7 +110,7 @@ class TurnService:
                     # Closed here, not later by the garbage collector: an abandoned
                     # turn is wound up before its session and limits are free again.
                     contextlib.aclosing(
-                        self._run(caller, call, request, admitted, plan, progress)
+                        self._run(caller, call, request, admitted, plan, progress, attached)
                     ) as run,
                 ):
                     async for event in run:
@@ -126,6 +129,7 @@ class TurnService:
         admitted: AdmittedTurn,
         plan: Plan,
         progress: TurnProgress,
+        attached: list[attachments.Attached],
     ) -> AsyncGenerator[pb.RunTurnResponse, None]:
         started = time.monotonic()
         shape = admitted.shape
@@ -165,6 +169,7 @@ class TurnService:
             ),
             # Usage so far is stored as it comes, for crash recovery.
             on_message=functools.partial(saver.note, turn),
+            structured=bool(shape.output_format),
         )
         progress.session_id, progress.turn, progress.runner = plan.session.id, turn, runner
         finished = False
@@ -179,7 +184,18 @@ class TurnService:
                     parent_turn_id=plan.parent_turn_id,
                 )
             )
-            async for event in runner.run(plan.content, shape.model):
+            # Before the runner's file baseline: attached files are not the agent's.
+            content = plan.content
+            if self._attachments is not None:
+                content = await self._attachments.aplace(
+                    self._layout.workspace_path(plan.session.place.workspace),
+                    plan.session.place.uid,
+                    plan.session.id,
+                    turn.id,
+                    attached,
+                    plan.content,
+                )
+            async for event in runner.run(content, shape.model):
                 yield event
             await self._settle(turn, runner, admitted)
             finished = True
@@ -196,6 +212,7 @@ class TurnService:
                     duration_ms=int((time.monotonic() - started) * 1000),
                     session_id=plan.session.id,
                     files=turn.files,
+                    structured_output_json=runner.acc.structured_json,
                 )
             )
         except ServiceError as error:
@@ -212,6 +229,14 @@ class TurnService:
                 # The caller went away (or something broke) mid-turn: stop the
                 # model, end the process, and record the turn as cancelled.
                 await asyncio.shield(self._abandon(process, turn))
+
+    async def _resolve_attachments(
+        self, caller: Caller, request: pb.RunTurnRequest
+    ) -> list[attachments.Attached]:
+        if self._attachments is None:
+            attachments.refuse_without_store(request.messages)
+            return []
+        return await self._attachments.aresolve(caller.key_id, request.messages)
 
     async def _settle(self, turn: pb.Turn, runner: TurnRunner, admitted: AdmittedTurn) -> None:
         """Stores what the turn produced and how it ended; raises when it failed."""

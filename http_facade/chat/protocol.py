@@ -44,12 +44,25 @@ class RefusalPart(Strict):
     refusal: str
 
 
+class FileSpec(Strict):
+    file_data: str | None = Field(None, description="A base64 data URL (or bare base64).")
+    file_id: str | None = Field(None, description="An uploaded file of this key.")
+    filename: str | None = Field(None, description="Its name in the workspace.")
+
+
+class FilePart(Strict):
+    type: Literal["file"]
+    file: FileSpec
+
+
 UserPart = Annotated[
-    Annotated[TextPart, Tag("type=text")] | Annotated[ImagePart, Tag("type=image_url")],
+    Annotated[TextPart, Tag("type=text")]
+    | Annotated[ImagePart, Tag("type=image_url")]
+    | Annotated[FilePart, Tag("type=file")],
     Discriminator(
         tag_of("type"),
         custom_error_type="invalid_part",
-        custom_error_message="content part type must be text or image_url",
+        custom_error_message="content part type must be text, image_url or file",
     ),
 ]
 AssistantPart = Annotated[
@@ -147,7 +160,9 @@ class ChatCompletionRequest(Strict):
     functions: list[Any] | None = Field(None, description="Only empty.")
     function_call: Any = Field(None, description='Only "none".')
     logit_bias: dict[str, float] | None = Field(None, description="Only empty.")
-    response_format: dict[str, Any] | None = Field(None, description='Only {"type": "text"}.')
+    response_format: dict[str, Any] | None = Field(
+        None, description="text, json_object or json_schema (http_facade/structured_output.py)."
+    )
     modalities: list[str] | None = Field(None, description='Only ["text"].')
     audio: Any = Field(None, description="Only null.")
     prediction: Any = Field(None, description="Only null.")
@@ -180,7 +195,6 @@ UNSUPPORTED: dict[str, Any] = {
     "logprobs": lambda v: v is None or v is False,
     "top_logprobs": lambda v: v is None or v == 0,
     "logit_bias": lambda v: v is None or v == {},
-    "response_format": lambda v: v is None or v == {"type": "text"},
     "modalities": lambda v: v is None or v == ["text"],
     "audio": lambda v: v is None,
     "prediction": lambda v: v is None,

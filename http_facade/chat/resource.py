@@ -48,7 +48,9 @@ class ChatCompletions:
         md = auth_metadata(req.get_header("Authorization"), request_id, req.uri_template)
         stream = bool(chat.stream)
         include_usage = bool(stream and chat.stream_options and chat.stream_options.include_usage)
-        state = TurnState(include_usage=include_usage, file_summary=self.config.file_summary)
+        # A structured answer is exactly the JSON document: no summary after it.
+        summary = self.config.file_summary and not run.HasField("output_format")
+        state = TurnState(include_usage=include_usage, file_summary=summary)
 
         turn = await start_turn(
             req,

@@ -12,8 +12,10 @@ from typing import Any
 
 from claudecode.v1 import agent_pb2, content_pb2, events_pb2
 from http_facade import file_summary
+from http_facade.attachments import attachment_part
 from http_facade.errors import invalid_request, unsupported
 from http_facade.inputs import ROLES, image_from_url, reasoning_effort, validate_body
+from http_facade.structured_output import chat_output_format
 from http_facade.turns import TurnRecord
 
 from .protocol import (
@@ -21,6 +23,7 @@ from .protocol import (
     AssistantMessage,
     ChatCompletionRequest,
     DeveloperMessage,
+    FilePart,
     ImagePart,
     RefusalPart,
     SystemMessage,
@@ -50,7 +53,7 @@ def _check_messages(body: Mapping[str, Any]) -> None:
         if isinstance(content, list):
             for j, part in enumerate(content):
                 kind = part.get("type") if isinstance(part, dict) else None
-                if kind in ("input_audio", "file", "audio"):
+                if kind in ("input_audio", "audio"):
                     raise unsupported(f"messages[{i}].content[{j}].type", f"'{kind}' parts")
 
 
@@ -81,6 +84,16 @@ def _parts(msg: AnyMessage, i: int) -> list[content_pb2.ContentPart]:
         elif isinstance(part, ImagePart):
             img = image_from_url(part.image_url.url, f"messages[{i}].content[{j}].image_url.url")
             parts.append(content_pb2.ContentPart(image=img))
+        elif isinstance(part, FilePart):
+            f = part.file
+            parts.append(
+                attachment_part(
+                    file_data=f.file_data,
+                    file_id=f.file_id,
+                    filename=f.filename,
+                    param=f"messages[{i}].content[{j}].file",
+                )
+            )
     return parts
 
 
@@ -121,6 +134,9 @@ def to_run_turn_request(
         metadata=dict(req.metadata or {}),
         origin=agent_pb2.RequestOrigin(
             endpoint=ENDPOINT, request_id=request_id, client_stream=bool(req.stream)
+        ),
+        output_format=chat_output_format(
+            req.response_format, [m.model_dump() for m in req.messages]
         ),
     )
 

@@ -49,6 +49,16 @@ class InputImage(Strict):
     prompt_cache_breakpoint: dict[str, Any] | None = Field(None, description="Ignored.")
 
 
+class InputFile(Strict):
+    type: Literal["input_file"]
+    file_data: str | None = Field(None, description="A base64 data URL (or bare base64).")
+    file_id: str | None = Field(None, description="An uploaded file of this key.")
+    filename: str | None = Field(None, description="Its name in the workspace.")
+    file_url: str | None = Field(None, description="Not supported (400).")
+    detail: Literal["low", "high", "auto"] | None = Field(None, description="Accepted and ignored.")
+    prompt_cache_breakpoint: dict[str, Any] | None = Field(None, description="Ignored.")
+
+
 class OutputText(Strict):
     type: Literal["output_text"]
     text: str
@@ -62,11 +72,13 @@ class Refusal(Strict):
 
 
 UserPart = Annotated[
-    Annotated[InputText, Tag("type=input_text")] | Annotated[InputImage, Tag("type=input_image")],
+    Annotated[InputText, Tag("type=input_text")]
+    | Annotated[InputImage, Tag("type=input_image")]
+    | Annotated[InputFile, Tag("type=input_file")],
     Discriminator(
         tag_of("type"),
         custom_error_type="invalid_part",
-        custom_error_message="content part type must be input_text or input_image",
+        custom_error_message="content part type must be input_text, input_image or input_file",
     ),
 ]
 AssistantPart = Annotated[
@@ -163,12 +175,9 @@ class ReasoningConfig(Strict):
     )
 
 
-class TextFormat(Strict):
-    type: Literal["text"]
-
-
 class TextConfig(Strict):
-    format: TextFormat | None = None
+    # text, json_object or json_schema, checked by http_facade/structured_output.py.
+    format: dict[str, Any] | None = None
     verbosity: Literal["low", "medium", "high"] | None = Field(
         None, description="Accepted and ignored."
     )

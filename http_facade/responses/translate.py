@@ -19,8 +19,10 @@ from typing import Any
 
 from claudecode.v1 import agent_pb2, content_pb2, events_pb2
 from http_facade import file_summary
+from http_facade.attachments import attachment_part
 from http_facade.errors import ApiError, invalid_request, unsupported
 from http_facade.inputs import ROLES, image_from_url, reasoning_effort, validate_body
+from http_facade.structured_output import responses_output_format
 from http_facade.turns import TurnRecord, file_dict, turn_failed_error
 
 from .protocol import (
@@ -28,6 +30,7 @@ from .protocol import (
     SUPPORTED_ITEM_TYPES,
     UNSUPPORTED,
     AssistantInput,
+    InputFile,
     InputImage,
     InputText,
     OutputText,
@@ -44,11 +47,6 @@ PREFIX = "resp_"
 
 
 def _check_text_and_items(body: Mapping[str, Any]) -> None:
-    text = body.get("text")
-    if isinstance(text, dict):
-        fmt = text.get("format")
-        if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
-            raise unsupported("text.format", "only plain text output")
     items = body.get("input")
     if not isinstance(items, list):
         return
@@ -66,7 +64,7 @@ def _check_text_and_items(body: Mapping[str, Any]) -> None:
         for j, part in enumerate(content):
             if not isinstance(part, dict):
                 continue
-            if part.get("type") in ("input_file", "input_audio"):
+            if part.get("type") == "input_audio":
                 raise unsupported(f"input[{i}].content[{j}].type", f"'{part['type']}' parts")
             if part.get("type") == "input_image" and part.get("file_id") is not None:
                 raise unsupported(f"input[{i}].content[{j}].file_id", "use image_url")
@@ -105,7 +103,8 @@ def for_responses(err: ApiError, response_id: str | None = None) -> ApiError:
         if err.status == 404 and response_id:
             err.message = f"Response with id '{response_id}' not found."
     elif err.param and err.param.startswith("messages"):
-        err.param = "input" + err.param[len("messages") :]
+        # The core names chat's shape; a Responses input_file holds the fields itself.
+        err.param = "input" + err.param[len("messages") :].replace("].file.", "].", 1)
     return err
 
 
@@ -127,6 +126,16 @@ def _user_parts(item: UserInput, i: int) -> list[content_pb2.ContentPart]:
                     "input_image parts need an image_url.", param, "missing_required_parameter"
                 )
             parts.append(content_pb2.ContentPart(image=image_from_url(part.image_url, param)))
+        elif isinstance(part, InputFile):
+            parts.append(
+                attachment_part(
+                    file_data=part.file_data,
+                    file_id=part.file_id,
+                    filename=part.filename,
+                    file_url=part.file_url,
+                    param=f"input[{i}].content[{j}]",
+                )
+            )
     return parts
 
 
@@ -159,9 +168,7 @@ def _messages(req: ResponseCreateRequest) -> list[content_pb2.Message]:
             )
             out.append(content_pb2.Message(role=ROLES[item.role], content=[_text(content)]))
         elif isinstance(item, AssistantInput):
-            out.append(
-                content_pb2.Message(role=ROLES["assistant"], content=_assistant_parts(item))
-            )
+            out.append(content_pb2.Message(role=ROLES["assistant"], content=_assistant_parts(item)))
         # reasoning and mcp_call items: our own output, already in the session.
     return out
 
@@ -187,6 +194,11 @@ def to_run_turn_request(req: ResponseCreateRequest, *, request_id: str) -> agent
         origin=agent_pb2.RequestOrigin(
             endpoint=ENDPOINT, request_id=request_id, client_stream=bool(req.stream)
         ),
+        output_format=responses_output_format(
+            req.text.format if req.text is not None else None,
+            req.input if isinstance(req.input, str) else [i.model_dump() for i in req.input],
+            req.instructions,
+        ),
     )
 
 
@@ -211,6 +223,7 @@ class Echo:
     reasoning_summary: str | None = None
     truncation: str = "disabled"
     verbosity: str = "medium"
+    text_format: dict[str, Any] = field(default_factory=lambda: {"type": "text"})
     service_tier: str = "default"
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
@@ -235,6 +248,7 @@ class Echo:
             else None,
             truncation=req.truncation or "disabled",
             verbosity=(req.text.verbosity if req.text and req.text.verbosity else "medium"),
+            text_format=dict(req.text.format) if req.text and req.text.format else {"type": "text"},
             service_tier="default",
             safety_identifier=req.safety_identifier,
             prompt_cache_key=req.prompt_cache_key,
@@ -622,7 +636,7 @@ class ResponseState(TurnRecord):
             "service_tier": e.service_tier,
             "store": e.store,
             "temperature": e.temperature,
-            "text": {"format": {"type": "text"}, "verbosity": e.verbosity},
+            "text": {"format": dict(e.text_format), "verbosity": e.verbosity},
             "tool_choice": e.tool_choice,
             "tools": [],
             "top_logprobs": 0,
@@ -635,6 +649,14 @@ class ResponseState(TurnRecord):
             "prompt_cache_key": e.prompt_cache_key,
             "claude_code": self.claude_code(),
         }
+
+
+def _input_file(f: content_pb2.Attachment) -> dict[str, Any]:
+    if f.file_id:
+        return {"type": "input_file", "file_id": f.file_id, "filename": f.filename or None}
+    data = base64.b64encode(f.data).decode()
+    mime = f.media_type or "application/octet-stream"
+    return {"type": "input_file", "file_data": f"data:{mime};base64,{data}", "filename": f.filename}
 
 
 def _output_text(text: str) -> dict[str, Any]:
@@ -720,6 +742,8 @@ def input_items(turn: agent_pb2.Turn) -> list[dict[str, Any]]:
         for part in msg.content:
             if part.WhichOneof("part") == "text":
                 content.append({"type": "input_text", "text": part.text})
+            elif part.WhichOneof("part") == "file":
+                content.append(_input_file(part.file))
             else:
                 img = part.image
                 url = img.url or (

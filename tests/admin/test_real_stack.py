@@ -9,6 +9,7 @@ is refused; throttling after repeated wrong passwords.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -321,3 +322,40 @@ def test_viewers_see_conversations_redacted(stack: Served, model_double: ModelDo
         assert "[REDACTED]" in page.text
         for value in leaked:
             assert value not in page.text
+
+
+def test_the_session_page_lists_attached_files_apart(
+    stack: Served, model_double: ModelDouble
+) -> None:
+    secret = ccapi(stack.env, "keys", "create", "--name", "attach").strip().splitlines()[-1]
+    model_double.script(
+        Reply.tool_use("Bash", {"command": "cp stock.csv made-by-agent.csv", "description": "cp"}),
+        Reply.text("Copied."),
+    )
+    csv = base64.b64encode(b"name,qty\nbolts,12\n").decode()
+    reply = httpx.post(
+        stack.http_url + "/v1/chat/completions",
+        timeout=120,
+        headers={"Authorization": f"Bearer {secret}"},
+        json={"model": MODEL, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Copy the file."},
+            {"type": "file", "file": {"filename": "stock.csv",
+                                      "file_data": f"data:text/csv;base64,{csv}"}},
+        ]}]},
+    )
+    assert reply.status_code == 200, reply.text
+    session_id = reply.headers["x-session-id"]
+    ccapi(stack.env, "users", "create", "--username", "attach-viewer", "--role", "viewer",
+          "--password-stdin", input="attach-viewer-password\n")
+    with site(stack) as viewer:
+        assert log_in(viewer, "attach-viewer", "attach-viewer-password") == 303
+        page = viewer.get(f"/sessions/{session_id}").text
+    attached = page[page.index('id="attached-files"'):page.index('id="workspace-files"')]
+    workspace = page[page.index('id="workspace-files"'):]
+    assert "stock.csv" in attached and "text/csv" in attached and "inline data" in attached
+    assert "made-by-agent.csv" not in attached
+    # Both are in the workspace; only the client's is marked attached.
+    row = re.search(r"<tr><td class=\"mono\">stock\.csv(.*?)</td>", workspace)
+    assert row is not None and "attached" in row.group(1)
+    agent_row = re.search(r"<tr><td class=\"mono\">made-by-agent\.csv(.*?)</td>", workspace)
+    assert agent_row is not None and "attached" not in agent_row.group(1)

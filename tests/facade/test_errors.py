@@ -228,7 +228,6 @@ UNSUPPORTED = [
     ({"logprobs": True}, "logprobs"),
     ({"top_logprobs": 3}, "top_logprobs"),
     ({"logit_bias": {"1": 5}}, "logit_bias"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
     ({"modalities": ["text", "audio"]}, "modalities"),
     ({"audio": {"voice": "alloy", "format": "mp3"}}, "audio"),
     ({"prediction": {"type": "content", "content": "x"}}, "prediction"),
@@ -255,10 +254,6 @@ UNSUPPORTED = [
                 }
             ]
         },
-        "messages[0].content[0].type",
-    ),
-    (
-        {"messages": [{"role": "user", "content": [{"type": "file", "file": {}}]}]},
         "messages[0].content[0].type",
     ),
 ]

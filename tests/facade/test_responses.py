@@ -336,16 +336,11 @@ async def test_input_items_and_previous_response(client: httpx.AsyncClient, fake
         ({"background": True}, "background"),
         ({"conversation": "conv_1"}, "conversation"),
         ({"prompt": {"id": "pmpt_1"}}, "prompt"),
-        ({"text": {"format": {"type": "json_object"}}}, "text.format"),
         (
             {"input": [{"type": "function_call_output", "call_id": "c", "output": "x"}]},
             "input[0].type",
         ),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
-        (
-            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
-            "input[0].content[0].type",
-        ),
         (
             {"input": [{"type": "mcp_call", "server_label": "other", "name": "x"}]},
             "input[0].server_label",

@@ -1,5 +1,5 @@
 """Structured-output parameters checked and turned into claudecode.v1.OutputFormat
-(pure; not wired into the resources yet, which still refuse them)."""
+and passed to the core by the chat and responses resources (against the fake core)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from http_facade.structured_output import (
     responses_output_format,
 )
 from tests.facade.conftest import AUTH
+from tests.facade.fake_core import FakeCore
 
 USER = [{"role": "user", "content": "Record the order."}]
+SCHEMA: dict[str, Any] = {"type": "object", "properties": {"city": {"type": "string"}}}
 
 
 class Status(StrEnum):
@@ -197,8 +199,8 @@ def test_running_out_of_retries_is_a_502() -> None:
     )
 
 
-async def test_the_resources_still_refuse_both_until_the_core_honours_them(
-    client: httpx.AsyncClient,
+async def test_the_resources_pass_both_to_the_core(
+    client: httpx.AsyncClient, fake: FakeCore
 ) -> None:
     chat = await client.post(
         "/v1/chat/completions",
@@ -209,11 +211,42 @@ async def test_the_resources_still_refuse_both_until_the_core_honours_them(
             "response_format": {"type": "json_object"},
         },
     )
-    assert chat.status_code == 400 and chat.json()["error"]["param"] == "response_format"
+    assert chat.status_code == 200
+    assert fake.requests[-1][0].output_format.kind == pb.OUTPUT_FORMAT_KIND_JSON_OBJECT
     responses = await client.post(
         "/v1/responses",
         headers=AUTH,
-        json={"model": "echo", "input": "json", "text": {"format": {"type": "json_object"}}},
+        json={
+            "model": "echo",
+            "input": "weather",
+            "text": {"format": {"type": "json_schema", "name": "w", "schema": SCHEMA}},
+        },
+    )
+    assert responses.status_code == 200
+    sent = fake.requests[-1][0].output_format
+    assert sent.kind == pb.OUTPUT_FORMAT_KIND_JSON_SCHEMA and json.loads(sent.schema_json) == SCHEMA
+    # The response object repeats the format back, as OpenAI's does.
+    assert responses.json()["text"]["format"]["name"] == "w"
+    # Free text stays free text.
+    plain = await client.post(
+        "/v1/chat/completions",
+        headers=AUTH,
+        json={"model": "echo", "messages": USER, "response_format": {"type": "text"}},
+    )
+    assert plain.status_code == 200 and not fake.requests[-1][0].HasField("output_format")
+
+
+async def test_the_resources_refuse_bad_formats_by_name(client: httpx.AsyncClient) -> None:
+    chat = await client.post(
+        "/v1/chat/completions",
+        headers=AUTH,
+        json={"model": "echo", "messages": USER, "response_format": {"type": "json_object"}},
+    )
+    assert chat.status_code == 400 and chat.json()["error"]["param"] == "messages"
+    responses = await client.post(
+        "/v1/responses",
+        headers=AUTH,
+        json={"model": "echo", "input": "x", "text": {"format": {"type": "xml"}}},
     )
     assert responses.status_code == 400
-    assert responses.json()["error"]["param"] == "text.format"
+    assert responses.json()["error"]["param"] == "text.format.type"
