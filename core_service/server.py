@@ -59,8 +59,8 @@ from core_service.servicers.runtime import RuntimeServicer
 from core_service.servicers.sessions import SessionServicer
 from core_service.store import SessionStore
 from core_service.turns.admission import Admissions
-from core_service.turns.capacity import Capacity, Limits
 from core_service.turns.attachments import Attachments
+from core_service.turns.capacity import Capacity, Limits
 from core_service.turns.lifecycle import SessionLifecycle
 from core_service.turns.planning import Planner
 from core_service.turns.registry import ProcessRegistry

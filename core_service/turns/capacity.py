@@ -50,29 +50,89 @@ def overloaded(message: str, retry_after: int) -> Unavailable:
     return Unavailable(message, reason=OVERLOADED, retry_after_seconds=retry_after)
 
 
+class FifoSlots:
+    """`limit` slots handed out in arrival order; the limit may change live.
+
+    It keeps no bound on its waiters itself: its users do. TurnGate refuses a
+    turn when `max_queued` wait already, and CLI starts happen inside turn
+    slots, so at most `max_running` wait for the pacer."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.held = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for w in self._waiters if not w.done())
+
+    def set_limit(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._hand_over()  # a raised limit lets waiters in now
+
+    def take_now(self) -> bool:
+        """Takes a slot when one is free and nobody is ahead in the queue."""
+        if self.held < self.limit and not self.waiting:
+            self.held += 1
+            return True
+        return False
+
+    async def wait(self, timeout: float | None = None) -> None:
+        """Waits in line for a slot; TimeoutError after `timeout` seconds."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except BaseException:
+            self._give_back(waiter)  # timed out, or the caller went away
+            raise
+
+    def release(self) -> None:
+        self.held -= 1
+        self._hand_over()
+
+    def _give_back(self, waiter: asyncio.Future[None]) -> None:
+        """A waiter that leaves: a slot handed to it meanwhile passes on."""
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waiter)
+        if waiter.done() and not waiter.cancelled():
+            self.release()
+        else:
+            waiter.cancel()
+
+    def _hand_over(self) -> None:
+        while self._waiters and self.held < self.limit:
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue
+            self.held += 1
+            waiter.set_result(None)
+
+
 class TurnGate:
     def __init__(self, max_running: int, max_queued: int, max_wait_seconds: float) -> None:
-        self.max_running = max(1, max_running)
+        self._slots = FifoSlots(max_running)
         self.max_queued = max(0, max_queued)
         self.max_wait_seconds = max(0.0, max_wait_seconds)
-        self._running = 0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         # A moving average of how long a slot is held, for Retry-After.
         self._turn_seconds = ASSUMED_TURN_SECONDS
 
     @property
+    def max_running(self) -> int:
+        return self._slots.limit
+
+    @property
     def running_count(self) -> int:
-        return self._running
+        return self._slots.held
 
     @property
     def queue_depth(self) -> int:
-        return sum(1 for w in self._waiters if not w.done())
+        return self._slots.waiting
 
     def configure(self, max_running: int, max_queued: int, max_wait_seconds: float) -> None:
-        self.max_running = max(1, max_running)
         self.max_queued = max(0, max_queued)
         self.max_wait_seconds = max(0.0, max_wait_seconds)
-        self._hand_over()  # a raised cap lets waiters in now
+        self._slots.set_limit(max_running)
 
     def retry_after(self) -> int:
         """Seconds until a slot is likely free: the queue ahead, drained
@@ -85,113 +145,62 @@ class TurnGate:
     async def slot(self, clock: QueueClock) -> AsyncIterator[None]:
         """Holds one running slot for the block; waits for it in FIFO order."""
         started = time.monotonic()
-        await self._acquire(clock, started)
+        try:
+            await self._acquire()
+        finally:
+            clock.queue_ms = int((time.monotonic() - started) * 1000)
         acquired = time.monotonic()
         try:
             yield
         finally:
             held = time.monotonic() - acquired
             self._turn_seconds = 0.8 * self._turn_seconds + 0.2 * held
-            self._release()
+            self._slots.release()
 
-    async def _acquire(self, clock: QueueClock, started: float) -> None:
-        if self._running < self.max_running and not self.queue_depth:
-            self._running += 1
+    async def _acquire(self) -> None:
+        if self._slots.take_now():
             return
         if self.queue_depth >= self.max_queued:
             raise overloaded(
-                f"The service is at capacity ({self._running} turns running, "
+                f"The service is at capacity ({self.running_count} turns running, "
                 f"{self.queue_depth} waiting); retry later.",
                 self.retry_after(),
             )
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), self.max_wait_seconds)
+            await self._slots.wait(self.max_wait_seconds)
         except TimeoutError:
-            self._give_back(waiter)
             raise overloaded(
                 f"The service is at capacity: no turn slot freed within "
                 f"{self.max_wait_seconds:g} s; retry later.",
                 self.retry_after(),
             ) from None
-        except BaseException:
-            self._give_back(waiter)  # the caller went away while waiting
-            raise
-        finally:
-            clock.queue_ms = int((time.monotonic() - started) * 1000)
-
-    def _give_back(self, waiter: asyncio.Future[None]) -> None:
-        """A waiter that leaves: a slot handed to it meanwhile passes on."""
-        with contextlib.suppress(ValueError):
-            self._waiters.remove(waiter)
-        if waiter.done() and not waiter.cancelled():
-            self._release()
-        else:
-            waiter.cancel()
-
-    def _release(self) -> None:
-        self._running -= 1
-        self._hand_over()
-
-    def _hand_over(self) -> None:
-        while self._waiters and self._running < self.max_running:
-            waiter = self._waiters.popleft()
-            if waiter.done():
-                continue
-            self._running += 1
-            waiter.set_result(None)
 
 
 class StartPacer:
     """At most `limit` Claude Code starts at once, in arrival order."""
 
     def __init__(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self._active = 0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._slots = FifoSlots(limit)
+
+    @property
+    def limit(self) -> int:
+        return self._slots.limit
 
     @property
     def starting_count(self) -> int:
-        return self._active
+        return self._slots.held
 
     def configure(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self._hand_over()
+        self._slots.set_limit(limit)
 
     @contextlib.asynccontextmanager
     async def start(self) -> AsyncIterator[None]:
-        if self._active < self.limit and not self._waiters:
-            self._active += 1
-        else:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await asyncio.shield(waiter)
-            except BaseException:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
-                if waiter.done() and not waiter.cancelled():
-                    self._release()
-                else:
-                    waiter.cancel()
-                raise
+        if not self._slots.take_now():
+            await self._slots.wait()
         try:
             yield
         finally:
-            self._release()
-
-    def _release(self) -> None:
-        self._active -= 1
-        self._hand_over()
-
-    def _hand_over(self) -> None:
-        while self._waiters and self._active < self.limit:
-            waiter = self._waiters.popleft()
-            if waiter.done():
-                continue
-            self._active += 1
-            waiter.set_result(None)
+            self._slots.release()
 
 
 class Capacity:
