@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from ccapi_client.status_table import http_status
+from ccapi_client.telemetry import current_trace_id
 from core_service import request_log
 from core_service.turns.admission import Caller
 from core_service.turns.outcome import TurnOutcome
@@ -65,6 +66,8 @@ class RequestContext:
     started: float = field(default_factory=time.monotonic)
     time_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     reply: Reply = field(default_factory=Reply, compare=False)
+    # Made inside the call's span (the trace interceptor runs first).
+    trace_id: str = field(default_factory=current_trace_id)
 
     def ms_since_start(self, at: float | None = None) -> int:
         return int(((time.monotonic() if at is None else at) - self.started) * 1000)
@@ -116,6 +119,7 @@ def log_entry(
         error=request_log.prepare_body(error, 2000),
         stream=call.reply.turn is not None,
         request_id=call.request_id,
+        trace_id=call.trace_id,
         request_body=request_log.prepare_body(turn.request_json) if bodies else "",
         response_body=request_log.prepare_body(turn.text) if bodies else "",
     )

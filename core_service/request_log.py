@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -78,6 +78,8 @@ class LogEntry:
     request_body: str = ""
     response_body: str = ""
     id: str = ""
+    # The W3C trace id (32 hex digits) of the request's trace; "" when none.
+    trace_id: str = ""
 
     def __post_init__(self) -> None:
         if not self.time_ms:
@@ -158,6 +160,7 @@ class RequestLogWriter:
         log_bodies: bool = True,
         retries: int = 3,
         retry_delay: float = 0.2,
+        on_submit: Callable[[LogEntry], None] | None = None,
     ) -> None:
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be positive")
@@ -170,6 +173,8 @@ class RequestLogWriter:
         self.retries = max(1, retries)
         self.retry_delay = retry_delay
         self.stats = WriterStats()
+        # Sees every entry as it is submitted (the core's metrics count there).
+        self._on_submit = on_submit
         self._queue: collections.deque[LogEntry] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -230,6 +235,8 @@ class RequestLogWriter:
     def submit(self, entry: LogEntry) -> None:
         """Queues an entry. Never blocks, never raises."""
         try:
+            if self._on_submit is not None:
+                self._on_submit(entry)
             with self._stats_lock:
                 self.stats.submitted += 1
                 if self._closed or len(self._queue) >= self.max_queue:
@@ -529,4 +536,5 @@ def to_proto(row: RequestLogRecord | LogEntry) -> admin_pb2.RequestLog:
         request_body=row.request_body,
         response_body=row.response_body,
         outcome=row.outcome,
+        trace_id=row.trace_id,
     )

@@ -11,13 +11,16 @@ import logging
 import signal
 import time
 from datetime import UTC, datetime
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import claude_agent_sdk
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from ccapi_client import telemetry
 from ccapi_client.channel import MESSAGE_SIZE_OPTIONS
 from claudecode.v1 import (
     admin_pb2,
@@ -31,13 +34,13 @@ from claudecode.v1 import (
     sessions_pb2,
     sessions_pb2_grpc,
 )
-from core_service import live_config, request_context, request_log, usage
+from core_service import live_config, metrics, request_context, request_log, usage
 from core_service.agent.options import ProcessShape
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import ProcessFactory
 from core_service.agent.workspace_layout import WorkspaceLayout, reachable_cli
 from core_service.config import CoreConfig
-from core_service.db.engine import make_engine, make_sessionmaker
+from core_service.db.engine import instrument, make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade
 from core_service.interceptors import CoreInterceptor
 from core_service.keys import KeyStore
@@ -79,9 +82,14 @@ RETENTION_SECONDS = 600.0
 class Core:
     """The core's parts, wired together."""
 
-    def __init__(self, config: CoreConfig) -> None:
+    def __init__(
+        self, config: CoreConfig, metrics_settings: metrics.ListenerSettings | None = None
+    ) -> None:
         self.config = config
+        self.metrics_settings = metrics_settings or metrics.ListenerSettings.from_env()
+        self.metrics = metrics.CoreMetrics(self.metrics_settings.top_keys)
         engine = make_engine(config.database_url)
+        instrument(engine, self.metrics.observe_db)
         db = make_sessionmaker(engine)
         self.engine = engine
         self.keys = KeyStore(db)
@@ -90,7 +98,8 @@ class Core:
         self.live = LiveConfigStore(db, live_config.defaults(config))
         self.catalog = ModelCatalog(extra_aliases=config.model_aliases)
         self.gate = LimitGate(engine, db)
-        self.log_writer = request_log.RequestLogWriter(db)
+        # Every row of the request log is counted as it is queued.
+        self.log_writer = request_log.RequestLogWriter(db, on_submit=self.metrics.observe_entry)
         self.log_query = request_log.RequestLogQuery(db)
         self._usage = functools.partial(usage.usage, db)
         base = config.agent_uid_base
@@ -111,6 +120,9 @@ class Core:
             self.store,
             self.layout,
         )
+        self.turns.on_process = self.metrics.observe_process
+        self.metrics.watch(metrics.CoreGauges(self.registry, self.pool))
+        self.metrics_server: ThreadingHTTPServer | None = None
         self.health = (
             health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         )
@@ -133,7 +145,10 @@ class Core:
             log_sink=self._log_request,
             default_tools=lambda: tuple(self.live.current.config.default_allowed_tools),
         )
-        server = grpc.aio.server(interceptors=[interceptor], options=MESSAGE_SIZE_OPTIONS)
+        # The trace interceptor goes first: the call's span (its parent from the
+        # caller's traceparent metadata) is current in ours and in the servicer.
+        traces = aio_server_interceptor()  # type: ignore[no-untyped-call]
+        server = grpc.aio.server(interceptors=[traces, interceptor], options=MESSAGE_SIZE_OPTIONS)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(self.turns, self.store), server
         )
@@ -167,6 +182,7 @@ class Core:
         await server.start()
         self.server = server
         self.log_writer.start()
+        self.metrics_server = metrics.start_listener(self.metrics.registry, self.metrics_settings)
         self.turns.start()
         self._tasks = [
             asyncio.create_task(self._watch_database()),
@@ -182,6 +198,8 @@ class Core:
     ) -> None:
         """One request-log row per API request; written off the request path."""
         bodies = self.live.current.config.log_bodies
+        if code != grpc.StatusCode.OK:
+            self.metrics.observe_failure(reason, error)
         self.log_writer.submit(request_context.log_entry(call, code, reason, error, bodies))
 
     def _apply_live_config(self) -> None:
@@ -257,6 +275,8 @@ class Core:
             await stopping
         # Every request-log row queued so far is written before we exit.
         await self.log_writer.close()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
         self.engine.dispose()
 
 
@@ -272,6 +292,7 @@ async def serve(config: CoreConfig) -> None:
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="ccapi-db")
     )
+    telemetry.setup_tracing("ccapi-core")
     await asyncio.to_thread(upgrade, config.database_url)
     core = Core(config)
     await core.start()
@@ -283,4 +304,5 @@ async def serve(config: CoreConfig) -> None:
     await stop.wait()
     log.info("core stopping")
     await core.stop()
+    telemetry.shutdown_tracing()
     log.info("core stopped")

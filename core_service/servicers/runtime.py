@@ -11,7 +11,7 @@ import grpc
 
 from claudecode.v1 import runtime_pb2 as pb
 from claudecode.v1 import runtime_pb2_grpc
-from core_service import request_log
+from core_service import request_context, request_log
 from core_service.errors import Unauthenticated
 from core_service.interceptors import bearer_token
 from core_service.keys import KeyStore
@@ -62,6 +62,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
                 error=request.error[:MAX_ERROR_CHARS],
                 request_id=request.request_id[:100],
                 request_body=request.request_body if bodies else "",
+                trace_id=request_context.current().trace_id,
             )
         )
         return pb.RecordRejectedRequestResponse()
