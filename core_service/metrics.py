@@ -17,7 +17,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
+from http.server import HTTPServer
 from typing import Any
 
 from prometheus_client import (
@@ -283,7 +283,7 @@ class ListenerSettings:
 
 def start_listener(
     registry: CollectorRegistry, settings: ListenerSettings
-) -> ThreadingHTTPServer | None:
+) -> HTTPServer | None:
     """Serves `/metrics` on host:port in a daemon thread (None when off).
 
     prometheus_client's WSGI app behind a check of the exposure setting; a
@@ -292,7 +292,8 @@ def start_listener(
     host, port, exposure = settings.host, settings.port, settings.exposure
     if not exposure.enabled:
         return None
-    from wsgiref.simple_server import WSGIRequestHandler, make_server
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
     metrics_app = make_wsgi_app(registry)
 
@@ -314,12 +315,12 @@ def start_listener(
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
-    class Server(ThreadingHTTPServer):
+    class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
     try:
-        server = make_server(host, port, app, server_class=Server, handler_class=QuietHandler)  # type: ignore[type-var]
+        server = make_server(host, port, app, server_class=Server, handler_class=QuietHandler)
     except OSError as error:
         log.error("could not serve metrics on %s:%s: %s", host, port, error)
         return None

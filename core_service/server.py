@@ -11,7 +11,7 @@ import logging
 import signal
 import time
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
+from http.server import HTTPServer
 from pathlib import Path
 
 import claude_agent_sdk
@@ -122,7 +122,7 @@ class Core:
         )
         self.turns.on_process = self.metrics.observe_process
         self.metrics.watch(metrics.CoreGauges(self.registry, self.pool))
-        self.metrics_server: ThreadingHTTPServer | None = None
+        self.metrics_server: HTTPServer | None = None
         self.health = (
             health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         )
