@@ -27,7 +27,7 @@ def traced(
 ) -> Iterator[tuple[CoreProcess, Facade, Path]]:
     spans = tmp_path_factory.mktemp("spans") / "spans.jsonl"
     env = {"OTEL_TRACES_EXPORTER": "ccapi_file", "CCAPI_TRACE_FILE": str(spans)}
-    core = start_core(model_double.url, **env)
+    core = start_core(model_double.url, None, **env)
     facade = start_facade(
         core.addr,
         tmp_path_factory.mktemp("facade") / "facade.log",
