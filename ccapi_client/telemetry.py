@@ -9,7 +9,8 @@ the admin site.
   OTEL_* variables. It exports only when they say so (an OTLP endpoint, or
   OTEL_TRACES_EXPORTER); otherwise spans are not recorded at all, but trace
   ids are still made and passed on, so every log line and request-log row
-  can carry one. Propagation is W3C `traceparent` (OTel's default).
+  can carry one. OTEL_SDK_DISABLED=true leaves even that out (the bench's
+  baseline). Propagation is W3C `traceparent` (OTel's default).
 - `current_trace_id` / `inject`: the trace id of the running span, and the
   current context as gRPC metadata.
 """
@@ -165,10 +166,14 @@ class JsonLinesFileExporter(SpanExporter):
         return None
 
 
+def sdk_disabled(env: Mapping[str, str] | None = None) -> bool:
+    """OTEL_SDK_DISABLED=true: no SDK at all (no trace ids, no trace interceptor)."""
+    e = os.environ if env is None else env
+    return e.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
 def _exporter_name(env: Mapping[str, str]) -> str:
     """Which exporter the OTEL_* variables ask for ("none": not exporting)."""
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return "none"
     names = [n.strip() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
     if names:
         return names[0]
@@ -215,6 +220,8 @@ def setup_tracing(service: str, env: Mapping[str, str] | None = None) -> bool:
     """
     global _installed, _installed_pid
     e = os.environ if env is None else env
+    if sdk_disabled(e):
+        return False  # the API's no-op tracer stays
     name = _exporter_name(e)
     with _provider_lock:
         if _installed is not None and _installed_pid == os.getpid():

@@ -147,8 +147,8 @@ class Core:
         )
         # The trace interceptor goes first: the call's span (its parent from the
         # caller's traceparent metadata) is current in ours and in the servicer.
-        traces = aio_server_interceptor()  # type: ignore[no-untyped-call]
-        server = grpc.aio.server(interceptors=[traces, interceptor], options=MESSAGE_SIZE_OPTIONS)
+        traces = [] if telemetry.sdk_disabled() else [aio_server_interceptor()]  # type: ignore[no-untyped-call]
+        server = grpc.aio.server(interceptors=[*traces, interceptor], options=MESSAGE_SIZE_OPTIONS)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(self.turns, self.store), server
         )
