@@ -137,3 +137,17 @@ def test_turn_spans_cover_first_token_and_each_tool(spans: InMemorySpanExporter)
         assert span.parent.span_id == rpc.get_span_context().span_id
     bash = spans.get_finished_spans()[1]
     assert bash.status.status_code.name == "ERROR"
+
+
+def test_json_log_lines_carry_the_trace_id() -> None:
+    import json
+    import logging
+
+    from ccapi_client.json_logs import JsonFormatter
+
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "hello", None, None)
+    assert "trace_id" not in json.loads(JsonFormatter().format(record))
+    with TracerProvider().get_tracer("t").start_as_current_span("s") as span:
+        line = json.loads(JsonFormatter().format(record))
+    assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    assert line["span_id"] == format(span.get_span_context().span_id, "016x")
