@@ -216,7 +216,8 @@ class CoreGauges(Collector):
             yield _gauge("ccapi_queue_depth", "Turns waiting for capacity.", depth)
         yield _gauge("ccapi_pool_ready_processes", "Pre-started Claude Code processes ready.",
                      float(p.ready_count))
-        size = _first(p, "size", None)
+        # ProcessPool keeps its configured size private for now.
+        size = _first(p, "size", lambda: getattr(p, "_size", None))
         if size is not None:
             yield _gauge("ccapi_pool_size", "The pool's configured size.", size)
         waiting = _client_tool_calls(r)
@@ -228,7 +229,7 @@ class CoreGauges(Collector):
         return []
 
 
-def _first(obj: Any, name: str, fallback: Callable[[], float] | None) -> float | None:
+def _first(obj: Any, name: str, fallback: Callable[[], Any] | None) -> float | None:
     value = getattr(obj, name, None)
     if callable(value):
         value = value()

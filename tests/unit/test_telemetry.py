@@ -151,3 +151,38 @@ def test_json_log_lines_carry_the_trace_id() -> None:
         line = json.loads(JsonFormatter().format(record))
     assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
     assert line["span_id"] == format(span.get_span_context().span_id, "016x")
+
+
+class _Registry:
+    running_turns = 2
+    _live: dict[str, object] = {}
+
+    def live_sessions(self) -> set[str]:
+        return {"s1", "s2", "s3"}
+
+
+class _CappedRegistry(_Registry):
+    """A registry with the capacity helper's counts."""
+
+    live_count = 5
+    running_count = 4
+    queue_depth = 7
+
+
+class _Pool:
+    ready_count = 1
+    _size = 2
+
+
+def _gauges(registry: object) -> dict[str, float]:
+    return {m.name: m.samples[0].value for m in metrics.CoreGauges(registry, _Pool()).collect()}
+
+
+def test_gauges_read_what_the_registry_offers() -> None:
+    plain = _gauges(_Registry())
+    assert plain == {"ccapi_claude_processes_live": 3, "ccapi_turns_running": 2,
+                     "ccapi_pool_ready_processes": 1, "ccapi_pool_size": 2}
+    capped = _gauges(_CappedRegistry())
+    assert capped["ccapi_claude_processes_live"] == 5
+    assert capped["ccapi_turns_running"] == 4
+    assert capped["ccapi_queue_depth"] == 7
