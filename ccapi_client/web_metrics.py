@@ -33,6 +33,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
                    float("inf"))
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, float("inf"))
 UNMATCHED = "unmatched"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @contextlib.contextmanager
@@ -114,12 +115,13 @@ class SiteMetrics:
         self, req: falcon.asgi.Request, status: int, outcome: str, timing: RequestTiming
     ) -> None:
         endpoint = req.uri_template or UNMATCHED
+        # Clients choose the method: only the usual ones get their own value.
+        method = req.method if req.method in METHODS else "other"
         model = str(getattr(req.context, "model", "") or "none")
         now = time.monotonic()
-        values = [endpoint, req.method, *([model] if self.with_model else []), str(status),
-                  outcome]
+        values = [endpoint, method, *([model] if self.with_model else []), str(status), outcome]
         self.requests.labels(*values).inc()
-        self.latency.labels(endpoint, req.method).observe(now - timing.started)
+        self.latency.labels(endpoint, method).observe(now - timing.started)
         if self.ttft is not None and timing.first_token_at is not None:
             self.ttft.labels(endpoint, model).observe(timing.first_token_at - timing.started)
 
