@@ -23,6 +23,8 @@ from admin_web.render import make_env
 from admin_web.sessions import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, Session, SessionCodec
 from admin_web.web import Request, Response, Site, View, render
 from ccapi_client.admin import AdminClient, CoreError
+from ccapi_client.telemetry import METRICS_PATH, MetricsExposure
+from ccapi_client.web_metrics import MetricsMiddleware, MetricsResource, SiteMetrics
 
 log = logging.getLogger("ccapi.admin")
 
@@ -266,7 +268,11 @@ class AdminApp(falcon.asgi.App[Any, Any]):
     site: Site
 
 
-def create_app(config: AdminConfig | None = None, core: AdminClient | None = None) -> AdminApp:
+def create_app(
+    config: AdminConfig | None = None,
+    core: AdminClient | None = None,
+    exposure: MetricsExposure | None = None,
+) -> AdminApp:
     """Builds the app; the core channel opens on the first request."""
     from admin_web.views import routes
 
@@ -274,9 +280,12 @@ def create_app(config: AdminConfig | None = None, core: AdminClient | None = Non
     core = core or AdminClient(config.core_addr, config.admin_token, config.rpc_timeout_seconds)
     site = Site(config, core, make_env(), SessionCodec(config.secret_key,
                                                         config.idle_timeout_seconds))
-    app = AdminApp(middleware=[SiteMiddleware(site)])
+    metrics = SiteMetrics("ccapi_admin", with_model=False)
+    app = AdminApp(middleware=[MetricsMiddleware(metrics), SiteMiddleware(site)])
     app.req_options.strip_url_path_trailing_slash = True
     app.add_static_route("/static", str(STATIC))
+    # Not a View: no sign-in; who may read it is the exposure setting's call.
+    app.add_route(METRICS_PATH, MetricsResource(metrics, exposure or MetricsExposure.from_env()))
     for path, resource, suffix in routes(site):
         if suffix:
             app.add_route(path, resource, suffix=suffix)

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from admin_web.config import AdminConfig
-from ccapi_client import gunicorn_app
+from ccapi_client import gunicorn_app, web_metrics
 
 log = logging.getLogger("ccapi.admin")
 
@@ -19,8 +19,11 @@ GUNICORN_OPTIONS: dict[str, Any] = {
 
 def _create_app(config: AdminConfig) -> Any:
     from admin_web.app import create_app
+    from ccapi_client import json_logs, telemetry
 
-    return create_app(config)
+    json_logs.configure("info")
+    telemetry.setup_tracing("ccapi-admin")
+    return telemetry.asgi_traced(create_app(config))
 
 
 def serve(config: AdminConfig | None = None) -> None:
@@ -31,7 +34,10 @@ def serve(config: AdminConfig | None = None) -> None:
     log.info("admin site on http://%s:%s, core at %s", config.host, config.port,
              config.core_addr)
     load = functools.partial(_create_app, config)
-    gunicorn_app.serve(load, config.host, config.port, config.workers, GUNICORN_OPTIONS)
+    options = {**GUNICORN_OPTIONS, "child_exit": web_metrics.mark_dead}
+    # As the facade's: the workers' metrics files, added up by /metrics.
+    with web_metrics.multiprocess_dir("ccapi-admin-metrics-"):
+        gunicorn_app.serve(load, config.host, config.port, config.workers, options)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from ccapi_client.status_table import http_status
+from ccapi_client.telemetry import current_trace_id
 from claudecode.v1 import agent_pb2
 from core_service import request_log
 from core_service.turns.admission import Caller
@@ -74,6 +75,8 @@ class RequestContext:
     started: float = field(default_factory=time.monotonic)
     time_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     reply: Reply = field(default_factory=Reply, compare=False)
+    # Made inside the call's span (the trace interceptor runs first).
+    trace_id: str = field(default_factory=current_trace_id)
 
     def ms_since_start(self, at: float | None = None) -> int:
         return int(((time.monotonic() if at is None else at) - self.started) * 1000)
@@ -149,6 +152,7 @@ def log_entry(
         error=error,
         stream=call.reply.turn is not None and call.client_stream,
         request_id=call.request_id,
+        trace_id=call.trace_id,
         request_body=turn.request_json if bodies else "",
         response_body=turn.text if bodies else "",
     )

@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -85,6 +85,8 @@ class LogEntry:
     request_body: str = ""
     response_body: str = ""
     id: str = ""
+    # The W3C trace id (32 hex digits) of the request's trace; "" when none.
+    trace_id: str = ""
 
     def __post_init__(self) -> None:
         if not self.time_ms:
@@ -167,6 +169,7 @@ class RequestLogWriter:
         retries: int = 3,
         retry_delay: float = 0.2,
         journal: Journal | None = None,
+        on_submit: Callable[[LogEntry], None] | None = None,
     ) -> None:
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be positive")
@@ -180,6 +183,8 @@ class RequestLogWriter:
         self.retry_delay = retry_delay
         self.stats = WriterStats()
         self.journal = journal
+        # Sees every entry as it is submitted (the core's metrics count there).
+        self._on_submit = on_submit
         # Rows ready to insert: redacted and truncated when submitted, so what
         # the journal holds on disk is what the table will hold.
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
@@ -245,6 +250,8 @@ class RequestLogWriter:
         """Queues an entry (appending it to the journal first, when there is
         one). Never blocks on the database, never raises."""
         try:
+            if self._on_submit is not None:
+                self._on_submit(entry)
             row = self._row(entry)
             with self._stats_lock:
                 self.stats.submitted += 1
@@ -707,4 +714,5 @@ def to_proto(row: RequestLogRecord | LogEntry) -> admin_pb2.RequestLog:
         request_body=row.request_body,
         response_body=row.response_body,
         outcome=row.outcome,
+        trace_id=row.trace_id,
     )

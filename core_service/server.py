@@ -11,13 +11,16 @@ import logging
 import signal
 import time
 from datetime import UTC, datetime
+from http.server import HTTPServer
 from pathlib import Path
 
 import claude_agent_sdk
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from ccapi_client import telemetry
 from ccapi_client.channel import MESSAGE_SIZE_OPTIONS
 from ccapi_client.status_table import http_status
 from claudecode.v1 import (
@@ -34,14 +37,14 @@ from claudecode.v1 import (
     sessions_pb2,
     sessions_pb2_grpc,
 )
-from core_service import live_config, recovery, request_context, request_log, usage
+from core_service import live_config, metrics, recovery, request_context, request_log, usage
 from core_service.agent.options import ProcessShape
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import ProcessFactory
 from core_service.agent.workspace_layout import WorkspaceLayout, reachable_cli
 from core_service.attachment_log import AttachmentLog
 from core_service.config import CoreConfig, machine_capacity
-from core_service.db.engine import make_engine, make_sessionmaker
+from core_service.db.engine import instrument, make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade
 from core_service.file_store import FileStore
 from core_service.interceptors import CoreInterceptor
@@ -89,9 +92,14 @@ RETENTION_SECONDS = 600.0
 class Core:
     """The core's parts, wired together."""
 
-    def __init__(self, config: CoreConfig) -> None:
+    def __init__(
+        self, config: CoreConfig, metrics_settings: metrics.ListenerSettings | None = None
+    ) -> None:
         self.config = config
+        self.metrics_settings = metrics_settings or metrics.ListenerSettings.from_env()
+        self.metrics = metrics.CoreMetrics(self.metrics_settings.top_keys)
         engine = make_engine(config.database_url)
+        instrument(engine, self.metrics.observe_db)
         db = make_sessionmaker(engine)
         self.engine = engine
         self.keys = KeyStore(db)
@@ -109,7 +117,10 @@ class Core:
         self.store.owner = self.instance.id
         self.gate = LimitGate(engine, db, owner=self.instance.id)
         self.log_writer = request_log.RequestLogWriter(
-            db, journal=request_log.Journal(journal_dir, self.instance.id)
+            db,
+            journal=request_log.Journal(journal_dir, self.instance.id),
+            # Every row of the request log is counted as it is queued.
+            on_submit=self.metrics.observe_entry,
         )
         self.recovery = recovery.Recovery(
             db,
@@ -149,6 +160,9 @@ class Core:
             self.layout,
             Attachments(self.files, self.attachment_log),
         )
+        self.turns.on_process = self.metrics.observe_process
+        self.metrics.watch(metrics.CoreGauges(self.registry, self.pool))
+        self.metrics_server: HTTPServer | None = None
         self.health = (
             health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         )
@@ -175,7 +189,10 @@ class Core:
             log_sink=self._log_request,
             default_tools=lambda: tuple(self.live.current.config.default_allowed_tools),
         )
-        server = grpc.aio.server(interceptors=[interceptor], options=MESSAGE_SIZE_OPTIONS)
+        # The trace interceptor goes first: the call's span (its parent from the
+        # caller's traceparent metadata) is current in ours and in the servicer.
+        traces = [] if telemetry.sdk_disabled() else [aio_server_interceptor()]  # type: ignore[no-untyped-call]
+        server = grpc.aio.server(interceptors=[*traces, interceptor], options=MESSAGE_SIZE_OPTIONS)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(self.turns, self.store), server
         )
@@ -211,6 +228,7 @@ class Core:
         await server.start()
         self.server = server
         self.log_writer.start()
+        self.metrics_server = metrics.start_listener(self.metrics.registry, self.metrics_settings)
         self.turns.start()
         self._tasks = [
             asyncio.create_task(self._watch_database()),
@@ -246,6 +264,8 @@ class Core:
     ) -> None:
         """One request-log row per API request; written off the request path."""
         bodies = self.live.current.config.log_bodies
+        if code != grpc.StatusCode.OK:
+            self.metrics.observe_failure(reason, error)
         self.log_writer.submit(request_context.log_entry(call, code, reason, error, bodies))
 
     def _apply_live_config(self) -> None:
@@ -326,6 +346,8 @@ class Core:
         await self.log_writer.close()
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.recovery.unregister)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
         self.engine.dispose()
 
 
@@ -351,6 +373,7 @@ async def serve(config: CoreConfig) -> None:
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="ccapi-db")
     )
+    telemetry.setup_tracing("ccapi-core")
     await asyncio.to_thread(upgrade, config.database_url)
     core = Core(config)
     await core.start()
@@ -362,4 +385,5 @@ async def serve(config: CoreConfig) -> None:
     await stop.wait()
     log.info("core stopping")
     await core.stop()
+    telemetry.shutdown_tracing()
     log.info("core stopped")

@@ -8,6 +8,8 @@ from typing import Any
 import falcon
 import falcon.asgi
 
+from ccapi_client.telemetry import METRICS_PATH, MetricsExposure
+from ccapi_client.web_metrics import MetricsMiddleware, MetricsResource, SiteMetrics
 from http_facade import disconnect
 from http_facade.chat.resource import ChatCompletions
 from http_facade.client_address import ClientAddressMiddleware
@@ -54,13 +56,20 @@ class FacadeApp(falcon.asgi.App[Any, Any]):
             run_cleanups()
 
 
-def create_app(config: FacadeConfig | None = None, core: CoreClient | None = None) -> FacadeApp:
+def create_app(
+    config: FacadeConfig | None = None,
+    core: CoreClient | None = None,
+    exposure: MetricsExposure | None = None,
+) -> FacadeApp:
     """Builds the app; the core channel is only opened on the first request."""
     config = config or FacadeConfig.from_env()
     core = core or CoreClient(config.core_addr, config.unary_timeout_seconds, config.credential)
     settings = LiveSettings(config, core)
     cors = cors_middleware()
+    metrics = SiteMetrics("ccapi_http", with_model=True)
     middleware: list[Any] = [
+        # First: its clock starts before, and its count comes after, all the others.
+        MetricsMiddleware(metrics),
         LiveSettingsMiddleware(settings, cors),
         cors,
         RequestIdMiddleware(),
@@ -91,5 +100,6 @@ def create_app(config: FacadeConfig | None = None, core: CoreClient | None = Non
     app.add_route("/health/live", live)
     app.add_route("/health/ready", Ready(core))
     app.add_route("/openapi.json", OpenAPI())
+    app.add_route(METRICS_PATH, MetricsResource(metrics, exposure or MetricsExposure.from_env()))
     register_error_handlers(app, RejectionReporter(core))
     return app

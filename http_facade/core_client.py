@@ -17,6 +17,7 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ccapi_client import telemetry
 from ccapi_client.channel import MAX_MESSAGE_BYTES, LazyChannel
 from ccapi_client.metadata import (
     AUTHORIZATION,
@@ -54,6 +55,7 @@ def auth_metadata(
         md.append((REQUEST_ID_HEADER, request_id))
     if endpoint:
         md.append((ENDPOINT_HEADER, endpoint))
+    telemetry.inject(md)  # traceparent: the core's spans join the request's trace
     return md
 
 

@@ -6,7 +6,7 @@ import functools
 import logging
 from typing import Any
 
-from ccapi_client import gunicorn_app
+from ccapi_client import gunicorn_app, web_metrics
 from http_facade.config import FacadeConfig
 
 log = logging.getLogger(__name__)
@@ -16,9 +16,12 @@ GUNICORN_OPTIONS: dict[str, Any] = {"timeout": 60, "keepalive": 75, "proc_name":
 
 def _create_app(config: FacadeConfig) -> Any:
     # Runs in each worker after fork; the core channel opens on first use.
+    from ccapi_client import json_logs, telemetry
     from http_facade.app import create_app
 
-    return create_app(config)
+    json_logs.configure("info")
+    telemetry.setup_tracing("ccapi-http")
+    return telemetry.asgi_traced(create_app(config))
 
 
 def serve(config: FacadeConfig | None = None) -> None:
@@ -36,9 +39,16 @@ def serve(config: FacadeConfig | None = None) -> None:
             "CCAPI_ADMIN_TOKEN is not set: the core will not take the facade's word for "
             "endpoints and client addresses, nor record the requests it refuses"
         )
-    options = {**GUNICORN_OPTIONS, "graceful_timeout": config.graceful_timeout_seconds}
+    options = {
+        **GUNICORN_OPTIONS,
+        "graceful_timeout": config.graceful_timeout_seconds,
+        "child_exit": web_metrics.mark_dead,
+    }
     load = functools.partial(_create_app, config)
-    gunicorn_app.serve(load, config.host, config.port, config.workers, options)
+    # Set before the workers fork (and import prometheus_client): their
+    # metrics files go there, and /metrics adds them up.
+    with web_metrics.multiprocess_dir("ccapi-http-metrics-"):
+        gunicorn_app.serve(load, config.host, config.port, config.workers, options)
 
 
 if __name__ == "__main__":

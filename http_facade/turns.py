@@ -42,9 +42,13 @@ FILE_KINDS = {
 class Reader:
     """Reads a RunTurn call, waking up for keep-alives and client disconnects."""
 
-    def __init__(self, call: Any, gone: asyncio.Event, ping_every: float) -> None:
+    def __init__(
+        self, call: Any, gone: asyncio.Event, ping_every: float, timing: Any = None
+    ) -> None:
         self.call = call
         self.ping_every = ping_every
+        # The request's metrics timing (web_metrics.RequestTiming), told of the first text.
+        self._timing = timing
         self._read: asyncio.Task[Any] | None = None
         self._gone = asyncio.ensure_future(gone.wait())
 
@@ -59,7 +63,14 @@ class Reader:
         )
         if self._read in done:
             task, self._read = self._read, None
-            return task.result()
+            result = task.result()
+            if (
+                self._timing is not None
+                and isinstance(result, agent_pb2.RunTurnResponse)
+                and result.WhichOneof("event") == "text_delta"
+            ):
+                self._timing.first_token()
+            return result
         if self._gone in done:
             return GONE
         return PING
@@ -139,7 +150,8 @@ async def start_turn(
     # Nothing else reads ASGI receive once a non-streaming body is read, so
     # such a request watches for http.disconnect itself.
     watcher = None if stream else disconnect.watch(req.scope)
-    reader = Reader(call, disconnect.gone_event(req.scope), keepalive_seconds)
+    timing = getattr(req.context, "timing", None)
+    reader = Reader(call, disconnect.gone_event(req.scope), keepalive_seconds, timing)
     disconnect.on_disconnect(req.scope, reader.close)
     try:
         started = await wait_started(reader)
@@ -147,6 +159,7 @@ async def start_turn(
         reader.close()
         disconnect.stop(watcher)
         raise
+    req.context.model = started.model  # the facade's metrics label requests with it
     return StartedTurn(call, reader, started, watcher)
 
 

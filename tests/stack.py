@@ -103,6 +103,8 @@ def core_env(model_url: str, data_dir: Path, port: int, **overrides: str) -> dic
             "CLAUDE_CODE_MAX_RETRIES": "0",
             "CCAPI_SHUTDOWN_GRACE_SECONDS": "3",
             "CCAPI_ADMIN_TOKEN": "test-admin-token-" + secrets.token_hex(8),
+            # Its own Prometheus port: tests run several cores side by side.
+            "CCAPI_METRICS_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -568,6 +568,7 @@ class RequestLog(_message.Message):
     RESPONSE_BODY_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     QUEUE_MS_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Log id."""
     time_ms: _builtins.int
@@ -606,6 +607,8 @@ class RequestLog(_message.Message):
     """Outcome: "ok", "error" or "cancelled"."""
     queue_ms: _builtins.int
     """Milliseconds the turn waited in the admission queue for a running slot."""
+    trace_id: _builtins.str
+    """W3C trace id (32 hex digits) of the request's trace; empty when none."""
     @_builtins.property
     def usage(self) -> _events_pb2.Usage:
         """Token counts and cost."""
@@ -638,10 +641,11 @@ class RequestLog(_message.Message):
         response_body: _builtins.str = ...,
         outcome: _builtins.str = ...,
         queue_ms: _builtins.int = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "error", b"error", "files_changed", b"files_changed", "id", b"id", "key_id", b"key_id", "key_name", b"key_name", "latency_ms", b"latency_ms", "model", b"model", "outcome", b"outcome", "queue_ms", b"queue_ms", "request_body", b"request_body", "request_id", b"request_id", "response_body", b"response_body", "session_id", b"session_id", "status", b"status", "stream", b"stream", "time_ms", b"time_ms", "time_to_first_token_ms", b"time_to_first_token_ms", "tools_used", b"tools_used", "turn_id", b"turn_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "error", b"error", "files_changed", b"files_changed", "id", b"id", "key_id", b"key_id", "key_name", b"key_name", "latency_ms", b"latency_ms", "model", b"model", "outcome", b"outcome", "queue_ms", b"queue_ms", "request_body", b"request_body", "request_id", b"request_id", "response_body", b"response_body", "session_id", b"session_id", "status", b"status", "stream", b"stream", "time_ms", b"time_ms", "time_to_first_token_ms", b"time_to_first_token_ms", "tools_used", b"tools_used", "trace_id", b"trace_id", "turn_id", b"turn_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

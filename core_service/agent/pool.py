@@ -120,6 +120,11 @@ class ProcessPool:
             self.start()
 
     @property
+    def size(self) -> int:
+        """Processes the pool keeps ready (configured, live)."""
+        return self._size
+
+    @property
     def ready_count(self) -> int:
         return len(self._ready)
 

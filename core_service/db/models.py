@@ -119,6 +119,7 @@ class RequestLogRecord(Base):
     request_id: Mapped[str] = mapped_column(String(100), default="")
     request_body: Mapped[str] = mapped_column(Text, default="")
     response_body: Mapped[str] = mapped_column(Text, default="")
+    trace_id: Mapped[str] = mapped_column(String(32), default="")
 
 
 class ConfigVersion(Base):

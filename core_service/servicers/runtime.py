@@ -86,6 +86,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
                 error=request.error[:MAX_ERROR_CHARS],
                 request_id=request.request_id[:100],
                 request_body=request.request_body if bodies else "",
+                trace_id=request_context.current().trace_id,
             )
         )
         return pb.RecordRejectedRequestResponse()

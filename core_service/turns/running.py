@@ -29,6 +29,7 @@ from claudecode.v1 import events_pb2 as ev
 from core_service import conversation
 from core_service.agent.options import ProcessShape
 from core_service.agent.translate import TurnAccumulator, TurnTranslator
+from core_service.turns.turn_spans import TurnSpans, tracer
 
 log = logging.getLogger("ccapi.sessions")
 
@@ -152,6 +153,7 @@ class TurnRunner:
             "claude prompt", extra={"session_id": self._session_id, "prompt": repr(content)[:4000]}
         )
         await process.client.query(prompt_stream(content, self._session_id))
+        spans = TurnSpans()  # first token, each tool use (traces)
         messages: AsyncIterator[SdkMessage] = process.client.receive_response()
         if self._guard is not None:
             messages = self._guard(messages)
@@ -166,17 +168,23 @@ class TurnRunner:
                 kind = event.WhichOneof("event")
                 if kind == "text_delta" and self.first_text_at is None:
                     self.first_text_at = time.monotonic()
+                spans.observe(event)
                 yield event
                 if kind == "tool_result":
                     # Changes are read off the workspace, so Bash edits count too.
-                    for change in await self._files.astep():
+                    for change in await self._scan():
                         yield pb.RunTurnResponse(file_change=change)
             if self.stop_hit and not self._cancel.cancel_requested:
                 # A stop sequence ended the answer: stop the model, keep the session.
                 self._cancel.cancel_requested = True
                 await interrupt(process)
+        spans.close()
         for event in self._translator.flush():
             yield event
-        for change in await self._files.astep():
+        for change in await self._scan():
             yield pb.RunTurnResponse(file_change=change)
         self.changed = await self._files.atotal()
+
+    async def _scan(self) -> list[ev.FileChange]:
+        with tracer.start_as_current_span("turn.file_scan"):
+            return await self._files.astep()

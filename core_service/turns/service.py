@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from google.protobuf import json_format
 
@@ -32,6 +32,7 @@ from core_service.turns.outcome import TurnOutcome, TurnProgress
 from core_service.turns.planning import Plan, Planner
 from core_service.turns.registry import ProcessRegistry
 from core_service.turns.running import TurnRunner, interrupt
+from core_service.turns.turn_spans import tracer
 
 
 class TurnRun:
@@ -77,6 +78,8 @@ class TurnService:
         self._store = store
         self._layout = layout
         self._attachments = attached_files
+        # Told where each turn's process came from: "pool", "live" or "started" (metrics).
+        self.on_process: Callable[[str], None] = lambda source: None
 
     def start(self) -> None:
         self._registry.start(with_pool=self._admissions.has_credentials())
@@ -96,15 +99,17 @@ class TurnService:
         if not self._registry.accepting:
             raise Unavailable("The service is shutting down.", reason="shutting_down")
         progress.model = self._admissions.resolve_model(request)
-        admitted = await self._admissions.admit(caller, request, progress.model)
+        with tracer.start_as_current_span("turn.admission"):
+            admitted = await self._admissions.admit(caller, request, progress.model)
         progress.headers = admitted.headers
         try:
             attached = await self._resolve_attachments(caller, request)
             # Past the key's limits: wait (bounded) for one of the core's running slots.
             async with self._registry.capacity.slot(progress):
-                plan = await self._planner.plan(
-                    caller.key_id, request, admitted.turn_input, admitted.shape
-                )
+                with tracer.start_as_current_span("turn.planning"):
+                    plan = await self._planner.plan(
+                        caller.key_id, request, admitted.turn_input, admitted.shape
+                    )
                 async with (
                     self._registry.session_lock(plan.session.id),
                     # Closed here, not later by the garbage collector: an abandoned
@@ -146,9 +151,13 @@ class TurnService:
         )
         if plan.pooled is not None:
             self._registry.adopt(plan.session.id, plan.pooled)
-        process = plan.pooled or await self._registry.process_for(
-            plan.session.id, plan.session.place, shape, plan.start
-        )
+        live = plan.session.id in self._registry.live_sessions()
+        source = "pool" if plan.pooled else "live" if live else "started"
+        with tracer.start_as_current_span("claude.process", attributes={"ccapi.source": source}):
+            process = plan.pooled or await self._registry.process_for(
+                plan.session.id, plan.session.place, shape, plan.start
+            )
+        self.on_process(source)
         running = self._registry.begin_turn(turn.id, process)
         tracker = file_changes.FileTracker(
             self._layout.workspace_path(plan.session.place.workspace),

@@ -133,7 +133,12 @@ class Comparison:
     target_max: float | None = None
 
 
-SCENARIOS: list[Scenario] = [CoreGrpc(), BareCli(), HttpFacade()]
+SCENARIOS: list[Scenario] = [
+    CoreGrpc(),
+    BareCli(),
+    HttpFacade(),
+    CoreGrpc(key="core-untraced", title="core, gRPC stream, no tracing SDK", core="untraced"),
+]
 
 
 def _vs(
@@ -178,5 +183,22 @@ COMPARISONS: list[Comparison] = [
         "core-grpc",
         NEW,
         "full_turn_s",
+    ),
+    # Tracing off (the default: ids made, nothing recorded) against no SDK at all.
+    _vs(
+        "tracing off / no tracing SDK, follow-up, full turn",
+        "core-grpc",
+        "core-untraced",
+        FOLLOW_UP,
+        "full_turn_s",
+        target_max=1.05,
+    ),
+    _vs(
+        "tracing off / no tracing SDK, new conversation, first text",
+        "core-grpc",
+        "core-untraced",
+        NEW,
+        "first_text_s",
+        target_max=1.05,
     ),
 ]

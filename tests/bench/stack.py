@@ -32,6 +32,8 @@ ANSWER_DELAY_S = 0.02
 # Claude Code gets the same environment as the bare CLI runs (no telemetry).
 CORE_VARIANTS: dict[str, dict[str, str]] = {
     "default": {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"},
+    # No tracing SDK at all: the baseline of "tracing off costs nothing".
+    "untraced": {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "OTEL_SDK_DISABLED": "true"},
 }
 
 # Environment a bare `claude -p` inherits besides the model double's.
