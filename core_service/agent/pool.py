@@ -82,9 +82,10 @@ class ProcessPool:
 
     @property
     def held_count(self) -> int:
-        """Processes counted against the cap on the pool's behalf."""
-        self._taken = [p for p in self._taken if not p.closed]
-        return len(self._ready) + self._starting + len(self._taken)
+        """Processes counted against the cap on the pool's behalf. Read-only:
+        the metrics scrape calls it from another thread."""
+        taken = sum(1 for p in list(self._taken) if not p.closed)
+        return len(self._ready) + self._starting + taken
 
     def ready_processes(self) -> list[AgentProcess]:
         """Ready entries (eviction candidates), oldest first."""

@@ -64,7 +64,9 @@ class FifoSlots:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for w in self._waiters if not w.done())
+        # Waiters leave the deque as they get a slot or give up, so its length
+        # is the count; len() is also safe from the metrics scrape's thread.
+        return len(self._waiters)
 
     def set_limit(self, limit: int) -> None:
         self.limit = max(1, limit)

@@ -32,6 +32,8 @@ from core_service.turns.running import TurnProcess, interrupt
 log = logging.getLogger("ccapi.sessions")
 
 CANCEL_WAIT_SECONDS = 5.0
+# How long interrupted turns get to wind up at shutdown before processes end.
+SHUTDOWN_CANCEL_SECONDS = 5.0
 # A start waiting for a slot looks again at least this often (besides being
 # woken when a turn ends or a process goes).
 SLOT_RECHECK_SECONDS = 0.5
@@ -60,6 +62,7 @@ class ProcessRegistry:
         self._live: dict[str, AgentProcess] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: dict[str, RunningTurn] = {}
+        self._claimed: set[str] = set()
         # Slots reserved by starts in progress (process_for), and held by
         # evicted processes until they have exited.
         self._starting = 0
@@ -168,8 +171,14 @@ class ProcessRegistry:
         return process
 
     def running_turn_ids(self) -> set[str]:
-        """Turns this process is running now (crash recovery leaves them alone)."""
-        return set(self._running)
+        """Turns this process is running now, or has stored and is getting a
+        process for (crash recovery leaves them alone)."""
+        return set(self._running) | self._claimed
+
+    def claim(self, turn_id: str) -> None:
+        """A turn about to be stored: it is this core's from now on, even while
+        it waits for a process slot (end_turn releases it)."""
+        self._claimed.add(turn_id)
 
     async def _reserve_slot(self, session_id: str) -> None:
         """Takes one live-process slot for a start: a free one, else the one an
@@ -277,6 +286,7 @@ class ProcessRegistry:
 
     def end_turn(self, turn_id: str) -> None:
         self._running.pop(turn_id, None)
+        self._claimed.discard(turn_id)
         self._slot_may_have_freed()
 
     async def cancel(self, turn_id: str) -> bool:
@@ -320,6 +330,11 @@ class ProcessRegistry:
         for running in list(self._running.values()):
             running.cancel_requested = True
             await interrupt(running.process)
+        # Interrupted turns wind up (stored as cancelled) before their
+        # processes are killed under them.
+        deadline = time.monotonic() + SHUTDOWN_CANCEL_SECONDS
+        while self._running and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         if self._reaper is not None:
             self._reaper.cancel()
         await self.pool.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
@@ -33,6 +34,8 @@ from core_service.turns.planning import Plan, Planner
 from core_service.turns.registry import ProcessRegistry
 from core_service.turns.running import TurnRunner, interrupt
 from core_service.turns.turn_spans import tracer
+
+log = logging.getLogger("ccapi.turns")
 
 
 class TurnRun:
@@ -106,6 +109,9 @@ class TurnService:
             attached = await self._resolve_attachments(caller, request)
             # Past the key's limits: wait (bounded) for one of the core's running slots.
             async with self._registry.capacity.slot(progress):
+                if not self._registry.accepting:
+                    # Shutdown began while this turn waited in the queue.
+                    raise Unavailable("The service is shutting down.", reason="shutting_down")
                 with tracer.start_as_current_span("turn.planning"):
                     plan = await self._planner.plan(
                         caller.key_id, request, admitted.turn_input, admitted.shape
@@ -139,24 +145,36 @@ class TurnService:
         started = time.monotonic()
         shape = admitted.shape
         turn = outcome.new_turn(request, plan.session.id, plan.parent_turn_id, shape.model)
-        # Where the request came from goes with the turn: a core that dies
-        # mid-turn leaves what recovery needs to write its request-log row.
-        await asyncio.to_thread(
-            self._store.start_turn,
-            turn,
-            caller.key_id,
-            request.store,
-            call.endpoint,
-            call.request_id,
-        )
         if plan.pooled is not None:
+            # Adopted at once: from here the session owns it (and the live cap
+            # counts it there), whatever happens next.
             self._registry.adopt(plan.session.id, plan.pooled)
-        live = plan.session.id in self._registry.live_sessions()
-        source = "pool" if plan.pooled else "live" if live else "started"
-        with tracer.start_as_current_span("claude.process", attributes={"ccapi.source": source}):
-            process = plan.pooled or await self._registry.process_for(
-                plan.session.id, plan.session.place, shape, plan.start
+        self._registry.claim(turn.id)
+        try:
+            # Where the request came from goes with the turn: a core that dies
+            # mid-turn leaves what recovery needs to write its request-log row.
+            await asyncio.to_thread(
+                self._store.start_turn,
+                turn,
+                caller.key_id,
+                request.store,
+                call.endpoint,
+                call.request_id,
             )
+            live = plan.session.id in self._registry.live_sessions()
+            source = "pool" if plan.pooled else "live" if live else "started"
+            with tracer.start_as_current_span(
+                "claude.process", attributes={"ccapi.source": source}
+            ):
+                process = plan.pooled or await self._registry.process_for(
+                    plan.session.id, plan.session.place, shape, plan.start
+                )
+        except BaseException as error:
+            # No process (at capacity, could not start, the caller left while
+            # it waited): the stored turn must not stay in progress.
+            self._registry.end_turn(turn.id)
+            await asyncio.shield(self._end_unstarted(turn, error))
+            raise
         self.on_process(source)
         running = self._registry.begin_turn(turn.id, process)
         tracker = file_changes.FileTracker(
@@ -258,6 +276,22 @@ class TurnService:
         turn.finish_reason, turn.status = ending.finish, ending.status
         fingerprint = outcome.answered_fingerprint(admitted.turn_input, turn.output_text)
         await asyncio.to_thread(self._store.finish_turn, turn, acc.last_assistant_uuid, fingerprint)
+
+    async def _end_unstarted(self, turn: pb.Turn, error: BaseException) -> None:
+        """Stores a turn that never got a process as failed (or cancelled)."""
+        if isinstance(error, ServiceError):
+            turn.status = pb.TURN_STATUS_FAILED
+            turn.error.CopyFrom(outcome.failure_of(error))
+        else:
+            turn.status = pb.TURN_STATUS_CANCELLED
+            turn.finish_reason = ev.FINISH_REASON_CANCELLED
+        turn.completed_at = int(time.time())
+        try:
+            await asyncio.to_thread(self._store.finish_turn, turn, None, None)
+        except Exception:
+            # Not stored at all (start_turn failed), or the database is gone:
+            # recovery heals what is left in progress.
+            log.warning("could not store an unstarted turn", extra={"turn_id": turn.id})
 
     async def _abandon(self, process: AgentProcess, turn: pb.Turn) -> None:
         self._registry.forget(process)

@@ -219,3 +219,13 @@ async def test_the_session_lock_table_holds_only_sessions_in_a_turn() -> None:
             async with reg.session_lock("x"):
                 pass
     assert reg.lock_count == 0
+
+
+def test_a_claimed_turn_counts_as_running_here_until_it_ends() -> None:
+    # Stored but still waiting for a process slot: crash recovery must not
+    # take it for a dead core's turn.
+    reg = registry()
+    reg.claim("t1")
+    assert reg.running_turn_ids() == {"t1"}
+    reg.end_turn("t1")
+    assert reg.running_turn_ids() == set()
