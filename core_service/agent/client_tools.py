@@ -178,10 +178,15 @@ class ClientToolSet:
     """The client tools of one process (fixed while it runs)."""
 
     tools: tuple[ClientTool, ...]
+    # Each tool's kind (function or custom), by name, for streaming its calls.
+    kinds: Mapping[str, cpb.ClientToolKind.ValueType] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_request(cls, tools: Sequence[cpb.ClientTool]) -> ClientToolSet:
-        return cls(tuple(from_proto(t) for t in tools))
+        return cls(
+            tuple(from_proto(t) for t in tools),
+            {t.name: t.kind or cpb.CLIENT_TOOL_KIND_FUNCTION for t in tools},
+        )
 
     @property
     def names(self) -> frozenset[str]:

@@ -43,6 +43,8 @@ class ProcessRegistry:
         self._live: dict[str, AgentProcess] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: dict[str, RunningTurn] = {}
+        # Sessions whose process waits for client tool results between RunTurns.
+        self._kept_open: set[str] = set()
         self._reaper: asyncio.Task[None] | None = None
         self.accepting = True
 
@@ -110,6 +112,19 @@ class ProcessRegistry:
         if process is not None:
             await process.close()
 
+    # Turns that wait for the client (client tools)
+
+    def keep_open(self, session_id: str) -> None:
+        """The session's process is inside a turn that waits for client tool
+        results: it is not idle (never reaped) until `let_go`."""
+        self._kept_open.add(session_id)
+
+    def let_go(self, session_id: str) -> None:
+        self._kept_open.discard(session_id)
+
+    def kept_open(self, session_id: str) -> bool:
+        return session_id in self._kept_open
+
     # Running turns
 
     @property
@@ -146,7 +161,7 @@ class ProcessRegistry:
             now = time.monotonic()
             for session_id, process in list(self._live.items()):
                 lock = self._locks.get(session_id)
-                if lock is not None and lock.locked():
+                if (lock is not None and lock.locked()) or session_id in self._kept_open:
                     continue
                 if now - process.last_used > idle:
                     self._live.pop(session_id, None)
