@@ -98,7 +98,7 @@ def _check_tool_outputs(messages: Sequence[cpb.Message], prompt: list[cpb.Messag
                 raise InvalidArgument("Tool messages may only hold tool results.", param=param)
             call_id = part.tool_output.call_id
             if not call_id:
-                raise InvalidArgument("A tool result needs its call's id.", param=param)
+                continue  # a legacy function result: it answers the one pending call
             if call_id in seen:
                 duplicated.append(call_id)
             seen.add(call_id)
@@ -143,17 +143,17 @@ def fingerprint(messages: Sequence[cpb.Message]) -> str:
                 parts.append(part.text.strip())
             elif kind == "tool_call":
                 call = part.tool_call
+                # No ids: a legacy `function_call` in resent history has none.
                 parts.append(
                     [
                         "call",
-                        call.call_id,
                         call.name,
                         _arguments_canon(call.arguments_json),
                         call.input,
                     ]
                 )
             elif kind == "tool_output":
-                parts.append(["output", part.tool_output.call_id, part.tool_output.output])
+                parts.append(["output", part.tool_output.output])
             else:
                 parts.append(
                     hashlib.sha256(part.image.data).hexdigest()

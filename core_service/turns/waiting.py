@@ -90,6 +90,9 @@ def match_results(
 ) -> dict[str, ToolResult]:
     """The results for the waiting calls; INVALID_ARGUMENT naming the ids when
     some are strangers or missing (duplicates are refused when the input splits)."""
+    if len(outputs) == 1 and not outputs[0].call_id and len(waiting_ids) == 1:
+        # A legacy function result names no call: it answers the only one.
+        return {waiting_ids[0]: ToolResult(outputs[0].output, outputs[0].is_error)}
     given = {o.call_id: ToolResult(o.output, o.is_error) for o in outputs}
     unknown = [i for i in given if i not in waiting_ids]
     if unknown:
