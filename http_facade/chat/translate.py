@@ -14,7 +14,7 @@ from claudecode.v1 import agent_pb2, content_pb2, events_pb2
 from http_facade import file_summary
 from http_facade.errors import invalid_request, unsupported
 from http_facade.inputs import ROLES, image_from_url, reasoning_effort, validate_body
-from http_facade.tool_calls import ToolRequest, chat_tools
+from http_facade.tool_calls import ToolRequest, builtin_choice, chat_tools, with_tools
 from http_facade.turns import TurnRecord
 
 from .protocol import (
@@ -171,41 +171,9 @@ def session_id_of(req: ChatCompletionRequest, header: str | None) -> str:
 def builtin_tools_of(
     req: ChatCompletionRequest, header: str | None
 ) -> content_pb2.BuiltinTools | None:
-    """`claude_code.builtin_tools` in the body, or the X-Claude-Code-Builtin-Tools
-    header ("true", "all", or names separated by commas); None: the key's default."""
-    wanted: bool | list[str] | None = None
-    if req.claude_code is not None:
-        wanted = req.claude_code.builtin_tools
-    if wanted is None and header:
-        value = header.strip()
-        if value.lower() in ("true", "all", "1", "yes"):
-            wanted = True
-        elif value.lower() in ("false", "none", "0", "no"):
-            wanted = False
-        else:
-            wanted = [n.strip() for n in value.split(",") if n.strip()]
-    if wanted is None:
-        return None
-    if isinstance(wanted, bool):
-        return content_pb2.BuiltinTools(all=wanted)
-    return content_pb2.BuiltinTools(names=wanted)
-
-
-def with_tools(
-    run: agent_pb2.RunTurnRequest,
-    tools: ToolRequest,
-    builtin: content_pb2.BuiltinTools | None,
-) -> agent_pb2.RunTurnRequest:
-    """`run` with the request's client tools, tool_choice, parallel_tool_calls
-    and built-in opt-in (shared by both APIs)."""
-    run.tools.extend(tools.tools)
-    if tools.choice is not None and tools.tools:
-        run.tool_choice.CopyFrom(tools.choice)
-    if tools.parallel_tool_calls is not None and tools.tools:
-        run.parallel_tool_calls = tools.parallel_tool_calls
-    if builtin is not None and tools.tools:
-        run.builtin_tools.CopyFrom(builtin)
-    return run
+    """`claude_code.builtin_tools` in the body, or the X-Claude-Code-Builtin-Tools header."""
+    wanted = req.claude_code.builtin_tools if req.claude_code is not None else None
+    return builtin_choice(wanted, header)
 
 
 def to_run_turn_request(
