@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from claudecode.v1 import admin_pb2, admin_pb2_grpc, agent_pb2_grpc
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
@@ -237,3 +238,56 @@ def test_results_reach_the_model_after_a_core_restart(model_double: ModelDouble)
         restarted.stop()
     finally:
         core.cleanup()
+
+
+def test_results_sent_while_the_turn_still_runs_are_refused_as_a_conflict(
+    core: CoreProcess, model_double: ModelDouble
+) -> None:
+    model_double.script(
+        Reply.call_tools(
+            [("lookup", {"q": "one"}), ("get_weather", {"city": "slowly written"})],
+            ids=["toolu_e1", "toolu_e2"],
+            delay=0.5,
+        ),
+        Reply.echo_tool_results(),
+    )
+    early: TurnLog | None = None
+    log = TurnLog()
+    with core.channel() as channel:
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        for event in stub.RunTurn(
+            request("two calls", tools=TOOLS), metadata=core.metadata(), timeout=60
+        ):
+            log.events.append(event)
+            if event.HasField("tool_call_done") and early is None:
+                # The second call is still being written: the turn has not stopped yet.
+                early = run_turn(core, answer(log, results(("toolu_e1", "x"))))
+
+    assert early is not None
+    assert rpc_error(early).code() == grpc.StatusCode.ABORTED
+    assert log.of("completed")[0].completed.finish_reason == ev.FINISH_REASON_TOOL_CALLS
+    done = run_turn(core, answer(log, results(("toolu_e1", "a"), ("toolu_e2", "b"))))
+    assert done.of("completed")[0].completed.text == "lookup: a\nget_weather: b"
+
+
+def test_each_request_of_a_round_trip_is_its_own_log_row_with_the_calls(
+    core: CoreProcess, model_double: ModelDouble
+) -> None:
+    first = stop_for_two_calls(core, model_double, ("toolu_g1", "toolu_g2"))
+    second = run_turn(core, answer(first, results(("toolu_g1", "x"), ("toolu_g2", "y"))))
+    assert second.error is None, second.error
+    turn_ids = [first.started.started.turn_id, second.started.started.turn_id]
+
+    rows: dict[str, admin_pb2.RequestLog] = {}
+    deadline = time.monotonic() + 30
+    with core.channel() as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        while len(rows) < 2 and time.monotonic() < deadline:
+            logs = admin.ListRequestLogs(
+                admin_pb2.ListRequestLogsRequest(page_size=200), metadata=core.admin_metadata()
+            ).logs
+            rows = {r.turn_id: r for r in logs if r.turn_id in turn_ids}
+            time.sleep(0.2)
+
+    assert list(rows[turn_ids[0]].tools_used) == ["lookup", "get_weather"]
+    assert list(rows[turn_ids[1]].tools_used) == []
