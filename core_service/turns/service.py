@@ -206,10 +206,11 @@ class TurnService:
         """A call waited CCAPI_CLIENT_TOOL_TIMEOUT_SECONDS: the turn is interrupted."""
         if self._waiting.of_session(waiting.session_id) is not waiting:
             return
-        if waiting.running:
-            asyncio.get_running_loop().create_task(interrupt(waiting.process))
-            return
-        task = asyncio.get_running_loop().create_task(self._expire(waiting))
+        loop = asyncio.get_running_loop()
+        # While a RunTurn reads the turn it sees the interruption itself.
+        task = loop.create_task(
+            interrupt(waiting.process) if waiting.running else self._expire(waiting)
+        )
         self._expiring.add(task)
         task.add_done_callback(self._expiring.discard)
 

@@ -214,3 +214,34 @@ def test_a_result_for_an_unknown_call_is_a_400_and_the_calls_still_wait(
         tools=[WEATHER],
     )
     assert good.choices[0].message.content == "get_weather: mild"
+
+
+def test_missing_results_name_the_calls_and_a_new_message_moves_on(
+    sdk: openai.OpenAI, model_double: ModelDouble
+) -> None:
+    two_calls(model_double, ("toolu_m1", "toolu_m2"))
+    messages: list[Any] = [{"role": "user", "content": "weather and time"}]
+    first = sdk.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER, TIME])
+    messages.append(first.choices[0].message.model_dump(exclude_none=True))
+
+    with pytest.raises(openai.BadRequestError) as missing:
+        sdk.chat.completions.create(
+            model=MODEL,
+            messages=[*messages, {"role": "tool", "tool_call_id": "toolu_m1", "content": "x"}],
+            tools=[WEATHER, TIME],
+        )
+    assert "toolu_m2" in str(missing.value)
+    assert missing.value.param == "tool_call_id"
+
+    model_double.reset()
+    model_double.script(Reply.text("Sure, a joke instead."))
+    moved_on = sdk.chat.completions.create(
+        model=MODEL,
+        messages=[*messages, {"role": "user", "content": "forget it, tell me a joke"}],
+        tools=[WEATHER, TIME],
+    )
+    assert moved_on.choices[0].message.content == "Sure, a joke instead."
+    assert moved_on.choices[0].finish_reason == "stop"
+    # The same conversation went on.
+    session = (moved_on.model_extra or {})["claude_code"]["session_id"]
+    assert session == (first.model_extra or {})["claude_code"]["session_id"]
