@@ -4,12 +4,15 @@ gunicorn, the real core, the real Claude Code CLI and the model double."""
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
-from tests.facade.live import ModelDouble, Reply
+from tests.facade.gunicorn_proc import start_facade
+from tests.facade.live import ModelDouble, Reply, start_core
 
 MODEL = "sonnet"
 WEATHER: Any = {
@@ -245,3 +248,37 @@ def test_missing_results_name_the_calls_and_a_new_message_moves_on(
     # The same conversation went on.
     session = (moved_on.model_extra or {})["claude_code"]["session_id"]
     assert session == (first.model_extra or {})["claude_code"]["session_id"]
+
+
+def test_calls_nobody_answers_time_out_and_the_conversation_goes_on(
+    model_double: ModelDouble, tmp_path: Path
+) -> None:
+    core = start_core(model_double.url, CCAPI_CLIENT_TOOL_TIMEOUT_SECONDS="2")
+    facade = start_facade(core.addr, tmp_path / "gunicorn.log", workers=1)
+    client = openai.OpenAI(base_url=facade.base_url + "/v1", api_key=core.api_key, max_retries=0)
+    try:
+        model_double.script(
+            Reply.call_tools([("get_weather", {"city": "Oslo"})], ids=["toolu_t9"]),
+            Reply.text("after the timeout"),
+            Reply.text("still here"),
+        )
+        messages: list[Any] = [{"role": "user", "content": "weather"}]
+        first = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER])
+        assert first.choices[0].finish_reason == "tool_calls"
+        time.sleep(5)  # nobody answers
+
+        # The waiting turn was interrupted: a late result finds no call waiting for it,
+        # so it reaches the model as text in the resumed session.
+        messages += [
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": "toolu_t9", "content": "late"},
+        ]
+        late = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER])
+        assert late.choices[0].finish_reason == "stop"
+        session = (first.model_extra or {})["claude_code"]["session_id"]
+        assert (late.model_extra or {})["claude_code"]["session_id"] == session
+        assert "late" in (model_double.main_requests[-1].last_user_text or "")
+    finally:
+        client.close()
+        facade.stop()
+        core.cleanup()
