@@ -282,3 +282,31 @@ def test_calls_nobody_answers_time_out_and_the_conversation_goes_on(
         client.close()
         facade.stop()
         core.cleanup()
+
+
+def test_built_in_tools_are_opt_in_and_a_client_tool_named_like_one_wins(
+    sdk: openai.OpenAI, model_double: ModelDouble
+) -> None:
+    model_double.set_default(Reply.text("ok"))
+    mine: Any = {
+        "type": "function",
+        "function": {"name": "Read", "description": "The client's own Read."},
+    }
+    sdk.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "go"}],
+        tools=[mine, WEATHER],
+        extra_body={"claude_code": {"builtin_tools": ["Read", "Grep"]}},
+    )
+    offered = model_double.main_requests[-1].offered_tools
+    assert set(offered) - {"DeferredToolPlaceholder"} == {"Read", "Grep", "get_weather"}
+    assert offered["Read"].get("description") == "The client's own Read."
+
+    sdk.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "again"}],
+        tools=[WEATHER],
+        extra_headers={"X-Claude-Code-Builtin-Tools": "Glob"},
+    )
+    offered = model_double.main_requests[-1].offered_tools
+    assert set(offered) - {"DeferredToolPlaceholder"} == {"Glob", "get_weather"}
