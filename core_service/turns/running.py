@@ -133,7 +133,11 @@ class TurnRunner:
         server = client_tools_of(process)
         names = server.tool_set.names if server is not None else frozenset()
         self._translator = TurnTranslator(stops, excerpt_chars, names)
-        self._tool_calls = ToolCallStream(server.tool_set.kinds) if server is not None else None
+        self._tool_calls = (
+            ToolCallStream(server.tool_set.kinds, server.tool_set.namespaces)
+            if server is not None
+            else None
+        )
         # The SDK's messages of the Claude Code turn (open across RunTurns while it waits).
         self.messages = messages
         # The client tool calls this part of the turn stopped for (empty: it ran to its end).

@@ -164,3 +164,31 @@ def test_an_unknown_call_id_is_a_400(sdk: openai.OpenAI, model_double: ModelDoub
         tools=[EXEC],
     )
     assert good.output_text == "exec_command: me"
+
+
+def test_a_namespaced_function_is_offered_by_its_name_and_its_call_names_the_namespace(
+    sdk: openai.OpenAI, model_double: ModelDouble
+) -> None:
+    model_double.script(Reply.call_tools([("read_issue", {"id": 7})], ids=["toolu_n1"]))
+    namespace = {
+        "type": "namespace",
+        "name": "tracker",
+        "description": "The issue tracker.",
+        "tools": [
+            {
+                "type": "function",
+                "name": "read_issue",
+                "description": "Read an issue.",
+                "parameters": {"type": "object", "properties": {"id": {"type": "integer"}}},
+            }
+        ],
+    }
+
+    done = sdk.responses.create(model=MODEL, input="issue 7?", extra_body={"tools": [namespace]})
+
+    call = next(i for i in done.output if i.type == "function_call")
+    assert (call.name, json.loads(call.arguments)) == ("read_issue", {"id": 7})
+    # The SDK may or may not model the field; either way it is on the item.
+    carried = getattr(call, "namespace", None) or (call.model_extra or {}).get("namespace")
+    assert carried == "tracker"
+    assert "read_issue" in model_double.main_requests[0].offered_tools
