@@ -67,6 +67,8 @@ class CoreConfig:
     # Hosts sandboxed commands may connect to (through Claude Code's sandbox
     # proxy); loopback and private addresses are refused whatever is listed.
     agent_network_hosts: tuple[str, ...] = ()
+    # How long a client tool call waits for its result before the turn is interrupted.
+    client_tool_timeout_seconds: float = 900.0
     # Shared secret AdminService callers (the admin site) must present.
     admin_token: str = ""
     # Environment handed to Claude Code unchanged.
@@ -139,6 +141,7 @@ class CoreConfig:
                 for h in os.environ.get("CCAPI_AGENT_NETWORK_HOSTS", "").split(",")
                 if h.strip()
             ),
+            client_tool_timeout_seconds=_float("CCAPI_CLIENT_TOOL_TIMEOUT_SECONDS", 900.0),
             admin_token=os.environ.get("CCAPI_ADMIN_TOKEN", "") or read_admin_token(data_dir),
             agent_dir=choose_agent_dir(data_dir, uid_base > 0),
         )

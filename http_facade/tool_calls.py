@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from claudecode.v1 import agent_pb2
 from claudecode.v1 import content_pb2 as cpb
 from http_facade.errors import ApiError, invalid_request, unsupported
 
@@ -598,3 +599,43 @@ def unsupported_choice(kind: Any) -> ApiError:
         f"forcing the hosted tool type {json.dumps(kind)} is not supported; use 'auto', "
         "'required', 'none', a function or custom tool, or 'allowed_tools'",
     )
+
+
+# --- into the RunTurnRequest (both APIs) ----------------------------------------------------
+
+
+def builtin_choice(wanted: bool | list[str] | None, header: str | None) -> cpb.BuiltinTools | None:
+    """Claude Code's built-in tools beside the client's: the body's extension
+    `claude_code.builtin_tools` (true: all the key allows; a list: those), else
+    the X-Claude-Code-Builtin-Tools header ("true", "all", "false" or names
+    separated by commas); None: the key's default (none)."""
+    if wanted is None and header:
+        value = header.strip()
+        if value.lower() in ("true", "all", "1", "yes"):
+            wanted = True
+        elif value.lower() in ("false", "none", "0", "no"):
+            wanted = False
+        else:
+            wanted = [n.strip() for n in value.split(",") if n.strip()]
+    if wanted is None:
+        return None
+    if isinstance(wanted, bool):
+        return cpb.BuiltinTools(all=wanted)
+    return cpb.BuiltinTools(names=wanted)
+
+
+def with_tools(
+    run: agent_pb2.RunTurnRequest, tools: ToolRequest, builtin: cpb.BuiltinTools | None
+) -> agent_pb2.RunTurnRequest:
+    """`run` with the request's client tools, tool_choice, parallel_tool_calls and
+    built-in opt-in; without client tools none of these means anything."""
+    if not tools.tools:
+        return run
+    run.tools.extend(tools.tools)
+    if tools.choice is not None:
+        run.tool_choice.CopyFrom(tools.choice)
+    if tools.parallel_tool_calls is not None:
+        run.parallel_tool_calls = tools.parallel_tool_calls
+    if builtin is not None:
+        run.builtin_tools.CopyFrom(builtin)
+    return run

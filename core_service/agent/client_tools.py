@@ -178,10 +178,18 @@ class ClientToolSet:
     """The client tools of one process (fixed while it runs)."""
 
     tools: tuple[ClientTool, ...]
+    # Each tool's kind (function or custom), by name, for streaming its calls.
+    kinds: Mapping[str, cpb.ClientToolKind.ValueType] = field(default_factory=dict, compare=False)
+    # The Responses "namespace" each tool was listed in, by name (calls carry it back).
+    namespaces: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_request(cls, tools: Sequence[cpb.ClientTool]) -> ClientToolSet:
-        return cls(tuple(from_proto(t) for t in tools))
+        return cls(
+            tuple(from_proto(t) for t in tools),
+            {t.name: t.kind or cpb.CLIENT_TOOL_KIND_FUNCTION for t in tools},
+            {t.name: t.namespace for t in tools if t.namespace},
+        )
 
     @property
     def names(self) -> frozenset[str]:
@@ -470,8 +478,13 @@ class ToolCallStream:
     (ClientToolServer.wait_for) and ends the RunTurn with them.
     """
 
-    def __init__(self, kinds: Mapping[str, cpb.ClientToolKind.ValueType]) -> None:
+    def __init__(
+        self,
+        kinds: Mapping[str, cpb.ClientToolKind.ValueType],
+        namespaces: Mapping[str, str] | None = None,
+    ) -> None:
         self._kinds = dict(kinds)  # client name -> kind
+        self._namespaces = dict(namespaces or {})  # client name -> namespace
         self._open: dict[int, _Streaming] = {}  # content block index -> call
         self.calls: list[cpb.ClientToolCall] = []
         self.all_known = False
@@ -535,7 +548,12 @@ class ToolCallStream:
         if call is None:
             return []
         raw = call.raw_json or "{}"
-        done = cpb.ClientToolCall(call_id=call.call_id, name=call.name, kind=call.kind)
+        done = cpb.ClientToolCall(
+            call_id=call.call_id,
+            name=call.name,
+            kind=call.kind,
+            namespace=self._namespaces.get(call.name, ""),
+        )
         responses: list[pb.RunTurnResponse] = []
         if call.kind == cpb.CLIENT_TOOL_KIND_CUSTOM:
             try:

@@ -8,12 +8,13 @@ import json
 import os
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from claude_agent_sdk import ClaudeAgentOptions, HookMatcher
 from claude_agent_sdk.types import SystemPromptPreset
 
+from core_service.agent.client_tools import ClientToolServer, ClientToolSet, client_tool_options
 from core_service.agent.permissions import (
     ALLOWED_BY_DEFAULT,
     foreground_hook,
@@ -39,6 +40,12 @@ class ProcessShape:
     # Claude Code's `output_format` as canonical JSON ("" for free text; see
     # agent.structured_output.shape_value): fixed per process, like the tools.
     output_format: str = ""
+    # The request's own tools (None: none). Compared by `client_tools_key`:
+    # Claude Code lists a process's tools once, at its start.
+    client_tools: ClientToolSet | None = field(default=None, compare=False)
+    client_tools_key: str = ""
+    # With client tools: the built-ins offered beside them (True: all the key allows).
+    builtin_tools: bool | tuple[str, ...] = False
 
 
 def same_process(a: ProcessShape, b: ProcessShape) -> bool:
@@ -146,6 +153,7 @@ def build_options(
     stderr: Callable[[str], None] | None = None,
     cli_path: Path | None = None,
     homes_roots: Sequence[Path] = (),
+    client_tools: ClientToolServer | None = None,
 ) -> ClaudeAgentOptions:
     system_prompt: SystemPromptPreset = {"type": "preset", "preset": "claude_code"}
     if shape.system_append:
@@ -157,7 +165,10 @@ def build_options(
         include_partial_messages=True,
         permission_mode="default",
         can_use_tool=make_permission_callback(
-            workspace, shape.allowed_tools, config.agent_network_hosts
+            workspace,
+            shape.allowed_tools,
+            config.agent_network_hosts,
+            client_tools.tool_set.names if client_tools is not None else (),
         ),
         # Every tool call, also those Claude Code would allow by itself.
         hooks={"PreToolUse": [HookMatcher(matcher=None, hooks=[foreground_hook])]},
@@ -180,6 +191,15 @@ def build_options(
     options.tools = sorted(offered & ALLOWED_BY_DEFAULT)
     if shape.output_format:
         options.output_format = json.loads(shape.output_format)
+    if client_tools is not None:
+        # The client orchestrates: its tools, and only the built-ins it opted in to.
+        builtin = shape.builtin_tools
+        pieces = client_tool_options(
+            client_tools, builtin if isinstance(builtin, bool) else list(builtin), options.tools
+        )
+        options.tools = pieces.tools
+        options.mcp_servers = dict(pieces.mcp_servers)
+        options.env = {**options.env, **pieces.env}
     if shape.effort:
         options.effort = shape.effort  # type: ignore[assignment]
     if start.fork_from:

@@ -35,6 +35,8 @@ from claude_agent_sdk import (
     ToolPermissionContext,
 )
 
+from core_service.agent.client_tools import tool_name_from_cli
+
 PermissionResult = PermissionResultAllow | PermissionResultDeny
 PermissionCallback = Callable[
     [str, dict[str, Any], ToolPermissionContext], Awaitable[PermissionResult]
@@ -192,16 +194,22 @@ def make_permission_callback(
     workspace: Path,
     allowed_tools: Collection[str] | None = None,
     network_hosts: Collection[str] = (),
+    client_tools: Collection[str] = (),
 ) -> PermissionCallback:
     """A callback bound to one conversation's workspace, its key's tool policy
-    (`allowed_tools` None means the service default) and the hosts sandboxed
-    commands may reach."""
+    (`allowed_tools` None means the service default), the hosts sandboxed
+    commands may reach, and the request's own tools (which the client runs)."""
     tools = ALLOWED_BY_DEFAULT if allowed_tools is None else frozenset(allowed_tools)
     hosts = frozenset(h.lower() for h in network_hosts if public_host(h))
+    client_names = frozenset(client_tools)
 
     async def can_use_tool(
         tool: str, tool_input: dict[str, Any], _context: ToolPermissionContext
     ) -> PermissionResult:
+        if tool_name_from_cli(tool, client_names) in client_names:
+            # The client runs its own tools (a client tool named like a built-in wins:
+            # that built-in is not offered beside it).
+            return PermissionResultAllow()
         if tool == NETWORK_TOOL:
             host = str(tool_input.get("host", "")).lower()
             if host in hosts and public_host(host):

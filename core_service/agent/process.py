@@ -18,6 +18,7 @@ from claude_agent_sdk import ClaudeSDKClient, CLIConnectionError, ResultMessage
 from claude_agent_sdk.types import Message
 
 from core_service.agent import process_tree
+from core_service.agent.client_tools import ClientToolServer
 from core_service.agent.options import ProcessShape, SessionStart, build_options
 from core_service.agent.workspace_layout import Place, WorkspaceLayout
 from core_service.config import CoreConfig
@@ -100,6 +101,8 @@ class AgentProcess:
     # The Claude Code process (pid, start time); None if the SDK hid it.
     proc: process_tree.Proc | None = None
     uids: UidClaims | None = None
+    # The MCP server of the request's own tools, when the shape has them.
+    client_tools: ClientToolServer | None = None
 
     def discard_stray_messages(self) -> int:
         """Drops turn messages Claude Code sent while no turn was open and
@@ -178,6 +181,11 @@ class ProcessFactory:
             tail.append(line)
             log.debug("claude stderr", extra={"session_id": start.session_id, "line": line})
 
+        server = (
+            ClientToolServer(shape.client_tools, timeout=self._config.client_tool_timeout_seconds)
+            if shape.client_tools is not None
+            else None
+        )
         options = build_options(
             self._config,
             self._layout.workspace_path(place.workspace),
@@ -189,6 +197,7 @@ class ProcessFactory:
             stderr=on_stderr,
             cli_path=self.cli_path,
             homes_roots=self._layout.homes_roots(),
+            client_tools=server,
         )
         for attempt in range(1, START_ATTEMPTS + 1):
             client = TurnClient(options)
@@ -226,6 +235,7 @@ class ProcessFactory:
             stderr_tail=tail,
             proc=proc,
             uids=self.uids,
+            client_tools=server,
         )
 
 

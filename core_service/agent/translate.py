@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from claude_agent_sdk.types import Message as SdkMessage
 
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import events_pb2 as ev
+from core_service.agent.client_tools import tool_name_from_cli
 from core_service.agent.model_errors import from_api_status, from_assistant_error
 from core_service.agent.structured_output import structured_answer
 from core_service.errors import ModelError, ServiceError
@@ -124,8 +126,22 @@ class TurnAccumulator:
 
 
 class TurnTranslator:
-    def __init__(self, stops: list[str], excerpt_chars: int, *, structured: bool = False) -> None:
+    """`client_tools`: the request's own tool names; their calls and results are
+    the client's (ClientToolCall events, from `client_tools.ToolCallStream`),
+    never ToolUse / ToolResult events. `structured`: the answer is Claude
+    Code's structured output, and the model's own text is reasoning."""
+
+    def __init__(
+        self,
+        stops: list[str],
+        excerpt_chars: int,
+        client_tools: Collection[str] = (),
+        *,
+        structured: bool = False,
+    ) -> None:
         self.acc = TurnAccumulator()
+        self._client_tools = frozenset(client_tools)
+        self._client_call_ids: set[str] = set()
         self._stop = StopScanner(stops)
         self._excerpt_chars = excerpt_chars
         self._in_text_block = False
@@ -136,6 +152,10 @@ class TurnTranslator:
     @property
     def stop_hit(self) -> bool:
         return self._stop.hit
+
+    def known_client_calls(self, call_ids: Collection[str]) -> None:
+        """Calls of client tools made before this translator began (a turn continued)."""
+        self._client_call_ids.update(call_ids)
 
     def feed(self, message: SdkMessage) -> list[pb.RunTurnResponse]:
         if isinstance(message, StreamEvent):
@@ -201,6 +221,9 @@ class TurnTranslator:
         out: list[pb.RunTurnResponse] = []
         for block in message.content:
             if isinstance(block, ToolUseBlock):
+                if tool_name_from_cli(block.name, self._client_tools) in self._client_tools:
+                    self._client_call_ids.add(block.id)
+                    continue
                 use = ev.ToolUse(
                     id=block.id,
                     name=block.name,
@@ -218,6 +241,8 @@ class TurnTranslator:
         out: list[pb.RunTurnResponse] = []
         for block in message.content:
             if isinstance(block, ToolResultBlock):
+                if block.tool_use_id in self._client_call_ids:
+                    continue
                 text = tool_result_text(block.content)
                 result = ev.ToolResult(
                     tool_use_id=block.tool_use_id,

@@ -23,6 +23,7 @@ from core_service.errors import FailedPrecondition, InvalidArgument
 from core_service.keys import KeyInfo
 from core_service.limits import Admission, LimitGate
 from core_service.model_catalog import ModelCatalog
+from core_service.turns.tool_requests import with_client_tools
 
 CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")
 # OpenAI's reasoning_effort values, mapped onto Claude Code's.
@@ -91,7 +92,6 @@ class Admissions:
 
     async def admit(self, caller: Caller, request: pb.RunTurnRequest, model: str) -> AdmittedTurn:
         """Validates the request and takes the key's limits; raises what the caller sees."""
-        refuse_unsupported(request)
         turn_input = conversation.split(request.messages, request.instructions)
         shape = ProcessShape(
             model=model,
@@ -101,6 +101,7 @@ class Admissions:
             allowed_tools=caller.allowed_tools,
             output_format=structured_output.shape_value(request.output_format),
         )
+        shape = with_client_tools(shape, request, caller.allowed_tools)
         admission: Admission | None = None
         if caller.key is not None:
             names = {request.model, model, *self._catalog.aliases_of(model)}
@@ -116,20 +117,3 @@ class Admissions:
         await asyncio.shield(
             asyncio.to_thread(self._gate.release, admitted.admission, tokens, usage.cost_usd)
         )
-
-
-def refuse_unsupported(request: pb.RunTurnRequest) -> None:
-    """Fields of the contract this core does not run yet are refused by name,
-    never dropped: client tools arrive in the proto before the turn honours them."""
-    for name in ("tool_choice", "parallel_tool_calls", "builtin_tools"):
-        if request.HasField(name):
-            raise InvalidArgument(f"'{name}' is not supported yet.", param=name)
-    if request.tools:
-        raise InvalidArgument("Client tools are not supported yet.", param="tools")
-    for m, message in enumerate(request.messages):
-        for p, part in enumerate(message.content):
-            if part.WhichOneof("part") in ("tool_call", "tool_output"):
-                raise InvalidArgument(
-                    "Tool calls in the history are not supported yet.",
-                    param=f"messages[{m}].content[{p}]",
-                )

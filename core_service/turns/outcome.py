@@ -70,7 +70,10 @@ class Ending:
 
 
 def ending_of(runner: TurnRunner) -> Ending:
-    """The rules above, applied to what the runner observed."""
+    """The rules above, applied to what the runner observed. A turn that
+    stopped for client tool calls has no result yet, and did not fail."""
+    if runner.stopped_for and not runner.cancelled:
+        return Ending(None, ev.FINISH_REASON_TOOL_CALLS, pb.TURN_STATUS_COMPLETED)
     stopped = {"stop_hit": runner.stop_hit, "cancelled": runner.cancelled}
     error = turn_error(runner.acc, exit_detail=runner.exit_detail(), **stopped)
     finish = finish_reason(runner.acc.finish_reason, **stopped)
@@ -93,10 +96,24 @@ def new_turn(
         options=request.options,
     )
     turn.metadata.update(request.metadata)
+    turn.client_tools.extend(request.tools)
+    for message in request.messages[-1:]:
+        if message.role == cpb.ROLE_TOOL:
+            # The results this turn brings, in the order the client sent them.
+            for m in request.messages:
+                if m.role == cpb.ROLE_TOOL:
+                    turn.items.extend(
+                        pb.TurnItem(client_tool_output=p.tool_output) for p in m.content
+                    )
     return turn
 
 
-def record_output(turn: pb.Turn, acc: TurnAccumulator, files: Sequence[ev.FileChange]) -> None:
+def record_output(
+    turn: pb.Turn,
+    acc: TurnAccumulator,
+    files: Sequence[ev.FileChange],
+    client_calls: Sequence[cpb.ClientToolCall] = (),
+) -> None:
     """Copies what the turn produced onto the stored turn."""
     turn.files.extend(files)
     turn.output_text = "".join(acc.text)
@@ -104,16 +121,24 @@ def record_output(turn: pb.Turn, acc: TurnAccumulator, files: Sequence[ev.FileCh
     turn.tool_uses.extend(acc.tool_uses)
     turn.tool_results.extend(acc.tool_results)
     turn.items.extend(acc.items)
+    turn.items.extend(pb.TurnItem(client_tool_call=c) for c in client_calls)
+    turn.client_tool_calls.extend(client_calls)
     turn.usage.CopyFrom(acc.usage)
 
 
-def answered_fingerprint(turn_input: conversation.TurnInput, answer: str) -> str:
-    """The fingerprint of the conversation including this answer: a client that
-    resends it as history continues this turn's session."""
+def answered_fingerprint(
+    turn_input: conversation.TurnInput,
+    answer: str,
+    client_calls: Sequence[cpb.ClientToolCall] = (),
+) -> str:
+    """The fingerprint of the conversation including this answer (and the
+    client tool calls it made): a client that resends it as history
+    continues this turn's session."""
+    parts = [cpb.ContentPart(text=answer), *(cpb.ContentPart(tool_call=c) for c in client_calls)]
     answered = [
         *turn_input.history,
         *turn_input.prompt,
-        cpb.Message(role=cpb.ROLE_ASSISTANT, content=[cpb.ContentPart(text=answer)]),
+        cpb.Message(role=cpb.ROLE_ASSISTANT, content=parts),
     ]
     return conversation.fingerprint(answered)
 
@@ -167,6 +192,8 @@ class TurnProgress:
     completed: bool = False
     # Written by the admission queue (capacity.TurnGate).
     queue_ms: int = 0
+    # The turn stopped for client tools: it waits on, keeping the key's slot.
+    keeps_slot: bool = False
 
     def outcome(self) -> TurnOutcome:
         if self.runner is None or self.turn is None:
@@ -186,7 +213,10 @@ class TurnProgress:
             session_id=self.session_id,
             turn_id=self.turn.id,
             usage=usage,
-            tools=tuple(u.name for u in acc.tool_uses),
+            tools=(
+                *(u.name for u in acc.tool_uses),
+                *(c.name for c in self.runner.client_calls),
+            ),
             files_changed=len(self.turn.files),
             text="".join(acc.text),
             ttft_ms=0 if first_text is None else int((first_text - self.call_started) * 1000),

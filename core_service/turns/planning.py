@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
 from core_service import conversation
+from core_service.agent.client_tools import PendingCall, resumed_results_prompt
 from core_service.agent.options import ProcessShape, SessionStart
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import AgentProcess
 from core_service.agent.workspace_layout import WorkspaceLayout
-from core_service.errors import NotFound
+from core_service.errors import InvalidArgument, NotFound
 from core_service.store import SessionRow, SessionStore, TurnRow
+from core_service.turns.waiting import match_results
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,11 @@ class Planner:
         turn_input: conversation.TurnInput,
         shape: ProcessShape,
     ) -> Plan:
-        decision = decide(await self.facts(key_id, request, turn_input))
+        facts = await self.facts(key_id, request, turn_input)
+        decision = decide(facts)
         only_new = prompt_parts(turn_input.prompt)
+        if turn_input.tool_outputs and not isinstance(decision, StartNew):
+            only_new = await self._resumed_results(key_id, decision, facts, turn_input)
         if isinstance(decision, Continue):
             session = decision.session
             return Plan(
@@ -138,6 +143,33 @@ class Planner:
         if isinstance(decision, Fork):
             return await self._fork(key_id, decision, shape, only_new)
         return await self._start_new(key_id, turn_input, shape)
+
+    async def _resumed_results(
+        self,
+        key_id: str,
+        decision: Continue | Fork,
+        facts: Facts,
+        turn_input: conversation.TurnInput,
+    ) -> list[cpb.ContentPart]:
+        """Tool results for calls no process waits for any more (the core
+        restarted): the session resumes from its transcript, and the results go
+        in as text naming each call (see agent.client_tools)."""
+        parent = decision.parent if isinstance(decision, Fork) else facts.parent
+        if parent is None and isinstance(decision, Continue) and decision.parent_turn_id:
+            parent = await asyncio.to_thread(
+                self._store.get_turn, key_id, decision.parent_turn_id, False
+            )
+        calls = list(parent.turn.client_tool_calls) if parent is not None else []
+        if not calls:
+            raise InvalidArgument(
+                "No tool calls are pending in this conversation: send a user message.",
+                param="messages",
+                reason="no_pending_tool_calls",
+            )
+        outputs = turn_input.tool_outputs
+        results = match_results([c.call_id for c in calls], outputs)
+        pending = [PendingCall(c.call_id, c.name, {}) for c in calls]
+        return [cpb.ContentPart(text=resumed_results_prompt(pending, results))]
 
     async def facts(
         self, key_id: str, request: pb.RunTurnRequest, turn_input: conversation.TurnInput

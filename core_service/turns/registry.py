@@ -69,6 +69,8 @@ class ProcessRegistry:
         self._closing = 0
         # Set (and replaced) whenever a slot may have freed: waiting starts look again.
         self._freed = asyncio.Event()
+        # Sessions whose process waits for client tool results between RunTurns.
+        self._kept_open: set[str] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.accepting = True
@@ -211,14 +213,16 @@ class ProcessRegistry:
         return {id(running.process) for running in self._running.values()}
 
     def _idle_by_age(self) -> list[AgentProcess]:
-        """Idle processes, least recently used first: no open turn on them (a
-        turn waiting for client tool results is open), and their session not
-        in a turn's hands."""
+        """Idle processes, least recently used first: no open turn on them, no
+        turn waiting for client tool results (kept open between RunTurns), and
+        their session not in a turn's hands."""
         busy = self._busy_processes()
         candidates = [
             process
             for session_id, process in self._live.items()
-            if id(process) not in busy and session_id not in self._locks
+            if id(process) not in busy
+            and session_id not in self._locks
+            and session_id not in self._kept_open
         ]
         if self.pool is not None:
             candidates.extend(self.pool.ready_processes())
@@ -270,6 +274,19 @@ class ProcessRegistry:
             if self.pool is not None:
                 self.pool.refill()
 
+    # Turns that wait for the client (client tools)
+
+    def keep_open(self, session_id: str) -> None:
+        """The session's process is inside a turn that waits for client tool
+        results: it is not idle (never reaped) until `let_go`."""
+        self._kept_open.add(session_id)
+
+    def let_go(self, session_id: str) -> None:
+        self._kept_open.discard(session_id)
+
+    def kept_open(self, session_id: str) -> bool:
+        return session_id in self._kept_open
+
     # Running turns
 
     @property
@@ -312,7 +329,11 @@ class ProcessRegistry:
             busy = self._busy_processes()
             for session_id, process in list(self._live.items()):
                 lock = self._locks.get(session_id)
-                if (lock is not None and lock.locked()) or id(process) in busy:
+                if (
+                    (lock is not None and lock.locked())
+                    or id(process) in busy
+                    or session_id in self._kept_open
+                ):
                     continue
                 if now - process.last_used > idle and self._live.get(session_id) is process:
                     await self._evict(process)

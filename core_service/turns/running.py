@@ -18,15 +18,17 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+from claude_agent_sdk import StreamEvent
 from claude_agent_sdk.types import Message as SdkMessage
 
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
 from core_service import conversation
+from core_service.agent.client_tools import ClientToolServer, ToolCallStream
 from core_service.agent.options import ProcessShape
 from core_service.agent.translate import TurnAccumulator, TurnTranslator
 from core_service.turns.turn_spans import TurnSpans, tracer
@@ -34,6 +36,9 @@ from core_service.turns.turn_spans import TurnSpans, tracer
 log = logging.getLogger("ccapi.sessions")
 
 INTERRUPT_TIMEOUT_SECONDS = 2.0
+# Once the model's message named its client tool calls, how long Claude Code
+# may take to bring every one of them to our MCP handler.
+CALLS_ARRIVE_SECONDS = 30.0
 
 
 class TurnClient(Protocol):
@@ -58,6 +63,13 @@ class TurnProcess(Protocol):
 
     @property
     def stderr_tail(self) -> Iterable[str]: ...
+
+
+def client_tools_of(process: TurnProcess) -> ClientToolServer | None:
+    """The process's server of client tools (AgentProcess.client_tools); a
+    process without the attribute offers none."""
+    server = getattr(process, "client_tools", None)
+    return server if isinstance(server, ClientToolServer) else None
 
 
 class FileSteps(Protocol):
@@ -96,7 +108,14 @@ async def prompt_stream(
 
 
 class TurnRunner:
-    """Runs one turn; after `run` ended, its attributes say what was observed."""
+    """Runs one turn; after `run` ended, its attributes say what was observed.
+
+    With client tools, a turn may stop before Claude Code's turn ends: when
+    the model's message called client tools and every call waits in our MCP
+    handler, `run` returns with `stopped_for` set and the SDK's message stream
+    still open (`messages`). The next RunTurn hands that stream to a new
+    runner, whose `resume` delivers the results and reads on.
+    """
 
     def __init__(
         self,
@@ -106,6 +125,7 @@ class TurnRunner:
         cancel: CancelFlag,
         stops: list[str],
         excerpt_chars: int,
+        messages: AsyncIterator[SdkMessage] | None = None,
         guard: Callable[[AsyncIterator[SdkMessage]], AsyncIterator[SdkMessage]] | None = None,
         on_message: Callable[[SdkMessage], None] | None = None,
         *,
@@ -119,7 +139,18 @@ class TurnRunner:
         self._session_id = session_id
         self._files = files
         self._cancel = cancel
-        self._translator = TurnTranslator(stops, excerpt_chars, structured=structured)
+        server = client_tools_of(process)
+        names = server.tool_set.names if server is not None else frozenset()
+        self._translator = TurnTranslator(stops, excerpt_chars, names, structured=structured)
+        self._tool_calls = (
+            ToolCallStream(server.tool_set.kinds, server.tool_set.namespaces)
+            if server is not None
+            else None
+        )
+        # The SDK's messages of the Claude Code turn (open across RunTurns while it waits).
+        self.messages = messages
+        # The client tool calls this part of the turn stopped for (empty: it ran to its end).
+        self.stopped_for: list[cpb.ClientToolCall] = []
         self.first_text_at: float | None = None
         # Every file the turn changed, net (set once the turn's messages ended).
         self.changed: list[ev.FileChange] = []
@@ -153,32 +184,63 @@ class TurnRunner:
             "claude prompt", extra={"session_id": self._session_id, "prompt": repr(content)[:4000]}
         )
         await process.client.query(prompt_stream(content, self._session_id))
-        spans = TurnSpans()  # first token, each tool use (traces)
         messages: AsyncIterator[SdkMessage] = process.client.receive_response()
         if self._guard is not None:
             messages = self._guard(messages)
-        async for message in messages:
-            if self._on_message is not None:
-                self._on_message(message)
-            log.debug(
-                "claude message",
-                extra={"session_id": self._session_id, "sdk_message": repr(message)[:4000]},
-            )
-            for event in self._translator.feed(message):
-                kind = event.WhichOneof("event")
-                if kind == "text_delta" and self.first_text_at is None:
-                    self.first_text_at = time.monotonic()
-                spans.observe(event)
-                yield event
-                if kind == "tool_result":
-                    # Changes are read off the workspace, so Bash edits count too.
-                    for change in await self._scan():
-                        yield pb.RunTurnResponse(file_change=change)
-            if self.stop_hit and not self._cancel.cancel_requested:
-                # A stop sequence ended the answer: stop the model, keep the session.
-                self._cancel.cancel_requested = True
-                await interrupt(process)
-        spans.close()
+        self.messages = aiter(messages)
+        async for event in self._read():
+            yield event
+
+    async def resume(
+        self, deliver: Callable[[], None], earlier_calls: Sequence[str]
+    ) -> AsyncIterator[pb.RunTurnResponse]:
+        """Continues a Claude Code turn that waits for client tool results:
+        `deliver` hands them to the waiting calls (`earlier_calls`, their ids)."""
+        assert self.messages is not None, "only a turn that stopped for client tools resumes"
+        self._translator.known_client_calls(earlier_calls)
+        await self._files.abegin()
+        deliver()
+        async for event in self._read():
+            yield event
+
+    async def _read(self) -> AsyncIterator[pb.RunTurnResponse]:
+        process = self._process
+        assert self.messages is not None
+        spans = TurnSpans()  # first token, each tool use (traces)
+        try:
+            async for message in self.messages:
+                if self._on_message is not None:
+                    self._on_message(message)
+                log.debug(
+                    "claude message",
+                    extra={"session_id": self._session_id, "sdk_message": repr(message)[:4000]},
+                )
+                for event in self._translator.feed(message):
+                    kind = event.WhichOneof("event")
+                    if kind == "text_delta" and self.first_text_at is None:
+                        self.first_text_at = time.monotonic()
+                    spans.observe(event)
+                    yield event
+                    if kind == "tool_result":
+                        # Changes are read off the workspace, so Bash edits count too.
+                        for change in await self._scan():
+                            yield pb.RunTurnResponse(file_change=change)
+                if self.stop_hit and not self._cancel.cancel_requested:
+                    # A stop sequence ended the answer: stop the model, keep the session.
+                    self._cancel.cancel_requested = True
+                    await interrupt(process)
+                if isinstance(message, StreamEvent) and message.parent_tool_use_id is None:
+                    for event in self._client_tool_events(message.event):
+                        yield event
+                    if await self._all_calls_wait():
+                        for event in self._translator.flush():
+                            yield event
+                        for change in await self._scan():
+                            yield pb.RunTurnResponse(file_change=change)
+                        self.changed = await self._files.atotal()
+                        return
+        finally:
+            spans.close()  # also when the turn is abandoned mid-stream
         for event in self._translator.flush():
             yield event
         for change in await self._scan():
@@ -188,3 +250,31 @@ class TurnRunner:
     async def _scan(self) -> list[ev.FileChange]:
         with tracer.start_as_current_span("turn.file_scan"):
             return await self._files.astep()
+
+    def _client_tool_events(self, raw: dict[str, Any]) -> list[pb.RunTurnResponse]:
+        if self._tool_calls is None:
+            return []
+        return self._tool_calls.feed(raw)
+
+    async def _all_calls_wait(self) -> bool:
+        """True once the model's message is complete and all its client calls wait."""
+        calls, server = self._tool_calls, client_tools_of(self._process)
+        if calls is None or server is None or not calls.all_known or self.stopped_for:
+            return False
+        try:
+            await server.wait_for([c.call_id for c in calls.calls], CALLS_ARRIVE_SECONDS)
+        except TimeoutError:
+            # Some call never reached us (refused before it ran): read on, the
+            # model gets Claude Code's own result for it.
+            log.warning(
+                "client tool calls did not all arrive", extra={"session_id": self._session_id}
+            )
+            calls.all_known = False
+            return False
+        self.stopped_for = list(calls.calls)
+        return True
+
+    @property
+    def client_calls(self) -> list[cpb.ClientToolCall]:
+        """Client tool calls the model made in this part of the turn, complete."""
+        return list(self._tool_calls.calls) if self._tool_calls is not None else []

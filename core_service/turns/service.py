@@ -18,8 +18,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from google.protobuf import json_format
 
 from claudecode.v1 import agent_pb2 as pb
+from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
-from core_service import file_changes, recovery
+from core_service import conversation, file_changes, recovery
+from core_service.agent.client_tools import NOT_RUN_TEXT
+from core_service.agent.options import SessionStart
 from core_service.agent.process import AgentProcess
 from core_service.agent.workspace_layout import WorkspaceLayout
 from core_service.config import CoreConfig
@@ -30,12 +33,19 @@ from core_service.store import SessionStore
 from core_service.turns import attachments, outcome
 from core_service.turns.admission import Admissions, AdmittedTurn, Caller
 from core_service.turns.outcome import TurnOutcome, TurnProgress
-from core_service.turns.planning import Plan, Planner
+from core_service.turns.planning import Continue, Plan, Planner, decide
 from core_service.turns.registry import ProcessRegistry
 from core_service.turns.running import TurnRunner, interrupt
+from core_service.turns.tool_requests import choice_note
 from core_service.turns.turn_spans import tracer
+from core_service.turns.waiting import WaitingTurn, WaitingTurns, match_results, too_early
 
-log = logging.getLogger("ccapi.turns")
+log = logging.getLogger("ccapi.sessions")
+
+# What the model reads for calls abandoned after CCAPI_CLIENT_TOOL_TIMEOUT_SECONDS.
+TIMED_OUT_TEXT = "the client did not send a result for this call in time"
+# How long the rest of an abandoned waiting turn may take to be read.
+DRAIN_SECONDS = 30.0
 
 
 class TurnRun:
@@ -83,6 +93,8 @@ class TurnService:
         self._attachments = attached_files
         # Told where each turn's process came from: "pool", "live" or "started" (metrics).
         self.on_process: Callable[[str], None] = lambda source: None
+        self._waiting = WaitingTurns()
+        self._expiring: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._registry.start(with_pool=self._admissions.has_credentials())
@@ -102,6 +114,9 @@ class TurnService:
         if not self._registry.accepting:
             raise Unavailable("The service is shutting down.", reason="shutting_down")
         progress.model = self._admissions.resolve_model(request)
+        # A turn waiting for the client gives its concurrency slot to the request
+        # that answers (or abandons) it, so a key limited to one turn can answer.
+        waiting = await self._waiting_for(caller, request)
         with tracer.start_as_current_span("turn.admission"):
             admitted = await self._admissions.admit(caller, request, progress.model)
         progress.headers = admitted.headers
@@ -112,25 +127,118 @@ class TurnService:
                 if not self._registry.accepting:
                     # Shutdown began while this turn waited in the queue.
                     raise Unavailable("The service is shutting down.", reason="shutting_down")
-                with tracer.start_as_current_span("turn.planning"):
-                    plan = await self._planner.plan(
-                        caller.key_id, request, admitted.turn_input, admitted.shape
-                    )
+                if waiting is not None and waiting.alive and admitted.turn_input.tool_outputs:
+                    plan = await self._continuation_plan(caller.key_id, waiting)
+                else:
+                    if waiting is not None:
+                        await self._end_waiting(waiting, ended_by_message=waiting.alive)
+                    with tracer.start_as_current_span("turn.planning"):
+                        plan = await self._planner.plan(
+                            caller.key_id, request, admitted.turn_input, admitted.shape
+                        )
+                    waiting = None
                 async with (
                     self._registry.session_lock(plan.session.id),
                     # Closed here, not later by the garbage collector: an abandoned
                     # turn is wound up before its session and limits are free again.
                     contextlib.aclosing(
-                        self._run(caller, call, request, admitted, plan, progress, attached)
+                        self._run(
+                            caller, call, request, admitted, plan, progress, attached, waiting
+                        )
                     ) as run,
                 ):
                     async for event in run:
                         yield event
         finally:
             runner = progress.runner
-            await self._admissions.release(
-                admitted, runner.acc.usage if runner is not None else ev.Usage()
+            if not progress.keeps_slot:
+                await self._admissions.release(
+                    admitted, runner.acc.usage if runner is not None else ev.Usage()
+                )
+
+    async def _waiting_for(self, caller: Caller, request: pb.RunTurnRequest) -> WaitingTurn | None:
+        """The turn waiting for the client that this request answers or abandons
+        (its results validated), with its concurrency slot given back; None if none."""
+        if not len(self._waiting):
+            return None
+        turn_input = conversation.split(request.messages, request.instructions)
+        outputs = turn_input.tool_outputs
+        waiting: WaitingTurn | None = None
+        if outputs:
+            waiting = self._waiting.answered_by(caller.key_id, [o.call_id for o in outputs])
+        if waiting is None:
+            facts = await self._planner.facts(caller.key_id, request, turn_input)
+            decision = decide(facts)
+            if isinstance(decision, Continue):
+                waiting = self._waiting.of_session(decision.session.id)
+        if waiting is None or waiting.key_id != caller.key_id:
+            return None
+        if waiting.running:
+            if outputs:
+                raise too_early(waiting)
+            return None  # the session lock refuses the request as busy
+        if outputs and waiting.alive:
+            match_results(waiting.call_ids, outputs)  # refuses before anything changes
+        await self._give_back_slot(waiting)
+        return waiting
+
+    async def _give_back_slot(self, waiting: WaitingTurn) -> None:
+        if waiting.admitted is not None:
+            admitted, waiting.admitted = waiting.admitted, None
+            await self._admissions.release(admitted, waiting.usage)
+
+    async def _continuation_plan(self, key_id: str, waiting: WaitingTurn) -> Plan:
+        session = await asyncio.to_thread(self._store.get_session, key_id, waiting.session_id)
+        if session is None:
+            raise NotFound("The conversation was deleted.", reason="session_not_found")
+        return Plan(
+            session,
+            SessionStart(session.id, resume=True),
+            parent_turn_id=waiting.turn_id,
+            resumed=True,
+        )
+
+    async def _end_waiting(self, waiting: WaitingTurn, *, ended_by_message: bool) -> None:
+        """Ends a Claude Code turn that waits for client tools nobody will send:
+        the model is stopped, the calls get an error result, the rest of that
+        turn is read and dropped; the session and its process stay usable."""
+        self._waiting.remove(waiting)
+        self._registry.let_go(waiting.session_id)
+        await self._give_back_slot(waiting)
+        if not waiting.alive:
+            return
+        await interrupt(waiting.process)
+        waiting.server.fail_pending(NOT_RUN_TEXT if ended_by_message else TIMED_OUT_TEXT)
+        messages = waiting.runner.messages
+        try:
+            if messages is not None:
+                async with asyncio.timeout(DRAIN_SECONDS):
+                    async for _ in messages:
+                        pass
+        except (Exception, TimeoutError):
+            log.warning(
+                "a waiting turn did not end cleanly", extra={"session_id": waiting.session_id}
             )
+            self._registry.forget(waiting.process)
+            await waiting.process.close()
+        waiting.process.last_used = time.monotonic()
+
+    def _on_call_timeout(self, waiting: WaitingTurn) -> None:
+        """A call waited CCAPI_CLIENT_TOOL_TIMEOUT_SECONDS: the turn is interrupted."""
+        if self._waiting.of_session(waiting.session_id) is not waiting:
+            return
+        loop = asyncio.get_running_loop()
+        # While a RunTurn reads the turn it sees the interruption itself.
+        task = loop.create_task(
+            interrupt(waiting.process) if waiting.running else self._expire(waiting)
+        )
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
+
+    async def _expire(self, waiting: WaitingTurn) -> None:
+        with contextlib.suppress(Exception):
+            async with self._registry.session_lock(waiting.session_id):
+                await self._end_waiting(waiting, ended_by_message=False)
 
     async def _run(
         self,
@@ -141,11 +249,12 @@ class TurnService:
         plan: Plan,
         progress: TurnProgress,
         attached: list[attachments.Attached],
+        waiting: WaitingTurn | None = None,
     ) -> AsyncGenerator[pb.RunTurnResponse, None]:
         started = time.monotonic()
         shape = admitted.shape
         turn = outcome.new_turn(request, plan.session.id, plan.parent_turn_id, shape.model)
-        if plan.pooled is not None:
+        if waiting is None and plan.pooled is not None:
             # Adopted at once: from here the session owns it (and the live cap
             # counts it there), whatever happens next.
             self._registry.adopt(plan.session.id, plan.pooled)
@@ -161,14 +270,17 @@ class TurnService:
                 call.endpoint,
                 call.request_id,
             )
-            live = plan.session.id in self._registry.live_sessions()
-            source = "pool" if plan.pooled else "live" if live else "started"
-            with tracer.start_as_current_span(
-                "claude.process", attributes={"ccapi.source": source}
-            ):
-                process = plan.pooled or await self._registry.process_for(
-                    plan.session.id, plan.session.place, shape, plan.start
-                )
+            if waiting is not None:
+                process, source = waiting.process, "live"
+            else:
+                live = plan.session.id in self._registry.live_sessions()
+                source = "pool" if plan.pooled else "live" if live else "started"
+                with tracer.start_as_current_span(
+                    "claude.process", attributes={"ccapi.source": source}
+                ):
+                    process = plan.pooled or await self._registry.process_for(
+                        plan.session.id, plan.session.place, shape, plan.start
+                    )
         except BaseException as error:
             # No process (at capacity, could not start, the caller left while
             # it waited): the stored turn must not stay in progress.
@@ -189,6 +301,7 @@ class TurnService:
             running,
             list(request.options.stop),
             self._config.tool_output_excerpt_chars,
+            messages=waiting.runner.messages if waiting is not None else None,
             guard=functools.partial(
                 bounded_model_stream,
                 idle=idle_seconds(self._config),
@@ -199,6 +312,21 @@ class TurnService:
             structured=bool(shape.output_format),
         )
         progress.session_id, progress.turn, progress.runner = plan.session.id, turn, runner
+        if waiting is None and process.client_tools is not None:
+            waiting = WaitingTurn(
+                caller.key_id,
+                plan.session.id,
+                turn.id,
+                process,
+                process.client_tools,
+                runner,
+                [],
+                None,
+            )
+            process.client_tools.on_timeout = lambda _call, w=waiting: self._on_call_timeout(w)
+        if waiting is not None:
+            waiting.running, waiting.turn_id, waiting.runner = True, turn.id, runner
+            self._waiting.add(waiting)
         finished = False
         try:
             yield pb.RunTurnResponse(
@@ -211,22 +339,34 @@ class TurnService:
                     parent_turn_id=plan.parent_turn_id,
                 )
             )
-            # Before the runner's file baseline: attached files are not the agent's.
-            content = plan.content
-            if self._attachments is not None:
-                content = await self._attachments.aplace(
-                    self._layout.workspace_path(plan.session.place.workspace),
-                    plan.session.place.uid,
-                    plan.session.id,
-                    turn.id,
-                    attached,
-                    plan.content,
-                )
-            async for event in runner.run(content, shape.model):
+            if waiting is not None and waiting.calls:
+                results = match_results(waiting.call_ids, admitted.turn_input.tool_outputs)
+                events = runner.resume(lambda: waiting.server.deliver(results), waiting.call_ids)
+            else:
+                # Before the runner's file baseline: attached files are not the agent's.
+                content = list(plan.content)
+                if self._attachments is not None:
+                    content = await self._attachments.aplace(
+                        self._layout.workspace_path(plan.session.place.workspace),
+                        plan.session.place.uid,
+                        plan.session.id,
+                        turn.id,
+                        attached,
+                        plan.content,
+                    )
+                note = choice_note(request)
+                if note:
+                    content.append(cpb.ContentPart(text=note))
+                events = runner.run(content, shape.model)
+            async for event in events:
+                if waiting is not None and event.HasField("tool_call_done"):
+                    waiting.calls = runner.client_calls  # results for these are too early
                 yield event
             await self._settle(turn, runner, admitted)
             finished = True
             process.last_used = time.monotonic()
+            if waiting is not None:
+                self._park_or_close(waiting, runner, admitted, progress)
             # Before the last event: the call may end right after it.
             progress.completed = True
             yield pb.RunTurnResponse(
@@ -240,6 +380,7 @@ class TurnService:
                     session_id=plan.session.id,
                     files=turn.files,
                     structured_output_json=runner.acc.structured_json,
+                    tool_calls=turn.client_tool_calls,
                 )
             )
         except ServiceError as error:
@@ -252,6 +393,9 @@ class TurnService:
             raise
         finally:
             self._registry.end_turn(turn.id)
+            if waiting is not None and not progress.keeps_slot:
+                self._waiting.remove(waiting)
+                self._registry.let_go(waiting.session_id)
             if not finished:
                 # The caller went away (or something broke) mid-turn: stop the
                 # model, end the process, and record the turn as cancelled.
@@ -265,16 +409,37 @@ class TurnService:
             return []
         return await self._attachments.aresolve(caller.key_id, request.messages)
 
+    def _park_or_close(
+        self,
+        waiting: WaitingTurn,
+        runner: TurnRunner,
+        admitted: AdmittedTurn,
+        progress: TurnProgress,
+    ) -> None:
+        """A turn that stopped for client tools keeps waiting, with its process
+        and the key's slot; any other ends its waiting entry."""
+        waiting.running = False
+        if not runner.stopped_for:
+            return
+        waiting.calls = list(runner.stopped_for)
+        waiting.admitted = admitted
+        waiting.usage = ev.Usage()
+        waiting.usage.CopyFrom(runner.acc.usage)
+        progress.keeps_slot = True
+        self._registry.keep_open(waiting.session_id)
+
     async def _settle(self, turn: pb.Turn, runner: TurnRunner, admitted: AdmittedTurn) -> None:
         """Stores what the turn produced and how it ended; raises when it failed."""
         acc = runner.acc
-        outcome.record_output(turn, acc, runner.changed)
+        outcome.record_output(turn, acc, runner.changed, runner.stopped_for)
         turn.completed_at = int(time.time())
         ending = outcome.ending_of(runner)
         if ending.error is not None:
             raise ending.error
         turn.finish_reason, turn.status = ending.finish, ending.status
-        fingerprint = outcome.answered_fingerprint(admitted.turn_input, turn.output_text)
+        fingerprint = outcome.answered_fingerprint(
+            admitted.turn_input, turn.output_text, runner.stopped_for
+        )
         await asyncio.to_thread(self._store.finish_turn, turn, acc.last_assistant_uuid, fingerprint)
 
     async def _end_unstarted(self, turn: pb.Turn, error: BaseException) -> None:

@@ -95,24 +95,72 @@ class UserMessage(Strict):
     name: str | None = None
 
 
+class FunctionCall(Strict):
+    name: str
+    arguments: str
+
+
+class CustomCall(Strict):
+    name: str
+    input: str
+
+
+class ToolCall(Strict):
+    """A call the model made earlier, as the client resends it."""
+
+    id: str = Field(min_length=1)
+    type: Literal["function", "custom"] = "function"
+    function: FunctionCall | None = None
+    custom: CustomCall | None = None
+
+
 class AssistantMessage(Strict):
     role: Literal["assistant"]
     content: str | list[AssistantPart] | None = None
     name: str | None = None
     refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = Field(None, description="Legacy `functions`.")
+
+
+class ToolMessage(Strict):
+    """A client tool's result, answering `tool_call_id`."""
+
+    role: Literal["tool"]
+    content: str | list[TextPart]
+    tool_call_id: str = Field(min_length=1)
+
+
+class FunctionMessage(Strict):
+    """Legacy: a function's result (answers the one pending call)."""
+
+    role: Literal["function"]
+    content: str | None
+    name: str
 
 
 Message = Annotated[
     Annotated[SystemMessage, Tag("role=system")]
     | Annotated[DeveloperMessage, Tag("role=developer")]
     | Annotated[UserMessage, Tag("role=user")]
-    | Annotated[AssistantMessage, Tag("role=assistant")],
+    | Annotated[AssistantMessage, Tag("role=assistant")]
+    | Annotated[ToolMessage, Tag("role=tool")]
+    | Annotated[FunctionMessage, Tag("role=function")],
     Discriminator(
         tag_of("role"),
         custom_error_type="invalid_role",
-        custom_error_message="role must be one of system, developer, user, assistant",
+        custom_error_message=(
+            "role must be one of system, developer, user, assistant, tool, function"
+        ),
     ),
 ]
+
+
+class ClaudeCodeOptions(Strict):
+    """Extension: `builtin_tools` true (all the key allows) or a list of names
+    offers Claude Code's own tools beside the request's `tools`."""
+
+    builtin_tools: bool | list[str] | None = None
 
 
 class StreamOptions(Strict):
@@ -143,7 +191,7 @@ class ChatCompletionRequest(Strict):
     presence_penalty: float | None = Field(None, ge=-2, le=2, description="Ignored.")
     frequency_penalty: float | None = Field(None, ge=-2, le=2, description="Ignored.")
     seed: int | None = Field(None, description="Accepted and ignored.")
-    parallel_tool_calls: bool | None = Field(None, description="Accepted and ignored.")
+    parallel_tool_calls: bool | None = Field(None, description="False: one tool call at a time.")
     service_tier: str | None = Field(None, description="Accepted and ignored.")
     store: bool | None = Field(None, description="Accepted and ignored.")
     prompt_cache_key: str | None = Field(None, description="Accepted and ignored.")
@@ -155,10 +203,12 @@ class ChatCompletionRequest(Strict):
     n: int | None = Field(None, description="Only 1.")
     logprobs: bool | None = Field(None, description="Only false.")
     top_logprobs: int | None = Field(None, description="Only 0.")
-    tools: list[Any] | None = Field(None, description="Only empty.")
-    tool_choice: Any = Field(None, description='Only "none".')
-    functions: list[Any] | None = Field(None, description="Only empty.")
-    function_call: Any = Field(None, description='Only "none".')
+    # Checked by http_facade.tool_calls.chat_tools.
+    tools: list[Any] | None = Field(None, description="Function and custom tools.")
+    tool_choice: Any = Field(None, description="none, auto, required, or a named tool.")
+    functions: list[Any] | None = Field(None, description="Legacy function definitions.")
+    function_call: Any = Field(None, description='Legacy: "none", "auto" or {"name": ...}.')
+    claude_code: ClaudeCodeOptions | None = Field(None, description="Extension options.")
     logit_bias: dict[str, float] | None = Field(None, description="Only empty.")
     response_format: dict[str, Any] | None = Field(
         None, description="text, json_object or json_schema (http_facade/structured_output.py)."
@@ -181,16 +231,8 @@ class ChatCompletionRequest(Strict):
         return check_metadata(v)
 
 
-def _neutral_choice(v: Any) -> bool:
-    return v is None or v == "none"
-
-
 # Parameter -> "is this value harmless?". A non-harmless value is refused.
 UNSUPPORTED: dict[str, Any] = {
-    "tools": lambda v: v is None or v == [],
-    "tool_choice": _neutral_choice,
-    "functions": lambda v: v is None or v == [],
-    "function_call": _neutral_choice,
     "n": lambda v: v is None or v == 1,
     "logprobs": lambda v: v is None or v is False,
     "top_logprobs": lambda v: v is None or v == 0,
@@ -224,6 +266,10 @@ class ResponseMessage(BaseModel):
     role: Literal["assistant"]
     content: str | None
     refusal: str | None = None
+    tool_calls: list[dict[str, Any]] | None = Field(
+        None, description="Client tool calls (finish_reason tool_calls)."
+    )
+    function_call: FunctionCall | None = Field(None, description="Legacy `functions` only.")
     reasoning_content: str | None = Field(None, description="Thinking and agent activity.")
     reasoning: str | None = Field(None, description="Same as reasoning_content.")
 
@@ -231,7 +277,7 @@ class ResponseMessage(BaseModel):
 class Choice(BaseModel):
     index: int
     message: ResponseMessage
-    finish_reason: Literal["stop", "length", "content_filter"] | None
+    finish_reason: Literal["stop", "length", "content_filter", "tool_calls", "function_call"] | None
     logprobs: None = None
 
 
@@ -251,12 +297,16 @@ class Delta(BaseModel):
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
+    tool_calls: list[dict[str, Any]] | None = Field(
+        None, description="Fragments: index, id, function.name, then arguments pieces."
+    )
+    function_call: dict[str, str] | None = Field(None, description="Legacy `functions` only.")
 
 
 class ChunkChoice(BaseModel):
     index: int
     delta: Delta
-    finish_reason: Literal["stop", "length", "content_filter"] | None
+    finish_reason: Literal["stop", "length", "content_filter", "tool_calls", "function_call"] | None
     logprobs: None = None
 
 

@@ -24,7 +24,13 @@ from http_facade.turns import (
     stream_events,
 )
 
-from .translate import TurnState, session_id_of, to_run_turn_request, validate_request
+from .translate import (
+    TurnState,
+    builtin_tools_of,
+    session_id_of,
+    to_run_turn_request,
+    validate_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +46,25 @@ class ChatCompletions:
         body = await read_json(req, body_limit(req, self.config.max_body_bytes))
         chat = validate_request(body)
         request_id: str = req.context.request_id
+        body_model = chat.body
         run = to_run_turn_request(
             chat,
-            session_id=session_id_of(chat, req.get_header("X-Session-Id")),
+            session_id=session_id_of(body_model, req.get_header("X-Session-Id")),
             request_id=request_id,
+            builtin=builtin_tools_of(body_model, req.get_header("X-Claude-Code-Builtin-Tools")),
         )
         md = auth_metadata(req.get_header("Authorization"), request_id, req.uri_template)
-        stream = bool(chat.stream)
-        include_usage = bool(stream and chat.stream_options and chat.stream_options.include_usage)
+        stream = bool(body_model.stream)
+        include_usage = bool(
+            stream and body_model.stream_options and body_model.stream_options.include_usage
+        )
         # A structured answer is exactly the JSON document: no summary after it.
         summary = self.config.file_summary and not run.HasField("output_format")
-        state = TurnState(include_usage=include_usage, file_summary=summary)
+        state = TurnState(
+            include_usage=include_usage,
+            file_summary=summary,
+            legacy_functions=chat.legacy,
+        )
 
         turn = await start_turn(
             req,
@@ -58,7 +72,7 @@ class ChatCompletions:
             stream=stream,
             keepalive_seconds=self.config.keepalive_seconds,
         )
-        state.start(turn.started, chat.model)
+        state.start(turn.started, body_model.model)
         await turn.set_headers(resp, state.session_id)
         if stream:
             stream_events(resp, self._events(turn, state, request_id))

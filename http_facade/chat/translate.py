@@ -16,6 +16,7 @@ from http_facade.attachments import attachment_part
 from http_facade.errors import invalid_request, unsupported
 from http_facade.inputs import ROLES, image_from_url, reasoning_effort, validate_body
 from http_facade.structured_output import chat_output_format
+from http_facade.tool_calls import ToolRequest, builtin_choice, chat_tools, with_tools
 from http_facade.turns import TurnRecord
 
 from .protocol import (
@@ -24,10 +25,12 @@ from .protocol import (
     ChatCompletionRequest,
     DeveloperMessage,
     FilePart,
+    FunctionMessage,
     ImagePart,
     RefusalPart,
     SystemMessage,
     TextPart,
+    ToolMessage,
     UserMessage,
 )
 
@@ -43,12 +46,8 @@ def _check_messages(body: Mapping[str, Any]) -> None:
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
             continue
-        role = msg.get("role")
-        if role in ("tool", "function"):
-            raise unsupported(f"messages[{i}].role", f"role '{role}' messages")
-        for key in ("tool_calls", "function_call", "audio", "tool_call_id"):
-            if msg.get(key) not in (None, []):
-                raise unsupported(f"messages[{i}].{key}")
+        if msg.get("audio") not in (None, []):
+            raise unsupported(f"messages[{i}].audio")
         content = msg.get("content")
         if isinstance(content, list):
             for j, part in enumerate(content):
@@ -57,12 +56,84 @@ def _check_messages(body: Mapping[str, Any]) -> None:
                     raise unsupported(f"messages[{i}].content[{j}].type", f"'{kind}' parts")
 
 
-def validate_request(body: Any) -> ChatCompletionRequest:
+@dataclass(frozen=True)
+class ChatRequest:
+    """A validated chat request and its client tools."""
+
+    body: ChatCompletionRequest
+    tools: ToolRequest
+
+    @property
+    def legacy(self) -> bool:
+        """The request used the deprecated `functions` (answers use `function_call`)."""
+        return bool(self.body.functions)
+
+
+def validate_request(body: Any) -> ChatRequest:
     """The request body as a model, or an ApiError (400) naming the param."""
-    return validate_body(body, ChatCompletionRequest, UNSUPPORTED, _check_messages)
+    model = validate_body(body, ChatCompletionRequest, UNSUPPORTED, _check_messages)
+    return ChatRequest(model, chat_tools(body))
 
 
 AnyMessage = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage
+
+
+def _tool_calls(msg: AssistantMessage, i: int) -> list[content_pb2.ContentPart]:
+    """The calls an earlier answer made, as the client resends them."""
+    parts: list[content_pb2.ContentPart] = []
+    for j, call in enumerate(msg.tool_calls or []):
+        if call.type == "custom":
+            if call.custom is None:
+                raise invalid_request(
+                    "Missing required parameter: 'custom'.",
+                    f"messages[{i}].tool_calls[{j}].custom",
+                    "missing_required_parameter",
+                )
+            out = content_pb2.ClientToolCall(
+                call_id=call.id,
+                name=call.custom.name,
+                kind=content_pb2.CLIENT_TOOL_KIND_CUSTOM,
+                input=call.custom.input,
+            )
+        else:
+            if call.function is None:
+                raise invalid_request(
+                    "Missing required parameter: 'function'.",
+                    f"messages[{i}].tool_calls[{j}].function",
+                    "missing_required_parameter",
+                )
+            out = content_pb2.ClientToolCall(
+                call_id=call.id,
+                name=call.function.name,
+                kind=content_pb2.CLIENT_TOOL_KIND_FUNCTION,
+                arguments_json=call.function.arguments,
+            )
+        parts.append(content_pb2.ContentPart(tool_call=out))
+    if msg.function_call is not None:
+        legacy = content_pb2.ClientToolCall(
+            name=msg.function_call.name,
+            kind=content_pb2.CLIENT_TOOL_KIND_FUNCTION,
+            arguments_json=msg.function_call.arguments,
+        )
+        parts.append(content_pb2.ContentPart(tool_call=legacy))
+    return parts
+
+
+def _message(m: AnyMessage | ToolMessage | FunctionMessage, i: int) -> content_pb2.Message:
+    if isinstance(m, ToolMessage | FunctionMessage):
+        content = m.content or ""
+        text = content if isinstance(content, str) else "".join(p.text for p in content)
+        call_id = m.tool_call_id if isinstance(m, ToolMessage) else ""
+        output = content_pb2.ClientToolOutput(call_id=call_id, output=text)
+        return content_pb2.Message(
+            role=content_pb2.ROLE_TOOL,
+            content=[content_pb2.ContentPart(tool_output=output)],
+            name=m.name if isinstance(m, FunctionMessage) else "",
+        )
+    parts = _parts(m, i)
+    if isinstance(m, AssistantMessage):
+        parts += _tool_calls(m, i)
+    return content_pb2.Message(role=ROLES[m.role], content=parts, name=m.name or "")
 
 
 def _parts(msg: AnyMessage, i: int) -> list[content_pb2.ContentPart]:
@@ -110,14 +181,24 @@ def session_id_of(req: ChatCompletionRequest, header: str | None) -> str:
     return header or body
 
 
+def builtin_tools_of(
+    req: ChatCompletionRequest, header: str | None
+) -> content_pb2.BuiltinTools | None:
+    """`claude_code.builtin_tools` in the body, or the X-Claude-Code-Builtin-Tools header."""
+    wanted = req.claude_code.builtin_tools if req.claude_code is not None else None
+    return builtin_choice(wanted, header)
+
+
 def to_run_turn_request(
-    req: ChatCompletionRequest, *, session_id: str, request_id: str
+    chat: ChatRequest,
+    *,
+    session_id: str,
+    request_id: str,
+    builtin: content_pb2.BuiltinTools | None = None,
 ) -> agent_pb2.RunTurnRequest:
     """The RunTurnRequest for a validated chat request."""
-    messages = [
-        content_pb2.Message(role=ROLES[m.role], content=_parts(m, i), name=m.name or "")
-        for i, m in enumerate(req.messages)
-    ]
+    req = chat.body
+    messages = [_message(m, i) for i, m in enumerate(req.messages)]
     max_tokens = req.max_completion_tokens or req.max_tokens or 0
     stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
     options = agent_pb2.TurnOptions(
@@ -126,7 +207,7 @@ def to_run_turn_request(
         stop=[s for s in stop if s],
         user=req.user or "",
     )
-    return agent_pb2.RunTurnRequest(
+    run = agent_pb2.RunTurnRequest(
         model=req.model,
         messages=messages,
         session_id=session_id,
@@ -139,6 +220,7 @@ def to_run_turn_request(
             req.response_format, [m.model_dump() for m in req.messages]
         ),
     )
+    return with_tools(run, chat.tools, builtin)
 
 
 # --- response --------------------------------------------------------------------------
@@ -151,6 +233,7 @@ _FINISH = {
     events_pb2.FINISH_REASON_MAX_TURNS: "length",
     events_pb2.FINISH_REASON_BUDGET: "length",
     events_pb2.FINISH_REASON_CANCELLED: "stop",
+    events_pb2.FINISH_REASON_TOOL_CALLS: "tool_calls",
 }
 
 
@@ -182,6 +265,10 @@ class TurnState(TurnRecord):
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     tool_summaries: dict[str, str] = field(default_factory=dict)
+    # Legacy `functions`: calls are rendered as `function_call`.
+    legacy_functions: bool = False
+    # Stream index -> kind of the client tool call being written.
+    call_kinds: dict[int, int] = field(default_factory=dict)
 
     def start(self, ev: events_pb2.TurnStarted, requested_model: str) -> None:
         self.begin(ev, requested_model)
@@ -190,8 +277,12 @@ class TurnState(TurnRecord):
             self.created = int(ev.created_at)
 
     # Each returns the delta to stream (empty dict: nothing to send).
-    def on_event(self, ev: agent_pb2.RunTurnResponse) -> dict[str, str]:
+    def on_event(self, ev: agent_pb2.RunTurnResponse) -> dict[str, Any]:
         kind = ev.WhichOneof("event")
+        if kind == "tool_call_started":
+            return self._call_started(ev.tool_call_started)
+        if kind == "tool_call_delta":
+            return self._call_delta(ev.tool_call_delta)
         if kind == "text_delta":
             self.text.append(ev.text_delta.text)
             return {"content": ev.text_delta.text} if ev.text_delta.text else {}
@@ -212,6 +303,41 @@ class TurnState(TurnRecord):
         self.record(ev)
         return {}
 
+    def _call_started(self, started: events_pb2.ClientToolCallStarted) -> dict[str, Any]:
+        self.call_kinds[started.index] = started.kind
+        if self.legacy_functions:
+            return {"function_call": {"name": started.name, "arguments": ""}}
+        if started.kind == content_pb2.CLIENT_TOOL_KIND_CUSTOM:
+            body: dict[str, Any] = {"type": "custom", "custom": {"name": started.name, "input": ""}}
+        else:
+            body = {"type": "function", "function": {"name": started.name, "arguments": ""}}
+        return {"tool_calls": [{"index": started.index, "id": started.call_id, **body}]}
+
+    def _call_delta(self, delta: events_pb2.ClientToolCallDelta) -> dict[str, Any]:
+        if not delta.delta:
+            return {}
+        if self.legacy_functions:
+            return {"function_call": {"arguments": delta.delta}}
+        if self.call_kinds.get(delta.index) == content_pb2.CLIENT_TOOL_KIND_CUSTOM:
+            return {"tool_calls": [{"index": delta.index, "custom": {"input": delta.delta}}]}
+        return {"tool_calls": [{"index": delta.index, "function": {"arguments": delta.delta}}]}
+
+    @property
+    def tool_calls(self) -> list[content_pb2.ClientToolCall]:
+        return list(self.completed.tool_calls) if self.completed is not None else []
+
+    def tool_calls_json(self) -> list[dict[str, Any]] | None:
+        calls = self.tool_calls
+        if not calls or self.legacy_functions:
+            return None
+        return [_call_json(c) for c in calls]
+
+    def function_call_json(self) -> dict[str, str] | None:
+        calls = self.tool_calls
+        if not calls or not self.legacy_functions:
+            return None
+        return {"name": calls[0].name, "arguments": calls[0].arguments_json}
+
     def _reason(self, text: str) -> dict[str, str]:
         if not text:
             return {}
@@ -222,7 +348,8 @@ class TurnState(TurnRecord):
     def finish_reason(self) -> str:
         if self.completed is None:
             return "stop"
-        return _FINISH.get(self.completed.finish_reason, "stop")
+        finish = _FINISH.get(self.completed.finish_reason, "stop")
+        return "function_call" if finish == "tool_calls" and self.legacy_functions else finish
 
     def summary(self) -> str:
         """The markdown file summary to append to the content ("" when off or unchanged)."""
@@ -265,6 +392,7 @@ class TurnState(TurnRecord):
             text = self.completed.text
         text += self.summary()
         reasoning = "".join(self.reasoning) or None
+        tool_calls, function_call = self.tool_calls_json(), self.function_call_json()
         return {
             "id": self.id,
             "object": "chat.completion",
@@ -276,10 +404,13 @@ class TurnState(TurnRecord):
                     "index": 0,
                     "message": {
                         "role": "assistant",
-                        "content": text,
+                        # As OpenAI: null content beside tool calls when the model wrote none.
+                        "content": text or (None if tool_calls or function_call else ""),
                         "refusal": None,
                         "reasoning_content": reasoning,
                         "reasoning": reasoning,
+                        **({"tool_calls": tool_calls} if tool_calls else {}),
+                        **({"function_call": function_call} if function_call else {}),
                     },
                     "logprobs": None,
                     "finish_reason": self.finish_reason,
@@ -288,3 +419,18 @@ class TurnState(TurnRecord):
             "usage": self.usage_json() or usage_dict(events_pb2.Usage()),
             "claude_code": self.claude_code(),
         }
+
+
+def _call_json(call: content_pb2.ClientToolCall) -> dict[str, Any]:
+    """A call as `message.tool_calls[]`: the client's name, arguments as JSON text."""
+    if call.kind == content_pb2.CLIENT_TOOL_KIND_CUSTOM:
+        return {
+            "id": call.call_id,
+            "type": "custom",
+            "custom": {"name": call.name, "input": call.input},
+        }
+    return {
+        "id": call.call_id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments_json or "{}"},
+    }

@@ -134,11 +134,78 @@ class McpCallInput(_Loose):
     type: Literal["mcp_call"]
 
 
+class FunctionCallInput(_Loose):
+    """A client tool call the model made earlier (our function_call output item)."""
+
+    type: Literal["function_call"]
+    call_id: str = Field(min_length=1)
+    name: str
+    arguments: str
+    id: str | None = None
+    namespace: str | None = None
+
+
+class CustomToolCallInput(_Loose):
+    """A custom tool call the model made earlier (our custom_tool_call output item)."""
+
+    type: Literal["custom_tool_call"]
+    call_id: str = Field(min_length=1)
+    name: str
+    input: str
+    id: str | None = None
+    namespace: str | None = None
+
+
+class FunctionCallOutputInput(_Loose):
+    """The client's result of a call, matched by call_id."""
+
+    type: Literal["function_call_output", "custom_tool_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str | list[Any]
+    id: str | None = None
+
+
+class HostedCallInput(_Loose):
+    """A hosted tool's item (web_search_call, tool_search_call, ...) resent by a
+    client keeping the history itself: nothing ran it here, so it is skipped."""
+
+    type: Literal[
+        "web_search_call",
+        "tool_search_call",
+        "tool_search_output",
+        "local_shell_call",
+        "local_shell_call_output",
+        "compaction",
+    ]
+
+
+HOSTED_ITEM_TYPES = (
+    "web_search_call",
+    "tool_search_call",
+    "tool_search_output",
+    "local_shell_call",
+    "local_shell_call_output",
+    "compaction",
+)
+_TAGGED = (
+    "reasoning",
+    "mcp_call",
+    "function_call",
+    "custom_tool_call",
+    "function_call_output",
+    "custom_tool_call_output",
+)
+
+
 def _item_of(value: Any) -> str | None:
     if not isinstance(value, dict):
         return None
     kind = value.get("type")
-    if kind in ("reasoning", "mcp_call"):
+    if kind in ("function_call_output", "custom_tool_call_output"):
+        return "type=function_call_output"
+    if kind in HOSTED_ITEM_TYPES:
+        return "type=hosted"
+    if kind in _TAGGED:
         return f"type={kind}"
     role = value.get("role")
     if kind in (None, "message") and isinstance(role, str):
@@ -151,7 +218,11 @@ InputItem = Annotated[
     | Annotated[SystemInput, Tag("role=system")]
     | Annotated[AssistantInput, Tag("role=assistant")]
     | Annotated[ReasoningInput, Tag("type=reasoning")]
-    | Annotated[McpCallInput, Tag("type=mcp_call")],
+    | Annotated[McpCallInput, Tag("type=mcp_call")]
+    | Annotated[FunctionCallInput, Tag("type=function_call")]
+    | Annotated[CustomToolCallInput, Tag("type=custom_tool_call")]
+    | Annotated[FunctionCallOutputInput, Tag("type=function_call_output")]
+    | Annotated[HostedCallInput, Tag("type=hosted")],
     Discriminator(
         _item_of,
         custom_error_type="invalid_item",
@@ -202,18 +273,27 @@ class ResponseCreateRequest(Strict):
     # Accepted and ignored (Claude Code exposes no such knob).
     temperature: float | None = Field(None, ge=0, le=2, description="Accepted and ignored.")
     top_p: float | None = Field(None, ge=0, le=1, description="Accepted and ignored.")
-    parallel_tool_calls: bool | None = Field(None, description="Accepted and ignored.")
+    parallel_tool_calls: bool | None = Field(None, description="False: one tool call at a time.")
     truncation: Literal["auto", "disabled"] | None = Field(
         None, description="Accepted and ignored."
     )
-    include: list[str] | None = Field(None, description="Accepted and ignored.")
+    include: list[str] | None = Field(
+        None, description='Accepted and ignored (e.g. "reasoning.encrypted_content").'
+    )
+    client_metadata: dict[str, Any] | None = Field(
+        None, description="Accepted and ignored (Codex sends it)."
+    )
+    claude_code: dict[str, Any] | None = Field(
+        None, description='Extension: {"builtin_tools": true | [names]}.'
+    )
     service_tier: str | None = Field(None, description="Accepted and ignored.")
     prompt_cache_key: str | None = Field(None, description="Accepted and ignored.")
     prompt_cache_retention: str | None = Field(None, description="Accepted and ignored.")
     safety_identifier: str | None = Field(None, description="Accepted and ignored.")
     # Accepted only in their neutral form; anything else is "unsupported_parameter".
-    tools: list[Any] | None = Field(None, description="Only empty.")
-    tool_choice: Any = Field(None, description='Only "auto" or "none".')
+    # Checked by http_facade.tool_calls.responses_tools.
+    tools: list[Any] | None = Field(None, description="function, custom, namespace, hosted.")
+    tool_choice: Any = Field(None, description="none, auto, required, a named tool, allowed_tools.")
     background: bool | None = Field(None, description="Only false.")
     conversation: Any = Field(None, description="Only null.")
     prompt: Any = Field(None, description="Only null.")
@@ -236,8 +316,6 @@ class ResponseCreateRequest(Strict):
 
 # Parameter -> "is this value harmless?". A non-harmless value is refused.
 UNSUPPORTED: dict[str, Any] = {
-    "tools": lambda v: v is None or v == [],
-    "tool_choice": lambda v: v in (None, "auto", "none"),
     "background": lambda v: v is None or v is False,
     "conversation": lambda v: v is None,
     "prompt": lambda v: v is None,
@@ -247,7 +325,7 @@ UNSUPPORTED: dict[str, Any] = {
 }
 
 # Input item types only function calling (or OpenAI's hosted tools) would need.
-SUPPORTED_ITEM_TYPES = (None, "message", "reasoning", "mcp_call")
+SUPPORTED_ITEM_TYPES = (None, "message", *_TAGGED, *HOSTED_ITEM_TYPES)
 
 # --- output (documentation of what the facade sends) ------------------------------
 
@@ -299,7 +377,32 @@ class McpCall(BaseModel):
     approval_request_id: None = None
 
 
-OutputItem = Annotated[OutputMessage | ReasoningItem | McpCall, Field(discriminator="type")]
+class FunctionCallItem(BaseModel):
+    """A call of one of the request's function tools; the client runs it."""
+
+    id: str
+    type: Literal["function_call"]
+    call_id: str
+    name: str
+    arguments: str
+    status: Literal["in_progress", "completed"]
+
+
+class CustomToolCallItem(BaseModel):
+    """A call of one of the request's custom tools; `input` is what the model wrote."""
+
+    id: str
+    type: Literal["custom_tool_call"]
+    call_id: str
+    name: str
+    input: str
+    status: Literal["in_progress", "completed"]
+
+
+OutputItem = Annotated[
+    OutputMessage | ReasoningItem | McpCall | FunctionCallItem | CustomToolCallItem,
+    Field(discriminator="type"),
+]
 
 
 class InputTokensDetails(BaseModel):

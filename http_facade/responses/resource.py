@@ -15,6 +15,7 @@ from http_facade.config import FacadeConfig
 from http_facade.core_client import CoreClient, auth_metadata
 from http_facade.errors import ApiError, from_rpc_error, invalid_request
 from http_facade.live_settings import body_limit
+from http_facade.tool_calls import responses_tools
 from http_facade.turns import (
     GONE,
     PING,
@@ -30,6 +31,7 @@ from .translate import (
     Echo,
     Event,
     ResponseState,
+    builtin_tools_of,
     for_responses,
     from_turn,
     input_items,
@@ -61,7 +63,12 @@ class Responses:
         body = await read_json(req, body_limit(req, self.config.max_body_bytes))
         create = validate_request(body)
         request_id: str = req.context.request_id
-        run = to_run_turn_request(create, request_id=request_id)
+        run = to_run_turn_request(
+            create,
+            request_id=request_id,
+            tools=responses_tools(body),
+            builtin=builtin_tools_of(create, req.get_header("X-Claude-Code-Builtin-Tools")),
+        )
         state = ResponseState(echo=Echo.of_request(create))
         stream = bool(create.stream)
 

@@ -23,6 +23,7 @@ from http_facade.attachments import attachment_part
 from http_facade.errors import ApiError, invalid_request, unsupported
 from http_facade.inputs import ROLES, image_from_url, reasoning_effort, validate_body
 from http_facade.structured_output import responses_output_format
+from http_facade.tool_calls import ToolRequest, builtin_choice, with_tools
 from http_facade.turns import TurnRecord, file_dict, turn_failed_error
 
 from .protocol import (
@@ -30,6 +31,9 @@ from .protocol import (
     SUPPORTED_ITEM_TYPES,
     UNSUPPORTED,
     AssistantInput,
+    CustomToolCallInput,
+    FunctionCallInput,
+    FunctionCallOutputInput,
     InputFile,
     InputImage,
     InputText,
@@ -153,10 +157,48 @@ def _assistant_parts(item: AssistantInput) -> list[content_pb2.ContentPart]:
     return parts
 
 
+def _output_text_of(output: str | list[Any]) -> str:
+    """A function_call_output's `output`: text, or the text of its parts."""
+    if isinstance(output, str):
+        return output
+    texts = [p.get("text", "") for p in output if isinstance(p, dict)]
+    return "".join(t for t in texts if isinstance(t, str))
+
+
+def _call_part(item: FunctionCallInput | CustomToolCallInput) -> content_pb2.ContentPart:
+    if isinstance(item, CustomToolCallInput):
+        call = content_pb2.ClientToolCall(
+            call_id=item.call_id,
+            name=item.name,
+            kind=content_pb2.CLIENT_TOOL_KIND_CUSTOM,
+            input=item.input,
+            item_id=item.id or "",
+            namespace=item.namespace or "",
+        )
+    else:
+        call = content_pb2.ClientToolCall(
+            call_id=item.call_id,
+            name=item.name,
+            kind=content_pb2.CLIENT_TOOL_KIND_FUNCTION,
+            arguments_json=item.arguments,
+            item_id=item.id or "",
+            namespace=item.namespace or "",
+        )
+    return content_pb2.ContentPart(tool_call=call)
+
+
 def _messages(req: ResponseCreateRequest) -> list[content_pb2.Message]:
     if isinstance(req.input, str):
         return [content_pb2.Message(role=content_pb2.ROLE_USER, content=[_text(req.input)])]
     out: list[content_pb2.Message] = []
+
+    def assistant() -> content_pb2.Message:
+        # An answer's message and its calls are one assistant message, as the
+        # core stored it (so resent history is recognised).
+        if not out or out[-1].role != content_pb2.ROLE_ASSISTANT:
+            out.append(content_pb2.Message(role=ROLES["assistant"]))
+        return out[-1]
+
     for i, item in enumerate(req.input):
         if isinstance(item, UserInput):
             out.append(content_pb2.Message(role=ROLES["user"], content=_user_parts(item, i)))
@@ -168,18 +210,37 @@ def _messages(req: ResponseCreateRequest) -> list[content_pb2.Message]:
             )
             out.append(content_pb2.Message(role=ROLES[item.role], content=[_text(content)]))
         elif isinstance(item, AssistantInput):
-            out.append(content_pb2.Message(role=ROLES["assistant"], content=_assistant_parts(item)))
-        # reasoning and mcp_call items: our own output, already in the session.
+            assistant().content.extend(_assistant_parts(item))
+        elif isinstance(item, FunctionCallInput | CustomToolCallInput):
+            assistant().content.append(_call_part(item))
+        elif isinstance(item, FunctionCallOutputInput):
+            result = content_pb2.ClientToolOutput(
+                call_id=item.call_id, output=_output_text_of(item.output), item_id=item.id or ""
+            )
+            out.append(
+                content_pb2.Message(
+                    role=content_pb2.ROLE_TOOL,
+                    content=[content_pb2.ContentPart(tool_output=result)],
+                )
+            )
+        # reasoning and mcp_call items: our own output, already in the session;
+        # hosted tools' items: nothing ran them here.
     return out
 
 
-def to_run_turn_request(req: ResponseCreateRequest, *, request_id: str) -> agent_pb2.RunTurnRequest:
+def to_run_turn_request(
+    req: ResponseCreateRequest,
+    *,
+    request_id: str,
+    tools: ToolRequest | None = None,
+    builtin: content_pb2.BuiltinTools | None = None,
+) -> agent_pb2.RunTurnRequest:
     """The RunTurnRequest for a validated create request."""
     previous = ""
     if req.previous_response_id is not None:
         previous = turn_id_of(req.previous_response_id, "previous_response_id")
     effort = req.reasoning.effort if req.reasoning is not None else None
-    return agent_pb2.RunTurnRequest(
+    run = agent_pb2.RunTurnRequest(
         model=req.model or "",
         messages=_messages(req),
         instructions=req.instructions or "",
@@ -200,6 +261,24 @@ def to_run_turn_request(req: ResponseCreateRequest, *, request_id: str) -> agent
             req.instructions,
         ),
     )
+    return with_tools(run, tools or ToolRequest(), builtin)
+
+
+def builtin_tools_of(
+    req: ResponseCreateRequest, header: str | None
+) -> content_pb2.BuiltinTools | None:
+    """The extension `claude_code.builtin_tools`, or the X-Claude-Code-Builtin-Tools header."""
+    wanted = (req.claude_code or {}).get("builtin_tools")
+    if wanted is not None and not (
+        isinstance(wanted, bool)
+        or (isinstance(wanted, list) and all(isinstance(n, str) for n in wanted))
+    ):
+        raise invalid_request(
+            "claude_code.builtin_tools must be true, false or a list of tool names.",
+            "claude_code.builtin_tools",
+            "invalid_value",
+        )
+    return builtin_choice(wanted, header)
 
 
 # --- the response object -----------------------------------------------------------------
@@ -227,11 +306,13 @@ class Echo:
     service_tier: str = "default"
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
+    tools: tuple[Any, ...] = ()
 
     @classmethod
     def of_request(cls, req: ResponseCreateRequest) -> Echo:
         reasoning = req.reasoning
         return cls(
+            tools=tuple(req.tools or ()),
             instructions=req.instructions,
             max_output_tokens=req.max_output_tokens,
             previous_response_id=req.previous_response_id,
@@ -351,6 +432,7 @@ class ResponseState(TurnRecord):
     _open: int | None = None  # index of the open message/reasoning item
     _texts: dict[int, list[str]] = field(default_factory=dict)
     _tools: dict[str, int] = field(default_factory=dict)  # tool_use_id -> index
+    _calls: dict[str, int] = field(default_factory=dict)  # client call_id -> index
 
     def _ev(self, type: str, **fields: Any) -> Event:
         ev = {"type": type, "sequence_number": self.seq, **fields}
@@ -380,6 +462,12 @@ class ResponseState(TurnRecord):
             return self.on_tool_use(ev.tool_use)
         if kind == "tool_result":
             return self.on_tool_result(ev.tool_result)
+        if kind == "tool_call_started":
+            return self.on_call_started(ev.tool_call_started)
+        if kind == "tool_call_delta":
+            return self.on_call_delta(ev.tool_call_delta)
+        if kind == "tool_call_done":
+            return self.on_call_done(ev.tool_call_done.call)
         if kind == "completed":
             return self.on_completed(ev.completed)
         self.record(ev)
@@ -595,6 +683,75 @@ class ResponseState(TurnRecord):
             return self._close_tool(index, "failed")
         return self._close_tool(index, "completed")
 
+    # --- client tool calls (function_call / custom_tool_call items) ---------------------
+
+    def on_call_started(self, started: events_pb2.ClientToolCallStarted) -> list[Event]:
+        events = self._close("completed")
+        custom = started.kind == content_pb2.CLIENT_TOOL_KIND_CUSTOM
+        item: dict[str, Any] = {
+            "id": ("ctc_" if custom else "fc_") + started.call_id,
+            "type": "custom_tool_call" if custom else "function_call",
+            "status": "in_progress",
+            "call_id": started.call_id,
+            "name": started.name,
+            ("input" if custom else "arguments"): "",
+        }
+        index, added = self._open_item(item)
+        self._calls[started.call_id] = index
+        return [*events, added]
+
+    def on_call_delta(self, delta: events_pb2.ClientToolCallDelta) -> list[Event]:
+        index = self._calls.get(delta.call_id)
+        if index is None or not delta.delta:
+            return []
+        item = self.output[index]
+        custom = item["type"] == "custom_tool_call"
+        item["input" if custom else "arguments"] += delta.delta
+        kind = "custom_tool_call_input" if custom else "function_call_arguments"
+        return [
+            self._ev(
+                f"response.{kind}.delta", item_id=item["id"], output_index=index, delta=delta.delta
+            )
+        ]
+
+    def on_call_done(self, call: content_pb2.ClientToolCall) -> list[Event]:
+        index = self._calls.pop(call.call_id, None)
+        if index is None:  # replaying a stored turn: no started event came
+            events = self.on_call_started(
+                events_pb2.ClientToolCallStarted(
+                    index=0, call_id=call.call_id, name=call.name, kind=call.kind
+                )
+            )
+            index = self._calls.pop(call.call_id)
+        else:
+            events = []
+        item = self.output[index]
+        item["status"] = "completed"
+        if item["type"] == "custom_tool_call":
+            item["input"] = call.input
+            done = self._ev(
+                "response.custom_tool_call_input.done",
+                item_id=item["id"],
+                output_index=index,
+                input=call.input,
+            )
+        else:
+            item["arguments"] = call.arguments_json or "{}"
+            done = self._ev(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=index,
+                name=call.name,
+                arguments=item["arguments"],
+            )
+        if call.namespace:
+            item["namespace"] = call.namespace
+        return [
+            *events,
+            done,
+            self._ev("response.output_item.done", output_index=index, item=_copy(item)),
+        ]
+
     def _close_tool(self, index: int, status: str) -> list[Event]:
         item = self.output[index]
         self._tools = {k: v for k, v in self._tools.items() if v != index}
@@ -638,7 +795,7 @@ class ResponseState(TurnRecord):
             "temperature": e.temperature,
             "text": {"format": dict(e.text_format), "verbosity": e.verbosity},
             "tool_choice": e.tool_choice,
-            "tools": [],
+            "tools": list(e.tools),
             "top_logprobs": 0,
             "top_p": e.top_p,
             "truncation": e.truncation,
@@ -714,6 +871,8 @@ def from_turn(turn: agent_pb2.Turn) -> dict[str, Any]:
                 state.on_tool_use(item.tool_use)
             elif kind == "tool_result":
                 state.on_tool_result(item.tool_result)
+            elif kind == "client_tool_call":
+                state.on_call_done(item.client_tool_call)
     else:
         state.on_reasoning(turn.reasoning)
         results = {r.tool_use_id: r for r in turn.tool_results}
@@ -739,8 +898,13 @@ def input_items(turn: agent_pb2.Turn) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for i, msg in enumerate(turn.input):
         content: list[dict[str, Any]] = []
-        for part in msg.content:
-            if part.WhichOneof("part") == "text":
+        calls: list[dict[str, Any]] = []
+        for j, part in enumerate(msg.content):
+            kind = part.WhichOneof("part")
+            if kind in ("tool_call", "tool_output"):
+                calls.append(_tool_item(part, f"{turn.id}_in{i}_{j}"))
+                continue
+            if kind == "text":
                 content.append({"type": "input_text", "text": part.text})
             elif part.WhichOneof("part") == "file":
                 content.append(_input_file(part.file))
@@ -757,6 +921,9 @@ def input_items(turn: agent_pb2.Turn) -> list[dict[str, Any]]:
             content_pb2.ROLE_SYSTEM: "system",
             content_pb2.ROLE_DEVELOPER: "developer",
         }.get(msg.role, "user")
+        if calls and not content:
+            items += calls
+            continue
         items.append(
             {
                 "id": f"msg_{turn.id}_in{i}",
@@ -766,7 +933,39 @@ def input_items(turn: agent_pb2.Turn) -> list[dict[str, Any]]:
                 "content": content,
             }
         )
+        items += calls
     return items
+
+
+def _tool_item(part: content_pb2.ContentPart, fallback_id: str) -> dict[str, Any]:
+    """A call or result of a client tool as the input item the client sent."""
+    if part.WhichOneof("part") == "tool_output":
+        out = part.tool_output
+        return {
+            "id": out.item_id or f"fco_{fallback_id}",
+            "type": "function_call_output",
+            "call_id": out.call_id,
+            "output": out.output,
+            "status": "completed",
+        }
+    call = part.tool_call
+    if call.kind == content_pb2.CLIENT_TOOL_KIND_CUSTOM:
+        return {
+            "id": call.item_id or f"ctc_{call.call_id}",
+            "type": "custom_tool_call",
+            "call_id": call.call_id,
+            "name": call.name,
+            "input": call.input,
+            "status": "completed",
+        }
+    return {
+        "id": call.item_id or f"fc_{call.call_id}",
+        "type": "function_call",
+        "call_id": call.call_id,
+        "name": call.name,
+        "arguments": call.arguments_json,
+        "status": "completed",
+    }
 
 
 def page(

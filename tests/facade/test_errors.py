@@ -220,10 +220,6 @@ async def test_body_not_an_object(client: httpx.AsyncClient, raw: bytes) -> None
 
 
 UNSUPPORTED = [
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-    ({"tool_choice": "auto"}, "tool_choice"),
-    ({"functions": [{"name": "f"}]}, "functions"),
-    ({"function_call": "auto"}, "function_call"),
     ({"n": 2}, "n"),
     ({"logprobs": True}, "logprobs"),
     ({"top_logprobs": 3}, "top_logprobs"),
@@ -232,17 +228,6 @@ UNSUPPORTED = [
     ({"audio": {"voice": "alloy", "format": "mp3"}}, "audio"),
     ({"prediction": {"type": "content", "content": "x"}}, "prediction"),
     ({"web_search_options": {}}, "web_search_options"),
-    ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, "messages[0].role"),
-    ({"messages": [{"role": "function", "name": "f", "content": "x"}]}, "messages[0].role"),
-    (
-        {
-            "messages": [
-                {"role": "assistant", "tool_calls": [{"id": "1"}]},
-                {"role": "user", "content": "x"},
-            ]
-        },
-        "messages[0].tool_calls",
-    ),
     (
         {
             "messages": [
@@ -265,6 +250,33 @@ async def test_unsupported_parameters(
 ) -> None:
     r = await client.post(URL, headers=AUTH, json={**body(), **extra})
     assert_error(r, 400, "invalid_request_error", "unsupported_parameter", param)
+
+
+# Client tools are supported; mistakes in them are 400s naming the param.
+BAD_TOOLS = [
+    (
+        {"tools": [{"type": "function", "function": {"name": "not valid!"}}]},
+        "tools[0].function.name",
+    ),
+    ({"function_call": {"name": "f"}}, "function_call"),
+    (
+        {
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "tool_choice": {"type": "function", "function": {"name": "g"}},
+        },
+        "tool_choice",
+    ),
+    ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
+]
+
+
+@pytest.mark.parametrize(("extra", "param"), BAD_TOOLS, ids=[p for _, p in BAD_TOOLS])
+async def test_bad_tool_parameters_are_named(
+    client: httpx.AsyncClient, extra: dict[str, Any], param: str
+) -> None:
+    r = await client.post(URL, headers=AUTH, json={**body(), **extra})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param, r.text
 
 
 NEUTRAL = [
@@ -425,8 +437,11 @@ async def test_unknown_url_and_method(client: httpx.AsyncClient) -> None:
         ("/v1/responses", {"model": "echo", "input": "x\ud800y"}, "input"),
         (
             "/v1/responses",
-            {"model": "echo", "input": [{"role": "user", "content": "a"}],
-             "instructions": "\udc00"},
+            {
+                "model": "echo",
+                "input": [{"role": "user", "content": "a"}],
+                "instructions": "\udc00",
+            },
             "instructions",
         ),
     ],
@@ -437,9 +452,7 @@ async def test_lone_surrogate_is_400(
     # json.dumps escapes the surrogate as \ud800, as a client's JSON encoder would.
     raw = json.dumps(payload)
     assert "\\ud800" in raw or "\\udc00" in raw
-    r = await client.post(
-        path, headers={**AUTH, "Content-Type": "application/json"}, content=raw
-    )
+    r = await client.post(path, headers={**AUTH, "Content-Type": "application/json"}, content=raw)
     err = assert_error(r, 400, "invalid_request_error", None, param)
     assert "surrogate" in err["message"]
 
@@ -458,9 +471,9 @@ async def test_request_over_the_grpc_cap_is_413_before_the_call(fake: FakeCore) 
     try:
         content = "A" * (MAX_MESSAGE_BYTES + 1_000_000)
         async with s.client() as c:
-            r = await c.post(URL, headers=AUTH, json=body(messages=[
-                {"role": "user", "content": content}
-            ]))
+            r = await c.post(
+                URL, headers=AUTH, json=body(messages=[{"role": "user", "content": content}])
+            )
         err = assert_error(r, 413, "invalid_request_error", "request_too_large")
         assert "bytes" in err["message"]
     finally:

@@ -208,7 +208,7 @@ def test_bad_key_and_unknown_model(facade: Facade, core: CoreProcess) -> None:
 
 def test_request_errors(facade: Facade, core: CoreProcess) -> None:
     _err(
-        chat(facade, core, tools=[{"type": "function", "function": {"name": "f"}}]),
+        chat(facade, core, n=2),
         400,
         "unsupported_parameter",
     )

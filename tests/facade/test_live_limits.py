@@ -197,7 +197,7 @@ def test_requests_the_facade_refuses_are_logged_too(facade: Facade, core: CorePr
         json={
             "model": "sonnet",
             "messages": [{"role": "user", "content": marker}],
-            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "tools": [{"type": "function", "function": {"name": "not valid!"}}],
         },
         headers={"Authorization": f"Bearer {core.api_key}"},
     )

@@ -176,7 +176,6 @@ def test_cancel_a_running_response(
 
 def test_request_errors(sdk: openai.OpenAI) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"tools": [{"type": "web_search"}]}, "tools"),
         ({"background": True}, "background"),
         ({"conversation": "conv_123"}, "conversation"),
     ]
