@@ -90,11 +90,17 @@ def test_a_traceparent_yields_linked_spans_from_facade_and_core(
     # The request-log row carries the trace id.
     from claudecode.v1 import admin_pb2, admin_pb2_grpc
 
-    with core.channel() as channel:
-        logs = admin_pb2_grpc.AdminServiceStub(channel).ListRequestLogs(
-            admin_pb2.ListRequestLogsRequest(page_size=50), metadata=core.admin_metadata()
-        ).logs
-    assert TRACE_ID in {log.trace_id for log in logs}
+    # Rows are written in batches off the request path: wait for it.
+    trace_ids: set[str] = set()
+    deadline = time.monotonic() + 30
+    while TRACE_ID not in trace_ids and time.monotonic() < deadline:
+        with core.channel() as channel:
+            logs = admin_pb2_grpc.AdminServiceStub(channel).ListRequestLogs(
+                admin_pb2.ListRequestLogsRequest(page_size=50), metadata=core.admin_metadata()
+            ).logs
+        trace_ids = {log.trace_id for log in logs}
+        time.sleep(0.2)
+    assert TRACE_ID in trace_ids
     # And the core's log lines of that request.
     lines = [json.loads(line) for line in core.logs().splitlines() if line.startswith("{")]
     assert any(line.get("trace_id") == TRACE_ID and line.get("msg") == "rpc finished"
