@@ -1,5 +1,5 @@
 """Live: structured-output client libraries against the real stack: instructor
-(JSON mode; TOOLS mode needs client tools) and LangChain's
+(JSON mode, and TOOLS mode through client tools) and LangChain's
 `with_structured_output` (json_schema and json_mode)."""
 
 from __future__ import annotations
@@ -47,6 +47,22 @@ def test_instructor_json_mode(sdk: openai.OpenAI, model_double: ModelDouble) -> 
     )
     # instructor hands back its own subclass of the model.
     assert isinstance(order, Order) and order.model_dump(mode="json") == ORDER
+
+
+def test_instructor_tools_mode(sdk: openai.OpenAI, model_double: ModelDouble) -> None:
+    # TOOLS mode offers the schema as a function the model must call; the
+    # call comes back as the client's tool call, which instructor parses.
+    model_double.script(Reply.call_tools([("Order", ORDER)]))
+    client = instructor.from_openai(sdk, mode=instructor.Mode.TOOLS)
+    order = client.chat.completions.create(
+        model=MODEL,
+        response_model=Order,
+        messages=[{"role": "user", "content": "Record the order for Åsa."}],
+        max_retries=0,
+    )
+    assert isinstance(order, Order) and order.model_dump(mode="json") == ORDER
+    offered = set(model_double.main_requests[-1].offered_tools)
+    assert "Order" in offered and "Bash" not in offered  # the client's tools only
 
 
 def _chat_model(facade: Facade, core: CoreProcess) -> ChatOpenAI:
