@@ -100,6 +100,23 @@ def responses_output_format(
 # --- the json_schema fields --------------------------------------------------------------
 
 
+def text_format_of(fmt: pb.OutputFormat) -> dict[str, Any]:
+    """A stored turn's output format as the Responses API's `text.format`."""
+    if fmt.kind == pb.OUTPUT_FORMAT_KIND_JSON_OBJECT:
+        return {"type": "json_object"}
+    if fmt.kind != pb.OUTPUT_FORMAT_KIND_JSON_SCHEMA:
+        return {"type": "text"}
+    out: dict[str, Any] = {
+        "type": "json_schema",
+        "name": fmt.name,
+        "schema": json.loads(fmt.schema_json or "{}"),
+        "strict": fmt.strict,
+    }
+    if fmt.description:
+        out["description"] = fmt.description
+    return out
+
+
 def _schema_format(spec: Mapping[str, Any], param: str, owner: str) -> pb.OutputFormat:
     name = spec.get("name")
     if name is None:

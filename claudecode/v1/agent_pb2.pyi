@@ -462,6 +462,7 @@ class Turn(_message.Message):
     ITEMS_FIELD_NUMBER: _builtins.int
     CLIENT_TOOLS_FIELD_NUMBER: _builtins.int
     CLIENT_TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    OUTPUT_FORMAT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Turn id."""
     session_id: _builtins.str
@@ -535,6 +536,10 @@ class Turn(_message.Message):
         results is a new turn whose parent_turn_id names it.
         """
 
+    @_builtins.property
+    def output_format(self) -> Global___OutputFormat:
+        """The output format the turn was asked for (RunTurnRequest.output_format)."""
+
     def __init__(
         self,
         *,
@@ -560,10 +565,11 @@ class Turn(_message.Message):
         items: _abc.Iterable[Global___TurnItem] | None = ...,
         client_tools: _abc.Iterable[_content_pb2.ClientTool] | None = ...,
         client_tool_calls: _abc.Iterable[_content_pb2.ClientToolCall] | None = ...,
+        output_format: Global___OutputFormat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "options", b"options", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "options", b"options", "output_format", b"output_format", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_tool_calls", b"client_tool_calls", "client_tools", b"client_tools", "completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "files", b"files", "finish_reason", b"finish_reason", "id", b"id", "input", b"input", "instructions", b"instructions", "items", b"items", "metadata", b"metadata", "model", b"model", "options", b"options", "output_text", b"output_text", "parent_turn_id", b"parent_turn_id", "reasoning", b"reasoning", "session_id", b"session_id", "status", b"status", "tool_results", b"tool_results", "tool_uses", b"tool_uses", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_tool_calls", b"client_tool_calls", "client_tools", b"client_tools", "completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "files", b"files", "finish_reason", b"finish_reason", "id", b"id", "input", b"input", "instructions", b"instructions", "items", b"items", "metadata", b"metadata", "model", b"model", "options", b"options", "output_format", b"output_format", "output_text", b"output_text", "parent_turn_id", b"parent_turn_id", "reasoning", b"reasoning", "session_id", b"session_id", "status", b"status", "tool_results", b"tool_results", "tool_uses", b"tool_uses", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -96,6 +96,8 @@ def new_turn(
         options=request.options,
     )
     turn.metadata.update(request.metadata)
+    if request.HasField("output_format"):
+        turn.output_format.CopyFrom(request.output_format)
     turn.client_tools.extend(request.tools)
     for message in request.messages[-1:]:
         if message.role == cpb.ROLE_TOOL:

@@ -22,7 +22,7 @@ from http_facade import file_summary
 from http_facade.attachments import attachment_part
 from http_facade.errors import ApiError, invalid_request, unsupported
 from http_facade.inputs import ROLES, image_from_url, reasoning_effort, validate_body
-from http_facade.structured_output import responses_output_format
+from http_facade.structured_output import responses_output_format, text_format_of
 from http_facade.tool_calls import ToolRequest, builtin_choice, with_tools
 from http_facade.turns import TurnRecord, file_dict, turn_failed_error
 
@@ -345,6 +345,7 @@ class Echo:
             metadata=dict(turn.metadata),
             user=turn.options.user or None,
             reasoning_effort=turn.options.reasoning_effort or None,
+            text_format=text_format_of(turn.output_format),
         )
 
 

@@ -112,6 +112,10 @@ def test_responses_parse_with_text_format(sdk: openai.OpenAI, model_double: Mode
     assert json.loads(done.output_text) == ORDER
     assert done.text is not None and done.text.format is not None
     assert done.text.format.type == "json_schema"
+    # A stored response says which format it was asked for, as the live one did.
+    got = sdk.responses.retrieve(done.id)
+    assert got.text is not None and got.text.format is not None
+    assert got.text.format.model_dump() == done.text.format.model_dump()
 
 
 def test_responses_non_strict_schema(sdk: openai.OpenAI, model_double: ModelDouble) -> None:
