@@ -2,7 +2,8 @@
 
 One core of its own (so nothing else adds to its counters), the real CLI and
 the model double: a success, a model error (529), a limit hit (rpm), a turn
-the client cancels, and a third key past the key-label cap.
+the client cancels, a third key past the key-label cap, and a client-tool
+round trip (two requests, a call waiting in between).
 """
 
 from __future__ import annotations
@@ -17,9 +18,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from claudecode.v1 import admin_pb2, admin_pb2_grpc, agent_pb2_grpc
+from claudecode.v1 import agent_pb2 as pb
+from claudecode.v1 import content_pb2 as cpb
 from tests.core.helpers import request, run_turn
 from tests.model_double import ModelDouble, Reply
 from tests.stack import CoreProcess, ccapi, start_core, within_one_rate_window
+
+LOOKUP = cpb.ClientTool(
+    name="lookup",
+    description="Look something up.",
+    parameters_json='{"type": "object", "properties": {"q": {"type": "string"}}}',
+)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -106,14 +115,41 @@ def test_scraped_values_match_the_request_log(
     third = new_key(core, "third")
     assert run_turn(core, request("from a third key"), key=third).error is None
 
-    rows = wait_for_rows(core, 6)
-    assert len(rows) == 6, [(r.status, r.outcome) for r in rows]
+    model_double.script(
+        Reply.call_tools([("lookup", {"q": "tides"})], ids=["toolu_m1"]),
+        Reply.echo_tool_results("{name} said {text}", " / "),
+    )
+    stopped = run_turn(core, request("tides?", tools=[LOOKUP]))
+    assert stopped.error is None, stopped.error
+    assert named(scrape(core), "ccapi_client_tool_calls_waiting") == {frozenset(): 1.0}
+    answered = run_turn(
+        core,
+        pb.RunTurnRequest(
+            model="sonnet",
+            previous_turn_id=stopped.started.started.turn_id,
+            messages=[
+                cpb.Message(
+                    role=cpb.ROLE_TOOL,
+                    content=[
+                        cpb.ContentPart(
+                            tool_output=cpb.ClientToolOutput(call_id="toolu_m1", output="high")
+                        )
+                    ],
+                )
+            ],
+        ),
+    )
+    assert answered.error is None, answered.error
+
+    rows = wait_for_rows(core, 8)
+    assert len(rows) == 8, [(r.status, r.outcome) for r in rows]
     assert {r.outcome for r in rows} == {"ok", "error", "cancelled"}
     # Tracing is off here, yet every row has a trace id of its own.
     assert all(len(r.trace_id) == 32 for r in rows)
-    assert len({r.trace_id for r in rows}) == 6
+    assert len({r.trace_id for r in rows}) == 8
 
     samples = scrape(core)
+    assert named(samples, "ccapi_client_tool_calls_waiting") == {frozenset(): 0.0}
 
     by_labels = collections.Counter(
         (r.endpoint, r.model or "none", str(r.status), r.outcome) for r in rows
@@ -149,6 +185,10 @@ def test_scraped_values_match_the_request_log(
     assert len(keys) == 3 and "other" in keys
 
     assert named(samples, "ccapi_turns_running") == {frozenset(): 0.0}
-    assert sum(named(samples, "ccapi_claude_process_acquisitions_total").values()) == 5
+    # Every turn but the refused one got a process (six), and the round trip's
+    # second request took the process still waiting for it ("live").
+    acquired = named(samples, "ccapi_claude_process_acquisitions_total")
+    assert sum(acquired.values()) == 7
+    assert acquired[frozenset({("source", "live")})] >= 1
     db = named(samples, "ccapi_db_query_duration_seconds_count")
     assert db.get(frozenset({("operation", "insert")}), 0) > 0
