@@ -638,4 +638,5 @@ def with_tools(
         run.parallel_tool_calls = tools.parallel_tool_calls
     if builtin is not None:
         run.builtin_tools.CopyFrom(builtin)
+    run.hosted_tools.extend(tools.hosted)
     return run

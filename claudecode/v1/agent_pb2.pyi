@@ -189,6 +189,7 @@ class RunTurnRequest(_message.Message):
     TOOL_CHOICE_FIELD_NUMBER: _builtins.int
     PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
     BUILTIN_TOOLS_FIELD_NUMBER: _builtins.int
+    HOSTED_TOOLS_FIELD_NUMBER: _builtins.int
     OUTPUT_FORMAT_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model id or alias ("sonnet", "claude-...", or a configured alias such as "gpt-4o")."""
@@ -244,6 +245,15 @@ class RunTurnRequest(_message.Message):
         """
 
     @_builtins.property
+    def hosted_tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """OpenAI hosted tools the client listed, by the names they map to:
+        "web_search" (Claude Code's WebSearch) and "tool_search" (its deferred tool
+        loading, ToolSearch). With `tools`, each turns its built-in on for the turn
+        where the key's tool policy allows it, and is ignored where it does not;
+        without `tools` the key's built-ins are all there anyway.
+        """
+
+    @_builtins.property
     def output_format(self) -> Global___OutputFormat:
         """The shape the final answer must take (chat response_format, Responses
         text.format); unset: free text. Set: the turn runs with Claude Code's
@@ -270,11 +280,12 @@ class RunTurnRequest(_message.Message):
         tool_choice: _content_pb2.ToolChoice | None = ...,
         parallel_tool_calls: _builtins.bool | None = ...,
         builtin_tools: _content_pb2.BuiltinTools | None = ...,
+        hosted_tools: _abc.Iterable[_builtins.str] | None = ...,
         output_format: Global___OutputFormat | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "options", b"options", "origin", b"origin", "output_format", b"output_format", "parallel_tool_calls", b"parallel_tool_calls", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "instructions", b"instructions", "messages", b"messages", "metadata", b"metadata", "model", b"model", "options", b"options", "origin", b"origin", "output_format", b"output_format", "parallel_tool_calls", b"parallel_tool_calls", "previous_turn_id", b"previous_turn_id", "session_id", b"session_id", "store", b"store", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "hosted_tools", b"hosted_tools", "instructions", b"instructions", "messages", b"messages", "metadata", b"metadata", "model", b"model", "options", b"options", "origin", b"origin", "output_format", b"output_format", "parallel_tool_calls", b"parallel_tool_calls", "previous_turn_id", b"previous_turn_id", "session_id", b"session_id", "store", b"store", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
     _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015

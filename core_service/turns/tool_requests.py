@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Collection, Sequence
 
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
@@ -20,6 +21,9 @@ from core_service.agent.client_tools import ClientToolSet
 from core_service.agent.options import ProcessShape
 from core_service.agent.permissions import ALLOWED_BY_DEFAULT
 from core_service.errors import InvalidArgument
+
+# RunTurnRequest.hosted_tools names and the Claude Code built-ins they turn on.
+HOSTED_BUILTINS = {"web_search": "WebSearch", "tool_search": "ToolSearch"}
 
 NAME_RULE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_TOOLS = 128
@@ -92,6 +96,7 @@ def with_client_tools(
                 param="builtin_tools",
             )
         builtin = tuple(request.builtin_tools.names)
+    builtin = with_hosted(builtin, request.hosted_tools, policy)
     tool_set = ClientToolSet.from_request(tools)
     return dataclasses.replace(
         shape,
@@ -99,6 +104,21 @@ def with_client_tools(
         client_tools_key=tool_set.fingerprint(),
         builtin_tools=builtin,
     )
+
+
+def with_hosted(
+    builtin: bool | tuple[str, ...], hosted: Sequence[str], policy: Collection[str]
+) -> bool | tuple[str, ...]:
+    """`builtin` plus the built-ins the request's hosted tools map to, those
+    the key's policy allows; a hosted tool the policy excludes (or nothing maps
+    to) is accepted and ignored, as OpenAI-shaped clients send them by habit."""
+    if builtin is True:
+        return True
+    wanted = [HOSTED_BUILTINS[h] for h in hosted if h in HOSTED_BUILTINS]
+    extra = [n for n in wanted if n in policy and n not in (builtin or ())]
+    if not extra:
+        return builtin
+    return (*(builtin or ()), *dict.fromkeys(extra))
 
 
 def choice_note(request: pb.RunTurnRequest) -> str:

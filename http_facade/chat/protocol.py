@@ -216,7 +216,11 @@ class ChatCompletionRequest(Strict):
     modalities: list[str] | None = Field(None, description='Only ["text"].')
     audio: Any = Field(None, description="Only null.")
     prediction: Any = Field(None, description="Only null.")
-    web_search_options: Any = Field(None, description="Only null.")
+    web_search_options: Any = Field(
+        None,
+        description="null, or an object with at most search_context_size: Claude Code's "
+        "WebSearch for the turn where the key allows it (the size is not applicable).",
+    )
 
     @field_validator("stop")
     @classmethod
@@ -240,7 +244,10 @@ UNSUPPORTED: dict[str, Any] = {
     "modalities": lambda v: v is None or v == ["text"],
     "audio": lambda v: v is None,
     "prediction": lambda v: v is None,
-    "web_search_options": lambda v: v is None,
+    # Claude Code's WebSearch has no user location to set.
+    "web_search_options": lambda v: (
+        v is None or (isinstance(v, dict) and set(v) <= {"search_context_size"})
+    ),
 }
 
 # --- responses -----------------------------------------------------------------------

@@ -5,6 +5,7 @@ Pure functions and one small accumulator; no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -72,7 +73,11 @@ class ChatRequest:
 def validate_request(body: Any) -> ChatRequest:
     """The request body as a model, or an ApiError (400) naming the param."""
     model = validate_body(body, ChatCompletionRequest, UNSUPPORTED, _check_messages)
-    return ChatRequest(model, chat_tools(body))
+    tools = chat_tools(body)
+    if model.web_search_options is not None and "web_search" not in tools.hosted:
+        # Chat's spelling of the hosted web_search tool.
+        tools = dataclasses.replace(tools, hosted=(*tools.hosted, "web_search"))
+    return ChatRequest(model, tools)
 
 
 AnyMessage = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage

@@ -227,7 +227,7 @@ UNSUPPORTED = [
     ({"modalities": ["text", "audio"]}, "modalities"),
     ({"audio": {"voice": "alloy", "format": "mp3"}}, "audio"),
     ({"prediction": {"type": "content", "content": "x"}}, "prediction"),
-    ({"web_search_options": {}}, "web_search_options"),
+    ({"web_search_options": {"user_location": {"type": "approximate"}}}, "web_search_options"),
     (
         {
             "messages": [

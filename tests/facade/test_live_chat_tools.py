@@ -310,3 +310,19 @@ def test_built_in_tools_are_opt_in_and_a_client_tool_named_like_one_wins(
     )
     offered = model_double.main_requests[-1].offered_tools
     assert set(offered) - {"DeferredToolPlaceholder"} == {"Glob", "get_weather"}
+
+
+def test_web_search_options_offer_claude_codes_web_search_beside_client_tools(
+    sdk: openai.OpenAI, model_double: ModelDouble
+) -> None:
+    model_double.script(Reply.text("answered"))
+    done = sdk.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "search it"}],
+        tools=[WEATHER],
+        web_search_options={"search_context_size": "low"},
+    )
+    assert done.choices[0].message.content == "answered"
+    offered = set(model_double.main_requests[-1].offered_tools)
+    assert {"get_weather", "WebSearch"} <= offered
+    assert "Bash" not in offered

@@ -8,7 +8,9 @@ from typing import Any
 
 import openai
 
-from tests.facade.live import ModelDouble, Reply
+from tests.facade.gunicorn_proc import Facade
+from tests.facade.live import CoreProcess, ModelDouble, Reply
+from tests.stack import ccapi
 
 MODEL = "sonnet"
 EXEC: Any = {
@@ -192,3 +194,42 @@ def test_a_namespaced_function_is_offered_by_its_name_and_its_call_names_the_nam
     carried = getattr(call, "namespace", None) or (call.model_extra or {}).get("namespace")
     assert carried == "tracker"
     assert "read_issue" in model_double.main_requests[0].offered_tools
+
+
+def _hosted_turn(
+    client: openai.OpenAI, model_double: ModelDouble, hosted: Any
+) -> set[str]:
+    """A turn with a client tool and a hosted one; the tools the model was offered."""
+    model_double.script(Reply.text("answered"))
+    done = client.responses.create(model=MODEL, input="search it", tools=[EXEC, hosted])
+    assert done.output_text == "answered"
+    return set(model_double.main_requests[-1].offered_tools)
+
+
+def test_web_search_offers_claude_codes_web_search_beside_client_tools(
+    sdk: openai.OpenAI, model_double: ModelDouble
+) -> None:
+    offered = _hosted_turn(sdk, model_double, {"type": "web_search"})
+    assert {"exec_command", "WebSearch"} <= offered
+    assert "Bash" not in offered  # only the built-in the hosted tool maps to
+
+
+def test_tool_search_offers_claude_codes_tool_search(
+    sdk: openai.OpenAI, model_double: ModelDouble
+) -> None:
+    offered = _hosted_turn(sdk, model_double, {"type": "tool_search"})
+    assert "ToolSearch" in offered
+    assert "WebSearch" not in offered
+
+
+def test_web_search_is_ignored_where_the_keys_tools_exclude_it(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    key = ccapi(core.env, "keys", "create", "--name", "no-search", "--tools", "Read,Grep")
+    client = openai.OpenAI(
+        base_url=facade.base_url + "/v1", api_key=key.strip().splitlines()[-1], max_retries=0
+    )
+    with client:
+        offered = _hosted_turn(client, model_double, {"type": "web_search"})
+    assert "exec_command" in offered
+    assert "WebSearch" not in offered
