@@ -13,7 +13,7 @@ import pytest
 
 from tests.bench import COMPARISONS, SCENARIOS
 from tests.bench.__main__ import main
-from tests.bench.scenarios import METRICS, PHASES
+from tests.bench.scenarios import FOLLOW_UP, METRICS, PHASES
 
 
 def test_one_round_produces_every_row(
@@ -39,7 +39,12 @@ def test_one_round_produces_every_row(
             assert row[f"{metric}_median"] == samples[0]
         assert row["first_text_s_median"] <= row["full_turn_s_median"]
 
+    # The tool-results row (issue 12): the turn that waited for a client tool.
+    assert ("client-tools", FOLLOW_UP) in rows
     assert [q["label"] for q in result["ratios"]] == [c.label for c in COMPARISONS]
+    assert "tool results / plain follow-up (HTTP), first text" in [
+        q["label"] for q in result["ratios"]
+    ]
     for ratio in result["ratios"]:
         assert math.isfinite(ratio["value"]) and ratio["value"] > 0
         if ratio["target_max"] is not None:

@@ -10,7 +10,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import grpc
 import httpx
@@ -33,6 +33,7 @@ class Timing:
 class Turn:
     timing: Timing
     session_id: str
+    text: str = ""  # the answer, where the measure collects it
 
 
 def grpc_turn(
@@ -77,10 +78,77 @@ def http_turn(
     """Streaming chat completion; first text = first chunk with delta content,
     full turn = `data: [DONE]`."""
     body = {"model": "sonnet", "stream": True, "messages": [{"role": "user", "content": text}]}
+    return _stream_chat(client, base_url, api_key, body, session_id)
+
+
+# The client tool the tool-results scenario offers; the model double calls it.
+BENCH_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "bench_lookup",
+        "description": "Looks something up for the benchmark.",
+        "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+    },
+}
+
+
+TOOL_RESULT = "the looked-up value"
+
+
+def http_tool_call(
+    client: httpx.Client, base_url: str, api_key: str, text: str, session_id: str
+) -> list[dict[str, Any]]:
+    """A follow-up that offers `BENCH_TOOL` and ends with the model calling it
+    (not streamed, untimed). Returns the messages so far: the user message and
+    the assistant message with its tool calls."""
+    user = {"role": "user", "content": text}
+    body = {"model": "sonnet", "messages": [user], "tools": [BENCH_TOOL]}
+    response = client.post(
+        f"{base_url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {api_key}", "X-Session-Id": session_id},
+    )
+    if response.status_code != 200:
+        raise BenchError(f"HTTP {response.status_code}: {response.text[:500]}")
+    choice = response.json()["choices"][0]
+    if choice.get("finish_reason") != "tool_calls" or not choice["message"].get("tool_calls"):
+        raise BenchError(f"the model did not call the tool: {choice}")
+    message = choice["message"]
+    # As an SDK resends it: without our extension fields (reasoning_content).
+    assistant = {
+        "role": "assistant",
+        "content": message.get("content"),
+        "tool_calls": message["tool_calls"],
+    }
+    return [user, assistant]
+
+
+def http_tool_results_turn(
+    client: httpx.Client, base_url: str, api_key: str, messages: list[dict[str, Any]]
+) -> Turn:
+    """The streaming request that carries a result for every call of the last
+    assistant message: the turn that waited for them continues."""
+    calls = messages[-1]["tool_calls"]
+    results = [
+        {"role": "tool", "tool_call_id": call["id"], "content": TOOL_RESULT} for call in calls
+    ]
+    body = {
+        "model": "sonnet",
+        "stream": True,
+        "messages": [*messages, *results],
+        "tools": [BENCH_TOOL],
+    }
+    return _stream_chat(client, base_url, api_key, body, "")
+
+
+def _stream_chat(
+    client: httpx.Client, base_url: str, api_key: str, body: dict[str, Any], session_id: str
+) -> Turn:
     headers = {"Authorization": f"Bearer {api_key}"}
     if session_id:
         headers["X-Session-Id"] = session_id
     first = 0.0
+    pieces: list[str] = []
     start = time.perf_counter()
     with client.stream(
         "POST", f"{base_url}/v1/chat/completions", json=body, headers=headers
@@ -99,14 +167,15 @@ def http_turn(
                     raise BenchError("HTTP stream finished without text")
                 if not sid:
                     raise BenchError("HTTP response has no X-Session-Id")
-                return Turn(Timing(first, full), sid)
+                return Turn(Timing(first, full), sid, "".join(pieces))
             chunk = json.loads(data)
             if "error" in chunk:
                 raise BenchError(f"HTTP stream error: {chunk['error']}")
-            if not first:
-                choices = chunk.get("choices") or [{}]
-                if (choices[0].get("delta") or {}).get("content"):
-                    first = time.perf_counter() - start
+            choices = chunk.get("choices") or [{}]
+            content = (choices[0].get("delta") or {}).get("content")
+            if content:
+                first = first or time.perf_counter() - start
+                pieces.append(content)
     raise BenchError("HTTP stream ended without [DONE]")
 
 

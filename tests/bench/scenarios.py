@@ -13,8 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tests.bench.measure import Timing, Turn, bare_cli_turn, grpc_turn, http_turn
-from tests.bench.stack import BenchStack
+from tests.bench.measure import (
+    BENCH_TOOL,
+    TOOL_RESULT,
+    Timing,
+    Turn,
+    bare_cli_turn,
+    grpc_turn,
+    http_tool_call,
+    http_tool_results_turn,
+    http_turn,
+)
+from tests.bench.stack import ANSWER, ANSWER_CHUNKS, ANSWER_DELAY_S, BenchError, BenchStack
+from tests.model_double import Reply
 
 NEW = "new"
 FOLLOW_UP = "follow-up"
@@ -96,6 +107,42 @@ class HttpFacade(Scenario):
 
 
 @dataclass
+class ClientToolResults(HttpFacade):
+    """HTTP facade with a client tool: a new conversation (timed as NEW), then,
+    untimed, a follow-up whose answer calls the client's tool; FOLLOW_UP is the
+    request carrying the tool's result. The turn that waited for it just
+    continues (no resume), so it should cost what a plain follow-up costs."""
+
+    key: str = "client-tools"
+    title: str = "HTTP facade, SSE, tool results"
+
+    def run_round(self, stack: BenchStack, label: str) -> dict[str, Timing]:
+        facade, core = stack.facade(self.core), stack.core(self.core)
+        stack.settle()
+        new = self.turn(stack, f"{label}: a new conversation, please answer", "")
+        try:
+            stack.settle()
+            tool = BENCH_TOOL["function"]["name"]
+            stack.double.script(
+                Reply.call_tools([(tool, {"q": label})]),
+                # The same streamed shape as the plain answer, so the rows compare.
+                Reply.echo_tool_results(
+                    prefix=f"{ANSWER} ", chunks=ANSWER_CHUNKS, delay=ANSWER_DELAY_S
+                ),
+            )
+            messages = http_tool_call(
+                stack.http, facade.base_url, core.api_key, f"{label}: look it up", new.session_id
+            )
+            stack.settle()  # the call is waiting; only the results request is timed
+            results = http_tool_results_turn(stack.http, facade.base_url, core.api_key, messages)
+            if TOOL_RESULT not in results.text:
+                raise BenchError(f"the tool result did not reach the model: {results.text!r}")
+        finally:
+            self.finish(stack, new.session_id)
+        return {NEW: new.timing, FOLLOW_UP: results.timing}
+
+
+@dataclass
 class BareCli(Scenario):
     """A `claude -p` process per turn, as wrappers without a pool do; a follow-up
     is `--resume` in the same directory."""
@@ -138,6 +185,7 @@ SCENARIOS: list[Scenario] = [
     BareCli(),
     HttpFacade(),
     CoreGrpc(key="core-untraced", title="core, gRPC stream, no tracing SDK", core="untraced"),
+    ClientToolResults(),
 ]
 
 
@@ -200,5 +248,14 @@ COMPARISONS: list[Comparison] = [
         NEW,
         "first_text_s",
         target_max=1.05,
+    ),
+    # The waiting turn continues where it stopped: no process resume, no new turn.
+    _vs(
+        "tool results / plain follow-up (HTTP), first text",
+        "client-tools",
+        "http-facade",
+        FOLLOW_UP,
+        "first_text_s",
+        target_max=1.1,
     ),
 ]

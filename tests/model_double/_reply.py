@@ -140,13 +140,20 @@ class Reply:
 
     @classmethod
     def echo_tool_results(
-        cls, template: str = "{name}: {text}", separator: str = "\n", *, prefix: str = ""
+        cls,
+        template: str = "{name}: {text}",
+        separator: str = "\n",
+        *,
+        prefix: str = "",
+        chunks: int | None = None,
+        delay: float = 0.0,
     ) -> Reply:
         """Answer with what the tool results of the last user message said.
 
         `template` is formatted once per result with `name`, `id`, `text` and
         `error` ("error " for an is_error result, else ""); the pieces are
-        joined by `separator` after `prefix`.
+        joined by `separator` after `prefix`, and streamed as `Reply.text`
+        streams (`chunks`, `delay`).
         """
 
         def echo(request: RecordedRequest) -> Reply:
@@ -159,7 +166,7 @@ class Reply:
                 )
                 for r in results
             ]
-            return cls.text(prefix + separator.join(pieces))
+            return cls.text(prefix + separator.join(pieces), chunks, delay)
 
         return cls.dynamic(echo)
 
