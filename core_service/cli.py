@@ -75,6 +75,14 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _builtin_default(value: str) -> bool | tuple[str, ...]:
+    if value.strip().lower() in ("", "none"):
+        return False
+    if value.strip().lower() == "all":
+        return True
+    return tuple(_split(value))
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
@@ -95,6 +103,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         allowed_models=tuple(_split(args.models)),
         allowed_tools=tuple(_split(args.tools)),
         expires_at=expires,
+        builtin_tools_default=_builtin_default(args.builtin_tools),
     )
     try:
         info, secret = _key_store().create(args.name, spec=spec)
@@ -188,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--budget-period", choices=("day", "month", "total"), default="month")
     create.add_argument("--models", help="comma-separated models the key may use")
     create.add_argument("--tools", help="comma-separated Claude Code tools, e.g. Read,Grep,Glob")
+    create.add_argument(
+        "--builtin-tools",
+        default="none",
+        help="Claude Code's built-ins beside a request's own tools when it does not say: "
+        "none (default), all (the key's tools) or comma-separated names",
+    )
     create.set_defaults(func=cmd_keys_create)
     keys.add_parser("list", help="one line per key, id first").set_defaults(func=cmd_keys_list)
     revoke = keys.add_parser("revoke", help="revoke a key at once")

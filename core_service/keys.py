@@ -21,6 +21,8 @@ from core_service.db.models import ApiKey
 
 SECRET_PREFIX = "sk-cc-"
 BUDGET_PERIODS = ("day", "month", "total")
+# A key's built-ins beside client tools: False none, True all, or names.
+BuiltinDefault = bool | tuple[str, ...]
 
 
 def hash_secret(secret: str) -> str:
@@ -63,6 +65,9 @@ class KeyInfo:
     limits: KeyLimits = field(default_factory=KeyLimits)
     allowed_models: tuple[str, ...] = ()
     allowed_tools: tuple[str, ...] = ()
+    # Built-ins beside a request's client tools when it does not say: False
+    # none, True all the key's tools, or these names.
+    builtin_tools_default: BuiltinDefault = False
     spent_usd: float = 0.0
     spent_total_usd: float = 0.0
     updated_at: datetime | None = None
@@ -86,6 +91,7 @@ class KeyInfo:
             ),
             allowed_models=tuple(json.loads(row.allowed_models or "[]")),
             allowed_tools=tuple(json.loads(row.allowed_tools or "[]")),
+            builtin_tools_default=_builtin_default(row.builtin_tools_default),
             spent_usd=row.spent_usd or 0.0,
             spent_total_usd=row.spent_total_usd or 0.0,
             updated_at=aware(row.updated_at),
@@ -107,6 +113,7 @@ class KeySpec:
     allowed_models: tuple[str, ...] = ()
     allowed_tools: tuple[str, ...] = ()
     expires_at: datetime | None = None
+    builtin_tools_default: BuiltinDefault = False
 
 
 def validate(spec: KeySpec) -> None:
@@ -126,6 +133,14 @@ def validate(spec: KeySpec) -> None:
             f"allowed_tools: unknown {', '.join(map(repr, unknown))}; "
             f"known: {', '.join(sorted(ALLOWED_BY_DEFAULT))}"
         )
+    default = spec.builtin_tools_default
+    if not isinstance(default, bool):
+        allowed = set(spec.allowed_tools or ALLOWED_BY_DEFAULT)
+        outside = [t for t in default if t not in allowed]
+        if outside:
+            raise ValueError(
+                f"builtin_tools_default: {', '.join(map(repr, outside))} not among the key's tools"
+            )
 
 
 class KeyStore:
@@ -179,6 +194,9 @@ class KeyStore:
                 if "allowed_tools" in fields
                 else current.allowed_tools,
                 expires_at=spec.expires_at if "expires_at" in fields else current.expires_at,
+                builtin_tools_default=spec.builtin_tools_default
+                if "builtin_tools_default" in fields
+                else current.builtin_tools_default,
             )
             _apply(row, merged)
             row.expires_at = merged.expires_at
@@ -241,3 +259,10 @@ def _apply(row: ApiKey, spec: KeySpec) -> None:
     row.budget_period = spec.limits.budget_period
     row.allowed_models = json.dumps(list(spec.allowed_models))
     row.allowed_tools = json.dumps(list(spec.allowed_tools))
+    default = spec.builtin_tools_default
+    row.builtin_tools_default = json.dumps(default if isinstance(default, bool) else list(default))
+
+
+def _builtin_default(stored: str | None) -> BuiltinDefault:
+    value = json.loads(stored or "false")
+    return value if isinstance(value, bool) else tuple(str(v) for v in value)

@@ -608,7 +608,7 @@ def builtin_choice(wanted: bool | list[str] | None, header: str | None) -> cpb.B
     """Claude Code's built-in tools beside the client's: the body's extension
     `claude_code.builtin_tools` (true: all the key allows; a list: those), else
     the X-Claude-Code-Builtin-Tools header ("true", "all", "false" or names
-    separated by commas); None: the key's default (none)."""
+    separated by commas); None: the key's default (none unless the key sets one)."""
     if wanted is None and header:
         value = header.strip()
         if value.lower() in ("true", "all", "1", "yes"):

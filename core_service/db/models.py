@@ -48,6 +48,11 @@ class ApiKey(Base):
     # JSON lists; empty means "all models" / "the service default tools".
     allowed_models: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     allowed_tools: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    # Built-ins offered beside a request's client tools when it does not say:
+    # JSON false (none), true (all its tools) or a list of names.
+    builtin_tools_default: Mapped[str] = mapped_column(
+        Text, default="false", server_default="false"
+    )
     # Not a count: every concurrency admission writes this row (leaving the
     # value as it is) to lock it, so admissions of one key take turns.
     active_turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -101,7 +101,8 @@ class Admissions:
             allowed_tools=caller.allowed_tools,
             output_format=structured_output.shape_value(request.output_format),
         )
-        shape = with_client_tools(shape, request, caller.allowed_tools)
+        key_default = caller.key.builtin_tools_default if caller.key is not None else False
+        shape = with_client_tools(shape, request, caller.allowed_tools, key_default)
         admission: Admission | None = None
         if caller.key is not None:
             names = {request.model, model, *self._catalog.aliases_of(model)}

@@ -76,9 +76,13 @@ def offered_tools(request: pb.RunTurnRequest) -> list[cpb.ClientTool]:
 
 
 def with_client_tools(
-    shape: ProcessShape, request: pb.RunTurnRequest, allowed: tuple[str, ...] | None
+    shape: ProcessShape,
+    request: pb.RunTurnRequest,
+    allowed: tuple[str, ...] | None,
+    key_default: bool | tuple[str, ...] = False,
 ) -> ProcessShape:
-    """The shape of a process that offers the request's tools (unchanged without)."""
+    """The shape of a process that offers the request's tools (unchanged without).
+    `key_default` is the key's built-ins beside them when the request does not say."""
     tools = offered_tools(request)
     if not tools:
         if request.HasField("builtin_tools") and not request.tools:
@@ -86,7 +90,11 @@ def with_client_tools(
         return shape
     policy = set(ALLOWED_BY_DEFAULT if allowed is None else allowed) & ALLOWED_BY_DEFAULT
     builtin: bool | tuple[str, ...] = False
-    if request.builtin_tools.all:
+    if not request.HasField("builtin_tools"):
+        # The key's default, narrowed quietly to what its policy allows now
+        # (the service's default tools can change after the key was made).
+        builtin = key_default if isinstance(key_default, bool) else _within(key_default, policy)
+    elif request.builtin_tools.all:
         builtin = True
     elif request.builtin_tools.names:
         refused = [n for n in request.builtin_tools.names if n not in policy]
@@ -104,6 +112,11 @@ def with_client_tools(
         client_tools_key=tool_set.fingerprint(),
         builtin_tools=builtin,
     )
+
+
+def _within(names: Sequence[str], policy: Collection[str]) -> bool | tuple[str, ...]:
+    kept = tuple(n for n in names if n in policy)
+    return kept or False
 
 
 def with_hosted(

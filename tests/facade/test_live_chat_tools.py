@@ -11,8 +11,9 @@ from typing import Any
 import openai
 import pytest
 
-from tests.facade.gunicorn_proc import start_facade
-from tests.facade.live import ModelDouble, Reply, start_core
+from tests.facade.gunicorn_proc import Facade, start_facade
+from tests.facade.live import CoreProcess, ModelDouble, Reply, start_core
+from tests.stack import ccapi
 
 MODEL = "sonnet"
 WEATHER: Any = {
@@ -326,3 +327,46 @@ def test_web_search_options_offer_claude_codes_web_search_beside_client_tools(
     offered = set(model_double.main_requests[-1].offered_tools)
     assert {"get_weather", "WebSearch"} <= offered
     assert "Bash" not in offered
+
+
+def _key_client(facade: Facade, core: CoreProcess, *options: str) -> openai.OpenAI:
+    out = ccapi(core.env, "keys", "create", "--name", "builtin-default", *options)
+    secret = out.strip().splitlines()[-1]
+    return openai.OpenAI(base_url=facade.base_url + "/v1", api_key=secret, max_retries=0)
+
+
+def _offered(client: openai.OpenAI, model_double: ModelDouble, **extra: Any) -> set[str]:
+    model_double.script(Reply.text("answered"))
+    done = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[WEATHER],
+        **extra,
+    )
+    assert done.choices[0].message.content == "answered"
+    return set(model_double.main_requests[-1].offered_tools) - {"DeferredToolPlaceholder"}
+
+
+def test_a_keys_builtin_default_applies_when_the_request_does_not_say(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    with _key_client(facade, core, "--builtin-tools", "Read,Grep") as client:
+        assert _offered(client, model_double) == {"get_weather", "Read", "Grep"}
+        # The request's own choice wins over the key's default.
+        no_builtins = {"extra_body": {"claude_code": {"builtin_tools": False}}}
+        assert _offered(client, model_double, **no_builtins) == {"get_weather"}
+
+
+def test_a_keys_default_of_all_means_all_its_tools(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    options = ("--tools", "Read,Glob", "--builtin-tools", "all")
+    with _key_client(facade, core, *options) as client:
+        assert _offered(client, model_double) == {"get_weather", "Read", "Glob"}
+
+
+def test_a_builtin_default_outside_the_keys_tools_is_refused(core: CoreProcess) -> None:
+    with pytest.raises(RuntimeError, match="builtin_tools_default"):
+        ccapi(
+            core.env, "keys", "create", "--name", "x", "--tools", "Read", "--builtin-tools", "Bash"
+        )
