@@ -21,6 +21,7 @@ from ccapi_client.metadata import ACTOR_HEADER, ADMIN_TOKEN_HEADER
 from ccapi_client.rich_status import read_details
 from claudecode.v1 import admin_pb2 as pb
 from claudecode.v1 import admin_pb2_grpc
+from claudecode.v1 import content_pb2 as cpb
 
 Actor = str | None
 
@@ -206,6 +207,7 @@ class AdminClient:
         allowed_models: Iterable[str],
         allowed_tools: Iterable[str],
         expires_at: int,
+        builtin_tools_default: cpb.BuiltinTools | None = None,
     ) -> pb.CreateKeyResponse:
         request = pb.CreateKeyRequest(
             name=name,
@@ -213,6 +215,7 @@ class AdminClient:
             allowed_models=allowed_models,
             allowed_tools=allowed_tools,
             expires_at=expires_at,
+            builtin_tools_default=builtin_tools_default,
         )
         reply: pb.CreateKeyResponse = await self._unary("CreateKey", request, actor)
         return reply

@@ -198,6 +198,7 @@ class KeyStore:
                 if "builtin_tools_default" in fields
                 else current.builtin_tools_default,
             )
+            validate(merged)  # a default must stay within the key's tools
             _apply(row, merged)
             row.expires_at = merged.expires_at
             row.updated_at = now()

@@ -13,12 +13,12 @@ from admin_web.app_helpers import core_field_errors
 from admin_web.web import Form, Request, Response, View, actor, form_of, render, session_of
 from ccapi_client.admin import CoreError
 from ccapi_client.enums import PERIOD_BY_NAME, PERIOD_NAMES
-from claudecode.v1 import admin_pb2
+from claudecode.v1 import admin_pb2, content_pb2
 
 PERIOD_LABELS = {"day": "per day", "month": "per month", "total": "in total"}
 PERIODS = [(name, PERIOD_LABELS[name], value) for name, value in PERIOD_BY_NAME.items()]
 KEY_FIELDS = {"name", "rpm", "tpm", "max_concurrent", "budget_usd", "budget_period",
-              "allowed_models", "allowed_tools", "expires"}
+              "allowed_models", "allowed_tools", "builtin_tools_default", "expires"}
 PARAM_ALIASES = {
     "requests_per_minute": "rpm",
     "tokens_per_minute": "tpm",
@@ -39,6 +39,7 @@ class KeyForm:
     budget_period: str = "month"
     allowed_models: str = ""
     allowed_tools: str = ""
+    builtin_tools_default: str = "none"
     expires: str = ""
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -59,12 +60,29 @@ class KeyForm:
             budget_period=PERIOD_NAMES.get(key.limits.budget_period, "month"),
             allowed_models=", ".join(key.allowed_models),
             allowed_tools=", ".join(key.allowed_tools),
+            builtin_tools_default=builtin_text(key.builtin_tools_default),
             expires=expires,
         )
 
     @classmethod
     def of_form(cls, form: Form) -> KeyForm:
         return cls(**{name: form.text(name) for name in KEY_FIELDS}, errors=form.errors)
+
+
+def builtin_text(value: content_pb2.BuiltinTools) -> str:
+    """"all", "none" or the names, as the form shows them."""
+    if value.all:
+        return "all"
+    return ", ".join(value.names) or "none"
+
+
+def parse_builtin(form: Form) -> content_pb2.BuiltinTools:
+    raw = form.text("builtin_tools_default").strip()
+    if raw.lower() == "all":
+        return content_pb2.BuiltinTools(all=True)
+    if raw.lower() in ("", "none"):
+        return content_pb2.BuiltinTools()
+    return content_pb2.BuiltinTools(names=form.items("builtin_tools_default"))
 
 
 def parse_expiry(form: Form, now: float) -> int:
@@ -106,6 +124,7 @@ def key_values(form: Form, now: float) -> dict[str, Any]:
         "limits": limits,
         "allowed_models": form.items("allowed_models"),
         "allowed_tools": form.items("allowed_tools"),
+        "builtin_tools_default": parse_builtin(form),
         "expires_at": parse_expiry(form, now),
     }
 

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from claudecode.v1 import agent_pb2 as _agent_pb2
+from claudecode.v1 import content_pb2 as _content_pb2
 from claudecode.v1 import events_pb2 as _events_pb2
 from claudecode.v1 import sessions_pb2 as _sessions_pb2
 from collections import abc as _abc
@@ -212,6 +213,7 @@ class ApiKey(_message.Message):
     ALLOWED_MODELS_FIELD_NUMBER: _builtins.int
     ALLOWED_TOOLS_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    BUILTIN_TOOLS_DEFAULT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Key id, e.g. "key_0123abcd"."""
     name: _builtins.str
@@ -242,6 +244,13 @@ class ApiKey(_message.Message):
     def usage(self) -> Global___KeyUsage:
         """Usage counters."""
 
+    @_builtins.property
+    def builtin_tools_default(self) -> _content_pb2.BuiltinTools:
+        """Claude Code's built-ins beside a request's client tools when the request
+        does not say (RunTurnRequest.builtin_tools absent): all, these names, or
+        none (empty).
+        """
+
     def __init__(
         self,
         *,
@@ -256,10 +265,11 @@ class ApiKey(_message.Message):
         allowed_models: _abc.Iterable[_builtins.str] | None = ...,
         allowed_tools: _abc.Iterable[_builtins.str] | None = ...,
         usage: Global___KeyUsage | None = ...,
+        builtin_tools_default: _content_pb2.BuiltinTools | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["builtin_tools_default", b"builtin_tools_default", "limits", b"limits", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_models", b"allowed_models", "allowed_tools", b"allowed_tools", "created_at", b"created_at", "expires_at", b"expires_at", "id", b"id", "last_used_at", b"last_used_at", "limits", b"limits", "name", b"name", "prefix", b"prefix", "revoked_at", b"revoked_at", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_models", b"allowed_models", "allowed_tools", b"allowed_tools", "builtin_tools_default", b"builtin_tools_default", "created_at", b"created_at", "expires_at", b"expires_at", "id", b"id", "last_used_at", b"last_used_at", "limits", b"limits", "name", b"name", "prefix", b"prefix", "revoked_at", b"revoked_at", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -276,6 +286,7 @@ class CreateKeyRequest(_message.Message):
     ALLOWED_MODELS_FIELD_NUMBER: _builtins.int
     ALLOWED_TOOLS_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    BUILTIN_TOOLS_DEFAULT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """A name to recognise it by."""
     expires_at: _builtins.int
@@ -292,6 +303,10 @@ class CreateKeyRequest(_message.Message):
     def allowed_tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Allowed tools; empty: the service default."""
 
+    @_builtins.property
+    def builtin_tools_default(self) -> _content_pb2.BuiltinTools:
+        """Built-ins beside client tools when a request does not say; empty: none."""
+
     def __init__(
         self,
         *,
@@ -300,10 +315,11 @@ class CreateKeyRequest(_message.Message):
         allowed_models: _abc.Iterable[_builtins.str] | None = ...,
         allowed_tools: _abc.Iterable[_builtins.str] | None = ...,
         expires_at: _builtins.int = ...,
+        builtin_tools_default: _content_pb2.BuiltinTools | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["builtin_tools_default", b"builtin_tools_default", "limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_models", b"allowed_models", "allowed_tools", b"allowed_tools", "expires_at", b"expires_at", "limits", b"limits", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_models", b"allowed_models", "allowed_tools", b"allowed_tools", "builtin_tools_default", b"builtin_tools_default", "expires_at", b"expires_at", "limits", b"limits", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -455,7 +471,9 @@ class UpdateKeyRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to change: name, limits, allowed_models, allowed_tools, expires_at."""
+        """Fields to change: name, limits, allowed_models, allowed_tools, expires_at,
+        builtin_tools_default.
+        """
 
     def __init__(
         self,

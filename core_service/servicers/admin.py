@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from ccapi_client.enums import ROLE_BY_NAME as ROLE_ENUM
 from ccapi_client.enums import ROLE_NAMES
 from claudecode.v1 import admin_pb2 as pb
 from claudecode.v1 import admin_pb2_grpc
+from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import sessions_pb2 as spb
 from core_service import request_log, workspace_reads
 from core_service.agent.workspace_layout import WorkspaceLayout
@@ -71,6 +73,7 @@ def encode_key(key: KeyInfo, last_day: tuple[int, int] = (0, 0)) -> pb.ApiKey:
         ),
         allowed_models=list(key.allowed_models),
         allowed_tools=list(key.allowed_tools),
+        builtin_tools_default=_encode_builtin(key.builtin_tools_default),
         usage=pb.KeyUsage(
             requests_24h=last_day[0],
             tokens_24h=last_day[1],
@@ -93,7 +96,20 @@ def decode_key_spec(key: pb.ApiKey | pb.CreateKeyRequest, limits: pb.KeyLimits) 
         allowed_models=tuple(m for m in key.allowed_models if m),
         allowed_tools=tuple(t for t in key.allowed_tools if t),
         expires_at=datetime.fromtimestamp(key.expires_at, UTC) if key.expires_at else None,
+        builtin_tools_default=_decode_builtin(key.builtin_tools_default),
     )
+
+
+def _encode_builtin(default: bool | tuple[str, ...]) -> cpb.BuiltinTools:
+    if isinstance(default, bool):
+        return cpb.BuiltinTools(all=default)
+    return cpb.BuiltinTools(names=list(default))
+
+
+def _decode_builtin(message: cpb.BuiltinTools) -> bool | tuple[str, ...]:
+    if message.all:
+        return True
+    return tuple(n for n in message.names if n) or False
 
 
 def encode_user(user: UserInfo) -> pb.User:
@@ -192,7 +208,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.UpdateKeyResponse:
         require_writer()
         fields = set(request.update_mask.paths)
-        allowed = {"name", "limits", "allowed_models", "allowed_tools", "expires_at"}
+        allowed = {
+            "name",
+            "limits",
+            "allowed_models",
+            "allowed_tools",
+            "expires_at",
+            "builtin_tools_default",
+        }
         if not fields or not fields <= allowed:
             raise InvalidArgument(
                 f"update_mask may name {', '.join(sorted(allowed))}.", param="update_mask"
@@ -202,9 +225,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             raise NotFound(f"No key '{request.key.id}'.", reason="key_not_found", param="key.id")
         spec = decode_key_spec(request.key, request.key.limits)
         if "name" not in fields:
-            spec = KeySpec(
-                current.name, spec.limits, spec.allowed_models, spec.allowed_tools, spec.expires_at
-            )
+            spec = dataclasses.replace(spec, name=current.name)
         self._check_models(spec.allowed_models)
         try:
             info = await asyncio.to_thread(self._keys.update, request.key.id, spec, fields)

@@ -387,6 +387,7 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
             allowed_models=req.allowed_models,
             allowed_tools=req.allowed_tools,
             expires_at=req.expires_at,
+            builtin_tools_default=req.builtin_tools_default,
         )
         self.fake.publish(
             admin_pb2.WatchEventsResponse(
@@ -418,12 +419,19 @@ class _Servicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
     def UpdateKey(self, req: Any, actor: str) -> Any:
         key = self._key(req.key.id)
         for path in req.update_mask.paths:
-            if path not in ("name", "limits", "allowed_models", "allowed_tools", "expires_at"):
+            if path not in (
+                "name",
+                "limits",
+                "allowed_models",
+                "allowed_tools",
+                "expires_at",
+                "builtin_tools_default",
+            ):
                 raise Abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"Cannot change {path}.", "update_mask"
                 )
-            if path in ("limits",):
-                key.limits.CopyFrom(req.key.limits)
+            if path in ("limits", "builtin_tools_default"):
+                getattr(key, path).CopyFrom(getattr(req.key, path))
             elif path in ("allowed_models", "allowed_tools"):
                 del getattr(key, path)[:]
                 getattr(key, path).extend(getattr(req.key, path))

@@ -365,6 +365,18 @@ def test_edit_key_sends_only_changed_fields(admin: Browser, fake: FakeAdmin) -> 
     assert list(fake.keys[key.id].allowed_tools) == ["Read"]
 
 
+def test_a_keys_builtin_default_is_set_shown_and_changed(admin: Browser, fake: FakeAdmin) -> None:
+    made = admin.post("/keys", {"name": "agent host", "builtin_tools_default": "Read, Grep"})
+    assert made.status_code == 201
+    key = next(k for k in fake.keys.values() if k.name == "agent host")
+    assert list(key.builtin_tools_default.names) == ["Read", "Grep"]
+    assert "Read, Grep" in admin.get(f"/keys/{key.id}").text
+    form = {"name": "agent host", "budget_period": "month", "builtin_tools_default": "all"}
+    assert admin.post(f"/keys/{key.id}", form).status_code == 303
+    assert fake.keys[key.id].builtin_tools_default.all
+    assert "Saved: builtin tools default." in admin.get(f"/keys/{key.id}").text
+
+
 def test_revoke_key(admin: Browser, fake: FakeAdmin) -> None:
     key, _ = fake.add_key("doomed")
     assert admin.post(f"/keys/{key.id}/revoke").status_code == 303

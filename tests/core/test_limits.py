@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from claudecode.v1 import admin_pb2, admin_pb2_grpc
+from claudecode.v1 import admin_pb2, admin_pb2_grpc, content_pb2
 from tests.core.helpers import TurnLog, request, run_turn
 from tests.model_double import ModelDouble, Reply
 from tests.stack import CoreProcess, ccapi, within_one_rate_window
@@ -282,3 +282,47 @@ def test_sign_in_is_throttled_after_repeated_failures(
         metadata=md,
     )
     assert elsewhere.user.username == "tess"
+
+
+def test_a_keys_builtin_default_through_the_admin_api(
+    core: CoreProcess, admin: admin_pb2_grpc.AdminServiceStub
+) -> None:
+    from google.protobuf import field_mask_pb2
+
+    md = core.admin_metadata()
+    created = admin.CreateKey(
+        admin_pb2.CreateKeyRequest(
+            name="builtin-default",
+            allowed_tools=["Read", "Grep"],
+            builtin_tools_default=content_pb2.BuiltinTools(names=["Read"]),
+        ),
+        metadata=md,
+    )
+    assert list(created.key.builtin_tools_default.names) == ["Read"]
+    got = admin.GetKey(admin_pb2.GetKeyRequest(key_id=created.key.id), metadata=md).key
+    assert list(got.builtin_tools_default.names) == ["Read"]
+
+    updated = admin.UpdateKey(
+        admin_pb2.UpdateKeyRequest(
+            key=admin_pb2.ApiKey(
+                id=created.key.id, builtin_tools_default=content_pb2.BuiltinTools(all=True)
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["builtin_tools_default"]),
+        ),
+        metadata=md,
+    )
+    assert updated.key.builtin_tools_default.all
+    assert list(updated.key.allowed_tools) == ["Read", "Grep"]  # the rest is kept
+
+    with pytest.raises(grpc.RpcError) as caught:
+        admin.UpdateKey(
+            admin_pb2.UpdateKeyRequest(
+                key=admin_pb2.ApiKey(
+                    id=created.key.id,
+                    builtin_tools_default=content_pb2.BuiltinTools(names=["Bash"]),
+                ),
+                update_mask=field_mask_pb2.FieldMask(paths=["builtin_tools_default"]),
+            ),
+            metadata=md,
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
