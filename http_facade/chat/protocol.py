@@ -121,6 +121,10 @@ class AssistantMessage(Strict):
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
     function_call: FunctionCall | None = Field(None, description="Legacy `functions`.")
+    # Our own thinking, as a client that resends our messages whole sends it
+    # back: accepted and ignored (Claude Code keeps it in the session).
+    reasoning_content: str | None = None
+    reasoning: str | None = None
 
 
 class ToolMessage(Strict):

@@ -482,3 +482,30 @@ def test_summary_rendering() -> None:
     assert file_summary.render([]) == ""
     assert file_summary.remove("answer" + text) == "answer"
     assert file_summary.remove("no summary here") == "no summary here"
+
+
+async def test_our_reasoning_fields_resent_in_history_are_accepted(
+    client: httpx.AsyncClient, fake: FakeCore
+) -> None:
+    # Clients that resend our assistant message whole send its thinking back too.
+    fake.requests.clear()
+    r = await client.post(
+        URL,
+        headers=AUTH,
+        json={
+            "model": "echo",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {
+                    "role": "assistant",
+                    "content": "Hello!",
+                    "reasoning_content": "greet them",
+                    "reasoning": "greet them",
+                },
+                {"role": "user", "content": "and again"},
+            ],
+        },
+    )
+    assert r.status_code == 200, r.text
+    sent = fake.requests[-1][0].messages
+    assert [m.content[0].text for m in sent] == ["hi", "Hello!", "and again"]
