@@ -23,7 +23,10 @@ from core_service.agent.permissions import ALLOWED_BY_DEFAULT
 from core_service.errors import InvalidArgument
 
 # RunTurnRequest.hosted_tools names and the Claude Code built-ins they turn on.
-HOSTED_BUILTINS = {"web_search": "WebSearch", "tool_search": "ToolSearch"}
+# Not `tool_search`: with ToolSearch on, Claude Code defers the client's own
+# tools behind a search and the model no longer sees them (Codex sends it on
+# every turn), so it is accepted and ignored.
+HOSTED_BUILTINS = {"web_search": "WebSearch"}
 
 NAME_RULE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_TOOLS = 128

@@ -214,12 +214,14 @@ def test_web_search_offers_claude_codes_web_search_beside_client_tools(
     assert "Bash" not in offered  # only the built-in the hosted tool maps to
 
 
-def test_tool_search_offers_claude_codes_tool_search(
+def test_tool_search_keeps_the_client_tools_in_sight(
     sdk: openai.OpenAI, model_double: ModelDouble
 ) -> None:
+    # Claude Code's ToolSearch would hide the client's tools behind a search:
+    # the hosted tool_search is accepted and ignored.
     offered = _hosted_turn(sdk, model_double, {"type": "tool_search"})
-    assert "ToolSearch" in offered
-    assert "WebSearch" not in offered
+    assert "exec_command" in offered
+    assert "ToolSearch" not in offered and "WebSearch" not in offered
 
 
 def test_web_search_is_ignored_where_the_keys_tools_exclude_it(
