@@ -310,6 +310,8 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     try:
                         await responses.aclose()
                     except Exception:
+                        # Logged, not raised: the call is ending either way, and
+                        # its log line and row below must still be written.
                         log.exception("closing the response stream failed")
                     if status is None:
                         # Closed early. After a turn's last event (completed or

@@ -186,7 +186,8 @@ class RequestLogWriter:
         # Sees every entry as it is submitted (the core's metrics count there).
         self._on_submit = on_submit
         # Rows ready to insert: redacted and truncated when submitted, so what
-        # the journal holds on disk is what the table will hold.
+        # the journal holds on disk is what the table will hold. Bounded by
+        # `max_queue` in submit(): past it a row is dropped, counted and warned.
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None

@@ -60,6 +60,8 @@ class FifoSlots:
     def __init__(self, limit: int) -> None:
         self.limit = max(1, limit)
         self.held = 0
+        # Bounded by its users (see the class docstring): TurnGate refuses past
+        # max_queued; starts wait only inside turn slots.
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     @property
