@@ -245,7 +245,9 @@ class _Connection:
         except falcon.errors.WebSocketDisconnected:
             pass
         finally:
-            self._went_away()
+            # The running turn's reader sees it and the turn closes its call; the
+            # cleanups are not run from here, which would cancel a read under it.
+            self.gone.set()
             inbox.put_nowait(None)  # there is always room: the queue holds one more
 
     async def _send(self, event: Event) -> None:
