@@ -20,6 +20,12 @@ the client starts again with the full input. A continuation that fails evicts
 the id it referenced. Nothing is re-sent: the session already holds the
 conversation, so only the new input goes to the core.
 
+``generate: false`` (Codex's warm-up: the tools, instructions and input of the
+turn to come, and no answer wanted) runs nothing: it completes at once with no
+output, and its input is kept on the connection (at most
+:data:`MAX_WARMUPS` of them) so that the ``response.create`` continuing it runs
+with that input followed by its own.
+
 A disconnect cancels the running turn, as for SSE (the turn's reader watches
 the connection's ``gone`` event). The connection lives at most
 :data:`MAX_CONNECTION_SECONDS`, as OpenAI's does; past it, the next
@@ -30,12 +36,14 @@ closes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import falcon.asgi
@@ -43,6 +51,7 @@ import falcon.errors
 import grpc
 import grpc.aio
 
+from claudecode.v1 import events_pb2
 from http_facade import client_address, disconnect
 from http_facade.config import FacadeConfig
 from http_facade.core_client import CoreClient, auth_metadata
@@ -70,6 +79,8 @@ log = logging.getLogger(__name__)
 MAX_REMEMBERED = 64
 # response.create messages waiting behind the running one; more are refused.
 MAX_QUEUED = 4
+# generate:false responses whose input a connection keeps; past it the oldest goes.
+MAX_WARMUPS = 2
 # As OpenAI: a connection serves responses for an hour, then the client reconnects.
 MAX_CONNECTION_SECONDS = 3600.0
 # WebSocket close code for a refused key (RFC 6455 "policy violation").
@@ -79,21 +90,37 @@ POLICY_VIOLATION = 1008
 _CONTINUABLE = ("completed", "incomplete")
 
 
+@dataclass(frozen=True)
+class Warmup:
+    """A ``generate: false`` response: what the response continuing it runs with."""
+
+    input: list[Any]
+    previous_response_id: str | None
+
+
 class ConnectionState:
-    """The responses one connection produced, newest last, at most ``cap``."""
+    """The responses one connection produced, newest last: at most ``cap``, and
+    at most ``warmups`` of them warm-ups (which hold their input)."""
 
-    def __init__(self, cap: int = MAX_REMEMBERED) -> None:
+    def __init__(self, cap: int = MAX_REMEMBERED, warmups: int = MAX_WARMUPS) -> None:
         self.cap = cap
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self.warmups = warmups
+        self._ids: OrderedDict[str, Warmup | None] = OrderedDict()
 
-    def remember(self, response_id: str) -> None:
-        self._ids[response_id] = None
+    def remember(self, response_id: str, warmup: Warmup | None = None) -> None:
+        self._ids[response_id] = warmup
         self._ids.move_to_end(response_id)
+        held = [k for k, v in self._ids.items() if v is not None]
+        for old in held[: max(0, len(held) - self.warmups)]:
+            del self._ids[old]
         while len(self._ids) > self.cap:
             self._ids.popitem(last=False)
 
     def knows(self, response_id: str) -> bool:
         return response_id in self._ids
+
+    def warmup(self, response_id: str) -> Warmup | None:
+        return self._ids.get(response_id)
 
     def forget(self, response_id: str) -> None:
         self._ids.pop(response_id, None)
@@ -125,8 +152,9 @@ def previous_not_found(response_id: str) -> ApiError:
     )
 
 
-def create_body(message: Any) -> dict[str, Any]:
-    """A ``response.create`` message as the POST body it stands for (always streamed)."""
+def create_body(message: Any) -> tuple[dict[str, Any], bool]:
+    """A ``response.create`` message as the POST body it stands for (always
+    streamed), and whether it asks for an answer (``generate``)."""
     if not isinstance(message, dict):
         raise invalid_request("A WebSocket message must be a JSON object.")
     body = dict(message)
@@ -142,11 +170,23 @@ def create_body(message: Any) -> dict[str, Any]:
         raise unsupported("stream", "every response streams over the WebSocket")
     if body.get("background"):
         raise unsupported("background", "not over the WebSocket")
-    if "generate" in body:
-        if body.pop("generate") is not True:
-            raise unsupported("generate", "only true (every response.create runs a turn)")
+    generate = body.pop("generate", True)
+    if not isinstance(generate, bool):
+        raise invalid_request("'generate' must be a boolean.", "generate", "invalid_type")
     body["stream"] = True
-    return body
+    return body, generate
+
+
+def with_warmup(body: dict[str, Any], warmup: Warmup) -> dict[str, Any]:
+    """The body continuing a warm-up: its input first, then the body's own."""
+    own = body.get("input")
+    if isinstance(own, str):
+        own = [{"type": "message", "role": "user", "content": own}]
+    merged = {**body, "input": [*warmup.input, *(own if isinstance(own, list) else [])]}
+    merged.pop("previous_response_id", None)
+    if warmup.previous_response_id is not None:
+        merged["previous_response_id"] = warmup.previous_response_id
+    return merged
 
 
 class _Closed(Exception):
@@ -269,10 +309,13 @@ class _Connection:
         request_id = f"req_{uuid.uuid4().hex}"
         previous: str | None = None
         try:
-            body = self._parse(raw)
+            body, generate = self._parse(raw)
             previous = body.get("previous_response_id")
             previous = previous if isinstance(previous, str) else None
-            await self._stream(body, request_id)
+            if generate:
+                await self._stream(body, request_id)
+            else:
+                await self._warm_up(body, request_id)
         except ApiError as err:
             if previous is not None:
                 self.state.forget(previous)
@@ -282,7 +325,7 @@ class _Connection:
                 self.report(self.req, err)
             await self._send(error_event(for_responses(err, previous)))
 
-    def _parse(self, raw: str) -> dict[str, Any]:
+    def _parse(self, raw: str) -> tuple[dict[str, Any], bool]:
         limit = self.config.max_body_bytes
         if len(raw.encode()) > limit:
             raise ApiError(
@@ -294,7 +337,41 @@ class _Connection:
             raise invalid_request("The message is not valid JSON.") from None
         return create_body(message)
 
+    async def _warm_up(self, body: dict[str, Any], request_id: str) -> None:
+        """generate:false: checked like any request, answered at once, its input kept."""
+        items = body.get("input")
+        if items in (None, [], ""):
+            items = []
+        elif isinstance(items, str):
+            items = [{"type": "message", "role": "user", "content": items}]
+        elif not isinstance(items, list):
+            raise invalid_request("'input' must be a string or a list of items.", "input")
+        # The input may be empty here; everything else is checked as for a turn.
+        create = validate_request({**body, "input": items or "."})
+        responses_tools(body)
+        previous = create.previous_response_id
+        if previous is not None and not self.state.knows(previous):
+            await self._check_stored(previous, auth_metadata(self.authorization, request_id))
+        warmup = self.state.warmup(previous) if previous is not None else None
+        if warmup is not None:  # a warm-up of a warm-up: one input after the other
+            items = [*warmup.input, *items]
+            previous = warmup.previous_response_id
+        state = ResponseState(echo=Echo.of_request(create))
+        started = events_pb2.TurnStarted(
+            turn_id=f"warmup_{uuid.uuid4().hex}",
+            model=create.model or "",
+            created_at=int(time.time()),
+        )
+        events = [*state.start(started, create.model or ""), *state.finish("completed")]
+        self.state.remember(state.id, Warmup(items, previous))
+        for event in events:
+            await self._send(event)
+
     async def _stream(self, body: dict[str, Any], request_id: str) -> None:
+        asked = body.get("previous_response_id")
+        warmup = self.state.warmup(asked) if isinstance(asked, str) else None
+        if warmup is not None:
+            body = with_warmup(body, warmup)
         create = validate_request(body)
         previous = create.previous_response_id
         metadata = auth_metadata(self.authorization, request_id, ENDPOINT)
@@ -306,7 +383,10 @@ class _Connection:
             tools=responses_tools(body),
             builtin=builtin_tools_of(create, self.req.get_header("X-Claude-Code-Builtin-Tools")),
         )
-        state = ResponseState(echo=Echo.of_request(create))
+        echo = Echo.of_request(create)
+        if warmup is not None:  # the client continued the warm-up, and sees that
+            echo = dataclasses.replace(echo, previous_response_id=asked)
+        state = ResponseState(echo=echo)
         try:
             turn = await start_turn(
                 self.req,
@@ -338,8 +418,8 @@ class _Connection:
             self._run_cleanups()  # this turn's; the list would grow with each turn
         if state.status in _CONTINUABLE:
             self.state.remember(state.id)
-        elif previous is not None:
-            self.state.forget(previous)
+        elif isinstance(asked, str):
+            self.state.forget(asked)  # what the client referenced, warm-up or not
 
     async def _check_stored(self, previous: str, metadata: list[tuple[str, str]]) -> None:
         """An id this connection does not know continues only as a stored response."""
@@ -379,9 +459,12 @@ __all__ = [
     "MAX_CONNECTION_SECONDS",
     "MAX_QUEUED",
     "MAX_REMEMBERED",
+    "MAX_WARMUPS",
     "ConnectionState",
     "ResponsesSocket",
+    "Warmup",
     "create_body",
     "error_event",
+    "with_warmup",
 ]
 

@@ -15,7 +15,7 @@ import pytest
 import websockets.exceptions
 from openai.types.responses.responses_server_event import ResponsesServerEvent, ResponseWsError
 
-from http_facade.responses.websocket import MAX_REMEMBERED, ConnectionState
+from http_facade.responses.websocket import MAX_REMEMBERED, MAX_WARMUPS, ConnectionState, Warmup
 from tests.facade.gunicorn_proc import Facade
 from tests.facade.live import CoreProcess, ModelDouble, Reply, user_texts
 
@@ -252,14 +252,53 @@ def test_bad_messages_get_error_events_and_the_connection_goes_on(
         wrong_type = error_of([json.loads(conn.recv_bytes())])
         conn.send_raw(json.dumps({"type": "response.create", "input": "x", "temperature": 9}))
         invalid = error_of([json.loads(conn.recv_bytes())])
-        conn.send_raw(json.dumps({"type": "response.create", "input": "x", "generate": False}))
-        prewarm = error_of([json.loads(conn.recv_bytes())])
+        conn.send_raw(json.dumps({"type": "response.create", "input": "x", "stream": False}))
+        not_streamed = error_of([json.loads(conn.recv_bytes())])
 
     assert not_json["status"] == 400
     assert wrong_type["error"]["param"] == "type"
     assert invalid["error"]["param"] == "temperature"
-    assert prewarm["error"]["code"] == "unsupported_parameter"
-    assert prewarm["error"]["param"] == "generate"
+    assert not_streamed["error"]["code"] == "unsupported_parameter"
+    assert not_streamed["error"]["param"] == "stream"
+
+
+def test_a_warm_up_runs_nothing_and_its_input_goes_with_the_next_response(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    model_double.script(Reply.text("slate"))
+    warm_up_input = [{"type": "message", "role": "user", "content": "Remember: slate."}]
+
+    with connect(facade, core.api_key) as conn:
+        # As Codex warms a connection up: the turn's tools and input, no answer wanted.
+        conn.send_raw(
+            json.dumps(
+                {
+                    "type": "response.create",
+                    "model": MODEL,
+                    "store": False,
+                    "tools": [EXEC],
+                    "input": warm_up_input,
+                    "generate": False,
+                }
+            )
+        )
+        warm = final(one_response(conn))
+        conn.response.create(
+            model=MODEL,
+            store=False,
+            tools=[EXEC],
+            previous_response_id=warm["id"],
+            input="Which word?",
+        )
+        answer = final(one_response(conn))
+
+    assert warm["output"] == [] and warm["status"] == "completed"
+    assert output_text(answer) == "slate"
+    assert answer["previous_response_id"] == warm["id"]
+    assert len(model_double.main_requests) == 1  # the warm-up ran no turn
+    texts = user_texts(model_double.main_requests[0])
+    assert any("Remember: slate." in t for t in texts)
+    assert any("Which word?" in t for t in texts)
 
 
 def test_connection_state_is_bounded() -> None:
@@ -269,3 +308,9 @@ def test_connection_state_is_bounded() -> None:
     assert len(state) == MAX_REMEMBERED
     assert not state.knows("resp_0")  # the oldest is forgotten first
     assert state.knows(f"resp_{MAX_REMEMBERED}")
+    # Warm-ups hold their input: only the newest few are kept.
+    for i in range(MAX_WARMUPS + 1):
+        state.remember(f"resp_w{i}", Warmup([{"role": "user", "content": "x"}], None))
+    assert not state.knows("resp_w0")
+    assert state.warmup(f"resp_w{MAX_WARMUPS}") is not None
+    assert len(state) == MAX_REMEMBERED
