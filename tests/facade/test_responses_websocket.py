@@ -5,8 +5,11 @@ core, the real Claude Code CLI and the model double."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -16,8 +19,9 @@ import websockets.exceptions
 from openai.types.responses.responses_server_event import ResponsesServerEvent, ResponseWsError
 
 from http_facade.responses.websocket import MAX_REMEMBERED, MAX_WARMUPS, ConnectionState, Warmup
-from tests.facade.gunicorn_proc import Facade
-from tests.facade.live import CoreProcess, ModelDouble, Reply, user_texts
+from tests.facade.gunicorn_proc import Facade, start_facade
+from tests.facade.live import CoreProcess, ModelDouble, Reply, start_core, user_texts
+from tests.facade.test_live_codex import CODEX_MODEL, PATCH, _codex
 
 MODEL = "sonnet"
 TERMINAL = ("response.completed", "response.incomplete", "response.failed", "error")
@@ -299,6 +303,63 @@ def test_a_warm_up_runs_nothing_and_its_input_goes_with_the_next_response(
     texts = user_texts(model_double.main_requests[0])
     assert any("Remember: slate." in t for t in texts)
     assert any("Which word?" in t for t in texts)
+
+
+@pytest.fixture
+def aliased(model_double: ModelDouble, tmp_path: Path) -> Iterator[tuple[CoreProcess, Facade]]:
+    core = start_core(model_double.url, CCAPI_MODEL_ALIASES=f"{CODEX_MODEL}=sonnet")
+    facade = start_facade(core.addr, tmp_path / "gunicorn.log", workers=1)
+    yield core, facade
+    facade.stop()
+    core.cleanup()
+
+
+def test_codex_runs_its_turns_over_the_socket(
+    aliased: tuple[CoreProcess, Facade], model_double: ModelDouble, tmp_path: Path
+) -> None:
+    codex = _codex()
+    core, facade = aliased
+    model_double.script(
+        Reply.call_tools([("exec_command", {"cmd": "echo made-by-shell > shell.txt"})]),
+        Reply.call_tools([("apply_patch", {"input": PATCH})]),
+        Reply.text("All done."),
+    )
+    home, project = tmp_path / "codex-home", tmp_path / "project"
+    home.mkdir()
+    project.mkdir()
+    (home / "config.toml").write_text(
+        f'model = "{CODEX_MODEL}"\n'
+        'model_provider = "claudecode"\n'
+        "[model_providers.claudecode]\n"
+        'name = "claudecode-api"\n'
+        f'base_url = "{facade.base_url}/v1"\n'
+        'env_key = "CCAPI_KEY"\n'
+        'wire_api = "responses"\n'
+        "supports_websockets = true\n"
+    )
+    done = subprocess.run(
+        [
+            str(codex),
+            "exec",
+            "--skip-git-repo-check",
+            "--dangerously-bypass-approvals-and-sandbox",
+            "make the two files",
+        ],
+        cwd=project,
+        env={**os.environ, "CODEX_HOME": str(home), "CCAPI_KEY": core.api_key},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (project / "shell.txt").read_text().strip() == "made-by-shell"
+    assert (project / "patched.txt").read_text() == "written by apply_patch\n"
+    assert "All done." in done.stdout
+    log = facade.log.read_text()
+    assert '"WebSocket /v1/responses" [accepted]' in log
+    assert "POST /v1/responses" not in log  # no turn fell back to HTTP
 
 
 def test_connection_state_is_bounded() -> None:
