@@ -83,8 +83,11 @@ MAX_QUEUED = 4
 MAX_WARMUPS = 2
 # As OpenAI: a connection serves responses for an hour, then the client reconnects.
 MAX_CONNECTION_SECONDS = 3600.0
-# WebSocket close code for a refused key (RFC 6455 "policy violation").
+# WebSocket close codes (RFC 6455): a refused key, and a core that could not say.
 POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
+# Client events acknowledged and otherwise ignored: Codex says it has read a response.
+IGNORED_EVENTS = ("response.processed",)
 
 # Final statuses whose response may be continued.
 _CONTINUABLE = ("completed", "incomplete")
@@ -231,7 +234,7 @@ class _Connection:
         await self.ws.accept()
         if refused is not None:
             await self._send_quietly(error_event(refused))
-            await self.ws.close(POLICY_VIOLATION)
+            await self.ws.close(POLICY_VIOLATION if refused.status < 500 else INTERNAL_ERROR)
             return
         inbox: asyncio.Queue[str | None] = asyncio.Queue(MAX_QUEUED + 1)
         reader = asyncio.create_task(self._read(inbox))
@@ -309,7 +312,10 @@ class _Connection:
         request_id = f"req_{uuid.uuid4().hex}"
         previous: str | None = None
         try:
-            body, generate = self._parse(raw)
+            parsed = self._parse(raw)
+            if parsed is None:
+                return
+            body, generate = parsed
             previous = body.get("previous_response_id")
             previous = previous if isinstance(previous, str) else None
             if generate:
@@ -325,7 +331,8 @@ class _Connection:
                 self.report(self.req, err)
             await self._send(error_event(for_responses(err, previous)))
 
-    def _parse(self, raw: str) -> tuple[dict[str, Any], bool]:
+    def _parse(self, raw: str) -> tuple[dict[str, Any], bool] | None:
+        """The create body and its ``generate``; None for an event needing no answer."""
         limit = self.config.max_body_bytes
         if len(raw.encode()) > limit:
             raise ApiError(
@@ -335,6 +342,8 @@ class _Connection:
             message = json.loads(raw)
         except (ValueError, RecursionError):
             raise invalid_request("The message is not valid JSON.") from None
+        if isinstance(message, dict) and message.get("type") in IGNORED_EVENTS:
+            return None
         return create_body(message)
 
     async def _warm_up(self, body: dict[str, Any], request_id: str) -> None:
