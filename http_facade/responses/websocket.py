@@ -318,6 +318,14 @@ class _Connection:
             body, generate = parsed
             previous = body.get("previous_response_id")
             previous = previous if isinstance(previous, str) else None
+            items = body.get("input")
+            log.debug(
+                "response.create %s: previous=%s generate=%s items=%s",
+                request_id,
+                previous,
+                generate,
+                len(items) if isinstance(items, list) else type(items).__name__,
+            )
             if generate:
                 await self._stream(body, request_id)
             else:
