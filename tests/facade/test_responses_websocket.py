@@ -260,12 +260,15 @@ def test_bad_messages_get_error_events_and_the_connection_goes_on(
         invalid = error_of([json.loads(conn.recv_bytes())])
         conn.send_raw(json.dumps({"type": "response.create", "input": "x", "stream": False}))
         not_streamed = error_of([json.loads(conn.recv_bytes())])
+        conn.send_raw(json.dumps({"type": "response.create", "input": "x", "stream_id": "a"}))
+        lanes = error_of([json.loads(conn.recv_bytes())])
 
     assert not_json["status"] == 400
     assert wrong_type["error"]["param"] == "type"
     assert invalid["error"]["param"] == "temperature"
     assert not_streamed["error"]["code"] == "unsupported_parameter"
     assert not_streamed["error"]["param"] == "stream"
+    assert (lanes["error"]["code"], lanes["error"]["param"]) == ("unknown_parameter", "stream_id")
 
 
 def test_a_warm_up_runs_nothing_and_its_input_goes_with_the_next_response(
