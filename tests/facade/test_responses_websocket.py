@@ -18,7 +18,13 @@ import pytest
 import websockets.exceptions
 from openai.types.responses.responses_server_event import ResponsesServerEvent, ResponseWsError
 
-from http_facade.responses.websocket import MAX_REMEMBERED, MAX_WARMUPS, ConnectionState, Warmup
+from http_facade.responses.websocket import (
+    MAX_QUEUED,
+    MAX_REMEMBERED,
+    MAX_WARMUPS,
+    ConnectionState,
+    Warmup,
+)
 from tests.facade.gunicorn_proc import Facade, start_facade
 from tests.facade.live import CoreProcess, ModelDouble, Reply, start_core, user_texts
 from tests.facade.test_live_codex import CODEX_MODEL, PATCH, _codex
@@ -230,9 +236,16 @@ def test_disconnect_cancels_the_running_turn(
         created = json.loads(conn.recv_bytes())
         assert created["type"] == "response.created"
         model_double.wait_for_requests(1, timeout=30)
+        # A few more wait behind the running one; past that they are refused.
+        for i in range(MAX_QUEUED + 1):
+            conn.response.create(model=MODEL, input=f"later {i}", store=False)
+        while (refused := json.loads(conn.recv_bytes()))["type"] != "error":
+            assert refused["type"] == "response.in_progress"
     # Leaving the block closed the socket mid-turn.
 
     model_double.wait_for_aborted(1, timeout=10)  # the model call was stopped
+    assert refused["type"] == "error" and refused["status"] == 429
+    assert len(model_double.main_requests) == 1  # the waiting ones never ran
 
 
 def test_a_wrong_key_is_refused(facade: Facade) -> None:
