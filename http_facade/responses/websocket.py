@@ -253,9 +253,11 @@ class _Connection:
                 await self.ws.close()
 
     async def _check_key(self) -> ApiError | None:
-        """The key's refusal (the core decides), before anything runs on the connection."""
+        """The key's refusal (the core decides), before anything runs on the connection.
+        The core's request log has a row for it: the connection, under this endpoint."""
+        metadata = auth_metadata(self.authorization, f"req_{uuid.uuid4().hex}", ENDPOINT)
         try:
-            await self.core.list_models(auth_metadata(self.authorization))
+            await self.core.list_models(metadata)
         except grpc.aio.AioRpcError as err:
             return from_rpc_error(err, started=False)
         return None
@@ -393,7 +395,8 @@ class _Connection:
         previous = create.previous_response_id
         metadata = auth_metadata(self.authorization, request_id, ENDPOINT)
         if previous is not None and not self.state.knows(previous):
-            await self._check_stored(previous, metadata)
+            # Logged by the core as the GetTurn it is, under this request's id.
+            await self._check_stored(previous, auth_metadata(self.authorization, request_id))
         run = to_run_turn_request(
             create,
             request_id=request_id,
