@@ -94,12 +94,17 @@ class CompactTurnRequest(_message.Message):
     INSTRUCTIONS_FIELD_NUMBER: _builtins.int
     PREVIOUS_TURN_ID_FIELD_NUMBER: _builtins.int
     ORIGIN_FIELD_NUMBER: _builtins.int
+    COMPACTION_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model id or alias."""
     instructions: _builtins.str
     """Extra instructions appended to Claude Code's system prompt."""
     previous_turn_id: _builtins.str
     """Compact the conversation as it was right after this turn."""
+    compaction: _builtins.str
+    """An earlier compaction's token (instead of previous_turn_id): compacts on
+    from that compacted state.
+    """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.Message]:
         """Conversation items to compact (after previous_turn_id, when set)."""
@@ -116,10 +121,11 @@ class CompactTurnRequest(_message.Message):
         instructions: _builtins.str = ...,
         previous_turn_id: _builtins.str = ...,
         origin: Global___RequestOrigin | None = ...,
+        compaction: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["origin", b"origin"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["instructions", b"instructions", "messages", b"messages", "model", b"model", "origin", b"origin", "previous_turn_id", b"previous_turn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compaction", b"compaction", "instructions", b"instructions", "messages", b"messages", "model", b"model", "origin", b"origin", "previous_turn_id", b"previous_turn_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -270,6 +276,7 @@ class RunTurnRequest(_message.Message):
     HOSTED_TOOLS_FIELD_NUMBER: _builtins.int
     OUTPUT_FORMAT_FIELD_NUMBER: _builtins.int
     COMPACTION_FIELD_NUMBER: _builtins.int
+    FORK_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model id or alias ("sonnet", "claude-...", or a configured alias such as "gpt-4o")."""
     instructions: _builtins.str
@@ -292,6 +299,11 @@ class RunTurnRequest(_message.Message):
     """A CompactTurnResponse.compaction token: the conversation goes on from that
     compacted state (as previous_turn_id would name the compaction turn); the
     messages are those after the compaction. Another key's token is NOT_FOUND.
+    """
+    fork: _builtins.bool
+    """Branch a new session off previous_turn_id even when it is its session's
+    latest turn. Compactions run so: after Claude Code's /compact a session
+    resumes only from the summary on, and the earlier turns must stay forkable.
     """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.Message]:
@@ -367,10 +379,11 @@ class RunTurnRequest(_message.Message):
         hosted_tools: _abc.Iterable[_builtins.str] | None = ...,
         output_format: Global___OutputFormat | None = ...,
         compaction: _builtins.str = ...,
+        fork: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "options", b"options", "origin", b"origin", "output_format", b"output_format", "parallel_tool_calls", b"parallel_tool_calls", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "compaction", b"compaction", "hosted_tools", b"hosted_tools", "instructions", b"instructions", "messages", b"messages", "metadata", b"metadata", "model", b"model", "options", b"options", "origin", b"origin", "output_format", b"output_format", "parallel_tool_calls", b"parallel_tool_calls", "previous_turn_id", b"previous_turn_id", "session_id", b"session_id", "store", b"store", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "compaction", b"compaction", "fork", b"fork", "hosted_tools", b"hosted_tools", "instructions", b"instructions", "messages", b"messages", "metadata", b"metadata", "model", b"model", "options", b"options", "origin", b"origin", "output_format", b"output_format", "parallel_tool_calls", b"parallel_tool_calls", "previous_turn_id", b"previous_turn_id", "session_id", b"session_id", "store", b"store", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
     _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015

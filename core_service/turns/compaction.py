@@ -3,7 +3,9 @@
 Sent as a turn's prompt, "/compact" makes Claude Code (2.1.331) ask the model
 for a summary of the session (the whole conversation, then its summary
 instruction), write a compact boundary and the summary into the transcript,
-and go on from the summary in every later turn. So a compaction is a turn:
+and go on from the summary in every later turn (a fork before the boundary is
+no longer possible, so it runs in a fork of its own session, leaving the
+original as it was). So a compaction is a turn:
 it runs through the turn pipeline (admission and limits, planning, the
 session's process, the request log) and is stored like one (not retrievable
 as a response). Forking at it keeps the summary: the translator makes the
@@ -158,20 +160,28 @@ class Compactions:
         assert call.caller is not None, "compactions run for authenticated callers"
         if not request.model:
             raise InvalidArgument("model is required.", param="model")
-        if not request.messages and not request.previous_turn_id:
+        previous = request.previous_turn_id
+        if request.compaction:
+            if previous:
+                raise InvalidArgument(
+                    "A compaction item cannot be combined with a previous response.",
+                    param="compaction",
+                )
+            previous = self._tokens.turn_of(request.compaction, call.caller.key_id)
+        if not request.messages and not previous:
             raise InvalidArgument(
                 "Give input, previous_response_id or both.", param="input", reason="missing_input"
             )
         outcomes: list[TurnOutcome] = []
         try:
-            previous = request.previous_turn_id
             if request.messages:
                 seed = self._request(request, [*request.messages, _user(SEED_NOTE)], previous)
                 await self._run(call, seed, outcomes)
                 previous = outcomes[-1].turn_id
-            compacted = await self._run(
-                call, self._request(request, [_user(COMMAND)], previous), outcomes
-            )
+            # In a session of its own: the one compacted stays as it was.
+            compact = self._request(request, [_user(COMMAND)], previous)
+            compact.fork = True
+            compacted = await self._run(call, compact, outcomes)
             if not compacted:
                 raise InvalidArgument(
                     "Claude Code found nothing to compact.", param="input", reason="empty"
