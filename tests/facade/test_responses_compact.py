@@ -184,6 +184,23 @@ def test_compact_input_alone(sdk: openai.OpenAI, model_double: ModelDouble) -> N
     texts = user_texts(model_double.main_requests[-1])
     assert any(COMPACTION_SUMMARY_PREFIX in t and "shed" in t for t in texts)
 
+    # A client keeping the history itself (store: false) resends all of it: the
+    # session is recognised and goes on, summary and all.
+    history: list[Any] = [
+        *window,
+        {"role": "user", "content": "What are we building?"},
+        {"role": "assistant", "content": resumed.output_text},
+        {"role": "user", "content": "How big?"},
+    ]
+    later = sdk.responses.create(model=MODEL, input=history, store=False)
+    assert later.output_text == "echo: How big?"
+    seen = model_double.main_requests[-1]
+    assert any(COMPACTION_SUMMARY_PREFIX in t for t in user_texts(seen))
+    assert "echo: What are we building?" in str(seen.messages)
+    assert (later.model_extra or {})["claude_code"]["session_id"] == (
+        resumed.model_extra or {}
+    )["claude_code"]["session_id"]
+
 
 def _post(facade: Facade, key: str, path: str, body: dict[str, Any]) -> httpx.Response:
     return httpx.post(
