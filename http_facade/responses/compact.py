@@ -10,11 +10,11 @@ state; items before the item are covered by it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import falcon.asgi
 import grpc.aio
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from claudecode.v1 import agent_pb2
 from http_facade.body import read_json
@@ -25,7 +25,7 @@ from http_facade.inputs import validate_body
 from http_facade.live_settings import body_limit
 from http_facade.wire import Strict
 
-from .protocol import InputItem, ResponseCreateRequest
+from .protocol import InputItem, ResponseCreateRequest, ResponseUsage
 from .translate import (
     PREFIX,
     _check_text_and_items,
@@ -49,6 +49,26 @@ class CompactRequest(Strict):
     prompt_cache_retention: str | None = Field(None, description="Accepted and ignored.")
     prompt_cache_options: dict[str, Any] | None = Field(None, description="Accepted and ignored.")
     service_tier: str | None = Field(None, description="Accepted and ignored.")
+
+
+class CompactionItem(BaseModel):
+    """The compaction item: `encrypted_content` is opaque (see the README)."""
+
+    id: str
+    type: Literal["compaction"]
+    encrypted_content: str
+
+
+class CompactedObject(BaseModel):
+    """The spec's CompactResource (documentation of what the facade sends)."""
+
+    id: str = Field(description="resp_<compaction turn id>")
+    object: Literal["response.compaction"]
+    created_at: int
+    output: list[dict[str, Any]] = Field(
+        description="The request's user messages, then one compaction item."
+    )
+    usage: ResponseUsage
 
 
 def validate_compact(body: Any) -> CompactRequest:
