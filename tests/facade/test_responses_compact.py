@@ -201,6 +201,14 @@ def test_compact_input_alone(sdk: openai.OpenAI, model_double: ModelDouble) -> N
         resumed.model_extra or {}
     )["claude_code"]["session_id"]
 
+    # Compacting a compacted chain: the new summary covers the earlier one.
+    more: list[Any] = [item, {"role": "user", "content": "Make it a big shed."}]
+    again = sdk.responses.compact(model=MODEL, input=more)
+    check_shape(again)
+    summarised = model_double.compaction_requests[-1].conversation_texts
+    assert any(COMPACTION_SUMMARY_PREFIX in t and "building a shed" in t for t in summarised)
+    assert any("Make it a big shed." in t for t in summarised)
+
 
 def _post(facade: Facade, key: str, path: str, body: dict[str, Any]) -> httpx.Response:
     return httpx.post(
