@@ -375,9 +375,11 @@ def test_codex_runs_its_turns_over_the_socket(
     assert (project / "shell.txt").read_text().strip() == "made-by-shell"
     assert (project / "patched.txt").read_text() == "written by apply_patch\n"
     assert "All done." in done.stdout
-    log = facade.log.read_text()
-    assert '"WebSocket /v1/responses" [accepted]' in log
-    assert "POST /v1/responses" not in log  # no turn fell back to HTTP
+    # The access lines (JSON, like every server log line).
+    access = [json.loads(line)["msg"] for line in facade.log.read_text().splitlines()
+              if line.startswith("{") and '"logger": "uvicorn' in line]
+    assert any('"WebSocket /v1/responses" [accepted]' in msg for msg in access), access
+    assert not any("POST /v1/responses" in msg for msg in access)  # no turn fell back to HTTP
 
 
 def test_connection_state_is_bounded() -> None:
