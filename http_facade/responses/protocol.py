@@ -24,6 +24,8 @@ from http_facade.wire import (
 
 # The server_label of the mcp_call items that show Claude Code's own tool calls.
 SERVER_LABEL = "claude_code"
+# Response ids are "resp_" + the core's turn id.
+PREFIX = "resp_"
 
 
 class _Loose(BaseModel):
@@ -273,6 +275,8 @@ class ResponseCreateRequest(Strict):
     # Accepted and ignored (Claude Code exposes no such knob).
     temperature: float | None = Field(None, ge=0, le=2, description="Accepted and ignored.")
     top_p: float | None = Field(None, ge=0, le=1, description="Accepted and ignored.")
+    presence_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted and ignored.")
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted and ignored.")
     parallel_tool_calls: bool | None = Field(None, description="False: one tool call at a time.")
     truncation: Literal["auto", "disabled"] | None = Field(
         None, description="Accepted and ignored."
