@@ -9,6 +9,8 @@ Any test may call these on what the service sent (dicts, as parsed from JSON):
   the lifecycle, and the last event matching the final status; returns the final
   response object;
 - :func:`check_input_items` an input items page;
+- :func:`check_compaction` a ``response.compaction`` object (POST /v1/responses/compact);
+- :func:`check_websocket_error` an ``error`` message of WebSocket mode;
 - :func:`sse_events` parses an SSE body, checking each ``event:`` names its data's type.
 
 The spec's core set of items, tools and events is smaller than OpenAI's; the
@@ -29,6 +31,7 @@ from typing import Any
 
 import openresponses_types as spec
 from openai.types.responses import (
+    CompactedResponse,
     Response,
     ResponseItem,
     ResponseItemList,
@@ -36,6 +39,7 @@ from openai.types.responses import (
     ResponseStreamEvent,
     Tool,
 )
+from openai.types.responses.responses_server_event import ResponseWsError
 from pydantic import BaseModel, TypeAdapter
 
 SPEC_ITEM_TYPES = frozenset(
@@ -189,6 +193,22 @@ def check_input_items(page: dict[str, Any]) -> None:
         _OPENAI_ITEM.validate_python(item)
         if item["type"] in SPEC_ITEM_TYPES:
             _SPEC_ITEM.validate_python(item)
+
+
+def check_compaction(compacted: dict[str, Any]) -> None:
+    """A compacted resource is valid for the spec and the openai SDK."""
+    spec.CompactResource.model_validate(compacted)
+    # The SDK types the output as output items, though it holds the user's messages too.
+    CompactedResponse.model_validate({**compacted, "output": []})
+    for item in compacted["output"]:
+        _OPENAI_ITEM.validate_python(item)
+    assert any(i["type"] == "compaction" for i in compacted["output"]), compacted["output"]
+
+
+def check_websocket_error(event: dict[str, Any]) -> None:
+    """An error message of WebSocket mode: the spec's WebSocketErrorEvent."""
+    spec.WebSocketErrorEvent.model_validate(event)
+    ResponseWsError.model_validate(event)
 
 
 def sse_events(body: str) -> list[dict[str, Any]]:
