@@ -222,7 +222,12 @@ class TurnTranslator:
             return []
         if message.uuid:
             self.acc.last_assistant_uuid = message.uuid
-        if message.error and self.acc.error is None:
+        kind: str | None = message.error  # the CLI sends kinds the SDK's Literal lacks
+        if kind == "max_output_tokens":
+            # Claude Code gave up asking the model to go on after cut answers:
+            # the output limit ended the turn (incomplete, not failed).
+            self.acc.finish_reason = ev.FINISH_REASON_LENGTH
+        elif message.error and self.acc.error is None:
             detail = " ".join(b.text for b in message.content if isinstance(b, TextBlock))[:300]
             self.acc.error = from_assistant_error(message.error, detail)
         out: list[pb.RunTurnResponse] = []
@@ -287,7 +292,14 @@ class TurnTranslator:
             self.acc.finish_reason = ev.FINISH_REASON_CANCELLED
         elif message.stop_reason == "max_tokens":
             self.acc.finish_reason = ev.FINISH_REASON_LENGTH
-        if message.is_error and message.subtype in ("success", "error_during_execution"):
+        # A turn the output limit cut is incomplete, not failed: Claude Code
+        # reports it as an API error after it stopped asking the model to go on.
+        cut = self.acc.finish_reason == ev.FINISH_REASON_LENGTH
+        if (
+            message.is_error
+            and message.subtype in ("success", "error_during_execution")
+            and not cut
+        ):
             # The HTTP status is the most precise account; an assistant-message
             # error kind (e.g. "server_error" for a 529) is the fallback.
             if message.api_error_status is not None or self.acc.error is None:

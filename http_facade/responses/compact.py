@@ -25,14 +25,9 @@ from http_facade.inputs import validate_body
 from http_facade.live_settings import body_limit
 from http_facade.wire import Strict
 
-from .protocol import InputItem, ResponseCreateRequest, ResponseUsage
-from .translate import (
-    PREFIX,
-    _check_text_and_items,
-    for_responses,
-    to_run_turn_request,
-    usage_dict,
-)
+from .outcome import usage_dict
+from .protocol import PREFIX, InputItem, ResponseCreateRequest, ResponseUsage
+from .request import check_text_and_items, for_responses, to_run_turn_request
 
 ENDPOINT = "/v1/responses/compact"
 ITEM_PREFIX = "cmp_"
@@ -73,7 +68,7 @@ class CompactedObject(BaseModel):
 
 def validate_compact(body: Any) -> CompactRequest:
     """The request body as a model, or an ApiError (400) naming the param."""
-    req = validate_body(body, CompactRequest, {}, _check_text_and_items)
+    req = validate_body(body, CompactRequest, {}, check_text_and_items)
     if not req.model:
         raise invalid_request(
             "Missing required parameter: 'model'.", "model", "missing_required_parameter"

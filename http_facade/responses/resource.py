@@ -27,19 +27,16 @@ from http_facade.turns import (
     stream_events,
 )
 
-from .translate import (
-    Echo,
-    Event,
-    ResponseState,
+from .echo import Echo
+from .request import (
     builtin_tools_of,
     for_responses,
-    from_turn,
-    input_items,
-    page,
     to_run_turn_request,
     turn_id_of,
     validate_request,
 )
+from .state import Event, ResponseState
+from .stored import from_turn, input_items, page
 from .websocket import ResponsesSocket
 
 log = logging.getLogger(__name__)

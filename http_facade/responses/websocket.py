@@ -60,17 +60,16 @@ from http_facade.rejections import RejectionReporter
 from http_facade.tool_calls import responses_tools
 from http_facade.turns import GONE, PING, read_turn, start_turn
 
-from .translate import (
+from .echo import Echo
+from .request import (
     ENDPOINT,
-    Echo,
-    Event,
-    ResponseState,
     builtin_tools_of,
     for_responses,
     to_run_turn_request,
     turn_id_of,
     validate_request,
 )
+from .state import Event, ResponseState
 
 log = logging.getLogger(__name__)
 
