@@ -98,68 +98,48 @@ class CoreMetrics:
         r = self.registry
         self.key_label = BoundedLabel(top_keys)
         self.requests = Counter(
-            "ccapi_requests",
-            "API requests by endpoint, model, HTTP status and outcome.",
-            ["endpoint", "model", "status", "outcome"],
-            registry=r,
+            "ccapi_requests", "API requests by endpoint, model, HTTP status and outcome.",
+            ["endpoint", "model", "status", "outcome"], registry=r,
         )
         self.latency = Histogram(
-            "ccapi_request_duration_seconds",
-            "Wall time of an API request.",
-            ["endpoint", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            "ccapi_request_duration_seconds", "Wall time of an API request.",
+            ["endpoint", "model"], buckets=LATENCY_BUCKETS, registry=r,
         )
         self.ttft = Histogram(
             "ccapi_time_to_first_token_seconds",
             "Time from the request to the first answer text (requests with text only).",
-            ["endpoint", "model"],
-            buckets=TTFT_BUCKETS,
-            registry=r,
+            ["endpoint", "model"], buckets=TTFT_BUCKETS, registry=r,
         )
         self.tokens = Counter(
-            "ccapi_tokens",
-            "Tokens by model, key id and kind (input, output, cache_read, cache_write).",
-            ["model", "key_id", "kind"],
-            registry=r,
+            "ccapi_tokens", "Tokens by model, key id and kind "
+            "(input, output, cache_read, cache_write).",
+            ["model", "key_id", "kind"], registry=r,
         )
         self.cost = Counter(
-            "ccapi_cost_usd",
-            "Model cost in US dollars by model and key id.",
-            ["model", "key_id"],
-            registry=r,
+            "ccapi_cost_usd", "Model cost in US dollars by model and key id.",
+            ["model", "key_id"], registry=r,
         )
         self.limit_rejections = Counter(
-            "ccapi_limit_rejections",
-            "Requests refused by a limit, by kind.",
-            ["kind"],
-            registry=r,
+            "ccapi_limit_rejections", "Requests refused by a limit, by kind.",
+            ["kind"], registry=r,
         )
         self.model_errors = Counter(
-            "ccapi_model_errors",
-            "Turns the model failed, by type (429, 529, 5xx, timeout, ...).",
-            ["type"],
-            registry=r,
+            "ccapi_model_errors", "Turns the model failed, by type (429, 529, 5xx, timeout, ...).",
+            ["type"], registry=r,
         )
         self.process_acquisitions = Counter(
             "ccapi_claude_process_acquisitions",
             "Where a turn's Claude Code process came from: pool (a pool hit), live "
             "(the session's running process) or started (a cold start).",
-            ["source"],
-            registry=r,
+            ["source"], registry=r,
         )
         self.queue_wait = Histogram(
-            "ccapi_queue_wait_seconds",
-            "Time a turn waited for capacity before it ran.",
-            buckets=QUEUE_BUCKETS,
-            registry=r,
+            "ccapi_queue_wait_seconds", "Time a turn waited for capacity before it ran.",
+            buckets=QUEUE_BUCKETS, registry=r,
         )
         self.db_latency = Histogram(
-            "ccapi_db_query_duration_seconds",
-            "Database statement time by operation.",
-            ["operation"],
-            buckets=DB_BUCKETS,
-            registry=r,
+            "ccapi_db_query_duration_seconds", "Database statement time by operation.",
+            ["operation"], buckets=DB_BUCKETS, registry=r,
         )
 
     # -- fed by the request path ------------------------------------------
@@ -229,26 +209,17 @@ class CoreGauges(Collector):
 
     def collect(self) -> Iterator[Metric]:
         r, p = self._registry, self._pool
-        yield _gauge(
-            "ccapi_claude_processes_live",
-            "Live Claude Code processes, the pool's included.",
-            float(r.live_count),
-        )
+        yield _gauge("ccapi_claude_processes_live",
+                     "Live Claude Code processes, the pool's included.", float(r.live_count))
         yield _gauge("ccapi_turns_running", "Turns running now.", float(r.running_count))
         yield _gauge("ccapi_queue_depth", "Turns waiting for capacity.", float(r.queue_depth))
-        yield _gauge(
-            "ccapi_pool_ready_processes",
-            "Pre-started Claude Code processes ready.",
-            float(p.ready_count),
-        )
+        yield _gauge("ccapi_pool_ready_processes", "Pre-started Claude Code processes ready.",
+                     float(p.ready_count))
         yield _gauge("ccapi_pool_size", "The pool's configured size.", float(p.size))
         waiting = _client_tool_calls(r)
         if waiting is not None:
-            yield _gauge(
-                "ccapi_client_tool_calls_waiting",
-                "Client-tool calls Claude Code is waiting on.",
-                waiting,
-            )
+            yield _gauge("ccapi_client_tool_calls_waiting",
+                         "Client-tool calls Claude Code is waiting on.", waiting)
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -298,7 +269,9 @@ class ListenerSettings:
         )
 
 
-def start_listener(registry: CollectorRegistry, settings: ListenerSettings) -> HTTPServer | None:
+def start_listener(
+    registry: CollectorRegistry, settings: ListenerSettings
+) -> HTTPServer | None:
     """Serves `/metrics` on host:port in a daemon thread (None when off).
 
     prometheus_client's WSGI app behind a check of the exposure setting; a

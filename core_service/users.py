@@ -191,12 +191,8 @@ class UserStore:
         out: list[SignInLock] = []
         with self._sessions() as db:
             pairs = db.execute(
-                select(
-                    LoginFailure.username,
-                    LoginFailure.address,
-                    func.count(),
-                    func.max(LoginFailure.time),
-                )
+                select(LoginFailure.username, LoginFailure.address, func.count(),
+                       func.max(LoginFailure.time))
                 .where(recent)
                 .group_by(LoginFailure.username, LoginFailure.address)
             ).all()

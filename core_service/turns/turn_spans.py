@@ -52,8 +52,8 @@ class TurnSpans:
         if tool_id in self._tools or len(self._tools) >= MAX_OPEN_TOOL_SPANS:
             return
         self._tools[tool_id] = tracer.start_span(
-            f"tool {name}",
-            attributes={"ccapi.tool.name": name, "ccapi.tool.side": side, "ccapi.tool.id": tool_id},
+            f"tool {name}", attributes={"ccapi.tool.name": name, "ccapi.tool.side": side,
+                                        "ccapi.tool.id": tool_id}
         )
 
     def _end_tool(self, tool_id: str, failed: bool) -> None:

@@ -50,7 +50,8 @@ def test_each_further_failure_doubles_the_wait(
     # Five failures long enough ago that their first lock is over.
     past = datetime.now(UTC) - FIRST_LOCK - timedelta(seconds=5)
     with sessions.begin() as db:
-        db.add_all(LoginFailure(username="owner", address="10.0.0.3", time=past) for _ in range(5))
+        db.add_all(LoginFailure(username="owner", address="10.0.0.3", time=past)
+                   for _ in range(5))
     fail(users, "10.0.0.3")  # allowed again, and wrong once more
     with pytest.raises(ResourceExhausted) as locked:
         users.authenticate("owner", PASSWORD, "10.0.0.3")

@@ -29,9 +29,8 @@ def test_a_thousand_keys_make_at_most_top_n_plus_other_series() -> None:
     assert len(keys) == 11 and OTHER in keys
     # The first ten keep their own series; nothing is lost in the total.
     assert {f"key{n}" for n in range(10)} <= keys
-    total = sum(
-        s.value for m in core.tokens.collect() for s in m.samples if s.name == "ccapi_tokens_total"
-    )
+    total = sum(s.value for m in core.tokens.collect() for s in m.samples
+                if s.name == "ccapi_tokens_total")
     assert total == 1000
 
 
@@ -127,9 +126,8 @@ def test_turn_spans_cover_first_token_and_each_tool(spans: InMemorySpanExporter)
         marks = turn_spans.TurnSpans()
         marks.observe(pb.RunTurnResponse(tool_use=ev.ToolUse(id="u1", name="Bash")))
         marks.observe(pb.RunTurnResponse(text_delta=ev.TextDelta(text="x")))
-        marks.observe(
-            pb.RunTurnResponse(tool_result=ev.ToolResult(tool_use_id="u1", is_error=True))
-        )
+        marks.observe(pb.RunTurnResponse(tool_result=ev.ToolResult(tool_use_id="u1",
+                                                                   is_error=True)))
         marks.observe(pb.RunTurnResponse(tool_use=ev.ToolUse(id="u2", name="Read")))
         marks.close()
     names = [s.name for s in spans.get_finished_spans()]
