@@ -98,7 +98,9 @@ def test_downgrade_writes_the_proto_bytes_again(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:
-            rows = dict(conn.execute(sa.text("SELECT id, snapshot FROM turns")).all())
+            rows: dict[str, bytes] = {
+                r[0]: r[1] for r in conn.execute(sa.text("SELECT id, snapshot FROM turns"))
+            }
     finally:
         engine.dispose()
     for turn in written:
