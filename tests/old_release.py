@@ -304,7 +304,8 @@ def write(url: str, key_id: str, session_id: str) -> list[agent_pb2.Turn]:
                     "VALUES (:id, :key, 'ws-old', 'home-old', 'claude-sonnet-4-5', :now, :now, "
                     ":count, 0, 0, 0, false)"
                 ),
-                {"id": session_id, "key": key_id, "now": now, "count": len(stored)},
+                # Active now: the retention pass would remove an older one.
+                {"id": session_id, "key": key_id, "now": datetime.now(UTC), "count": len(stored)},
             )
             for i, turn in enumerate(stored):
                 conn.execute(
