@@ -7,7 +7,10 @@ Create Date: 2026-12-02
 
 Every stored turn is read with the generated proto code and written as the
 domain JSON by the core's converter (core_service/servicers/convert.py), the
-code that reads it back. Downgrade writes the proto bytes again.
+code that reads it back. Downgrade writes the proto bytes again. (A later
+migration that changes the JSON's shape must first freeze a copy of today's
+converter here: this one would otherwise write the newer shape into rows the
+later one expects in the old.)
 
 Live-config rows were proto JSON: int64 values as strings and zero values
 left out, which the old reader took as "zero" for the fields it always read
