@@ -21,7 +21,7 @@ from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
 from core_service import conversation
 from core_service.agent.translate import TurnAccumulator
-from core_service.domain.turn import FinishReason, Turn, TurnError, TurnStatus
+from core_service.domain.turn import FinishReason, Turn, TurnError, TurnStatus, Usage
 from core_service.errors import ModelError, ServiceError
 from core_service.servicers import convert
 from core_service.turns.running import TurnRunner
@@ -181,7 +181,7 @@ class TurnOutcome:
     model: str = ""
     session_id: str = ""
     turn_id: str = ""
-    usage: ev.Usage = field(default_factory=ev.Usage)
+    usage: Usage = field(default_factory=Usage)
     tools: tuple[str, ...] = ()
     files_changed: int = 0
     text: str = ""
@@ -223,14 +223,12 @@ class TurnProgress:
                 queue_ms=self.queue_ms,
             )
         acc, first_text = self.runner.acc, self.runner.first_text_at
-        usage = ev.Usage()
-        usage.CopyFrom(acc.usage)
         return TurnOutcome(
             self.request_json,
             model=self.model,
             session_id=self.session_id,
             turn_id=self.turn.id,
-            usage=usage,
+            usage=convert.usage_from_pb(acc.usage),
             tools=(
                 *(u.name for u in acc.tool_uses),
                 *(c.name for c in self.runner.client_calls),
