@@ -7,26 +7,25 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from google.protobuf import json_format
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from claudecode.v1 import admin_pb2
 from core_service.agent.permissions import ALLOWED_BY_DEFAULT
 from core_service.config import CoreConfig
 from core_service.db.models import ConfigVersion
+from core_service.domain import codec
+from core_service.domain.live_config import FIELDS, ConfigChange, LiveConfig
 from core_service.errors import Busy, InvalidArgument
 from core_service.file_store import FilePolicy
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_BODY_CEILING = 100 * 1024 * 1024
 MAX_FILE_CEILING = 4 * 1024 * 1024 * 1024
-FIELDS = tuple(f.name for f in admin_pb2.LiveConfig.DESCRIPTOR.fields)
 # What a client may send as a model name: OpenAI's ids, ours, and vendor
 # paths like "openai/gpt-4o". Anything else (markup, spaces) is a typo.
 ALIAS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
@@ -34,13 +33,13 @@ ALIAS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
 ORIGIN_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 
 
-def defaults(config: CoreConfig) -> admin_pb2.LiveConfig:
+def defaults(config: CoreConfig) -> LiveConfig:
     """Version 0: what the environment says."""
-    return admin_pb2.LiveConfig(
-        model_aliases=config.model_aliases,
-        default_allowed_tools=[],
+    return LiveConfig(
+        model_aliases=dict(config.model_aliases),
+        default_allowed_tools=(),
         log_level=config.log_level,
-        cors_origins=[],
+        cors_origins=(),
         max_body_bytes=10 * 1024 * 1024,
         log_retention_days=30,
         workspace_retention_days=30,
@@ -57,11 +56,11 @@ def defaults(config: CoreConfig) -> admin_pb2.LiveConfig:
     )
 
 
-def file_policy(config: admin_pb2.LiveConfig) -> FilePolicy:
+def file_policy(config: LiveConfig) -> FilePolicy:
     return FilePolicy(config.max_file_bytes, config.file_retention_days)
 
 
-def validate(config: admin_pb2.LiveConfig, known_models: set[str]) -> None:
+def validate(config: LiveConfig, known_models: set[str]) -> None:
     """Raises InvalidArgument whose `param` names the bad field."""
     if config.log_level not in LOG_LEVELS:
         raise InvalidArgument(
@@ -116,7 +115,7 @@ CAPACITY_BOUNDS = {
 }
 
 
-def check_capacity(config: admin_pb2.LiveConfig) -> None:
+def check_capacity(config: LiveConfig) -> None:
     for name, (low, high) in CAPACITY_BOUNDS.items():
         if not low <= getattr(config, name) <= high:
             raise InvalidArgument(f"{name} must be between {low} and {high}.", param=name)
@@ -155,14 +154,14 @@ def check_tool_names(names: Iterable[str], param: str) -> None:
 
 @dataclass(frozen=True)
 class Snapshot:
-    config: admin_pb2.LiveConfig
+    config: LiveConfig
     version: int
     updated_by: str
     updated_at: int
 
 
 class LiveConfigStore:
-    def __init__(self, sessions: sessionmaker[Session], base: admin_pb2.LiveConfig) -> None:
+    def __init__(self, sessions: sessionmaker[Session], base: LiveConfig) -> None:
         self._sessions = sessions
         self._base = base
         self._current = Snapshot(base, 0, "environment", 0)
@@ -184,7 +183,7 @@ class LiveConfigStore:
 
     def update(
         self,
-        new: admin_pb2.LiveConfig,
+        new: LiveConfig,
         paths: list[str],
         actor: str,
         expected_version: int,
@@ -204,21 +203,12 @@ class LiveConfigStore:
                 f"(bad: {', '.join(unknown) or 'none'}).",
                 param="update_mask",
             )
-        merged = admin_pb2.LiveConfig()
-        merged.CopyFrom(current.config)
-        for path in paths:
-            merged.ClearField(path)  # type: ignore[arg-type]
-            if path == "model_aliases":
-                merged.model_aliases.update(new.model_aliases)
-            elif path in ("default_allowed_tools", "cors_origins"):
-                getattr(merged, path).extend(getattr(new, path))
-            else:
-                setattr(merged, path, getattr(new, path))
+        merged = replace(current.config, **{path: getattr(new, path) for path in paths})
         validate(merged, known_models)
         changed = [f for f in FIELDS if getattr(merged, f) != getattr(current.config, f)]
         row = ConfigVersion(
             version=current.version + 1,
-            config_json=json_format.MessageToJson(merged, preserving_proto_field_name=True),
+            config_json=codec.live_config_to_json(merged),
             changed_fields=json.dumps(changed),
             updated_by=actor,
             updated_at=datetime.now(UTC),
@@ -234,7 +224,7 @@ class LiveConfigStore:
         self._current = self._snapshot(row)
         return self._current
 
-    def history(self, limit: int, offset: int) -> list[admin_pb2.ConfigChange]:
+    def history(self, limit: int, offset: int) -> list[ConfigChange]:
         with self._sessions() as db:
             rows = db.scalars(
                 select(ConfigVersion)
@@ -243,12 +233,12 @@ class LiveConfigStore:
                 .offset(offset)
             ).all()
             return [
-                admin_pb2.ConfigChange(
-                    version=r.version,
-                    updated_by=r.updated_by,
-                    updated_at=_unix(r.updated_at),
-                    changed_fields=json.loads(r.changed_fields),
-                    config=self._parse(r.config_json),
+                ConfigChange(
+                    r.version,
+                    r.updated_by,
+                    _unix(r.updated_at),
+                    tuple(json.loads(r.changed_fields)),
+                    self._parse(r.config_json),
                 )
                 for r in rows
             ]
@@ -262,28 +252,8 @@ class LiveConfigStore:
             self._parse(row.config_json), row.version, row.updated_by, _unix(row.updated_at)
         )
 
-    def _parse(self, text: str) -> admin_pb2.LiveConfig:
-        config = admin_pb2.LiveConfig()
-        config.CopyFrom(self._base)
-        # Fields added after a version was saved keep their defaults.
-        stored = json_format.Parse(text, admin_pb2.LiveConfig(), ignore_unknown_fields=True)
-        config.MergeFrom(stored)
-        for name in ("default_allowed_tools", "cors_origins"):
-            del getattr(config, name)[:]
-            getattr(config, name).extend(getattr(stored, name))
-        config.model_aliases.clear()
-        config.model_aliases.update(stored.model_aliases)
-        for name in (
-            "log_level",
-            "max_body_bytes",
-            "log_retention_days",
-            "workspace_retention_days",
-            "pool_size",
-            "claude_max_retries",
-            "log_bodies",
-        ):
-            setattr(config, name, getattr(stored, name))
-        return config
+    def _parse(self, text: str) -> LiveConfig:
+        return codec.live_config_from_json(text, self._base)
 
 
 def _unix(value: datetime) -> int:

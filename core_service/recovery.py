@@ -29,7 +29,7 @@ import os
 import secrets
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,12 @@ import grpc
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from claudecode.v1 import agent_pb2 as pb
-from claudecode.v1 import events_pb2 as ev
 from core_service import request_log
 from core_service.db.models import ApiKey, CoreInstance, RequestLogRecord, SessionRecord, TurnRecord
+from core_service.domain import codec
+from core_service.domain.turn import Turn, TurnError, TurnStatus, Usage
 from core_service.limits import LimitGate
+from core_service.store import IN_PROGRESS, STATUS_CODES
 
 log = logging.getLogger("ccapi.recovery")
 
@@ -226,7 +227,7 @@ class Recovery:
             orphans = db.scalars(
                 select(TurnRecord.owner)
                 .where(
-                    TurnRecord.status == pb.TURN_STATUS_IN_PROGRESS,
+                    TurnRecord.status == IN_PROGRESS,
                     TurnRecord.owner.is_not(None),
                     ~exists().where(CoreInstance.id == TurnRecord.owner),
                 )
@@ -288,7 +289,7 @@ class Recovery:
                 db.scalars(
                     select(TurnRecord.id).where(
                         TurnRecord.owner == self.instance.id,
-                        TurnRecord.status == pb.TURN_STATUS_IN_PROGRESS,
+                        TurnRecord.status == IN_PROGRESS,
                     )
                 ).all()
             )
@@ -312,7 +313,7 @@ class Recovery:
     def _fail_turns(self, owned: Any, seen: datetime | None, done: Recovered) -> int:
         with self._sessions() as db:
             ids = db.scalars(
-                select(TurnRecord.id).where(owned, TurnRecord.status == pb.TURN_STATUS_IN_PROGRESS)
+                select(TurnRecord.id).where(owned, TurnRecord.status == IN_PROGRESS)
             ).all()
         failed = 0
         for turn_id in ids:
@@ -328,23 +329,18 @@ class Recovery:
         now = _now()
         with self._sessions.begin() as db:
             row = db.get(TurnRecord, turn_id)
-            if row is None or row.status != pb.TURN_STATUS_IN_PROGRESS:
+            if row is None or row.status != IN_PROGRESS:
                 return False
-            turn = pb.Turn()
-            turn.ParseFromString(row.snapshot)
-            turn.status = pb.TURN_STATUS_FAILED
-            turn.error.CopyFrom(
-                ev.TurnFailed(
-                    code=grpc.StatusCode.UNAVAILABLE.value[0],
-                    message=message,
-                    reason=INTERRUPTED,
-                )
+            turn = codec.turn_from_json(row.turn_json)
+            turn.status = TurnStatus.FAILED
+            turn.error = TurnError(
+                code=grpc.StatusCode.UNAVAILABLE.value[0], message=message, reason=INTERRUPTED
             )
             turn.completed_at = int(now.timestamp())
             claimed = db.execute(
                 update(TurnRecord)
-                .where(TurnRecord.id == turn_id, TurnRecord.status == pb.TURN_STATUS_IN_PROGRESS)
-                .values(status=turn.status, snapshot=turn.SerializeToString())
+                .where(TurnRecord.id == turn_id, TurnRecord.status == IN_PROGRESS)
+                .values(status=STATUS_CODES[turn.status], turn_json=codec.turn_to_json(turn))
             )
             if not getattr(claimed, "rowcount", 0):
                 return False
@@ -357,15 +353,15 @@ class Recovery:
                 session.last_turn_id = turn.id
                 session.model = turn.model or session.model
                 session.fingerprint = None
-                session.input_tokens += turn.usage.input_tokens
-                session.output_tokens += turn.usage.output_tokens
-                session.cost_usd += turn.usage.cost_usd
+                session.input_tokens += turn.used.input_tokens
+                session.output_tokens += turn.used.output_tokens
+                session.cost_usd += turn.used.cost_usd
             # Its tokens and spend count against the key's limits, as on release.
             self._gate.book(
                 db,
                 row.key_id,
-                turn.usage.input_tokens + turn.usage.output_tokens,
-                turn.usage.cost_usd,
+                turn.used.input_tokens + turn.used.output_tokens,
+                turn.used.cost_usd,
             )
             entry = self._entry(db, row, turn, seen, ok=False)
             entry.error = message
@@ -384,15 +380,14 @@ class Recovery:
             rows = db.scalars(
                 select(TurnRecord).where(
                     TurnRecord.owner == instance_id,
-                    TurnRecord.status != pb.TURN_STATUS_IN_PROGRESS,
+                    TurnRecord.status != IN_PROGRESS,
                     TurnRecord.created_at >= since,
                     ~exists().where(RequestLogRecord.turn_id == TurnRecord.id),
                 )
             ).all()
             entries = []
             for row in rows:
-                turn = pb.Turn()
-                turn.ParseFromString(row.snapshot)
+                turn = codec.turn_from_json(row.turn_json)
                 entries.append(self._entry(db, row, turn, seen, ok=True))
         return sum(self._write_row(entry) for entry in entries)
 
@@ -400,7 +395,7 @@ class Recovery:
         self,
         db: Session,
         row: TurnRecord,
-        turn: pb.Turn,
+        turn: Turn,
         seen: datetime | None,
         ok: bool,
     ) -> request_log.LogEntry:
@@ -409,21 +404,22 @@ class Recovery:
         if ok:
             ended = datetime.fromtimestamp(turn.completed_at, UTC) if turn.completed_at else created
             status, outcome, error = 200, "ok", ""
-            if turn.status == pb.TURN_STATUS_FAILED:
+            if turn.status == TurnStatus.FAILED:
+                failed = turn.error or TurnError()
                 code = grpc.StatusCode.UNKNOWN
                 for candidate in grpc.StatusCode:
-                    if candidate.value[0] == turn.error.code:
+                    if candidate.value[0] == failed.code:
                         code = candidate
-                status = self._status_of(code, turn.error.reason)
-                outcome, error = "error", turn.error.message
-            elif turn.status == pb.TURN_STATUS_CANCELLED:
+                status = self._status_of(code, failed.reason)
+                outcome, error = "error", failed.message
+            elif turn.status == TurnStatus.CANCELLED:
                 status, outcome = self._status_of(grpc.StatusCode.CANCELLED, ""), "cancelled"
         else:
             ended = seen or _now()
             status = self._status_of(grpc.StatusCode.UNAVAILABLE, INTERRUPTED)
             outcome, error = "error", INTERRUPTED_MESSAGE
         time_ms = int(created.timestamp() * 1000)
-        usage = turn.usage
+        usage = turn.used
         return request_log.LogEntry(
             id=log_id_for_turn(turn.id, time_ms),
             time_ms=time_ms,
@@ -464,7 +460,7 @@ class TurnProgress:
     crash recovery knows its tokens so far: written when Claude Code reports
     usage, at most every `every` seconds, off the turn's path."""
 
-    def __init__(self, save: Callable[[pb.Turn], None], every: float = 1.0) -> None:
+    def __init__(self, save: Callable[[Turn], None], every: float = 1.0) -> None:
         self._save = save
         self._every = every
         # Usage per model call (message id), the last figures reported.
@@ -472,7 +468,7 @@ class TurnProgress:
         self._saved_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
-    def note(self, turn: pb.Turn, message: object) -> None:
+    def note(self, turn: Turn, message: object) -> None:
         """Feed every SDK message of the turn."""
         usage = getattr(message, "usage", None)
         message_id = getattr(message, "message_id", None)
@@ -489,21 +485,22 @@ class TurnProgress:
         if self._task is not None and not self._task.done():
             return
         self._saved_at = loop.time()
-        snapshot = pb.Turn()
-        snapshot.CopyFrom(turn)
-        snapshot.usage.CopyFrom(self.usage())
+        # A copy: the turn goes on changing while the copy is written.
+        snapshot = replace(turn, usage=self.usage())
         self._task = asyncio.create_task(self._write(snapshot))
 
-    def usage(self) -> ev.Usage:
-        total = ev.Usage()
-        for usage in self._calls.values():
-            total.input_tokens += int(usage.get("input_tokens") or 0)
-            total.output_tokens += int(usage.get("output_tokens") or 0)
-            total.cache_read_input_tokens += int(usage.get("cache_read_input_tokens") or 0)
-            total.cache_creation_input_tokens += int(usage.get("cache_creation_input_tokens") or 0)
-        return total
+    def usage(self) -> Usage:
+        calls = self._calls.values()
+        return Usage(
+            input_tokens=sum(int(u.get("input_tokens") or 0) for u in calls),
+            output_tokens=sum(int(u.get("output_tokens") or 0) for u in calls),
+            cache_read_input_tokens=sum(int(u.get("cache_read_input_tokens") or 0) for u in calls),
+            cache_creation_input_tokens=sum(
+                int(u.get("cache_creation_input_tokens") or 0) for u in calls
+            ),
+        )
 
-    async def _write(self, snapshot: pb.Turn) -> None:
+    async def _write(self, snapshot: Turn) -> None:
         try:
             await asyncio.to_thread(self._save, snapshot)
         except Exception:

@@ -46,6 +46,7 @@ from core_service.attachment_log import AttachmentLog
 from core_service.config import CoreConfig, machine_capacity
 from core_service.db.engine import instrument, make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade
+from core_service.domain.live_config import LiveConfig
 from core_service.file_store import FileStore
 from core_service.interceptors import CoreInterceptor
 from core_service.keys import KeyStore
@@ -355,7 +356,7 @@ class Core:
         self.engine.dispose()
 
 
-def capacity_limits(config: admin_pb2.LiveConfig) -> Limits:
+def capacity_limits(config: LiveConfig) -> Limits:
     return Limits(
         max_live_processes=config.max_live_processes,
         max_running_turns=config.max_running_turns,

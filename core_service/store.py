@@ -10,12 +10,26 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from claudecode.v1 import agent_pb2 as pb
 from core_service.agent.workspace_layout import Place
 from core_service.db.models import AgentUid, SessionRecord, TurnRecord
+from core_service.domain import codec
+from core_service.domain.session import SessionRow as SessionRow
+from core_service.domain.turn import Turn, TurnStatus
 
 # Agent uids are drawn from [base, base + UID_SPAN): far below 2**32 - 1.
 UID_SPAN = 1_000_000_000
+
+# turns.status holds these numbers (the ones it always held), for queries
+# such as "every turn still in progress".
+STATUS_CODES: dict[TurnStatus, int] = {
+    TurnStatus.UNSPECIFIED: 0,
+    TurnStatus.IN_PROGRESS: 1,
+    TurnStatus.COMPLETED: 2,
+    TurnStatus.FAILED: 3,
+    TurnStatus.CANCELLED: 4,
+    TurnStatus.INCOMPLETE: 5,
+}
+IN_PROGRESS = STATUS_CODES[TurnStatus.IN_PROGRESS]
 
 
 def utcnow() -> datetime:
@@ -30,37 +44,21 @@ def unix(value: datetime | None) -> int:
     return int(value.timestamp())
 
 
-@dataclass(frozen=True)
-class SessionRow:
-    id: str
-    key_id: str
-    place: Place
-    model: str
-    created_at: int
-    last_active_at: int
-    turn_count: int
-    last_turn_id: str | None
-    forked_from: str | None
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-
-    @classmethod
-    def of(cls, r: SessionRecord) -> SessionRow:
-        return cls(
-            r.id,
-            r.key_id,
-            Place(r.workspace, r.home, r.uid),
-            r.model,
-            unix(r.created_at),
-            unix(r.last_active_at),
-            r.turn_count,
-            r.last_turn_id,
-            r.forked_from,
-            r.input_tokens,
-            r.output_tokens,
-            r.cost_usd,
-        )
+def session_of(r: SessionRecord) -> SessionRow:
+    return SessionRow(
+        r.id,
+        r.key_id,
+        Place(r.workspace, r.home, r.uid),
+        r.model,
+        unix(r.created_at),
+        unix(r.last_active_at),
+        r.turn_count,
+        r.last_turn_id,
+        r.forked_from,
+        r.input_tokens,
+        r.output_tokens,
+        r.cost_usd,
+    )
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ class TurnRow:
     session_id: str
     key_id: str
     resume_at: str | None
-    turn: pb.Turn
+    turn: Turn
 
 
 class SessionStore:
@@ -124,14 +122,14 @@ class SessionStore:
         )
         with self._sessions.begin() as db:
             db.add(row)
-        return SessionRow.of(row)
+        return session_of(row)
 
     def get_session(self, key_id: str, session_id: str) -> SessionRow | None:
         with self._sessions() as db:
             row = db.get(SessionRecord, session_id)
             if row is None or row.deleted or row.key_id != key_id:
                 return None
-            return SessionRow.of(row)
+            return session_of(row)
 
     def list_sessions(self, key_id: str, limit: int, offset: int) -> list[SessionRow]:
         with self._sessions() as db:
@@ -142,7 +140,7 @@ class SessionStore:
                 .limit(limit)
                 .offset(offset)
             ).all()
-            return [SessionRow.of(r) for r in rows]
+            return [session_of(r) for r in rows]
 
     def list_all_sessions(self, key_id: str, limit: int, offset: int) -> list[SessionRow]:
         """Every key's sessions (admin view), newest first."""
@@ -155,14 +153,14 @@ class SessionStore:
                 .limit(limit)
                 .offset(offset)
             ).all()
-            return [SessionRow.of(r) for r in rows]
+            return [session_of(r) for r in rows]
 
     def get_any_session(self, session_id: str) -> SessionRow | None:
         with self._sessions() as db:
             row = db.get(SessionRecord, session_id)
-            return SessionRow.of(row) if row is not None and not row.deleted else None
+            return session_of(row) if row is not None and not row.deleted else None
 
-    def turns_of(self, session_id: str) -> list[pb.Turn]:
+    def turns_of(self, session_id: str) -> list[Turn]:
         with self._sessions() as db:
             rows = db.scalars(
                 select(TurnRecord)
@@ -184,12 +182,12 @@ class SessionStore:
                     SessionRecord.deleted.is_(False), SessionRecord.last_active_at < before
                 )
             ).all()
-            return [SessionRow.of(r) for r in rows]
+            return [session_of(r) for r in rows]
 
     # Turns
 
     def start_turn(
-        self, turn: pb.Turn, key_id: str, stored: bool, endpoint: str = "", request_id: str = ""
+        self, turn: Turn, key_id: str, stored: bool, endpoint: str = "", request_id: str = ""
     ) -> None:
         with self._sessions.begin() as db:
             db.add(
@@ -198,23 +196,23 @@ class SessionStore:
                     session_id=turn.session_id,
                     key_id=key_id,
                     parent_turn_id=turn.parent_turn_id or None,
-                    status=turn.status,
+                    status=STATUS_CODES[turn.status],
                     created_at=utcnow(),
                     stored=stored,
-                    snapshot=turn.SerializeToString(),
+                    turn_json=codec.turn_to_json(turn),
                     owner=self.owner or None,
                     endpoint=endpoint[:200] or None,
                     request_id=request_id[:100] or None,
                 )
             )
 
-    def finish_turn(self, turn: pb.Turn, resume_at: str | None, fingerprint: str | None) -> None:
+    def finish_turn(self, turn: Turn, resume_at: str | None, fingerprint: str | None) -> None:
         with self._sessions.begin() as db:
             row = db.get(TurnRecord, turn.id)
             if row is None:
                 return
-            row.status = turn.status
-            row.snapshot = turn.SerializeToString()
+            row.status = STATUS_CODES[turn.status]
+            row.turn_json = codec.turn_to_json(turn)
             row.resume_at = resume_at
             row.fingerprint = fingerprint
             session = db.get(SessionRecord, turn.session_id)
@@ -224,9 +222,9 @@ class SessionStore:
                 session.last_turn_id = turn.id
                 session.model = turn.model
                 session.fingerprint = fingerprint
-                session.input_tokens += turn.usage.input_tokens
-                session.output_tokens += turn.usage.output_tokens
-                session.cost_usd += turn.usage.cost_usd
+                session.input_tokens += turn.used.input_tokens
+                session.output_tokens += turn.used.output_tokens
+                session.cost_usd += turn.used.cost_usd
 
     def get_turn(self, key_id: str, turn_id: str, stored_only: bool = True) -> TurnRow | None:
         with self._sessions() as db:
@@ -265,18 +263,17 @@ class SessionStore:
 
     @staticmethod
     def _turn_row(row: TurnRecord) -> TurnRow:
-        turn = pb.Turn()
-        turn.ParseFromString(row.snapshot)
+        turn = codec.turn_from_json(row.turn_json)
         return TurnRow(row.id, row.session_id, row.key_id, row.resume_at, turn)
 
     # Crash recovery
 
-    def save_progress(self, turn: pb.Turn) -> None:
+    def save_progress(self, turn: Turn) -> None:
         """Stores a running turn as it is now (with its usage so far), so a core
         that dies mid-turn leaves it behind; a finished turn is left alone."""
         with self._sessions.begin() as db:
             db.execute(
                 update(TurnRecord)
-                .where(TurnRecord.id == turn.id, TurnRecord.status == pb.TURN_STATUS_IN_PROGRESS)
-                .values(snapshot=turn.SerializeToString())
+                .where(TurnRecord.id == turn.id, TurnRecord.status == IN_PROGRESS)
+                .values(turn_json=codec.turn_to_json(turn))
             )

@@ -12,7 +12,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
     Text,
 )
@@ -209,7 +208,8 @@ class SessionRecord(Base):
 
 
 class TurnRecord(Base):
-    """One turn. The full claudecode.v1.Turn is kept serialized in `snapshot`."""
+    """One turn. The whole turn (core_service/domain/turn.py) is kept as JSON in
+    `turn_json`; the columns beside it are what queries need."""
 
     __tablename__ = "turns"
     __table_args__ = (Index("ix_turns_key_created", "key_id", "created_at"),)
@@ -218,10 +218,11 @@ class TurnRecord(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), index=True)
     key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
     parent_turn_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # core_service.store.STATUS_CODES.
     status: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     stored: Mapped[bool] = mapped_column(Boolean, default=True)
-    snapshot: Mapped[bytes] = mapped_column(LargeBinary)
+    turn_json: Mapped[str] = mapped_column(Text)
     # Claude Code's uuid of the last assistant message, for forking at this turn.
     resume_at: Mapped[str | None] = mapped_column(String(64), nullable=True)
     fingerprint: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -28,7 +28,7 @@ from core_service.keys import KeyInfo, KeyLimits, KeySpec, KeyStore
 from core_service.limits import LimitGate
 from core_service.live_config import LiveConfigStore
 from core_service.model_catalog import ModelCatalog
-from core_service.servicers.sessions import encode_session
+from core_service.servicers import convert
 from core_service.store import SessionStore
 from core_service.turns.registry import ProcessRegistry
 from core_service.users import UserInfo, UserStore
@@ -280,7 +280,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         if row.turn_id:
             turn = await asyncio.to_thread(self._store.get_turn, row.key_id, row.turn_id, False)
             if turn is not None:
-                response.turn.CopyFrom(turn.turn)
+                response.turn.CopyFrom(convert.turn_to_pb(turn.turn))
         return response
 
     async def GetUsage(
@@ -303,7 +303,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         await asyncio.to_thread(self._config.refresh)
         snap = self._config.current
         return pb.GetConfigResponse(
-            config=snap.config,
+            config=convert.live_config_to_pb(snap.config),
             version=snap.version,
             updated_by=snap.updated_by,
             updated_at=snap.updated_at,
@@ -316,13 +316,15 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         known = {m.id for m in self._catalog.models()}
         snap = await asyncio.to_thread(
             self._config.update,
-            request.config,
+            convert.live_config_from_pb(request.config),
             list(request.update_mask.paths),
             actor.username,
             request.expected_version,
             known,
         )
-        return pb.UpdateConfigResponse(config=snap.config, version=snap.version)
+        return pb.UpdateConfigResponse(
+            config=convert.live_config_to_pb(snap.config), version=snap.version
+        )
 
     async def ListConfigHistory(
         self, request: pb.ListConfigHistoryRequest, context: grpc.aio.ServicerContext
@@ -330,7 +332,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         size, offset = _page(request.page_size, request.page_token)
         changes = await asyncio.to_thread(self._config.history, size + 1, offset)
         token = str(offset + size) if len(changes) > size else ""
-        return pb.ListConfigHistoryResponse(changes=changes[:size], next_page_token=token)
+        return pb.ListConfigHistoryResponse(
+            changes=[convert.config_change_to_pb(c) for c in changes[:size]],
+            next_page_token=token,
+        )
 
     # Users
 
@@ -468,7 +473,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         token = str(offset + size) if len(rows) > size else ""
         return pb.ListAllSessionsResponse(
             sessions=[
-                pb.AdminSession(session=encode_session(r, live), key_id=r.key_id)
+                pb.AdminSession(session=convert.session_to_pb(r, live), key_id=r.key_id)
                 for r in rows[:size]
             ],
             next_page_token=token,
@@ -506,9 +511,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 for a in attached
             ],
             session=pb.AdminSession(
-                session=encode_session(row, self._sessions.live_sessions()), key_id=row.key_id
+                session=convert.session_to_pb(row, self._sessions.live_sessions()),
+                key_id=row.key_id,
             ),
-            turns=turns,
+            turns=[convert.turn_to_pb(t) for t in turns],
             files=[
                 spb.WorkspaceFile(path=p, size_bytes=s, modified_at=m, binary=b)
                 for p, s, m, b in files

@@ -12,6 +12,7 @@ from claudecode.v1 import agent_pb2_grpc
 from core_service import request_context
 from core_service.errors import NotFound
 from core_service.interceptors import current_caller
+from core_service.servicers import convert
 from core_service.store import SessionStore
 from core_service.turns.compaction import Compactions
 from core_service.turns.service import TurnService
@@ -54,13 +55,13 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise NotFound(
                 f"No response '{request.turn_id}'.", reason="turn_not_found", param="turn_id"
             )
-        return pb.GetTurnResponse(turn=row.turn)
+        return pb.GetTurnResponse(turn=convert.turn_to_pb(row.turn))
 
     async def CancelTurn(
         self, request: pb.CancelTurnRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelTurnResponse:
         turn = await self._turns.cancel_turn(current_caller(), request.turn_id)
-        return pb.CancelTurnResponse(turn=turn)
+        return pb.CancelTurnResponse(turn=convert.turn_to_pb(turn))
 
     async def DeleteTurn(
         self, request: pb.DeleteTurnRequest, context: grpc.aio.ServicerContext

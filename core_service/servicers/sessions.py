@@ -6,35 +6,19 @@ import asyncio
 
 import grpc
 
-from claudecode.v1 import events_pb2 as ev
 from claudecode.v1 import sessions_pb2 as pb
 from claudecode.v1 import sessions_pb2_grpc
 from core_service import workspace_reads
 from core_service.agent.workspace_layout import WorkspaceLayout
 from core_service.errors import InvalidArgument, NotFound
 from core_service.interceptors import current_caller
+from core_service.servicers import convert
 from core_service.store import SessionRow, SessionStore
 from core_service.turns.lifecycle import SessionLifecycle
 from core_service.turns.registry import ProcessRegistry
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-
-
-def encode_session(row: SessionRow, live: set[str]) -> pb.Session:
-    return pb.Session(
-        id=row.id,
-        model=row.model,
-        created_at=row.created_at,
-        last_active_at=row.last_active_at,
-        turn_count=row.turn_count,
-        last_turn_id=row.last_turn_id or "",
-        forked_from=row.forked_from or "",
-        usage=ev.Usage(
-            input_tokens=row.input_tokens, output_tokens=row.output_tokens, cost_usd=row.cost_usd
-        ),
-        live=row.id in live,
-    )
 
 
 class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
@@ -59,7 +43,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         return row
 
     def _encode(self, row: SessionRow) -> pb.Session:
-        return encode_session(row, self._registry.live_sessions())
+        return convert.session_to_pb(row, self._registry.live_sessions())
 
     async def ListSessions(
         self, request: pb.ListSessionsRequest, context: grpc.aio.ServicerContext

@@ -21,31 +21,31 @@ from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
 from core_service import conversation
 from core_service.agent.translate import TurnAccumulator
+from core_service.domain.turn import FinishReason, Turn, TurnError, TurnStatus, Usage
 from core_service.errors import ModelError, ServiceError
+from core_service.servicers import convert
 from core_service.turns.running import TurnRunner
 
 # Finish reasons that leave a turn other than completed.
-STATUSES: Mapping[ev.FinishReason.ValueType, pb.TurnStatus.ValueType] = {
-    ev.FINISH_REASON_CANCELLED: pb.TURN_STATUS_CANCELLED,
-    ev.FINISH_REASON_LENGTH: pb.TURN_STATUS_INCOMPLETE,
-    ev.FINISH_REASON_MAX_TURNS: pb.TURN_STATUS_INCOMPLETE,
-    ev.FINISH_REASON_BUDGET: pb.TURN_STATUS_INCOMPLETE,
+STATUSES: Mapping[FinishReason, TurnStatus] = {
+    FinishReason.CANCELLED: TurnStatus.CANCELLED,
+    FinishReason.LENGTH: TurnStatus.INCOMPLETE,
+    FinishReason.MAX_TURNS: TurnStatus.INCOMPLETE,
+    FinishReason.BUDGET: TurnStatus.INCOMPLETE,
 }
 
 
-def finish_reason(
-    reported: ev.FinishReason.ValueType, *, stop_hit: bool, cancelled: bool
-) -> ev.FinishReason.ValueType:
+def finish_reason(reported: FinishReason, *, stop_hit: bool, cancelled: bool) -> FinishReason:
     """A stop sequence, then a cancel request, outrank what Claude Code reported."""
     if stop_hit:
-        return ev.FINISH_REASON_STOP_SEQUENCE
+        return FinishReason.STOP_SEQUENCE
     if cancelled:
-        return ev.FINISH_REASON_CANCELLED
+        return FinishReason.CANCELLED
     return reported
 
 
-def status_of(finish: ev.FinishReason.ValueType) -> pb.TurnStatus.ValueType:
-    return STATUSES.get(finish, pb.TURN_STATUS_COMPLETED)
+def status_of(finish: FinishReason) -> TurnStatus:
+    return STATUSES.get(finish, TurnStatus.COMPLETED)
 
 
 def turn_error(
@@ -65,67 +65,67 @@ class Ending:
     """How a turn whose messages ended came out: failed (`error`), or finished."""
 
     error: ServiceError | None
-    finish: ev.FinishReason.ValueType
-    status: pb.TurnStatus.ValueType
+    finish: FinishReason
+    status: TurnStatus
 
 
 def ending_of(runner: TurnRunner) -> Ending:
     """The rules above, applied to what the runner observed. A turn that
     stopped for client tool calls has no result yet, and did not fail."""
     if runner.stopped_for and not runner.cancelled:
-        return Ending(None, ev.FINISH_REASON_TOOL_CALLS, pb.TURN_STATUS_COMPLETED)
+        return Ending(None, FinishReason.TOOL_CALLS, TurnStatus.COMPLETED)
     stopped = {"stop_hit": runner.stop_hit, "cancelled": runner.cancelled}
     error = turn_error(runner.acc, exit_detail=runner.exit_detail(), **stopped)
-    finish = finish_reason(runner.acc.finish_reason, **stopped)
+    finish = finish_reason(convert.finish_from_pb(runner.acc.finish_reason), **stopped)
     return Ending(error, finish, status_of(finish))
 
 
-def new_turn(
-    request: pb.RunTurnRequest, session_id: str, parent_turn_id: str, model: str
-) -> pb.Turn:
+def new_turn(request: pb.RunTurnRequest, session_id: str, parent_turn_id: str, model: str) -> Turn:
     """The turn as stored when it starts."""
-    turn = pb.Turn(
+    outputs: tuple[cpb.ClientToolOutput, ...] = ()
+    if request.messages and request.messages[-1].role == cpb.ROLE_TOOL:
+        # The results this turn brings, in the order the client sent them.
+        outputs = tuple(
+            p.tool_output for m in request.messages if m.role == cpb.ROLE_TOOL for p in m.content
+        )
+    return Turn(
         id="t" + uuid.uuid4().hex,
         session_id=session_id,
         parent_turn_id=parent_turn_id,
         model=model,
-        status=pb.TURN_STATUS_IN_PROGRESS,
+        status=TurnStatus.IN_PROGRESS,
         created_at=int(time.time()),
-        input=list(request.messages),
+        input=tuple(convert.message_from_pb(m) for m in request.messages),
         instructions=request.instructions,
-        options=request.options,
+        options=convert.options_from_pb(request.options),
+        metadata=dict(request.metadata),
+        output_format=convert.output_format_from_pb(request.output_format)
+        if request.HasField("output_format")
+        else None,
+        client_tools=tuple(convert.client_tool_from_pb(t) for t in request.tools),
+        items=tuple(convert.client_output_from_pb(o) for o in outputs),
     )
-    turn.metadata.update(request.metadata)
-    if request.HasField("output_format"):
-        turn.output_format.CopyFrom(request.output_format)
-    turn.client_tools.extend(request.tools)
-    for message in request.messages[-1:]:
-        if message.role == cpb.ROLE_TOOL:
-            # The results this turn brings, in the order the client sent them.
-            for m in request.messages:
-                if m.role == cpb.ROLE_TOOL:
-                    turn.items.extend(
-                        pb.TurnItem(client_tool_output=p.tool_output) for p in m.content
-                    )
-    return turn
 
 
 def record_output(
-    turn: pb.Turn,
+    turn: Turn,
     acc: TurnAccumulator,
     files: Sequence[ev.FileChange],
     client_calls: Sequence[cpb.ClientToolCall] = (),
 ) -> None:
     """Copies what the turn produced onto the stored turn."""
-    turn.files.extend(files)
+    calls = tuple(convert.client_call_from_pb(c) for c in client_calls)
+    turn.files = (*turn.files, *(convert.file_from_pb(f) for f in files))
     turn.output_text = "".join(acc.text)
     turn.reasoning = "".join(acc.reasoning)
-    turn.tool_uses.extend(acc.tool_uses)
-    turn.tool_results.extend(acc.tool_results)
-    turn.items.extend(acc.items)
-    turn.items.extend(pb.TurnItem(client_tool_call=c) for c in client_calls)
-    turn.client_tool_calls.extend(client_calls)
-    turn.usage.CopyFrom(acc.usage)
+    turn.tool_uses = (*turn.tool_uses, *(convert.tool_use_from_pb(u) for u in acc.tool_uses))
+    turn.tool_results = (
+        *turn.tool_results,
+        *(convert.tool_result_from_pb(r) for r in acc.tool_results),
+    )
+    turn.items = (*turn.items, *convert.items_from_pb(acc.items), *calls)
+    turn.client_tool_calls = (*turn.client_tool_calls, *calls)
+    turn.usage = convert.usage_from_pb(acc.usage)
 
 
 def answered_fingerprint(
@@ -145,14 +145,30 @@ def answered_fingerprint(
     return conversation.fingerprint(answered)
 
 
-def failure_of(error: ServiceError) -> ev.TurnFailed:
+def error_of(error: ServiceError) -> TurnError:
+    """What a stored failed turn says of why."""
     code: grpc.StatusCode = error.code
-    return ev.TurnFailed(
+    return TurnError(
         code=code.value[0],
         message=error.message,
         reason=error.reason,
         retry_after_seconds=error.retry_after_seconds or 0,
     )
+
+
+def failure_of(error: ServiceError) -> ev.TurnFailed:
+    """The failure as the stream's last event."""
+    return convert.error_to_pb(error_of(error))
+
+
+def fail(turn: Turn, error: ServiceError) -> None:
+    turn.status, turn.error = TurnStatus.FAILED, error_of(error)
+    turn.completed_at = int(time.time())
+
+
+def cancel(turn: Turn) -> None:
+    turn.status, turn.finish_reason = TurnStatus.CANCELLED, FinishReason.CANCELLED
+    turn.completed_at = int(time.time())
 
 
 @dataclass(frozen=True)
@@ -165,7 +181,7 @@ class TurnOutcome:
     model: str = ""
     session_id: str = ""
     turn_id: str = ""
-    usage: ev.Usage = field(default_factory=ev.Usage)
+    usage: Usage = field(default_factory=Usage)
     tools: tuple[str, ...] = ()
     files_changed: int = 0
     text: str = ""
@@ -189,7 +205,7 @@ class TurnProgress:
     model: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     session_id: str = ""
-    turn: pb.Turn | None = None
+    turn: Turn | None = None
     runner: TurnRunner | None = None
     completed: bool = False
     # Written by the admission queue (capacity.TurnGate).
@@ -207,14 +223,12 @@ class TurnProgress:
                 queue_ms=self.queue_ms,
             )
         acc, first_text = self.runner.acc, self.runner.first_text_at
-        usage = ev.Usage()
-        usage.CopyFrom(acc.usage)
         return TurnOutcome(
             self.request_json,
             model=self.model,
             session_id=self.session_id,
             turn_id=self.turn.id,
-            usage=usage,
+            usage=convert.usage_from_pb(acc.usage),
             tools=(
                 *(u.name for u in acc.tool_uses),
                 *(c.name for c in self.runner.client_calls),

@@ -27,9 +27,11 @@ from core_service.agent.process import AgentProcess
 from core_service.agent.translate import TurnAccumulator
 from core_service.agent.workspace_layout import WorkspaceLayout
 from core_service.config import CoreConfig
+from core_service.domain.turn import Turn
 from core_service.errors import NotFound, ServiceError, Unavailable
 from core_service.model_watchdog import bounded_model_stream, end_process, idle_seconds
 from core_service.request_context import RequestContext
+from core_service.servicers import convert
 from core_service.store import SessionStore
 from core_service.turns import attachments, outcome
 from core_service.turns.admission import Admissions, AdmittedTurn, Caller
@@ -378,22 +380,20 @@ class TurnService:
             progress.completed = True
             yield pb.RunTurnResponse(
                 completed=ev.TurnCompleted(
-                    finish_reason=turn.finish_reason,
+                    finish_reason=convert.finish_to_pb(turn.finish_reason),
                     text=turn.output_text,
                     reasoning=turn.reasoning,
-                    usage=turn.usage,
+                    usage=runner.acc.usage,
                     num_turns=runner.acc.num_turns,
                     duration_ms=int((time.monotonic() - started) * 1000),
                     session_id=plan.session.id,
-                    files=turn.files,
+                    files=runner.changed,
                     structured_output_json=runner.acc.structured_json,
-                    tool_calls=turn.client_tool_calls,
+                    tool_calls=runner.stopped_for,
                 )
             )
         except ServiceError as error:
-            turn.status = pb.TURN_STATUS_FAILED
-            turn.error.CopyFrom(outcome.failure_of(error))
-            turn.completed_at = int(time.time())
+            outcome.fail(turn, error)
             await asyncio.to_thread(self._store.finish_turn, turn, None, None)
             finished = True
             yield pb.RunTurnResponse(failed=outcome.failure_of(error))
@@ -435,7 +435,7 @@ class TurnService:
         progress.keeps_slot = True
         self._registry.keep_open(waiting.session_id)
 
-    async def _settle(self, turn: pb.Turn, runner: TurnRunner, admitted: AdmittedTurn) -> None:
+    async def _settle(self, turn: Turn, runner: TurnRunner, admitted: AdmittedTurn) -> None:
         """Stores what the turn produced and how it ended; raises when it failed."""
         acc = runner.acc
         outcome.record_output(turn, acc, runner.changed, runner.stopped_for)
@@ -449,15 +449,12 @@ class TurnService:
         )
         await asyncio.to_thread(self._store.finish_turn, turn, acc.last_assistant_uuid, fingerprint)
 
-    async def _end_unstarted(self, turn: pb.Turn, error: BaseException) -> None:
+    async def _end_unstarted(self, turn: Turn, error: BaseException) -> None:
         """Stores a turn that never got a process as failed (or cancelled)."""
         if isinstance(error, ServiceError):
-            turn.status = pb.TURN_STATUS_FAILED
-            turn.error.CopyFrom(outcome.failure_of(error))
+            outcome.fail(turn, error)
         else:
-            turn.status = pb.TURN_STATUS_CANCELLED
-            turn.finish_reason = ev.FINISH_REASON_CANCELLED
-        turn.completed_at = int(time.time())
+            outcome.cancel(turn)
         try:
             await asyncio.to_thread(self._store.finish_turn, turn, None, None)
         except Exception:
@@ -465,17 +462,15 @@ class TurnService:
             # recovery heals what is left in progress.
             log.warning("could not store an unstarted turn", extra={"turn_id": turn.id})
 
-    async def _abandon(self, process: AgentProcess, turn: pb.Turn) -> None:
+    async def _abandon(self, process: AgentProcess, turn: Turn) -> None:
         self._registry.forget(process)
         await interrupt(process)
         await process.close()
-        turn.status = pb.TURN_STATUS_CANCELLED
-        turn.finish_reason = ev.FINISH_REASON_CANCELLED
-        turn.completed_at = int(time.time())
+        outcome.cancel(turn)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._store.finish_turn, turn, None, None)
 
-    async def cancel_turn(self, caller: Caller, turn_id: str) -> pb.Turn:
+    async def cancel_turn(self, caller: Caller, turn_id: str) -> Turn:
         row = await asyncio.to_thread(self._store.get_turn, caller.key_id, turn_id, False)
         if row is None:
             raise NotFound(f"No turn '{turn_id}'.", reason="turn_not_found", param="turn_id")

@@ -16,14 +16,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ccapi_client.status_table import http_status
 from claudecode.v1 import agent_pb2 as pb
-from claudecode.v1 import events_pb2 as ev
 from core_service.agent.workspace_layout import Place
 from core_service.db.engine import make_engine
 from core_service.db.models import CoreInstance, RequestLogRecord, TurnLease, TurnRecord
+from core_service.domain import codec
+from core_service.domain.turn import Turn, TurnStatus, Usage
 from core_service.keys import KeyInfo, KeyLimits, KeySpec, KeyStore
 from core_service.limits import LimitGate
 from core_service.recovery import Instance, Recovery, _place
 from core_service.request_log import Journal, LogEntry, RequestLogWriter
+from core_service.servicers import convert
 from core_service.store import SessionStore
 
 
@@ -79,19 +81,19 @@ class Cluster:
         session = store.create_session(
             f"s-{owner}-{status}", key.id, Place("w-" + owner, "h-" + owner, None), "m"
         )
-        turn = pb.Turn(
+        turn = Turn(
             id=f"t-{owner}-{status}",
             session_id=session.id,
             model="m",
-            status=pb.TURN_STATUS_IN_PROGRESS,
+            status=TurnStatus.IN_PROGRESS,
             created_at=int(datetime.now(UTC).timestamp()),
         )
         store.start_turn(turn, key.id, True, "/v1/responses", "req-" + owner)
         # Claude Code reported some usage before the core died.
-        turn.usage.CopyFrom(ev.Usage(input_tokens=40, output_tokens=2))
+        turn.usage = Usage(input_tokens=40, output_tokens=2)
         store.save_progress(turn)
         if status != pb.TURN_STATUS_IN_PROGRESS:
-            turn.status = status  # type: ignore[assignment]
+            turn.status = convert.status_from_pb(status)  # type: ignore[arg-type]
             store.finish_turn(turn, None, None)
         return turn.id
 
@@ -103,8 +105,7 @@ class Cluster:
         with self.sessions() as db:
             row = db.get(TurnRecord, turn_id)
             assert row is not None
-            turn = pb.Turn()
-            turn.ParseFromString(row.snapshot)
+            turn = convert.turn_to_pb(codec.turn_from_json(row.turn_json))
             assert row.status == turn.status
             return turn
 

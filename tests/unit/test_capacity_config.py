@@ -3,15 +3,17 @@ configuration's checks and storage of them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from claudecode.v1 import admin_pb2
 from core_service import live_config, machine
 from core_service.config import CoreConfig
 from core_service.db.engine import make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade
+from core_service.domain.live_config import LiveConfig
 from core_service.errors import InvalidArgument
 
 GIB = 1024**3
@@ -35,11 +37,9 @@ def test_meminfo_is_read_in_bytes(tmp_path: Path) -> None:
     assert info["MemAvailable"] == 20480000 * 1024 and info["HugePages_Total"] == 0
 
 
-def _config(**fields: int) -> admin_pb2.LiveConfig:
+def _config(**fields: Any) -> LiveConfig:
     config = live_config.defaults(CoreConfig(data_dir=Path("/tmp/x"), database_url="sqlite://"))
-    for name, value in fields.items():
-        setattr(config, name, value)
-    return config
+    return replace(config, **fields)
 
 
 def test_running_turns_may_not_exceed_live_processes() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
 from core_service import conversation
 from core_service.agent.translate import TurnAccumulator
+from core_service.domain.turn import FinishReason, Turn, TurnStatus
 from core_service.errors import Unavailable
 from core_service.turns import outcome
 from tests.unit.recorded import result
@@ -22,18 +22,18 @@ def message(role: cpb.Role.ValueType, text: str) -> cpb.Message:
 @pytest.mark.parametrize(
     ("reported", "stop_hit", "cancelled", "expected"),
     [
-        (ev.FINISH_REASON_STOP, False, False, ev.FINISH_REASON_STOP),
-        (ev.FINISH_REASON_LENGTH, False, False, ev.FINISH_REASON_LENGTH),
-        (ev.FINISH_REASON_STOP, False, True, ev.FINISH_REASON_CANCELLED),
+        (FinishReason.STOP, False, False, FinishReason.STOP),
+        (FinishReason.LENGTH, False, False, FinishReason.LENGTH),
+        (FinishReason.STOP, False, True, FinishReason.CANCELLED),
         # A stop sequence interrupts the model itself: it is not a cancel.
-        (ev.FINISH_REASON_CANCELLED, True, True, ev.FINISH_REASON_STOP_SEQUENCE),
+        (FinishReason.CANCELLED, True, True, FinishReason.STOP_SEQUENCE),
     ],
 )
 def test_finish_reason_precedence(
-    reported: ev.FinishReason.ValueType,
+    reported: FinishReason,
     stop_hit: bool,
     cancelled: bool,
-    expected: ev.FinishReason.ValueType,
+    expected: FinishReason,
 ) -> None:
     assert outcome.finish_reason(reported, stop_hit=stop_hit, cancelled=cancelled) == expected
 
@@ -41,17 +41,15 @@ def test_finish_reason_precedence(
 @pytest.mark.parametrize(
     ("finish", "status"),
     [
-        (ev.FINISH_REASON_STOP, pb.TURN_STATUS_COMPLETED),
-        (ev.FINISH_REASON_STOP_SEQUENCE, pb.TURN_STATUS_COMPLETED),
-        (ev.FINISH_REASON_CANCELLED, pb.TURN_STATUS_CANCELLED),
-        (ev.FINISH_REASON_LENGTH, pb.TURN_STATUS_INCOMPLETE),
-        (ev.FINISH_REASON_MAX_TURNS, pb.TURN_STATUS_INCOMPLETE),
-        (ev.FINISH_REASON_BUDGET, pb.TURN_STATUS_INCOMPLETE),
+        (FinishReason.STOP, TurnStatus.COMPLETED),
+        (FinishReason.STOP_SEQUENCE, TurnStatus.COMPLETED),
+        (FinishReason.CANCELLED, TurnStatus.CANCELLED),
+        (FinishReason.LENGTH, TurnStatus.INCOMPLETE),
+        (FinishReason.MAX_TURNS, TurnStatus.INCOMPLETE),
+        (FinishReason.BUDGET, TurnStatus.INCOMPLETE),
     ],
 )
-def test_stored_status_of_each_finish_reason(
-    finish: ev.FinishReason.ValueType, status: pb.TurnStatus.ValueType
-) -> None:
+def test_stored_status_of_each_finish_reason(finish: FinishReason, status: TurnStatus) -> None:
     assert outcome.status_of(finish) == status
 
 
@@ -93,10 +91,10 @@ def test_record_output_keeps_what_the_turn_produced() -> None:
     acc.add_text("swer")
     acc.add_reasoning("hmm")
     acc.usage = ev.Usage(input_tokens=3, output_tokens=2)
-    turn = pb.Turn(id="t-1")
+    turn = Turn(id="t-1")
     files = [ev.FileChange(path="a.txt", kind=ev.FILE_CHANGE_KIND_CREATED)]
     outcome.record_output(turn, acc, files)
 
     assert turn.output_text == "Answer" and turn.reasoning == "hmm"
-    assert [i.WhichOneof("item") for i in turn.items] == ["text", "reasoning"]
-    assert turn.usage.input_tokens == 3 and [f.path for f in turn.files] == ["a.txt"]
+    assert [i.type for i in turn.items] == ["text", "reasoning"]
+    assert turn.used.input_tokens == 3 and [f.path for f in turn.files] == ["a.txt"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from claudecode.v1 import agent_pb2 as pb
 from core_service.agent.workspace_layout import Place
+from core_service.domain.turn import Turn
 from core_service.errors import NotFound
 from core_service.store import SessionRow, TurnRow
 from core_service.turns.planning import Continue, Facts, Fork, StartNew, decide
@@ -34,7 +34,7 @@ def turn(turn_id: str, session_id: str = "s-1") -> TurnRow:
         session_id=session_id,
         key_id="k",
         resume_at=f"uuid-{turn_id}",
-        turn=pb.Turn(id=turn_id, session_id=session_id),
+        turn=Turn(id=turn_id, session_id=session_id),
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import events_pb2 as ev
 from claudecode.v1 import models_pb2
+from core_service.domain.turn import Usage
 from core_service.interceptors import address_bucket, peer_address, request_context_of
 from core_service.keys import KeyInfo
 from core_service.rate_buckets import TokenBuckets
@@ -121,7 +122,7 @@ def test_the_log_row_is_built_from_the_turns_outcome() -> None:
             model="claude-sonnet-4-5",
             session_id="s-1",
             turn_id="t-1",
-            usage=ev.Usage(input_tokens=10, output_tokens=4, cost_usd=0.5),
+            usage=Usage(input_tokens=10, output_tokens=4, cost_usd=0.5),
             tools=("Write", "Bash"),
             files_changed=2,
             text="Done.",

@@ -12,6 +12,7 @@ from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
 from core_service.agent.options import ProcessShape
+from core_service.domain.turn import FinishReason, TurnStatus
 from core_service.file_changes import FileTracker
 from core_service.turns import outcome
 from core_service.turns.running import TurnRunner
@@ -106,7 +107,7 @@ async def test_a_turn_with_a_tool_streams_text_tools_file_changes_and_usage(
     assert sent["message"]["content"] == [{"type": "text", "text": "write hello.txt"}]
     assert process.client.models == []
     ending = outcome.ending_of(runner)
-    assert ending.error is None and ending.status == pb.TURN_STATUS_COMPLETED
+    assert ending.error is None and ending.status == TurnStatus.COMPLETED
 
 
 async def test_a_stop_sequence_cuts_the_text_and_interrupts_once(tmp_path: Path) -> None:
@@ -135,8 +136,8 @@ async def test_a_stop_sequence_cuts_the_text_and_interrupts_once(tmp_path: Path)
     assert runner.acc.error is not None
     ending = outcome.ending_of(runner)
     assert ending.error is None
-    assert ending.finish == ev.FINISH_REASON_STOP_SEQUENCE
-    assert ending.status == pb.TURN_STATUS_COMPLETED
+    assert ending.finish == FinishReason.STOP_SEQUENCE
+    assert ending.status == TurnStatus.COMPLETED
 
 
 async def test_a_cancel_request_from_outside_ends_the_turn_cancelled(tmp_path: Path) -> None:
@@ -158,8 +159,8 @@ async def test_a_cancel_request_from_outside_ends_the_turn_cancelled(tmp_path: P
 
     ending = outcome.ending_of(runner)
     assert ending.error is None
-    assert ending.finish == ev.FINISH_REASON_CANCELLED
-    assert ending.status == pb.TURN_STATUS_CANCELLED
+    assert ending.finish == FinishReason.CANCELLED
+    assert ending.status == TurnStatus.CANCELLED
 
 
 async def test_a_model_rate_limit_fails_the_turn_with_its_status(tmp_path: Path) -> None:
