@@ -67,8 +67,6 @@ class Usage:
 @dataclass(frozen=True)
 class TextItem:
     text: str = ""
-    # The Responses API's assistant phase of this text; "" when none.
-    phase: str = ""
     type: Literal["text"] = "text"
 
 
@@ -121,6 +119,11 @@ class TurnOptions:
     reasoning_effort: str = ""
     stop: tuple[str, ...] = ()
     user: str = ""
+    # Sampling values as sent (None: not sent); only echoed, Claude Code has no such knobs.
+    temperature: float | None = None
+    top_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
 
 
 @dataclass(frozen=True)

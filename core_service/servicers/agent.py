@@ -77,4 +77,5 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def CompactTurn(
         self, request: pb.CompactTurnRequest, context: grpc.aio.ServicerContext
     ) -> pb.CompactTurnResponse:
-        return await self._compactions.compact(request_context.current(), request)
+        turn, token = await self._compactions.compact(request_context.current(), request)
+        return pb.CompactTurnResponse(turn=convert.turn_to_pb(turn), compaction=token)

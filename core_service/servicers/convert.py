@@ -147,12 +147,17 @@ def part_to_pb(d: c.ContentPart) -> cpb.ContentPart:
 
 
 def message_from_pb(m: cpb.Message) -> c.Message:
-    return c.Message(role_from_pb(m.role), tuple(part_from_pb(p) for p in m.content), m.name)
+    return c.Message(
+        role_from_pb(m.role), tuple(part_from_pb(p) for p in m.content), m.name, m.phase
+    )
 
 
 def message_to_pb(d: c.Message) -> cpb.Message:
     return cpb.Message(
-        role=role_to_pb(d.role), content=[part_to_pb(p) for p in d.content], name=d.name
+        role=role_to_pb(d.role),
+        content=[part_to_pb(p) for p in d.content],
+        name=d.name,
+        phase=d.phase,
     )
 
 
@@ -295,7 +300,16 @@ def item_to_pb(d: t.TurnItem) -> pb.TurnItem:
 
 
 def options_from_pb(m: pb.TurnOptions) -> t.TurnOptions:
-    return t.TurnOptions(m.max_output_tokens, m.reasoning_effort, tuple(m.stop), m.user)
+    return t.TurnOptions(
+        m.max_output_tokens,
+        m.reasoning_effort,
+        tuple(m.stop),
+        m.user,
+        m.temperature if m.HasField("temperature") else None,
+        m.top_p if m.HasField("top_p") else None,
+        m.presence_penalty if m.HasField("presence_penalty") else None,
+        m.frequency_penalty if m.HasField("frequency_penalty") else None,
+    )
 
 
 def options_to_pb(d: t.TurnOptions) -> pb.TurnOptions:
@@ -304,6 +318,10 @@ def options_to_pb(d: t.TurnOptions) -> pb.TurnOptions:
         reasoning_effort=d.reasoning_effort,
         stop=list(d.stop),
         user=d.user,
+        temperature=d.temperature,
+        top_p=d.top_p,
+        presence_penalty=d.presence_penalty,
+        frequency_penalty=d.frequency_penalty,
     )
 
 

@@ -34,9 +34,9 @@ import secrets
 
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
-from claudecode.v1 import events_pb2 as ev
 from core_service import conversation
 from core_service.config import CoreConfig
+from core_service.domain.turn import Turn, Usage
 from core_service.errors import InvalidArgument, NotFound
 from core_service.request_context import RequestContext
 from core_service.store import SessionStore
@@ -114,16 +114,16 @@ def _user(text: str) -> cpb.Message:
     return cpb.Message(role=cpb.ROLE_USER, content=[cpb.ContentPart(text=text)])
 
 
-def _total(outcomes: list[TurnOutcome]) -> ev.Usage:
-    total = ev.Usage()
-    for outcome in outcomes:
-        usage = outcome.usage
-        total.input_tokens += usage.input_tokens
-        total.output_tokens += usage.output_tokens
-        total.cache_read_input_tokens += usage.cache_read_input_tokens
-        total.cache_creation_input_tokens += usage.cache_creation_input_tokens
-        total.cost_usd += usage.cost_usd
-    return total
+def _total(outcomes: list[TurnOutcome]) -> Usage:
+    usages = [outcome.usage for outcome in outcomes]
+    return Usage(
+        input_tokens=sum(u.input_tokens for u in usages),
+        output_tokens=sum(u.output_tokens for u in usages),
+        cache_read_input_tokens=sum(u.cache_read_input_tokens for u in usages),
+        cache_creation_input_tokens=sum(u.cache_creation_input_tokens for u in usages),
+        cost_usd=sum(u.cost_usd for u in usages),
+        reasoning_tokens=sum(u.reasoning_tokens for u in usages),
+    )
 
 
 class Compactions:
@@ -156,9 +156,10 @@ class Compactions:
 
     async def compact(
         self, call: RequestContext, request: pb.CompactTurnRequest
-    ) -> pb.CompactTurnResponse:
-        """Runs the compaction; the request log gets one row for the call, with
-        the usage of every turn it took (reported here, however it ends)."""
+    ) -> tuple[Turn, str]:
+        """Runs the compaction: the stored compaction turn (its usage the sum of
+        every turn it took) and the signed token naming it. The request log gets
+        one row for the call with that usage (reported here, however it ends)."""
         assert call.caller is not None, "compactions run for authenticated callers"
         if not request.model:
             raise InvalidArgument("model is required.", param="model")
@@ -192,10 +193,8 @@ class Compactions:
                 self._store.get_turn, call.caller.key_id, outcomes[-1].turn_id, False
             )
             assert row is not None, "the compaction turn was stored"
-            turn = row.turn
-            turn.usage.CopyFrom(_total(outcomes))
-            token = self._tokens.issue(call.caller.key_id, turn.id)
-            return pb.CompactTurnResponse(turn=turn, compaction=token)
+            turn = dataclasses.replace(row.turn, usage=_total(outcomes))
+            return turn, self._tokens.issue(call.caller.key_id, turn.id)
         finally:
             if outcomes:
                 call.reply.report(dataclasses.replace(outcomes[-1], usage=_total(outcomes)))

@@ -15,7 +15,8 @@ from claudecode.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 from core_service.db.engine import make_engine, make_sessionmaker
 from core_service.db.migrations import upgrade
 from core_service.keys import KeyStore
-from http_facade.responses.translate import PREFIX, from_turn, input_items, page
+from http_facade.responses.protocol import PREFIX
+from http_facade.responses.stored import from_turn, input_items, page
 from tests import old_release
 from tests.facade.conftest import make_config, serve_app
 from tests.model_double import ModelDouble

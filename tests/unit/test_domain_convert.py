@@ -46,8 +46,8 @@ def test_the_domain_types_have_the_proto_fields() -> None:
     """A field added to the proto fails here until the domain and convert.py carry it."""
     assert set(FIELDS) == _proto_fields(admin_pb2.LiveConfig)
     assert {f.name for f in fields(t.Turn)} == _proto_fields(agent_pb2.Turn)
-    # `phase` waits for its proto field (Responses assistant phases).
-    assert {f.name for f in fields(c.Message)} - {"phase"} == _proto_fields(cpb.Message)
+    assert {f.name for f in fields(c.Message)} == _proto_fields(cpb.Message)
+    assert {f.name for f in fields(t.TurnOptions)} == _proto_fields(agent_pb2.TurnOptions)
 
 
 @pytest.mark.parametrize("turn", old_release.turns("s-1"), ids=lambda turn: turn.id)
@@ -72,7 +72,9 @@ part = st.one_of(
     call,
     output,
 )
-message = st.builds(c.Message, st.sampled_from(c.Role), st.lists(part, max_size=4).map(tuple), text)
+message = st.builds(
+    c.Message, st.sampled_from(c.Role), st.lists(part, max_size=4).map(tuple), text, text
+)
 tool_use = st.builds(t.ToolUse, text, text, text, text)
 tool_result = st.builds(t.ToolResult, text, st.booleans(), text, st.booleans())
 item = st.one_of(
@@ -87,7 +89,18 @@ usage = st.builds(t.Usage, int64, int64, int64, int64, money, int64)
 file_change = st.builds(
     t.FileChange, st.sampled_from(t.FileChangeKind), text, int64, st.booleans(), text, st.booleans()
 )
-options = st.builds(t.TurnOptions, int32, text, st.lists(text, max_size=3).map(tuple), text)
+sampling = st.none() | st.floats(-2, 2, allow_nan=False)
+options = st.builds(
+    t.TurnOptions,
+    int32,
+    text,
+    st.lists(text, max_size=3).map(tuple),
+    text,
+    sampling,
+    sampling,
+    sampling,
+    sampling,
+)
 output_format = st.builds(
     t.OutputFormat, st.sampled_from(t.OutputFormatKind), text, text, text, st.booleans()
 )
@@ -179,9 +192,12 @@ def test_a_version_saved_before_a_field_existed_keeps_the_base_value() -> None:
     )
 
 
-def test_phase_is_room_for_responses_assistant_phases() -> None:
+def test_an_input_assistant_phase_survives_storage_and_the_wire() -> None:
     turn = t.Turn(
         input=(c.Message(c.Role.ASSISTANT, (c.TextPart("Working on it"),), phase="commentary"),),
-        items=(t.TextItem("Done.", phase="final_answer"),),
+        items=(t.TextItem("Done."),),
     )
     assert codec.turn_from_json(codec.turn_to_json(turn)) == turn
+    wire = convert.turn_to_pb(turn)
+    assert wire.input[0].phase == "commentary"
+    assert convert.turn_from_pb(wire) == turn

@@ -219,5 +219,5 @@ async def test_an_answer_cut_by_the_output_limit_ends_incomplete_not_failed(
 
     ending = outcome.ending_of(runner)
     assert ending.error is None
-    assert ending.finish == ev.FINISH_REASON_LENGTH
-    assert ending.status == pb.TURN_STATUS_INCOMPLETE
+    assert ending.finish == FinishReason.LENGTH
+    assert ending.status == TurnStatus.INCOMPLETE
