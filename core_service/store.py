@@ -58,6 +58,7 @@ def session_of(r: SessionRecord) -> SessionRow:
         r.input_tokens,
         r.output_tokens,
         r.cost_usd,
+        r.reported_cost_usd,
     )
 
 
@@ -206,7 +207,13 @@ class SessionStore:
                 )
             )
 
-    def finish_turn(self, turn: Turn, resume_at: str | None, fingerprint: str | None) -> None:
+    def finish_turn(
+        self,
+        turn: Turn,
+        resume_at: str | None,
+        fingerprint: str | None,
+        reported_cost_usd: float | None = None,
+    ) -> None:
         with self._sessions.begin() as db:
             row = db.get(TurnRecord, turn.id)
             if row is None:
@@ -225,6 +232,8 @@ class SessionStore:
                 session.input_tokens += turn.used.input_tokens
                 session.output_tokens += turn.used.output_tokens
                 session.cost_usd += turn.used.cost_usd
+                if reported_cost_usd is not None:
+                    session.reported_cost_usd = reported_cost_usd
 
     def get_turn(self, key_id: str, turn_id: str, stored_only: bool = True) -> TurnRow | None:
         with self._sessions() as db:

@@ -65,6 +65,9 @@ class SessionStart:
     fork_from: str | None = None
     # With fork_from: the Claude Code message uuid to cut the history at.
     resume_at: str | None = None
+    # Claude Code's running cost total of the session resumed (or forked
+    # from), which it restores; the first turn's cost is counted from it.
+    reported_cost_usd: float = 0.0
 
 
 def denied_paths(config: CoreConfig, homes_roots: Sequence[Path] = ()) -> list[str]:

@@ -103,6 +103,9 @@ class AgentProcess:
     uids: UidClaims | None = None
     # The MCP server of the request's own tools, when the shape has them.
     client_tools: ClientToolServer | None = None
+    # Claude Code's running cost total after this process's last turn; it
+    # carries the session's total on through a resume (translate.turn_cost).
+    reported_cost_usd: float = 0.0
 
     def discard_stray_messages(self) -> int:
         """Drops turn messages Claude Code sent while no turn was open and
@@ -236,6 +239,7 @@ class ProcessFactory:
             proc=proc,
             uids=self.uids,
             client_tools=server,
+            reported_cost_usd=start.reported_cost_usd,
         )
 
 

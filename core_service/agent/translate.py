@@ -113,6 +113,9 @@ class TurnAccumulator:
     # Claude Code compacted the conversation (/compact): the tokens it summarised.
     # From then on the resume point is the last message after the summary.
     compacted_tokens: int | None = None
+    # Claude Code's running total for the session (its `total_cost_usd`), after
+    # this turn; None until the result came. The turn's own cost is in `usage`.
+    reported_total_usd: float | None = None
 
     def add_text(self, text: str) -> None:
         self.text.append(text)
@@ -129,6 +132,29 @@ class TurnAccumulator:
             self.items.append(pb.TurnItem(reasoning=text))
 
 
+def turn_cost(message: ResultMessage, reported_before: float) -> float:
+    """The cost of the turn `message` ends.
+
+    Claude Code's `total_cost_usd` is a running total: over the turns of one
+    process, and carried on through a resume or a fork (restored from the
+    transcript's cost record). So the turn's cost is the total less what was
+    reported before it (`reported_before`: the process's last total, or the
+    session's when the process resumed it). When the running token counts
+    (`model_usage`) equal this turn's own, Claude Code restored nothing and the
+    whole total is this turn's."""
+    total = float(message.total_cost_usd or 0.0)
+    usage = message.usage or {}
+    own = int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
+    running = sum(
+        int(m.get("inputTokens") or 0) + int(m.get("outputTokens") or 0)
+        for m in (message.model_usage or {}).values()
+        if isinstance(m, dict)
+    )
+    if message.model_usage and running == own:
+        return total
+    return max(0.0, total - reported_before)
+
+
 class TurnTranslator:
     """`client_tools`: the request's own tool names; their calls and results are
     the client's (ClientToolCall events, from `client_tools.ToolCallStream`),
@@ -142,8 +168,11 @@ class TurnTranslator:
         client_tools: Collection[str] = (),
         *,
         structured: bool = False,
+        reported_before_usd: float = 0.0,
     ) -> None:
         self.acc = TurnAccumulator()
+        # Claude Code's running total before this turn (see `turn_cost`).
+        self._reported_before = reported_before_usd
         self._client_tools = frozenset(client_tools)
         self._client_call_ids: set[str] = set()
         self._stop = StopScanner(stops)
@@ -279,8 +308,9 @@ class TurnTranslator:
             output_tokens=int(usage.get("output_tokens") or 0),
             cache_read_input_tokens=int(usage.get("cache_read_input_tokens") or 0),
             cache_creation_input_tokens=int(usage.get("cache_creation_input_tokens") or 0),
-            cost_usd=float(message.total_cost_usd or 0.0),
+            cost_usd=turn_cost(message, self._reported_before),
         )
+        self.acc.reported_total_usd = float(message.total_cost_usd or 0.0)
         if self.acc.compacted_tokens and not self.acc.usage.input_tokens:
             # The result of a /compact reports no tokens; the model read this many.
             self.acc.usage.input_tokens = self.acc.compacted_tokens

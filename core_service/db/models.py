@@ -204,6 +204,9 @@ class SessionRecord(Base):
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    # Claude Code's running cost total for the session as it last reported it
+    # (it restores it on resume and fork): a turn's cost is the rise from it.
+    reported_cost_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
 
 

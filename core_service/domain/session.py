@@ -24,3 +24,6 @@ class SessionRow:
     input_tokens: int
     output_tokens: int
     cost_usd: float
+    # Claude Code's own running cost total for the session (it carries it on
+    # through resumes and forks); 0 when not known.
+    reported_cost_usd: float = 0.0

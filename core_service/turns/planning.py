@@ -137,7 +137,7 @@ class Planner:
             session = decision.session
             return Plan(
                 session,
-                SessionStart(session.id, resume=True),
+                SessionStart(session.id, resume=True, reported_cost_usd=session.reported_cost_usd),
                 parent_turn_id=decision.parent_turn_id,
                 content=only_new,
                 resumed=True,
@@ -204,7 +204,12 @@ class Planner:
         session = await asyncio.to_thread(
             self._store.create_session, new_id, key_id, place, shape.model, fork.session.id
         )
-        start = SessionStart(new_id, fork_from=fork.session.id, resume_at=fork.parent.resume_at)
+        start = SessionStart(
+            new_id,
+            fork_from=fork.session.id,
+            resume_at=fork.parent.resume_at,
+            reported_cost_usd=fork.session.reported_cost_usd,
+        )
         return Plan(session, start, parent_turn_id=fork.parent.id, content=content, resumed=True)
 
     async def _start_new(

@@ -57,6 +57,9 @@ class TurnProcess(Protocol):
     """A Claude Code process as a turn sees it (AgentProcess is one)."""
 
     shape: ProcessShape
+    # Claude Code's running cost total as of the process's last turn (or the
+    # session's when it resumed one); the next turn's cost is counted from it.
+    reported_cost_usd: float
 
     @property
     def client(self) -> TurnClient: ...
@@ -141,7 +144,13 @@ class TurnRunner:
         self._cancel = cancel
         server = client_tools_of(process)
         names = server.tool_set.names if server is not None else frozenset()
-        self._translator = TurnTranslator(stops, excerpt_chars, names, structured=structured)
+        self._translator = TurnTranslator(
+            stops,
+            excerpt_chars,
+            names,
+            structured=structured,
+            reported_before_usd=process.reported_cost_usd,
+        )
         self._tool_calls = (
             ToolCallStream(server.tool_set.kinds, server.tool_set.namespaces)
             if server is not None
@@ -241,6 +250,8 @@ class TurnRunner:
                         return
         finally:
             spans.close()  # also when the turn is abandoned mid-stream
+            if self.acc.reported_total_usd is not None:
+                process.reported_cost_usd = self.acc.reported_total_usd
         for event in self._translator.flush():
             yield event
         for change in await self._scan():

@@ -202,7 +202,7 @@ class TurnService:
             raise NotFound("The conversation was deleted.", reason="session_not_found")
         return Plan(
             session,
-            SessionStart(session.id, resume=True),
+            SessionStart(session.id, resume=True, reported_cost_usd=session.reported_cost_usd),
             parent_turn_id=waiting.turn_id,
             resumed=True,
         )
@@ -447,7 +447,13 @@ class TurnService:
         fingerprint = outcome.answered_fingerprint(
             admitted.turn_input, turn.output_text, runner.stopped_for
         )
-        await asyncio.to_thread(self._store.finish_turn, turn, acc.last_assistant_uuid, fingerprint)
+        await asyncio.to_thread(
+            self._store.finish_turn,
+            turn,
+            acc.last_assistant_uuid,
+            fingerprint,
+            acc.reported_total_usd,
+        )
 
     async def _end_unstarted(self, turn: Turn, error: BaseException) -> None:
         """Stores a turn that never got a process as failed (or cancelled)."""

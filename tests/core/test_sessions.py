@@ -217,6 +217,36 @@ def test_a_session_resumes_after_a_core_restart(
         restarted.stop()
 
 
+def test_each_turn_books_its_own_cost_through_follow_ups_forks_and_restarts(
+    private_core: CoreProcess, model_double: ModelDouble
+) -> None:
+    """Claude Code reports a running cost total, carried on through resumes and
+    forks; every turn here uses the same tokens, so each must cost the same."""
+    model_double.set_default(Reply.text("the same answer"))
+    first = run_turn(private_core, request("one"))
+    parent = first.started.started.turn_id
+    follow_up = run_turn(private_core, request("two", previous_turn_id=parent))
+    fork = run_turn(private_core, request("three", previous_turn_id=parent))
+    assert fork.started.started.session_id != first.started.started.session_id
+    assert private_core.stop() == 0
+    restarted = start_core(model_double.url, data_dir=private_core.data_dir)
+    try:
+        restarted.api_key = private_core.api_key
+        resumed = run_turn(
+            restarted,
+            request("four", previous_turn_id=follow_up.started.started.turn_id),
+        )
+    finally:
+        restarted.stop()
+
+    costs = [
+        log.of("completed")[0].completed.usage.cost_usd
+        for log in (first, follow_up, fork, resumed)
+    ]
+    assert costs[0] > 0
+    assert costs == pytest.approx([costs[0]] * 4, rel=1e-6), costs
+
+
 def test_get_and_delete_a_stored_turn(core: CoreProcess) -> None:
     log = run_turn(core, request("store me", store=True))
     turn_id = log.started.started.turn_id

@@ -130,6 +130,7 @@ class FakeProcess:
     client: FakeClient
     shape: ProcessShape = field(default_factory=lambda: ProcessShape(model="claude-sonnet-4-5"))
     stderr_tail: list[str] = field(default_factory=list)
+    reported_cost_usd: float = 0.0
 
 
 @dataclass
