@@ -26,8 +26,8 @@ from core_service.agent.options import SessionStart
 from core_service.agent.process import AgentProcess
 from core_service.agent.workspace_layout import WorkspaceLayout
 from core_service.config import CoreConfig
-from core_service.errors import NotFound, ServiceError, Unavailable
-from core_service.model_watchdog import bounded_model_stream, end_process, idle_seconds
+from core_service.errors import Cancelled, NotFound, ServiceError, Unavailable
+from core_service.model_watchdog import bounded_model_stream, idle_seconds
 from core_service.request_context import RequestContext
 from core_service.store import SessionStore
 from core_service.turns import attachments, outcome
@@ -219,8 +219,7 @@ class TurnService:
             log.warning(
                 "a waiting turn did not end cleanly", extra={"session_id": waiting.session_id}
             )
-            self._registry.forget(waiting.process)
-            await waiting.process.close()
+            await self._registry.retire(waiting.process)
         waiting.process.last_used = time.monotonic()
 
     def _on_call_timeout(self, waiting: WaitingTurn) -> None:
@@ -279,7 +278,7 @@ class TurnService:
                     "claude.process", attributes={"ccapi.source": source}
                 ):
                     process = plan.pooled or await self._registry.process_for(
-                        plan.session.id, plan.session.place, shape, plan.start
+                        plan.session.id, plan.session.place, shape, plan.start, turn.id
                     )
         except BaseException as error:
             # No process (at capacity, could not start, the caller left while
@@ -305,7 +304,8 @@ class TurnService:
             guard=functools.partial(
                 bounded_model_stream,
                 idle=idle_seconds(self._config),
-                on_stall=functools.partial(end_process, process),
+                # Retired through the registry: it holds its slot until gone.
+                on_stall=functools.partial(self._registry.retire, process, True),
             ),
             # Usage so far is stored as it comes, for crash recovery.
             on_message=functools.partial(saver.note, turn),
@@ -444,7 +444,7 @@ class TurnService:
 
     async def _end_unstarted(self, turn: pb.Turn, error: BaseException) -> None:
         """Stores a turn that never got a process as failed (or cancelled)."""
-        if isinstance(error, ServiceError):
+        if isinstance(error, ServiceError) and not isinstance(error, Cancelled):
             turn.status = pb.TURN_STATUS_FAILED
             turn.error.CopyFrom(outcome.failure_of(error))
         else:
@@ -459,9 +459,7 @@ class TurnService:
             log.warning("could not store an unstarted turn", extra={"turn_id": turn.id})
 
     async def _abandon(self, process: AgentProcess, turn: pb.Turn) -> None:
-        self._registry.forget(process)
-        await interrupt(process)
-        await process.close()
+        await self._registry.retire(process, interrupt_first=True)
         turn.status = pb.TURN_STATUS_CANCELLED
         turn.finish_reason = ev.FINISH_REASON_CANCELLED
         turn.completed_at = int(time.time())
