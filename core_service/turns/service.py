@@ -114,19 +114,25 @@ class TurnService:
         if not self._registry.accepting:
             raise Unavailable("The service is shutting down.", reason="shutting_down")
         progress.model = self._admissions.resolve_model(request)
-        # A turn waiting for the client gives its concurrency slot to the request
-        # that answers (or abandons) it, so a key limited to one turn can answer.
+        # A turn waiting for the client lends its concurrency slot to the request
+        # that answers (or abandons) it, so a key limited to one turn can answer;
+        # a refusal before this request begins gives it back (see `_settle_lent`).
         waiting = await self._waiting_for(caller, request)
-        with tracer.start_as_current_span("turn.admission"):
-            admitted = await self._admissions.admit(caller, request, progress.model)
-        progress.headers = admitted.headers
+        lent = waiting.lend_slot() if waiting is not None else None
+        admitted: AdmittedTurn | None = None
         try:
+            with tracer.start_as_current_span("turn.admission"):
+                admitted = await self._admissions.admit(caller, request, progress.model, lent)
+            progress.headers = admitted.headers
             attached = await self._resolve_attachments(caller, request)
             # Past the key's limits: wait (bounded) for one of the core's running slots.
             async with self._registry.capacity.slot(progress):
                 if not self._registry.accepting:
                     # Shutdown began while this turn waited in the queue.
                     raise Unavailable("The service is shutting down.", reason="shutting_down")
+                if waiting is not None and lent is not None:
+                    await self._hand_over(waiting, lent)
+                    lent = None
                 if waiting is not None and waiting.alive and admitted.turn_input.tool_outputs:
                     plan = await self._continuation_plan(caller.key_id, waiting)
                 else:
@@ -151,14 +157,16 @@ class TurnService:
                         yield event
         finally:
             runner = progress.runner
-            if not progress.keeps_slot:
+            if waiting is not None and lent is not None:
+                await self._settle_lent(waiting, lent)
+            elif admitted is not None and not progress.keeps_slot:
                 await self._admissions.release(
                     admitted, runner.acc.usage if runner is not None else ev.Usage()
                 )
 
     async def _waiting_for(self, caller: Caller, request: pb.RunTurnRequest) -> WaitingTurn | None:
         """The turn waiting for the client that this request answers or abandons
-        (its results validated), with its concurrency slot given back; None if none."""
+        (its results validated); None if none."""
         if not len(self._waiting):
             return None
         turn_input = conversation.split(request.messages, request.instructions)
@@ -179,8 +187,23 @@ class TurnService:
             return None  # the session lock refuses the request as busy
         if outputs and waiting.alive:
             match_results(waiting.call_ids, outputs)  # refuses before anything changes
-        await self._give_back_slot(waiting)
         return waiting
+
+    async def _hand_over(self, waiting: WaitingTurn, lent: AdmittedTurn) -> None:
+        """The borrowing request begins: the slot is its own from here, and what
+        the waiting turn used so far is booked."""
+        waiting.lent = None
+        await self._admissions.book(lent, waiting.usage)
+
+    async def _settle_lent(self, waiting: WaitingTurn, lent: AdmittedTurn) -> None:
+        """The borrowing request was refused before it began: the slot goes back
+        to the turn, still waiting and answerable later (or, if it stopped
+        waiting meanwhile, is released)."""
+        if self._waiting.of_session(waiting.session_id) is waiting:
+            waiting.slot_back()
+        else:
+            waiting.lent = None
+            await self._admissions.release(lent, waiting.usage)
 
     async def _give_back_slot(self, waiting: WaitingTurn) -> None:
         if waiting.admitted is not None:

@@ -43,6 +43,24 @@ class WaitingTurn:
     usage: ev.Usage = field(default_factory=ev.Usage)
     # A RunTurn is streaming this turn right now (results now would be too early).
     running: bool = False
+    # The key's slot while it is lent to a request that answers or abandons
+    # the turn, until that request begins (or is refused and gives it back).
+    lent: AdmittedTurn | None = None
+
+    def lend_slot(self) -> AdmittedTurn | None:
+        """Lends the turn's slot to the request that answers or abandons it, so a
+        key limited to one turn at once can answer; None when there is none to
+        lend (already lent to a request in flight, or given back)."""
+        if self.lent is not None or self.admitted is None:
+            return None
+        self.lent, self.admitted = self.admitted, None
+        return self.lent
+
+    def slot_back(self) -> None:
+        """The borrowing request was refused before it began: the turn keeps
+        waiting with its slot, answerable later."""
+        if self.lent is not None:
+            self.admitted, self.lent = self.lent, None
 
     @property
     def call_ids(self) -> list[str]:

@@ -291,3 +291,42 @@ def test_each_request_of_a_round_trip_is_its_own_log_row_with_the_calls(
 
     assert list(rows[turn_ids[0]].tools_used) == ["lookup", "get_weather"]
     assert list(rows[turn_ids[1]].tools_used) == []
+
+
+def test_refused_results_leave_the_waiting_turn_its_slot_and_answerable(
+    core: CoreProcess, model_double: ModelDouble
+) -> None:
+    # A key allowed one turn at once, on sonnet only.
+    with core.channel() as channel:
+        created = admin_pb2_grpc.AdminServiceStub(channel).CreateKey(
+            admin_pb2.CreateKeyRequest(
+                name="one-at-a-time",
+                limits=admin_pb2.KeyLimits(max_concurrent=1),
+                allowed_models=["sonnet"],
+            ),
+            metadata=core.admin_metadata(),
+        )
+    key = created.secret
+    model_double.script(
+        Reply.call_tools([("lookup", {"q": "tides"})], ids=["toolu_r1"]),
+        Reply.echo_tool_results(),
+    )
+    first = run_turn(core, request("tides", tools=TOOLS), key=key)
+    assert first.of("completed")[0].completed.finish_reason == ev.FINISH_REASON_TOOL_CALLS
+
+    # The results arrive on a request admission refuses (a model the key may not use).
+    refused = answer(first, results(("toolu_r1", "high at 6")))
+    refused.model = "opus"
+    denied = rpc_error(run_turn(core, refused, key=key))
+    assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    # The waiting turn still holds the key's one slot: another turn is refused...
+    other = rpc_error(run_turn(core, request("something else"), key=key))
+    assert other.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # ...and the right request still continues it.
+    done = run_turn(core, answer(first, results(("toolu_r1", "high at 6"))), key=key)
+    assert done.error is None, done.error
+    assert done.of("completed")[0].completed.text == "lookup: high at 6"
+    # The slot is free once the turn has ended.
+    model_double.script(Reply.text("free again"))
+    assert run_turn(core, request("and now?"), key=key).error is None
