@@ -30,7 +30,7 @@ from core_service.errors import Cancelled, NotFound, ServiceError, Unavailable
 from core_service.model_watchdog import bounded_model_stream, idle_seconds
 from core_service.request_context import RequestContext
 from core_service.store import SessionStore
-from core_service.turns import attachments, outcome
+from core_service.turns import attachments, outcome, request_usage
 from core_service.turns.admission import Admissions, AdmittedTurn, Caller
 from core_service.turns.outcome import TurnOutcome, TurnProgress
 from core_service.turns.planning import Continue, Plan, Planner, decide
@@ -316,6 +316,11 @@ class TurnService:
             self._config.diff_limit_chars,
         )
         saver = recovery.TurnProgress(self._store.save_progress)
+        seen = request_usage.SeenCalls()
+
+        def on_message(message: object) -> None:
+            saver.note(turn, message)
+            seen.note(message)  # this request's own model calls (client-tool round trips)
         runner = TurnRunner(
             process,
             plan.session.id,
@@ -331,7 +336,7 @@ class TurnService:
                 on_stall=functools.partial(self._registry.retire, process, True),
             ),
             # Usage so far is stored as it comes, for crash recovery.
-            on_message=functools.partial(saver.note, turn),
+            on_message=on_message,
             structured=bool(shape.output_format),
         )
         progress.session_id, progress.turn, progress.runner = plan.session.id, turn, runner
@@ -384,7 +389,14 @@ class TurnService:
             async for event in events:
                 if waiting is not None and event.HasField("tool_call_done"):
                     waiting.calls = runner.client_calls  # results for these are too early
+                if waiting is not None and event.HasField("usage"):
+                    event.usage.CopyFrom(request_usage.less(event.usage, waiting.booked))
                 yield event
+            if waiting is not None:
+                # One Claude Code turn over several requests: each books its share.
+                runner.acc.usage = request_usage.of_request(
+                    runner.acc.usage, runner.acc.result is not None, seen.usage(), waiting.booked
+                )
             await self._settle(turn, runner, admitted)
             finished = True
             process.last_used = time.monotonic()
@@ -448,6 +460,7 @@ class TurnService:
         waiting.admitted = admitted
         waiting.usage = ev.Usage()
         waiting.usage.CopyFrom(runner.acc.usage)
+        request_usage.add(waiting.booked, runner.acc.usage)
         progress.keeps_slot = True
         self._registry.keep_open(waiting.session_id)
 

@@ -40,7 +40,10 @@ class WaitingTurn:
     calls: list[cpb.ClientToolCall]
     # The key's concurrency slot, kept while the turn waits (None once given back).
     admitted: AdmittedTurn | None
+    # What the last request that parked the turn used (booked when the slot moves on).
     usage: ev.Usage = field(default_factory=ev.Usage)
+    # What every request of this Claude Code turn so far booked (request_usage).
+    booked: ev.Usage = field(default_factory=ev.Usage)
     # A RunTurn is streaming this turn right now (results now would be too early).
     running: bool = False
     # The key's slot while it is lent to a request that answers or abandons

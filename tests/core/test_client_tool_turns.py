@@ -330,3 +330,50 @@ def test_refused_results_leave_the_waiting_turn_its_slot_and_answerable(
     # The slot is free once the turn has ended.
     model_double.script(Reply.text("free again"))
     assert run_turn(core, request("and now?"), key=key).error is None
+
+
+def test_each_request_of_a_round_trip_books_the_model_calls_made_for_it(
+    core: CoreProcess, model_double: ModelDouble
+) -> None:
+    model_double.script(
+        Reply.call_tools(
+            [("lookup", {"q": "tides"})],
+            ids=["toolu_u1"],
+            usage={"input_tokens": 1000, "output_tokens": 40},
+        ),
+        Reply.echo_tool_results(),  # the model double's default: 10 tokens in
+    )
+    first = run_turn(core, request("tides", tools=TOOLS))
+    calls = first.of("completed")[0].completed
+    assert calls.finish_reason == ev.FINISH_REASON_TOOL_CALLS
+    # The call the model made for this request, though Claude Code's turn goes on.
+    assert (calls.usage.input_tokens, calls.usage.output_tokens) == (1000, 40)
+
+    second = run_turn(core, answer(first, results(("toolu_u1", "high at 6"))))
+    answered = second.of("completed")[0].completed
+    assert answered.text == "lookup: high at 6"
+    # The model's answer, not the first request's call again.
+    assert 0 < answered.usage.input_tokens < 1000 and answered.usage.output_tokens > 0
+    # The usage event streamed on the way says the same.
+    streamed = second.of("usage")[-1].usage
+    assert streamed.input_tokens == answered.usage.input_tokens
+    # And so do the two request-log rows.
+    turn_ids = [first.started.started.turn_id, second.started.started.turn_id]
+    rows = _log_rows(core, turn_ids)
+    calls_row, answer_row = rows[turn_ids[0]].usage, rows[turn_ids[1]].usage
+    assert (calls_row.input_tokens, calls_row.output_tokens) == (1000, 40)
+    assert answer_row.input_tokens == answered.usage.input_tokens
+
+
+def _log_rows(core: CoreProcess, turn_ids: list[str]) -> dict[str, admin_pb2.RequestLog]:
+    rows: dict[str, admin_pb2.RequestLog] = {}
+    deadline = time.monotonic() + 30
+    with core.channel() as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        while len(rows) < len(turn_ids) and time.monotonic() < deadline:
+            logs = admin.ListRequestLogs(
+                admin_pb2.ListRequestLogsRequest(page_size=200), metadata=core.admin_metadata()
+            ).logs
+            rows = {r.turn_id: r for r in logs if r.turn_id in turn_ids}
+            time.sleep(0.2)
+    return rows
