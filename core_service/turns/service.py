@@ -27,7 +27,7 @@ from core_service.agent.process import AgentProcess
 from core_service.agent.workspace_layout import WorkspaceLayout
 from core_service.config import CoreConfig
 from core_service.errors import Cancelled, NotFound, ServiceError, Unavailable
-from core_service.model_watchdog import bounded_model_stream, idle_seconds
+from core_service.model_watchdog import bounded_model_stream, idle_seconds, quiet_seconds
 from core_service.request_context import RequestContext
 from core_service.store import SessionStore
 from core_service.turns import attachments, outcome, request_usage
@@ -332,6 +332,7 @@ class TurnService:
             guard=functools.partial(
                 bounded_model_stream,
                 idle=idle_seconds(self._config),
+                quiet=quiet_seconds(self._config),
                 # Retired through the registry: it holds its slot until gone.
                 on_stall=functools.partial(self._registry.retire, process, True),
             ),
