@@ -352,8 +352,7 @@ class Core:
         await self.log_writer.close()
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.recovery.unregister)
-        if self.metrics_server is not None:
-            self.metrics_server.shutdown()
+        await metrics.stop_listener(self.metrics_server)
         self.engine.dispose()
 
 
