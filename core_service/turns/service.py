@@ -21,7 +21,7 @@ from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
 from core_service import conversation, file_changes, recovery
-from core_service.agent.client_tools import NOT_RUN_TEXT
+from core_service.agent.client_tools import NOT_RUN_TEXT, ToolResult
 from core_service.agent.options import SessionStart
 from core_service.agent.process import AgentProcess
 from core_service.agent.workspace_layout import WorkspaceLayout
@@ -38,7 +38,14 @@ from core_service.turns.registry import ProcessRegistry
 from core_service.turns.running import TurnRunner, interrupt
 from core_service.turns.tool_requests import choice_note
 from core_service.turns.turn_spans import tracer
-from core_service.turns.waiting import WaitingTurn, WaitingTurns, match_results, too_early
+from core_service.turns.waiting import (
+    WaitingTurn,
+    WaitingTurns,
+    answer_started,
+    match_results,
+    results_before_message,
+    too_early,
+)
 
 log = logging.getLogger("ccapi.sessions")
 
@@ -137,7 +144,13 @@ class TurnService:
                     plan = await self._continuation_plan(caller.key_id, waiting)
                 else:
                     if waiting is not None:
-                        await self._end_waiting(waiting, ended_by_message=waiting.alive)
+                        await self._end_waiting(
+                            waiting,
+                            ended_by_message=waiting.alive,
+                            results=results_before_message(
+                                waiting.call_ids, admitted.turn_input.history
+                            ),
+                        )
                     with tracer.start_as_current_span("turn.planning"):
                         plan = await self._planner.plan(
                             caller.key_id, request, admitted.turn_input, admitted.shape
@@ -221,23 +234,38 @@ class TurnService:
             resumed=True,
         )
 
-    async def _end_waiting(self, waiting: WaitingTurn, *, ended_by_message: bool) -> None:
-        """Ends a Claude Code turn that waits for client tools nobody will send:
-        the model is stopped, the calls get an error result, the rest of that
-        turn is read and dropped; the session and its process stay usable."""
+    async def _end_waiting(
+        self,
+        waiting: WaitingTurn,
+        *,
+        ended_by_message: bool,
+        results: dict[str, ToolResult] | None = None,
+    ) -> None:
+        """Ends a Claude Code turn that waits for client tools before a new user
+        message (or after nobody answered): the model is stopped, the calls get
+        an error result, the rest of that turn is read and dropped; the session
+        and its process stay usable. `results` the message's request carried
+        for the calls reach the model first, as their results; the model is
+        stopped once its next answer starts (the new message supersedes it)."""
         self._waiting.remove(waiting)
         self._registry.let_go(waiting.session_id)
         await self._give_back_slot(waiting)
         if not waiting.alive:
             return
-        await interrupt(waiting.process)
+        stop_at_answer = bool(results)
+        if results:
+            waiting.server.deliver(results)
+        else:
+            await interrupt(waiting.process)
         waiting.server.fail_pending(NOT_RUN_TEXT if ended_by_message else TIMED_OUT_TEXT)
         messages = waiting.runner.messages
         try:
             if messages is not None:
                 async with asyncio.timeout(DRAIN_SECONDS):
-                    async for _ in messages:
-                        pass
+                    async for message in messages:
+                        if stop_at_answer and answer_started(message):
+                            stop_at_answer = False
+                            await interrupt(waiting.process)
         except (Exception, TimeoutError):
             log.warning(
                 "a waiting turn did not end cleanly", extra={"session_id": waiting.session_id}

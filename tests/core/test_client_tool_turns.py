@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -377,3 +378,58 @@ def _log_rows(core: CoreProcess, turn_ids: list[str]) -> dict[str, admin_pb2.Req
             rows = {r.turn_id: r for r in logs if r.turn_id in turn_ids}
             time.sleep(0.2)
     return rows
+
+
+def test_results_then_a_new_message_in_one_request_reach_the_model_in_that_order(
+    core: CoreProcess, model_double: ModelDouble
+) -> None:
+    # E.g. a client whose user interrupted the calls and typed on: the results
+    # it sends are the calls' results, and the message follows them.
+    model_double.script(
+        Reply.call_tools(
+            [("lookup", {"q": "tides"}), ("get_weather", {"city": "Oslo"})],
+            ids=["toolu_m1", "toolu_m2"],
+        ),
+        Reply.echo_tool_results(chunks=20, delay=0.2),  # cut short by the new message
+        Reply.text("Four."),
+    )
+    first = run_turn(core, request("tides and weather", tools=TOOLS))
+    assert first.of("completed")[0].completed.finish_reason == ev.FINISH_REASON_TOOL_CALLS
+
+    second = run_turn(
+        core,
+        pb.RunTurnRequest(
+            model="sonnet",
+            previous_turn_id=first.started.started.turn_id,
+            messages=[
+                results(("toolu_m1", "high at 6"), ("toolu_m2", "aborted by the user")),
+                user("never mind: what is 2+2?"),
+            ],
+            tools=TOOLS,
+        ),
+    )
+
+    assert second.error is None, second.error
+    assert second.of("completed")[0].completed.text == "Four."
+    last = model_double.main_requests[-1]
+    assert (last.last_user_text or "").endswith("never mind: what is 2+2?")
+    # The model had the client's own results, not "the client did not run this tool".
+    seen = _tool_results_in(last.messages)
+    assert seen["toolu_m1"] == "high at 6" and seen["toolu_m2"] == "aborted by the user"
+
+
+def _tool_results_in(messages: list[dict[str, Any]]) -> dict[str, str]:
+    """Every tool result in a model request's history, by tool use id."""
+    found: dict[str, str] = {}
+    for message in messages:
+        content = message.get("content")
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                inner = block.get("content")
+                text = (
+                    inner
+                    if isinstance(inner, str)
+                    else "".join(str(p.get("text", "")) for p in inner or [] if isinstance(p, dict))
+                )
+                found[str(block.get("tool_use_id"))] = text
+    return found
