@@ -154,6 +154,9 @@ class ProcessRegistry:
         """The session's live process, (re)started when it is gone or of another
         shape. With `turn_id` (claimed), a cancel of that turn while it waits
         for a slot ends the wait with `Cancelled` and starts nothing."""
+        cancelled = self._claimed.get(turn_id) if turn_id is not None else None
+        if cancelled is not None and cancelled.is_set():
+            raise _cancelled_before_start()  # while the turn was being stored
         live = self._live.get(session_id)
         if live is not None and not live.closed and same_process(live.shape, shape):
             stray = live.discard_stray_messages()
@@ -168,7 +171,6 @@ class ProcessRegistry:
             )
         if live is not None:
             await self.retire(live)
-        cancelled = self._claimed.get(turn_id) if turn_id is not None else None
         await self._unless_cancelled(self._reserve_slot(session_id), cancelled)
         try:
             async with self.capacity.starts.start():

@@ -21,7 +21,7 @@ from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
 from core_service import conversation, file_changes, recovery
-from core_service.agent.client_tools import NOT_RUN_TEXT, ToolResult
+from core_service.agent.client_tools import NOT_RUN_TEXT, ToolResult, UnknownCall
 from core_service.agent.options import SessionStart
 from core_service.agent.process import AgentProcess
 from core_service.agent.workspace_layout import WorkspaceLayout
@@ -252,10 +252,13 @@ class TurnService:
         await self._give_back_slot(waiting)
         if not waiting.alive:
             return
-        stop_at_answer = bool(results)
         if results:
-            waiting.server.deliver(results)
-        else:
+            try:
+                waiting.server.deliver(results)
+            except UnknownCall:
+                results = None  # a call gave up meanwhile (Claude Code's own timeout)
+        stop_at_answer = bool(results)
+        if not results:
             await interrupt(waiting.process)
         waiting.server.fail_pending(NOT_RUN_TEXT if ended_by_message else TIMED_OUT_TEXT)
         messages = waiting.runner.messages

@@ -299,3 +299,15 @@ async def test_an_abandoned_process_counts_against_the_cap_until_it_has_exited()
     slow.exited.set()
     await asyncio.wait_for(asyncio.gather(ending, again, starting), 2)
     assert reg.live_sessions() == {"b"} and reg.live_count == 1
+
+
+async def test_a_cancel_while_the_turn_is_stored_stops_it_even_with_a_live_process() -> None:
+    reg, factory, _ = capped(max_live=2)
+    await turn(reg, "a")  # a's process is live and idle: no wait for a slot
+    reg.claim("t-next")
+    cancelling = asyncio.create_task(reg.cancel("t-next"))
+    await asyncio.sleep(0.01)
+    with pytest.raises(Cancelled):
+        await reg.process_for("a", PLACE, SHAPE, SessionStart("a"), "t-next")
+    reg.end_turn("t-next")
+    assert await cancelling and len(factory.started) == 1
