@@ -64,6 +64,7 @@ from core_service.store import SessionStore
 from core_service.turns.admission import Admissions
 from core_service.turns.attachments import Attachments
 from core_service.turns.capacity import Capacity, Limits
+from core_service.turns.compaction import Compactions, CompactionTokens, compaction_secret
 from core_service.turns.lifecycle import SessionLifecycle
 from core_service.turns.planning import Planner
 from core_service.turns.registry import ProcessRegistry
@@ -161,6 +162,9 @@ class Core:
             Attachments(self.files, self.attachment_log),
         )
         self.turns.on_process = self.metrics.observe_process
+        self.compactions = Compactions(
+            self.turns, self.store, CompactionTokens(compaction_secret(config))
+        )
         self.metrics.watch(metrics.CoreGauges(self.registry, self.pool))
         self.metrics_server: HTTPServer | None = None
         self.health = (
@@ -195,7 +199,7 @@ class Core:
         traces = [] if telemetry.sdk_disabled() else [aio_server_interceptor()]  # type: ignore[no-untyped-call]
         server = grpc.aio.server(interceptors=[*traces, interceptor], options=MESSAGE_SIZE_OPTIONS)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(self.turns, self.store), server
+            AgentServicer(self.turns, self.store, self.compactions), server
         )
         models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.catalog), server)
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(

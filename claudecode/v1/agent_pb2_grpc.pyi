@@ -61,6 +61,13 @@ class AgentServiceStub:
     """Stops a running turn; a finished turn is returned unchanged."""
     DeleteTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.DeleteTurnRequest, _agent_pb2.DeleteTurnResponse]
     """Forgets a stored turn."""
+    CompactTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.CompactTurnRequest, _agent_pb2.CompactTurnResponse]
+    """Compacts a conversation with Claude Code's own /compact (the Responses
+    API's POST /v1/responses/compact): the session is summarised by the model
+    and Claude Code goes on from the summary. Returns the compaction turn and
+    an opaque, signed token naming it; RunTurnRequest.compaction with that
+    token continues from the compacted state. Logged and limited like a turn.
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -95,6 +102,13 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """Stops a running turn; a finished turn is returned unchanged."""
     DeleteTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.DeleteTurnRequest, _agent_pb2.DeleteTurnResponse]  # type: ignore[assignment]
     """Forgets a stored turn."""
+    CompactTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.CompactTurnRequest, _agent_pb2.CompactTurnResponse]  # type: ignore[assignment]
+    """Compacts a conversation with Claude Code's own /compact (the Responses
+    API's POST /v1/responses/compact): the session is summarised by the model
+    and Claude Code goes on from the summary. Returns the compaction turn and
+    an opaque, signed token naming it; RunTurnRequest.compaction with that
+    token continues from the compacted state. Logged and limited like a turn.
+    """
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Runs Claude Code turns and keeps what they produced.
@@ -150,5 +164,18 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.DeleteTurnResponse, _abc.Awaitable[_agent_pb2.DeleteTurnResponse]]:
         """Forgets a stored turn."""
+
+    @_abc_1.abstractmethod
+    def CompactTurn(
+        self,
+        request: _agent_pb2.CompactTurnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.CompactTurnResponse, _abc.Awaitable[_agent_pb2.CompactTurnResponse]]:
+        """Compacts a conversation with Claude Code's own /compact (the Responses
+        API's POST /v1/responses/compact): the session is summarised by the model
+        and Claude Code goes on from the summary. Returns the compaction turn and
+        an opaque, signed token naming it; RunTurnRequest.compaction with that
+        token continues from the compacted state. Logged and limited like a turn.
+        """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

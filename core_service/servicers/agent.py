@@ -13,18 +13,22 @@ from core_service import request_context
 from core_service.errors import NotFound
 from core_service.interceptors import current_caller
 from core_service.store import SessionStore
+from core_service.turns.compaction import Compactions
 from core_service.turns.service import TurnService
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, turns: TurnService, store: SessionStore) -> None:
+    def __init__(self, turns: TurnService, store: SessionStore, compactions: Compactions) -> None:
         self._turns = turns
         self._store = store
+        self._compactions = compactions
 
     async def RunTurn(
         self, request: pb.RunTurnRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.RunTurnResponse]:
         call = request_context.current()
+        if request.compaction:
+            await asyncio.to_thread(self._compactions.restore, current_caller(), request)
         run = self._turns.run_turn(call, request)
         sent_headers = False
         try:
@@ -68,3 +72,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 f"No response '{request.turn_id}'.", reason="turn_not_found", param="turn_id"
             )
         return pb.DeleteTurnResponse(turn_id=request.turn_id)
+
+    async def CompactTurn(
+        self, request: pb.CompactTurnRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CompactTurnResponse:
+        return await self._compactions.compact(request_context.current(), request)

@@ -34,6 +34,7 @@ from .protocol import (
     CustomToolCallInput,
     FunctionCallInput,
     FunctionCallOutputInput,
+    HostedCallInput,
     InputFile,
     InputImage,
     InputText,
@@ -60,6 +61,12 @@ def _check_text_and_items(body: Mapping[str, Any]) -> None:
         kind = item.get("type")
         if kind not in SUPPORTED_ITEM_TYPES:
             raise unsupported(f"input[{i}].type", f"'{kind}' items")
+        if kind == "compaction" and not isinstance(item.get("encrypted_content"), str):
+            raise invalid_request(
+                "compaction items need their encrypted_content.",
+                f"input[{i}].encrypted_content",
+                "missing_required_parameter",
+            )
         if kind == "mcp_call" and item.get("server_label") != SERVER_LABEL:
             raise unsupported(f"input[{i}].server_label", "only this service's own mcp_call items")
         content = item.get("content")
@@ -187,7 +194,19 @@ def _call_part(item: FunctionCallInput | CustomToolCallInput) -> content_pb2.Con
     return content_pb2.ContentPart(tool_call=call)
 
 
-def _messages(req: ResponseCreateRequest) -> list[content_pb2.Message]:
+def compaction_of(req: ResponseCreateRequest) -> tuple[str, int]:
+    """The last compaction item's token and the index of the first item after it
+    (what came before is in the compacted state); ("", 0) without one."""
+    if isinstance(req.input, str):
+        return "", 0
+    for i in range(len(req.input) - 1, -1, -1):
+        item = req.input[i]
+        if isinstance(item, HostedCallInput) and item.type == "compaction":
+            return str((item.model_extra or {})["encrypted_content"]), i + 1
+    return "", 0
+
+
+def _messages(req: ResponseCreateRequest, start: int = 0) -> list[content_pb2.Message]:
     if isinstance(req.input, str):
         return [content_pb2.Message(role=content_pb2.ROLE_USER, content=[_text(req.input)])]
     out: list[content_pb2.Message] = []
@@ -200,6 +219,8 @@ def _messages(req: ResponseCreateRequest) -> list[content_pb2.Message]:
         return out[-1]
 
     for i, item in enumerate(req.input):
+        if i < start:
+            continue
         if isinstance(item, UserInput):
             out.append(content_pb2.Message(role=ROLES["user"], content=_user_parts(item, i)))
         elif isinstance(item, SystemInput):
@@ -240,9 +261,17 @@ def to_run_turn_request(
     if req.previous_response_id is not None:
         previous = turn_id_of(req.previous_response_id, "previous_response_id")
     effort = req.reasoning.effort if req.reasoning is not None else None
+    compaction, start = compaction_of(req)
+    if compaction and previous:
+        raise invalid_request(
+            "A compaction item starts a new chain: send it without previous_response_id.",
+            "previous_response_id",
+            "invalid_value",
+        )
     run = agent_pb2.RunTurnRequest(
         model=req.model or "",
-        messages=_messages(req),
+        messages=_messages(req, start),
+        compaction=compaction,
         instructions=req.instructions or "",
         previous_turn_id=previous,
         store=req.store is not False,
