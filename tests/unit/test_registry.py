@@ -311,3 +311,24 @@ async def test_a_cancel_while_the_turn_is_stored_stops_it_even_with_a_live_proce
         await reg.process_for("a", PLACE, SHAPE, SessionStart("a"), "t-next")
     reg.end_turn("t-next")
     assert await cancelling and len(factory.started) == 1
+
+
+async def test_a_pooled_process_the_pool_gives_up_counts_until_it_has_exited() -> None:
+    reg, factory, pool = capped(max_live=2, pool_size=1)
+    reg.start(with_pool=True)
+    await pool.wait_ready(2)
+    pooled = factory.started[0]
+    exited = asyncio.Event()
+
+    async def slow_close() -> None:
+        pooled.closed = True
+        await exited.wait()
+
+    pooled.close = slow_close  # type: ignore[method-assign]
+    pool.resize(0)  # the pool ends its entry itself
+    await asyncio.sleep(0.05)
+    assert pool.ready_count == 0 and reg.live_count == 1  # still exiting
+    exited.set()
+    await asyncio.sleep(0.05)
+    assert reg.live_count == 0
+    await reg.shutdown(0)
