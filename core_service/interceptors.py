@@ -37,7 +37,7 @@ from claudecode.v1 import agent_pb2
 from core_service import db_errors, request_context
 from core_service.errors import PermissionDenied, ResourceExhausted, ServiceError, Unauthenticated
 from core_service.keys import KeyStore
-from core_service.rate_buckets import TokenBuckets
+from core_service.rate_buckets import WRONG_KEY_THROTTLED, TokenBuckets
 from core_service.request_context import Actor, RequestContext, final_status
 from core_service.turns.admission import Caller
 from core_service.users import UserStore
@@ -185,8 +185,11 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._admin_token = admin_token
         self._log_sink = log_sink
         self._default_tools = default_tools or (lambda: ())
-        self._key_failures = key_failures or TokenBuckets(
-            KEY_FAILURE_BURST, 1 / KEY_FAILURE_REFILL_SECONDS
+        # `is None`, not `or`: an empty TokenBuckets is falsy (it has a length).
+        self._key_failures = (
+            key_failures
+            if key_failures is not None
+            else TokenBuckets(KEY_FAILURE_BURST, 1 / KEY_FAILURE_REFILL_SECONDS)
         )
 
     async def intercept_service(
@@ -353,6 +356,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 raise ResourceExhausted(
                     "Too many requests with a missing or wrong API key from this address; "
                     f"try again in {wait} s.",
+                    reason=WRONG_KEY_THROTTLED,
                     retry_after_seconds=wait,
                 )
             if not token:

@@ -75,8 +75,9 @@ class LimitGate:
                 param="model",
             )
 
-    def admit(self, key: KeyInfo) -> Admission:
-        """Counts one request against the key's limits, or raises RESOURCE_EXHAUSTED."""
+    def admit(self, key: KeyInfo, lease: str | None = None) -> Admission:
+        """Counts one request against the key's limits, or raises RESOURCE_EXHAUSTED.
+        With `lease` (one a waiting turn holds) no new concurrency lease is taken."""
         limits = key.limits
         now = time.time()
         window = int(now // 60)
@@ -132,10 +133,12 @@ class LimitGate:
                         retry_after_seconds=60 - int(now % 60),
                         headers=headers,
                     )
-        lease = ""
+        if lease is not None:
+            return Admission(key.id, lease, headers)
+        taken = ""
         if limits.max_concurrent > 0:
-            lease = self._take_lease(key.id, limits.max_concurrent, headers)
-        return Admission(key.id, lease, headers)
+            taken = self._take_lease(key.id, limits.max_concurrent, headers)
+        return Admission(key.id, taken, headers)
 
     def _take_lease(self, key_id: str, limit: int, headers: dict[str, str]) -> str:
         now = datetime.now(UTC)

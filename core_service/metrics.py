@@ -11,6 +11,7 @@ objects at scrape time (`CoreGauges`). Key ids are bounded labels
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -38,6 +39,7 @@ from ccapi_client.telemetry import (
     metrics_port,
     top_keys,
 )
+from core_service.rate_buckets import WRONG_KEY_THROTTLED
 from core_service.request_log import LogEntry
 
 log = logging.getLogger("ccapi.metrics")
@@ -52,11 +54,13 @@ QUEUE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, float("inf"))
 LIMIT_KINDS = {
     "insufficient_quota": "budget",
     "session_busy": "session_busy",
+    WRONG_KEY_THROTTLED: "wrong_key",
 }
 # Phrases of the key limits' messages (all share the reason rate_limit_exceeded).
 RATE_KINDS = (
     ("tokens per minute", "tokens_per_minute"),
     ("requests per minute", "requests_per_minute"),
+    ("turns at once", "concurrency"),
 )
 # Reasons of the model's failures -> ccapi_model_errors_total{type}.
 MODEL_ERROR_TYPES = {
@@ -78,7 +82,7 @@ def limit_kind(reason: str, message: str) -> str | None:
         for phrase, kind in RATE_KINDS:
             if phrase in message:
                 return kind
-        return "concurrency"
+        return "other"
     if "queue" in reason or "capacity" in reason or reason == "overloaded":
         return "capacity"
     return None
@@ -316,3 +320,12 @@ def start_listener(
     thread.start()
     log.info("metrics on http://%s:%s/metrics", host, server.server_port)
     return server
+
+
+async def stop_listener(server: HTTPServer | None) -> None:
+    """Stops serving and frees the port. Off the event loop: `shutdown` waits
+    for the serving thread to notice (up to its poll interval)."""
+    if server is None:
+        return
+    await asyncio.to_thread(server.shutdown)
+    server.server_close()

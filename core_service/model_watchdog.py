@@ -1,22 +1,22 @@
-"""Ends a turn whose model answer stalls mid-stream.
+"""Ends a turn whose Claude Code stream goes silent.
 
 Claude Code bounds a model request until its response starts (API_TIMEOUT_MS),
 but not a stream that stops sending after it started: the turn would hang
 until the client gave up. While the main agent is between `message_start`
-and `message_stop`, a silence of API_TIMEOUT_MS ends the turn; waits outside
-a model stream (tools running, subagents) are not bounded here.
+and `message_stop`, a silence of API_TIMEOUT_MS ends the turn. Between model
+answers (tools running, a model request starting) a silence is bounded too,
+by a longer limit: API_TIMEOUT_MS plus the longest a tool may legitimately
+run (a built-in command, or a client tool waiting for its result).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from claude_agent_sdk import StreamEvent
 
-from core_service.agent.process import AgentProcess
 from core_service.config import CoreConfig
 from core_service.errors import Unavailable
 
@@ -24,7 +24,8 @@ T = TypeVar("T")
 
 # Claude Code's own default for API_TIMEOUT_MS.
 DEFAULT_IDLE_SECONDS = 600.0
-INTERRUPT_TIMEOUT_SECONDS = 2.0
+# The longest Claude Code lets a built-in command run (the Bash tool's maximum).
+TOOL_RUN_SECONDS = 600.0
 # Processes being ended after a stall (a reference keeps each task alive).
 _ENDING: set[asyncio.Task[None]] = set()
 
@@ -38,30 +39,53 @@ def idle_seconds(config: CoreConfig) -> float:
     return value if value > 0 else DEFAULT_IDLE_SECONDS
 
 
+def quiet_seconds(config: CoreConfig) -> float:
+    """The bound on a silence between model answers."""
+    longest_tool = max(TOOL_RUN_SECONDS, float(config.client_tool_timeout_seconds))
+    return idle_seconds(config) + longest_tool
+
+
 async def bounded_model_stream(
-    messages: AsyncIterator[T], idle: float, on_stall: Callable[[], Awaitable[None]]
+    messages: AsyncIterator[T],
+    idle: float,
+    on_stall: Callable[[], Awaitable[None]],
+    quiet: float | None = None,
 ) -> AsyncIterator[T]:
     """`messages`, failing with UNAVAILABLE when a started model stream is
-    silent for `idle` seconds. `on_stall` (ending the process, which takes a
-    few seconds) runs beside the failure, which the client gets at once."""
+    silent for `idle` seconds, or the stream between model answers for
+    `quiet` seconds (default: `idle` plus TOOL_RUN_SECONDS). `on_stall`
+    (ending the process, which takes a few seconds) runs beside the failure,
+    which the client gets at once."""
     iterator = aiter(messages)
+    between = quiet if quiet is not None else idle + TOOL_RUN_SECONDS
     streaming = False
     while True:
-        # The wait for the next message is never cancelled: cancelling it
-        # inside the SDK leaves a client that no longer disconnects.
+        # The wait for the next message is never cancelled, not even when the
+        # caller is: cancelling it inside the SDK leaves a client that no
+        # longer disconnects.
         pending: asyncio.Future[T] = asyncio.ensure_future(anext(iterator))
-        if streaming:
-            done, _ = await asyncio.wait({pending}, timeout=idle)
-            if not done:
-                pending.add_done_callback(_forget)
-                _in_background(on_stall)
+        limit = idle if streaming else between
+        try:
+            done, _ = await asyncio.wait({pending}, timeout=limit)
+        except asyncio.CancelledError:
+            pending.add_done_callback(_forget)
+            raise
+        if not done:
+            pending.add_done_callback(_forget)
+            _in_background(on_stall)
+            if streaming:
                 raise Unavailable(
-                    f"The model stopped sending in the middle of its answer for {idle:g} s "
+                    f"The model stopped sending in the middle of its answer for {limit:g} s "
                     "(API_TIMEOUT_MS); the turn was ended.",
                     reason="model_unavailable",
                 )
+            raise Unavailable(
+                f"Claude Code sent nothing for {limit:g} s between model answers; "
+                "the turn was ended.",
+                reason="agent_unavailable",
+            )
         try:
-            message = await pending
+            message = pending.result()
         except StopAsyncIteration:
             return
         if isinstance(message, StreamEvent) and message.parent_tool_use_id is None:
@@ -71,13 +95,6 @@ async def bounded_model_stream(
             elif kind == "message_stop":
                 streaming = False
         yield message
-
-
-async def end_process(process: AgentProcess) -> None:
-    """Stops the stalled model call, then ends the process."""
-    with contextlib.suppress(Exception, asyncio.TimeoutError):
-        await asyncio.wait_for(process.client.interrupt(), INTERRUPT_TIMEOUT_SECONDS)
-    await process.close()
 
 
 def _in_background(action: Callable[[], Awaitable[None]]) -> None:

@@ -17,6 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# The reason a request is refused with when an address sent too many missing
+# or wrong API keys: a throttle of its own, not a key's limit.
+WRONG_KEY_THROTTLED = "wrong_key_throttled"
+
 
 @dataclass
 class _Bucket:

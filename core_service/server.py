@@ -173,6 +173,7 @@ class Core:
         )
         self.server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._heartbeat: asyncio.Task[None] | None = None
         self._applied_version = -1
 
     async def start(self) -> int:
@@ -240,8 +241,9 @@ class Core:
             asyncio.create_task(self._watch_config()),
             asyncio.create_task(self._enforce_retention()),
             asyncio.create_task(self._renew_leases()),
-            asyncio.create_task(self.recovery.run_forever()),
         ]
+        # Apart: it beats until every turn has ended (see stop).
+        self._heartbeat = asyncio.create_task(self.recovery.run_forever())
         log.info("core listening", extra={"port": port, "data_dir": str(self.config.data_dir)})
         self._log_capacity()
         return port
@@ -347,12 +349,15 @@ class Core:
             await asyncio.gather(stopping, self.server.stop(grace + 2))
         else:
             await stopping
+        # Only now: a core still winding up its turns must not look dead to the
+        # others, or they would recover (fail) turns it is still finishing.
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         # Every request-log row queued so far is written before we exit.
         await self.log_writer.close()
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.recovery.unregister)
-        if self.metrics_server is not None:
-            self.metrics_server.shutdown()
+        await metrics.stop_listener(self.metrics_server)
         self.engine.dispose()
 
 

@@ -85,7 +85,10 @@ class AgentServiceServicer:
         delivers the results, and its stream carries the rest of the same Claude
         Code turn: more tool calls, or the answer. A new user message instead of
         results gives the waiting calls an error result ("the client did not run
-        this tool") and the turn goes on with that message. Unanswered calls time
+        this tool") and the turn goes on with that message; ROLE_TOOL results for
+        the waiting calls before that message are delivered as their results
+        first. Each RunTurn's usage covers the model calls made for it (the cost
+        comes with the one that ends the Claude Code turn). Unanswered calls time
         out (CCAPI_CLIENT_TOOL_TIMEOUT_SECONDS): the waiting turn is interrupted
         and the session stays usable.
         """

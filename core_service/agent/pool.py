@@ -48,6 +48,9 @@ class ProcessPool:
         self._starting = 0
         # Taken for a conversation, not yet adopted by the registry.
         self._taken: list[AgentProcess] = []
+        # Processes the pool itself is ending (idle, resized away): they hold
+        # their slot until they have exited. (Evicted ones the registry counts.)
+        self._ending = 0
         # Whether the live-process cap leaves a slot for one more (the registry's).
         self.room: Callable[[], bool] = lambda: True
         # Paces CLI starts with the registry's (capacity.StartPacer.start).
@@ -85,7 +88,7 @@ class ProcessPool:
         """Processes counted against the cap on the pool's behalf. Read-only:
         the metrics scrape calls it from another thread."""
         taken = sum(1 for p in list(self._taken) if not p.closed)
-        return len(self._ready) + self._starting + taken
+        return len(self._ready) + self._starting + taken + self._ending
 
     def ready_processes(self) -> list[AgentProcess]:
         """Ready entries (eviction candidates), oldest first."""
@@ -114,7 +117,7 @@ class ProcessPool:
         """Changes the pool's size (live configuration); extra processes close."""
         self._size = max(0, size)
         while len(self._ready) > self._size:
-            self._spawn(self._discard(self._ready.pop()))
+            self._spawn(self._end(self._ready.pop()))
         if self._reaper is not None:
             self._refill()
         elif self._size and not self._closed and self._started:
@@ -164,13 +167,21 @@ class ProcessPool:
             return
         self._starting -= 1
         if self._closed:
-            await self._discard(process)
+            await self._end(process)
         else:
             self._ready.append(process)
 
     async def _discard(self, process: AgentProcess) -> None:
         await process.close()
         self._layout.remove(process.place)
+
+    async def _end(self, process: AgentProcess) -> None:
+        """Ends a process the pool gives up on its own, counted until it has exited."""
+        self._ending += 1
+        try:
+            await self._discard(process)
+        finally:
+            self._ending -= 1
 
     async def _reap_forever(self) -> None:
         while True:
@@ -179,7 +190,7 @@ class ProcessPool:
             stale = [p for p in self._ready if now - p.last_used > self._idle_seconds]
             for process in stale:
                 self._ready.remove(process)
-                await self._discard(process)
+                await self._end(process)
 
     async def close(self) -> None:
         self._closed = True

@@ -144,7 +144,7 @@ class AgentProcess:
         self.closed = True
         mid_turn = bool(getattr(self.client, "turn_open", False))
         # Taken before the CLI exits: afterwards its children are no longer its.
-        tree = await asyncio.to_thread(process_tree.freeze, self.proc, mid_turn)
+        tree = await process_tree.afreeze(self.proc, mid_turn)
         if not mid_turn:
             try:
                 await asyncio.wait_for(self.client.disconnect(), CLOSE_TIMEOUT_SECONDS)
@@ -153,9 +153,7 @@ class AgentProcess:
                     "claude process did not close cleanly", extra={"session_id": self.session_id}
                 )
         sweep_uid = self.uids.release(self.place.uid) if self.uids is not None else False
-        left = await asyncio.to_thread(
-            process_tree.kill, tree, self.proc, self.place.uid if sweep_uid else None
-        )
+        left = await process_tree.akill(tree, self.proc, self.place.uid if sweep_uid else None)
         if mid_turn:
             await _quietly_disconnect(self.client)
         if left:
@@ -246,6 +244,6 @@ class ProcessFactory:
 async def _stop_unstarted(client: ClaudeSDKClient) -> None:
     """A process that never became a conversation's: killed with its children."""
     proc = process_tree.identify(_cli_pid(client))
-    tree = await asyncio.to_thread(process_tree.freeze, proc, True)
-    await asyncio.to_thread(process_tree.kill, tree, proc, None)
+    tree = await process_tree.afreeze(proc, True)
+    await process_tree.akill(tree, proc, None)
     await _quietly_disconnect(client)

@@ -5,10 +5,16 @@ one in between, and each is known by pid and start time, so a pid the kernel
 has handed to another process since is never signalled. Commands run inside
 bubblewrap with a pid namespace of their own: killing the namespace's first
 process ends every process in it, however it detached (nohup, setsid).
+
+The blocking work runs on a small pool of its own (`afreeze`, `akill`), not
+the default executor the database calls use: a burst of ending processes,
+each waiting up to GONE_WAIT_SECONDS, cannot starve them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -19,6 +25,10 @@ Proc = tuple[int, int]
 
 FREEZE_ROUNDS = 20
 GONE_WAIT_SECONDS = 5.0
+# Threads for freezing and killing; more kills wait their turn in the pool's
+# queue, which is bounded by the processes there are to end (the live cap).
+KILL_THREADS = 2
+_POOL = concurrent.futures.ThreadPoolExecutor(KILL_THREADS, thread_name_prefix="ccapi-kill")
 
 
 def _stat(pid: int) -> tuple[int, str, int] | None:
@@ -129,3 +139,13 @@ def kill(frozen: set[Proc], root: Proc | None, uid: int | None) -> list[int]:
         time.sleep(0.02)
         left = [p for p in left if _alive(p)]
     return sorted(pid for pid, _ in left)
+
+
+async def afreeze(root: Proc | None, with_root: bool, uid: int | None = None) -> set[Proc]:
+    """`freeze`, on the process-tree pool."""
+    return await asyncio.get_running_loop().run_in_executor(_POOL, freeze, root, with_root, uid)
+
+
+async def akill(frozen: set[Proc], root: Proc | None, uid: int | None) -> list[int]:
+    """`kill`, on the process-tree pool."""
+    return await asyncio.get_running_loop().run_in_executor(_POOL, kill, frozen, root, uid)

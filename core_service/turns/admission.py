@@ -90,8 +90,16 @@ class Admissions:
             )
         return self._catalog.resolve(request.model or "sonnet").id
 
-    async def admit(self, caller: Caller, request: pb.RunTurnRequest, model: str) -> AdmittedTurn:
-        """Validates the request and takes the key's limits; raises what the caller sees."""
+    async def admit(
+        self,
+        caller: Caller,
+        request: pb.RunTurnRequest,
+        model: str,
+        lent: AdmittedTurn | None = None,
+    ) -> AdmittedTurn:
+        """Validates the request and takes the key's limits; raises what the caller
+        sees. With `lent` (a waiting turn's slot) it runs on that concurrency
+        lease instead of taking one; the other limits still count it."""
         turn_input = conversation.split(request.messages, request.instructions)
         shape = ProcessShape(
             model=model,
@@ -107,8 +115,21 @@ class Admissions:
         if caller.key is not None:
             names = {request.model, model, *self._catalog.aliases_of(model)}
             self._gate.check_model(caller.key, {n for n in names if n})
-            admission = await asyncio.to_thread(self._gate.admit, caller.key)
+            lease = lent.admission.lease if lent is not None and lent.admission else None
+            admission = await asyncio.to_thread(self._gate.admit, caller.key, lease)
         return AdmittedTurn(model, turn_input, shape, admission)
+
+    async def book(self, admitted: AdmittedTurn, usage: ev.Usage) -> None:
+        """Books what the turn used, leaving its concurrency lease to whoever runs on it."""
+        if admitted.admission is None:
+            return
+        booked = AdmittedTurn(
+            admitted.model,
+            admitted.turn_input,
+            admitted.shape,
+            Admission(admitted.admission.key_id, ""),
+        )
+        await self.release(booked, usage)
 
     async def release(self, admitted: AdmittedTurn, usage: ev.Usage) -> None:
         """Books what the turn used; shielded, since it runs as the call ends."""

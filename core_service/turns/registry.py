@@ -3,13 +3,14 @@ them right now (one per session), and their end (idle reaping, eviction,
 shutdown).
 
 Every live process enters through `adopt` or `process_for` and every open
-turn through `begin_turn`. Live processes are capped (`Capacity`): the pool's
-count inside the cap, and a process start that finds the cap reached first
-evicts the least recently used idle process (a pool entry or a conversation's
-process that has no open turn and whose session is not in a turn's hands);
-that conversation resumes from its transcript on its next turn, as after
-idle reaping. When every slot is busy the start waits, up to the queue's
-wait limit, for one to free.
+turn through `begin_turn`; every process ends through `retire` (or eviction,
+which uses it), so a process that is still exiting keeps its slot. Live
+processes are capped (`Capacity`): the pool's count inside the cap, and a
+process start that finds the cap reached first evicts the least recently
+used idle process (a pool entry or a conversation's process that has no open
+turn and whose session is not in a turn's hands); that conversation resumes
+from its transcript on its next turn, as after idle reaping. When every slot
+is busy the start waits, up to the queue's wait limit, for one to free.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from core_service.agent.options import ProcessShape, SessionStart, same_process
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import AgentProcess, ProcessFactory
 from core_service.agent.workspace_layout import Place
-from core_service.errors import Busy, Unavailable
+from core_service.errors import Busy, Cancelled, Unavailable
 from core_service.turns.capacity import Capacity, overloaded, unlimited
 from core_service.turns.running import TurnProcess, interrupt
 
@@ -62,11 +63,15 @@ class ProcessRegistry:
         self._live: dict[str, AgentProcess] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: dict[str, RunningTurn] = {}
-        self._claimed: set[str] = set()
+        # Turns stored and getting a process; the event is set by a cancel
+        # that arrives before the turn runs.
+        self._claimed: dict[str, asyncio.Event] = {}
         # Slots reserved by starts in progress (process_for), and held by
         # evicted processes until they have exited.
         self._starting = 0
         self._closing = 0
+        # Processes being ended by `retire`, by id(process): one ending each.
+        self._retiring: dict[int, asyncio.Future[None]] = {}
         # Set (and replaced) whenever a slot may have freed: waiting starts look again.
         self._freed = asyncio.Event()
         # Sessions whose process waits for client tool results between RunTurns.
@@ -139,9 +144,19 @@ class ProcessRegistry:
         self._live[session_id] = process
 
     async def process_for(
-        self, session_id: str, place: Place, shape: ProcessShape, start: SessionStart
+        self,
+        session_id: str,
+        place: Place,
+        shape: ProcessShape,
+        start: SessionStart,
+        turn_id: str | None = None,
     ) -> AgentProcess:
-        """The session's live process, (re)started when it is gone or of another shape."""
+        """The session's live process, (re)started when it is gone or of another
+        shape. With `turn_id` (claimed), a cancel of that turn while it waits
+        for a slot ends the wait with `Cancelled` and starts nothing."""
+        cancelled = self._claimed.get(turn_id) if turn_id is not None else None
+        if cancelled is not None and cancelled.is_set():
+            raise _cancelled_before_start()  # while the turn was being stored
         live = self._live.get(session_id)
         if live is not None and not live.closed and same_process(live.shape, shape):
             stray = live.discard_stray_messages()
@@ -155,12 +170,15 @@ class ProcessRegistry:
                 extra={"session_id": session_id, "stray_messages": stray},
             )
         if live is not None:
-            self._live.pop(session_id, None)
-            await live.close()
-        await self._reserve_slot(session_id)
+            await self.retire(live)
+        await self._unless_cancelled(self._reserve_slot(session_id), cancelled)
         try:
             async with self.capacity.starts.start():
+                if cancelled is not None and cancelled.is_set():
+                    raise _cancelled_before_start()
                 process = await self._factory.start(place, shape, start)
+        except Cancelled:
+            raise
         except Exception as error:
             log.exception("could not start Claude Code", extra={"session_id": session_id})
             raise Unavailable(
@@ -170,17 +188,49 @@ class ProcessRegistry:
             self._starting -= 1
             self._slot_may_have_freed()
         self._live[session_id] = process
+        if cancelled is not None and cancelled.is_set():
+            # Cancelled while it started: the process stays the session's, idle.
+            raise _cancelled_before_start()
         return process
+
+    async def _unless_cancelled(
+        self, wait: Awaitable[None], cancelled: asyncio.Event | None
+    ) -> None:
+        """Reserves a slot by `wait`, unless `cancelled` is set first: then the
+        wait ends (any slot it got given back) with `Cancelled`."""
+        if cancelled is None:
+            await wait
+            return
+        waiting = asyncio.ensure_future(wait)
+        cancel = asyncio.ensure_future(cancelled.wait())
+        proceed = False
+        try:
+            await asyncio.wait({waiting, cancel}, return_when=asyncio.FIRST_COMPLETED)
+            if waiting.done() and not cancelled.is_set():
+                waiting.result()  # at capacity: raises overloaded
+                proceed = True
+        finally:
+            cancel.cancel()
+            if not waiting.done():
+                waiting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiting
+            got_slot = waiting.done() and not waiting.cancelled() and not waiting.exception()
+            if got_slot and not proceed:
+                self._starting -= 1
+                self._slot_may_have_freed()
+        if not proceed:
+            raise _cancelled_before_start()
 
     def running_turn_ids(self) -> set[str]:
         """Turns this process is running now, or has stored and is getting a
         process for (crash recovery leaves them alone)."""
-        return set(self._running) | self._claimed
+        return set(self._running) | set(self._claimed)
 
     def claim(self, turn_id: str) -> None:
         """A turn about to be stored: it is this core's from now on, even while
         it waits for a process slot (end_turn releases it)."""
-        self._claimed.add(turn_id)
+        self._claimed.setdefault(turn_id, asyncio.Event())
 
     async def _reserve_slot(self, session_id: str) -> None:
         """Takes one live-process slot for a start: a free one, else the one an
@@ -234,13 +284,35 @@ class ProcessRegistry:
 
     def _evict(self, process: AgentProcess) -> Awaitable[None]:
         """Takes an idle process out of reach at once (no turn can pick it up
-        after this) and returns its ending to await: it counts against the cap
-        until it has exited, since its memory is only free then."""
+        after this) and returns its ending to await (see `retire`)."""
         pooled = self.pool.evict(process) if self.pool is not None else None
-        if pooled is None and self._live.get(process.session_id) is process:
+        if pooled is None:
+            return self.retire(process)
+        self._closing += 1
+        return self._closed_counted(pooled)
+
+    def retire(self, process: AgentProcess, interrupt_first: bool = False) -> Awaitable[None]:
+        """Ends a process that must serve no more turns (idle, abandoned, stalled,
+        of the wrong shape): out of reach at once, and counted against the cap
+        until it has exited, since its memory is only free then. Returns its
+        ending to await; ending a process twice waits for the one ending."""
+        ending = self._retiring.get(id(process))
+        if ending is not None:
+            return asyncio.shield(ending)
+        if self._live.get(process.session_id) is process:
             del self._live[process.session_id]
         self._closing += 1
-        return self._closed_counted(pooled if pooled is not None else process.close())
+        ending = asyncio.ensure_future(self._closed_counted(self._end(process, interrupt_first)))
+        self._retiring[id(process)] = ending
+        ending.add_done_callback(lambda _: self._retiring.pop(id(process), None))
+        # Shielded: a caller that goes away does not cut the ending short.
+        return asyncio.shield(ending)
+
+    @staticmethod
+    async def _end(process: AgentProcess, interrupt_first: bool) -> None:
+        if interrupt_first:
+            await interrupt(process)  # stops a model call first; bounded, never raises
+        await process.close()
 
     async def _closed_counted(self, ending: Awaitable[None]) -> None:
         try:
@@ -260,12 +332,6 @@ class ProcessRegistry:
     def _slot_may_have_freed(self) -> None:
         self._freed.set()
         self._freed = asyncio.Event()
-
-    def forget(self, process: AgentProcess) -> None:
-        """A process that must not serve another turn (its turn was abandoned)."""
-        if self._live.get(process.session_id) is process:
-            self._live.pop(process.session_id, None)
-        self._slot_may_have_freed()
 
     async def close_session(self, session_id: str) -> None:
         process = self._live.get(session_id)
@@ -296,28 +362,35 @@ class ProcessRegistry:
     def has_open_turn(self, process: TurnProcess) -> bool:
         return id(process) in self._busy_processes()
 
+    def end_turn(self, turn_id: str) -> None:
+        self._running.pop(turn_id, None)
+        self._claimed.pop(turn_id, None)
+        self._slot_may_have_freed()
+
+    async def cancel(self, turn_id: str) -> bool:
+        """Interrupts a turn running here, or ends one still waiting for a
+        process slot, and waits (briefly) for it to end. False when no such
+        turn is here."""
+        running = self._running.get(turn_id)
+        claimed = self._claimed.get(turn_id)
+        if running is not None:
+            running.cancel_requested = True
+            await interrupt(running.process)
+        elif claimed is not None:
+            claimed.set()
+        else:
+            return False
+        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+        while (turn_id in self._running or turn_id in self._claimed) and (
+            time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.05)
+        return True
+
     def begin_turn(self, turn_id: str, process: TurnProcess) -> RunningTurn:
         running = RunningTurn(process)
         self._running[turn_id] = running
         return running
-
-    def end_turn(self, turn_id: str) -> None:
-        self._running.pop(turn_id, None)
-        self._claimed.discard(turn_id)
-        self._slot_may_have_freed()
-
-    async def cancel(self, turn_id: str) -> bool:
-        """Interrupts a turn running here and waits (briefly) for it to end.
-        False when no such turn runs in this process."""
-        running = self._running.get(turn_id)
-        if running is None:
-            return False
-        running.cancel_requested = True
-        await interrupt(running.process)
-        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
-        while turn_id in self._running and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        return True
 
     # The end
 
@@ -359,5 +432,13 @@ class ProcessRegistry:
         if self._reaper is not None:
             self._reaper.cancel()
         await self.pool.close()
-        live, self._live = list(self._live.values()), {}
-        await asyncio.gather(*(p.close() for p in live), *list(self._background))
+        live = list(self._live.values())
+        await asyncio.gather(
+            *(self.retire(p) for p in live),
+            *list(self._retiring.values()),
+            *list(self._background),
+        )
+
+
+def _cancelled_before_start() -> Cancelled:
+    return Cancelled("The turn was cancelled before it started.", reason="cancelled")

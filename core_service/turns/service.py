@@ -21,19 +21,19 @@ from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
 from core_service import conversation, file_changes, recovery
-from core_service.agent.client_tools import NOT_RUN_TEXT
+from core_service.agent.client_tools import NOT_RUN_TEXT, ToolResult, UnknownCall
 from core_service.agent.options import SessionStart
 from core_service.agent.process import AgentProcess
 from core_service.agent.translate import TurnAccumulator
 from core_service.agent.workspace_layout import WorkspaceLayout
 from core_service.config import CoreConfig
 from core_service.domain.turn import Turn
-from core_service.errors import NotFound, ServiceError, Unavailable
-from core_service.model_watchdog import bounded_model_stream, end_process, idle_seconds
+from core_service.errors import Cancelled, NotFound, ServiceError, Unavailable
+from core_service.model_watchdog import bounded_model_stream, idle_seconds, quiet_seconds
 from core_service.request_context import RequestContext
 from core_service.servicers import convert
 from core_service.store import SessionStore
-from core_service.turns import attachments, outcome
+from core_service.turns import attachments, outcome, request_usage
 from core_service.turns.admission import Admissions, AdmittedTurn, Caller
 from core_service.turns.outcome import TurnOutcome, TurnProgress
 from core_service.turns.planning import Continue, Plan, Planner, decide
@@ -41,7 +41,14 @@ from core_service.turns.registry import ProcessRegistry
 from core_service.turns.running import TurnRunner, interrupt
 from core_service.turns.tool_requests import choice_note
 from core_service.turns.turn_spans import tracer
-from core_service.turns.waiting import WaitingTurn, WaitingTurns, match_results, too_early
+from core_service.turns.waiting import (
+    WaitingTurn,
+    WaitingTurns,
+    answer_started,
+    match_results,
+    results_before_message,
+    too_early,
+)
 
 log = logging.getLogger("ccapi.sessions")
 
@@ -123,24 +130,36 @@ class TurnService:
         if not self._registry.accepting:
             raise Unavailable("The service is shutting down.", reason="shutting_down")
         progress.model = self._admissions.resolve_model(request)
-        # A turn waiting for the client gives its concurrency slot to the request
-        # that answers (or abandons) it, so a key limited to one turn can answer.
+        # A turn waiting for the client lends its concurrency slot to the request
+        # that answers (or abandons) it, so a key limited to one turn can answer;
+        # a refusal before this request begins gives it back (see `_settle_lent`).
         waiting = await self._waiting_for(caller, request)
-        with tracer.start_as_current_span("turn.admission"):
-            admitted = await self._admissions.admit(caller, request, progress.model)
-        progress.headers = admitted.headers
+        lent = waiting.lend_slot() if waiting is not None else None
+        admitted: AdmittedTurn | None = None
         try:
+            with tracer.start_as_current_span("turn.admission"):
+                admitted = await self._admissions.admit(caller, request, progress.model, lent)
+            progress.headers = admitted.headers
             attached = await self._resolve_attachments(caller, request)
             # Past the key's limits: wait (bounded) for one of the core's running slots.
             async with self._registry.capacity.slot(progress):
                 if not self._registry.accepting:
                     # Shutdown began while this turn waited in the queue.
                     raise Unavailable("The service is shutting down.", reason="shutting_down")
+                if waiting is not None and lent is not None:
+                    await self._hand_over(waiting, lent)
+                    lent = None
                 if waiting is not None and waiting.alive and admitted.turn_input.tool_outputs:
                     plan = await self._continuation_plan(caller.key_id, waiting)
                 else:
                     if waiting is not None:
-                        await self._end_waiting(waiting, ended_by_message=waiting.alive)
+                        await self._end_waiting(
+                            waiting,
+                            ended_by_message=waiting.alive,
+                            results=results_before_message(
+                                waiting.call_ids, admitted.turn_input.history
+                            ),
+                        )
                     with tracer.start_as_current_span("turn.planning"):
                         plan = await self._planner.plan(
                             caller.key_id, request, admitted.turn_input, admitted.shape
@@ -160,14 +179,16 @@ class TurnService:
                         yield event
         finally:
             runner = progress.runner
-            if not progress.keeps_slot:
+            if waiting is not None and lent is not None:
+                await self._settle_lent(waiting, lent)
+            elif admitted is not None and not progress.keeps_slot:
                 await self._admissions.release(
                     admitted, runner.acc.usage if runner is not None else ev.Usage()
                 )
 
     async def _waiting_for(self, caller: Caller, request: pb.RunTurnRequest) -> WaitingTurn | None:
         """The turn waiting for the client that this request answers or abandons
-        (its results validated), with its concurrency slot given back; None if none."""
+        (its results validated); None if none."""
         if not len(self._waiting):
             return None
         turn_input = conversation.split(request.messages, request.instructions)
@@ -188,8 +209,23 @@ class TurnService:
             return None  # the session lock refuses the request as busy
         if outputs and waiting.alive:
             match_results(waiting.call_ids, outputs)  # refuses before anything changes
-        await self._give_back_slot(waiting)
         return waiting
+
+    async def _hand_over(self, waiting: WaitingTurn, lent: AdmittedTurn) -> None:
+        """The borrowing request begins: the slot is its own from here, and what
+        the waiting turn used so far is booked."""
+        waiting.lent = None
+        await self._admissions.book(lent, waiting.usage)
+
+    async def _settle_lent(self, waiting: WaitingTurn, lent: AdmittedTurn) -> None:
+        """The borrowing request was refused before it began: the slot goes back
+        to the turn, still waiting and answerable later (or, if it stopped
+        waiting meanwhile, is released)."""
+        if self._waiting.of_session(waiting.session_id) is waiting:
+            waiting.slot_back()
+        else:
+            waiting.lent = None
+            await self._admissions.release(lent, waiting.usage)
 
     async def _give_back_slot(self, waiting: WaitingTurn) -> None:
         if waiting.admitted is not None:
@@ -207,29 +243,46 @@ class TurnService:
             resumed=True,
         )
 
-    async def _end_waiting(self, waiting: WaitingTurn, *, ended_by_message: bool) -> None:
-        """Ends a Claude Code turn that waits for client tools nobody will send:
-        the model is stopped, the calls get an error result, the rest of that
-        turn is read and dropped; the session and its process stay usable."""
+    async def _end_waiting(
+        self,
+        waiting: WaitingTurn,
+        *,
+        ended_by_message: bool,
+        results: dict[str, ToolResult] | None = None,
+    ) -> None:
+        """Ends a Claude Code turn that waits for client tools before a new user
+        message (or after nobody answered): the model is stopped, the calls get
+        an error result, the rest of that turn is read and dropped; the session
+        and its process stay usable. `results` the message's request carried
+        for the calls reach the model first, as their results; the model is
+        stopped once its next answer starts (the new message supersedes it)."""
         self._waiting.remove(waiting)
         self._registry.let_go(waiting.session_id)
         await self._give_back_slot(waiting)
         if not waiting.alive:
             return
-        await interrupt(waiting.process)
+        if results:
+            try:
+                waiting.server.deliver(results)
+            except UnknownCall:
+                results = None  # a call gave up meanwhile (Claude Code's own timeout)
+        stop_at_answer = bool(results)
+        if not results:
+            await interrupt(waiting.process)
         waiting.server.fail_pending(NOT_RUN_TEXT if ended_by_message else TIMED_OUT_TEXT)
         messages = waiting.runner.messages
         try:
             if messages is not None:
                 async with asyncio.timeout(DRAIN_SECONDS):
-                    async for _ in messages:
-                        pass
+                    async for message in messages:
+                        if stop_at_answer and answer_started(message):
+                            stop_at_answer = False
+                            await interrupt(waiting.process)
         except (Exception, TimeoutError):
             log.warning(
                 "a waiting turn did not end cleanly", extra={"session_id": waiting.session_id}
             )
-            self._registry.forget(waiting.process)
-            await waiting.process.close()
+            await self._registry.retire(waiting.process)
         waiting.process.last_used = time.monotonic()
 
     def _on_call_timeout(self, waiting: WaitingTurn) -> None:
@@ -288,7 +341,7 @@ class TurnService:
                     "claude.process", attributes={"ccapi.source": source}
                 ):
                     process = plan.pooled or await self._registry.process_for(
-                        plan.session.id, plan.session.place, shape, plan.start
+                        plan.session.id, plan.session.place, shape, plan.start, turn.id
                     )
         except BaseException as error:
             # No process (at capacity, could not start, the caller left while
@@ -303,6 +356,11 @@ class TurnService:
             self._config.diff_limit_chars,
         )
         saver = recovery.TurnProgress(self._store.save_progress)
+        seen = request_usage.SeenCalls()
+
+        def on_message(message: object) -> None:
+            saver.note(turn, message)
+            seen.note(message)  # this request's own model calls (client-tool round trips)
         runner = TurnRunner(
             process,
             plan.session.id,
@@ -314,10 +372,12 @@ class TurnService:
             guard=functools.partial(
                 bounded_model_stream,
                 idle=idle_seconds(self._config),
-                on_stall=functools.partial(end_process, process),
+                quiet=quiet_seconds(self._config),
+                # Retired through the registry: it holds its slot until gone.
+                on_stall=functools.partial(self._registry.retire, process, True),
             ),
             # Usage so far is stored as it comes, for crash recovery.
-            on_message=functools.partial(saver.note, turn),
+            on_message=on_message,
             structured=bool(shape.output_format),
         )
         progress.session_id, progress.turn, progress.runner = plan.session.id, turn, runner
@@ -370,7 +430,14 @@ class TurnService:
             async for event in events:
                 if waiting is not None and event.HasField("tool_call_done"):
                     waiting.calls = runner.client_calls  # results for these are too early
+                if waiting is not None and event.HasField("usage"):
+                    event.usage.CopyFrom(request_usage.less(event.usage, waiting.booked))
                 yield event
+            if waiting is not None:
+                # One Claude Code turn over several requests: each books its share.
+                runner.acc.usage = request_usage.of_request(
+                    runner.acc.usage, runner.acc.result is not None, seen.usage(), waiting.booked
+                )
             await self._settle(turn, runner, admitted)
             finished = True
             process.last_used = time.monotonic()
@@ -432,6 +499,7 @@ class TurnService:
         waiting.admitted = admitted
         waiting.usage = ev.Usage()
         waiting.usage.CopyFrom(runner.acc.usage)
+        request_usage.add(waiting.booked, runner.acc.usage)
         progress.keeps_slot = True
         self._registry.keep_open(waiting.session_id)
 
@@ -457,7 +525,7 @@ class TurnService:
 
     async def _end_unstarted(self, turn: Turn, error: BaseException) -> None:
         """Stores a turn that never got a process as failed (or cancelled)."""
-        if isinstance(error, ServiceError):
+        if isinstance(error, ServiceError) and not isinstance(error, Cancelled):
             outcome.fail(turn, error)
         else:
             outcome.cancel(turn)
@@ -469,9 +537,7 @@ class TurnService:
             log.warning("could not store an unstarted turn", extra={"turn_id": turn.id})
 
     async def _abandon(self, process: AgentProcess, turn: Turn) -> None:
-        self._registry.forget(process)
-        await interrupt(process)
-        await process.close()
+        await self._registry.retire(process, interrupt_first=True)
         outcome.cancel(turn)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._store.finish_turn, turn, None, None)

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from claude_agent_sdk import StreamEvent
+
 from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
 from core_service.agent.client_tools import ClientToolServer, ToolResult
@@ -40,9 +42,30 @@ class WaitingTurn:
     calls: list[cpb.ClientToolCall]
     # The key's concurrency slot, kept while the turn waits (None once given back).
     admitted: AdmittedTurn | None
+    # What the last request that parked the turn used (booked when the slot moves on).
     usage: ev.Usage = field(default_factory=ev.Usage)
+    # What every request of this Claude Code turn so far booked (request_usage).
+    booked: ev.Usage = field(default_factory=ev.Usage)
     # A RunTurn is streaming this turn right now (results now would be too early).
     running: bool = False
+    # The key's slot while it is lent to a request that answers or abandons
+    # the turn, until that request begins (or is refused and gives it back).
+    lent: AdmittedTurn | None = None
+
+    def lend_slot(self) -> AdmittedTurn | None:
+        """Lends the turn's slot to the request that answers or abandons it, so a
+        key limited to one turn at once can answer; None when there is none to
+        lend (already lent to a request in flight, or given back)."""
+        if self.lent is not None or self.admitted is None:
+            return None
+        self.lent, self.admitted = self.admitted, None
+        return self.lent
+
+    def slot_back(self) -> None:
+        """The borrowing request was refused before it began: the turn keeps
+        waiting with its slot, answerable later."""
+        if self.lent is not None:
+            self.admitted, self.lent = self.lent, None
 
     @property
     def call_ids(self) -> list[str]:
@@ -112,6 +135,35 @@ def match_results(
         )
     # In the order of the calls: the model reads the results in that order.
     return {i: given[i] for i in waiting_ids}
+
+
+def results_before_message(
+    waiting_ids: Sequence[str], history: Sequence[cpb.Message]
+) -> dict[str, ToolResult]:
+    """Results for the waiting calls that a request carries before its new user
+    message (tool results, then a message, in one request; e.g. a client whose
+    user interrupted a call and typed on). They reach the model as the calls'
+    results, and the message follows; older results in the history (for other
+    ids) are history only."""
+    pending = set(waiting_ids)
+    found: dict[str, ToolResult] = {}
+    for message in history:
+        if message.role != cpb.ROLE_TOOL:
+            continue
+        for part in message.content:
+            output = part.tool_output
+            if part.WhichOneof("part") == "tool_output" and output.call_id in pending:
+                found[output.call_id] = ToolResult(output.output, output.is_error)
+    return found
+
+
+def answer_started(message: object) -> bool:
+    """The main agent's next model call began (so delivered results are in its history)."""
+    return (
+        isinstance(message, StreamEvent)
+        and message.parent_tool_use_id is None
+        and message.event.get("type") == "message_start"
+    )
 
 
 def too_early(waiting: WaitingTurn) -> Busy:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -291,3 +292,144 @@ def test_each_request_of_a_round_trip_is_its_own_log_row_with_the_calls(
 
     assert list(rows[turn_ids[0]].tools_used) == ["lookup", "get_weather"]
     assert list(rows[turn_ids[1]].tools_used) == []
+
+
+def test_refused_results_leave_the_waiting_turn_its_slot_and_answerable(
+    core: CoreProcess, model_double: ModelDouble
+) -> None:
+    # A key allowed one turn at once, on sonnet only.
+    with core.channel() as channel:
+        created = admin_pb2_grpc.AdminServiceStub(channel).CreateKey(
+            admin_pb2.CreateKeyRequest(
+                name="one-at-a-time",
+                limits=admin_pb2.KeyLimits(max_concurrent=1),
+                allowed_models=["sonnet"],
+            ),
+            metadata=core.admin_metadata(),
+        )
+    key = created.secret
+    model_double.script(
+        Reply.call_tools([("lookup", {"q": "tides"})], ids=["toolu_r1"]),
+        Reply.echo_tool_results(),
+    )
+    first = run_turn(core, request("tides", tools=TOOLS), key=key)
+    assert first.of("completed")[0].completed.finish_reason == ev.FINISH_REASON_TOOL_CALLS
+
+    # The results arrive on a request admission refuses (a model the key may not use).
+    refused = answer(first, results(("toolu_r1", "high at 6")))
+    refused.model = "opus"
+    denied = rpc_error(run_turn(core, refused, key=key))
+    assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    # The waiting turn still holds the key's one slot: another turn is refused...
+    other = rpc_error(run_turn(core, request("something else"), key=key))
+    assert other.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # ...and the right request still continues it.
+    done = run_turn(core, answer(first, results(("toolu_r1", "high at 6"))), key=key)
+    assert done.error is None, done.error
+    assert done.of("completed")[0].completed.text == "lookup: high at 6"
+    # The slot is free once the turn has ended.
+    model_double.script(Reply.text("free again"))
+    assert run_turn(core, request("and now?"), key=key).error is None
+
+
+def test_each_request_of_a_round_trip_books_the_model_calls_made_for_it(
+    core: CoreProcess, model_double: ModelDouble
+) -> None:
+    model_double.script(
+        Reply.call_tools(
+            [("lookup", {"q": "tides"})],
+            ids=["toolu_u1"],
+            usage={"input_tokens": 1000, "output_tokens": 40},
+        ),
+        Reply.echo_tool_results(),  # the model double's default: 10 tokens in
+    )
+    first = run_turn(core, request("tides", tools=TOOLS))
+    calls = first.of("completed")[0].completed
+    assert calls.finish_reason == ev.FINISH_REASON_TOOL_CALLS
+    # The call the model made for this request, though Claude Code's turn goes on.
+    assert (calls.usage.input_tokens, calls.usage.output_tokens) == (1000, 40)
+
+    second = run_turn(core, answer(first, results(("toolu_u1", "high at 6"))))
+    answered = second.of("completed")[0].completed
+    assert answered.text == "lookup: high at 6"
+    # The model's answer, not the first request's call again.
+    assert 0 < answered.usage.input_tokens < 1000 and answered.usage.output_tokens > 0
+    # The usage event streamed on the way says the same.
+    streamed = second.of("usage")[-1].usage
+    assert streamed.input_tokens == answered.usage.input_tokens
+    # And so do the two request-log rows.
+    turn_ids = [first.started.started.turn_id, second.started.started.turn_id]
+    rows = _log_rows(core, turn_ids)
+    calls_row, answer_row = rows[turn_ids[0]].usage, rows[turn_ids[1]].usage
+    assert (calls_row.input_tokens, calls_row.output_tokens) == (1000, 40)
+    assert answer_row.input_tokens == answered.usage.input_tokens
+
+
+def _log_rows(core: CoreProcess, turn_ids: list[str]) -> dict[str, admin_pb2.RequestLog]:
+    rows: dict[str, admin_pb2.RequestLog] = {}
+    deadline = time.monotonic() + 30
+    with core.channel() as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        while len(rows) < len(turn_ids) and time.monotonic() < deadline:
+            logs = admin.ListRequestLogs(
+                admin_pb2.ListRequestLogsRequest(page_size=200), metadata=core.admin_metadata()
+            ).logs
+            rows = {r.turn_id: r for r in logs if r.turn_id in turn_ids}
+            time.sleep(0.2)
+    return rows
+
+
+def test_results_then_a_new_message_in_one_request_reach_the_model_in_that_order(
+    core: CoreProcess, model_double: ModelDouble
+) -> None:
+    # E.g. a client whose user interrupted the calls and typed on: the results
+    # it sends are the calls' results, and the message follows them.
+    model_double.script(
+        Reply.call_tools(
+            [("lookup", {"q": "tides"}), ("get_weather", {"city": "Oslo"})],
+            ids=["toolu_m1", "toolu_m2"],
+        ),
+        Reply.echo_tool_results(chunks=20, delay=0.2),  # cut short by the new message
+        Reply.text("Four."),
+    )
+    first = run_turn(core, request("tides and weather", tools=TOOLS))
+    assert first.of("completed")[0].completed.finish_reason == ev.FINISH_REASON_TOOL_CALLS
+
+    second = run_turn(
+        core,
+        pb.RunTurnRequest(
+            model="sonnet",
+            previous_turn_id=first.started.started.turn_id,
+            messages=[
+                results(("toolu_m1", "high at 6"), ("toolu_m2", "aborted by the user")),
+                user("never mind: what is 2+2?"),
+            ],
+            tools=TOOLS,
+        ),
+    )
+
+    assert second.error is None, second.error
+    assert second.of("completed")[0].completed.text == "Four."
+    last = model_double.main_requests[-1]
+    assert (last.last_user_text or "").endswith("never mind: what is 2+2?")
+    # The model had the client's own results, not "the client did not run this tool".
+    seen = _tool_results_in(last.messages)
+    assert seen["toolu_m1"] == "high at 6" and seen["toolu_m2"] == "aborted by the user"
+
+
+def _tool_results_in(messages: list[dict[str, Any]]) -> dict[str, str]:
+    """Every tool result in a model request's history, by tool use id."""
+    found: dict[str, str] = {}
+    for message in messages:
+        content = message.get("content")
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                inner = block.get("content")
+                text = (
+                    inner
+                    if isinstance(inner, str)
+                    else "".join(str(p.get("text", "")) for p in inner or [] if isinstance(p, dict))
+                )
+                found[str(block.get("tool_use_id"))] = text
+    return found

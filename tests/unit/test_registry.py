@@ -14,7 +14,7 @@ from core_service.agent.options import ProcessShape, SessionStart
 from core_service.agent.pool import ProcessPool
 from core_service.agent.process import AgentProcess, ProcessFactory
 from core_service.agent.workspace_layout import Place, WorkspaceLayout
-from core_service.errors import Busy, Unavailable
+from core_service.errors import Busy, Cancelled, Unavailable
 from core_service.turns.capacity import Capacity, Limits
 from core_service.turns.registry import ProcessRegistry
 from tests.unit.recorded import FakeClient, FakeProcess
@@ -71,6 +71,7 @@ class LiveFake:
     stderr_tail: list[str] = field(default_factory=list)
     last_used: float = field(default_factory=time.monotonic)
     closed: bool = False
+    reported_cost_usd: float = 0.0
 
     def discard_stray_messages(self) -> int:
         return 0
@@ -229,3 +230,106 @@ def test_a_claimed_turn_counts_as_running_here_until_it_ends() -> None:
     assert reg.running_turn_ids() == {"t1"}
     reg.end_turn("t1")
     assert reg.running_turn_ids() == set()
+
+
+# Cancelled while waiting for a process slot (CancelTurn before the turn runs).
+
+
+async def test_a_cancel_ends_a_turn_still_waiting_for_a_process_slot() -> None:
+    reg, factory, _ = capped(max_live=1)
+    a = await turn(reg, "a")
+    reg.begin_turn("t-open", a)  # the only slot stays busy
+    reg.claim("t-b")
+    outcome: list[str] = []
+
+    async def turn_b() -> None:
+        async with reg.session_lock("b"):
+            try:
+                await reg.process_for("b", PLACE, SHAPE, SessionStart("b"), "t-b")
+                outcome.append("started")
+            except Cancelled:
+                outcome.append("cancelled")
+            finally:
+                reg.end_turn("t-b")  # as the turn service does, once stored
+
+    waiting = asyncio.create_task(turn_b())
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and "t-b" in reg.running_turn_ids()
+    assert await reg.cancel("t-b")
+    await asyncio.wait_for(waiting, 2)
+    assert outcome == ["cancelled"]
+    # Nothing was started for it, and its reservation is not held.
+    assert len(factory.started) == 1 and reg.live_count == 1
+    assert "t-b" not in reg.running_turn_ids()
+    # The slot, once free, goes to the next start as usual.
+    reg.end_turn("t-open")
+    c = await asyncio.wait_for(turn(reg, "c"), 2)
+    assert not c.closed and reg.live_sessions() == {"c"}
+
+
+# Every process end goes through the registry: one still exiting keeps its slot.
+
+
+class SlowClose(LiveFake):
+    exited: asyncio.Event
+
+    async def close(self) -> None:
+        self.closed = True
+        await self.exited.wait()
+
+
+async def test_an_abandoned_process_counts_against_the_cap_until_it_has_exited() -> None:
+    reg, factory, _ = capped(max_live=1)
+    slow = SlowClose("a", PLACE, SHAPE)
+    slow.exited = asyncio.Event()
+    reg.adopt("a", cast(AgentProcess, slow))
+    reg.begin_turn("t-a", slow)
+    # The turn is abandoned (or the watchdog ends its process): it is retired.
+    ending = asyncio.ensure_future(reg.retire(cast(AgentProcess, slow), interrupt_first=True))
+    reg.end_turn("t-a")
+    await asyncio.sleep(0.05)
+    assert slow.client.interrupts and reg.live_sessions() == set()
+    assert reg.live_count == 1  # still exiting: its memory is not free yet
+    starting = asyncio.create_task(turn(reg, "b"))
+    await asyncio.sleep(0.05)
+    assert not starting.done() and not factory.started
+    # Ending it again waits for the same ending rather than freeing the slot.
+    again = asyncio.ensure_future(reg.retire(cast(AgentProcess, slow)))
+    await asyncio.sleep(0.05)
+    assert not again.done() and reg.live_count == 1
+    slow.exited.set()
+    await asyncio.wait_for(asyncio.gather(ending, again, starting), 2)
+    assert reg.live_sessions() == {"b"} and reg.live_count == 1
+
+
+async def test_a_cancel_while_the_turn_is_stored_stops_it_even_with_a_live_process() -> None:
+    reg, factory, _ = capped(max_live=2)
+    await turn(reg, "a")  # a's process is live and idle: no wait for a slot
+    reg.claim("t-next")
+    cancelling = asyncio.create_task(reg.cancel("t-next"))
+    await asyncio.sleep(0.01)
+    with pytest.raises(Cancelled):
+        await reg.process_for("a", PLACE, SHAPE, SessionStart("a"), "t-next")
+    reg.end_turn("t-next")
+    assert await cancelling and len(factory.started) == 1
+
+
+async def test_a_pooled_process_the_pool_gives_up_counts_until_it_has_exited() -> None:
+    reg, factory, pool = capped(max_live=2, pool_size=1)
+    reg.start(with_pool=True)
+    await pool.wait_ready(2)
+    pooled = factory.started[0]
+    exited = asyncio.Event()
+
+    async def slow_close() -> None:
+        pooled.closed = True
+        await exited.wait()
+
+    pooled.close = slow_close  # type: ignore[method-assign]
+    pool.resize(0)  # the pool ends its entry itself
+    await asyncio.sleep(0.05)
+    assert pool.ready_count == 0 and reg.live_count == 1  # still exiting
+    exited.set()
+    await asyncio.sleep(0.05)
+    assert reg.live_count == 0
+    await reg.shutdown(0)

@@ -3,9 +3,12 @@ in-process."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -16,6 +19,10 @@ from ccapi_client.telemetry import OTHER, BoundedLabel, MetricsExposure
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import events_pb2 as ev
 from core_service import metrics
+from core_service.errors import ResourceExhausted
+from core_service.interceptors import CoreInterceptor
+from core_service.keys import KeyStore
+from core_service.rate_buckets import TokenBuckets
 from core_service.request_log import LogEntry
 from core_service.turns import turn_spans
 from tests.stack import free_port
@@ -94,6 +101,28 @@ def test_core_listener_honours_the_exposure_setting() -> None:
         server.server_close()
 
 
+async def test_stopping_the_core_listener_frees_its_port_without_blocking_the_loop() -> None:
+    core = metrics.CoreMetrics(top_keys=5)
+    port = free_port()
+    server = metrics.start_listener(core.registry, metrics.ListenerSettings(port=port))
+    assert server is not None
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0)
+    before = ticks
+    await metrics.stop_listener(server)
+    ticker.cancel()
+    assert ticks > before  # the loop ran on while the listener stopped
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))  # the port is free: the socket was closed
+
 def test_refusals_are_counted_by_kind() -> None:
     core = metrics.CoreMetrics(top_keys=5)
     core.observe_failure("rate_limit_exceeded", "Rate limit reached: 5 tokens per minute.")
@@ -103,10 +132,27 @@ def test_refusals_are_counted_by_kind() -> None:
     core.observe_failure("model_overloaded", "")
     core.observe_failure("model_unavailable", "")
     core.observe_failure("invalid_request", "bad")
+    core.observe_failure("rate_limit_exceeded", "Too many turns at once: this key allows 1.")
     kinds = {s.labels["kind"] for m in core.limit_rejections.collect() for s in m.samples}
-    assert kinds == {"tokens_per_minute", "requests_per_minute", "budget"}
+    assert kinds == {"tokens_per_minute", "requests_per_minute", "budget", "concurrency"}
     types = {s.labels["type"] for m in core.model_errors.collect() for s in m.samples}
     assert types == {"429", "529", "5xx"}
+
+
+async def test_the_wrong_key_throttle_is_counted_as_its_own_kind() -> None:
+    class NoKeys:
+        def authenticate(self, token: str) -> None:
+            return None
+
+    interceptor = CoreInterceptor(
+        cast(KeyStore, NoKeys()), key_failures=TokenBuckets(capacity=0, per_second=0.001)
+    )
+    with pytest.raises(ResourceExhausted) as refused:
+        await interceptor._authenticate((("authorization", "Bearer sk-wrong"),), "ipv4:10.0.0.9:1")
+    core = metrics.CoreMetrics(top_keys=5)
+    core.observe_failure(refused.value.reason, refused.value.message)
+    kinds = {s.labels["kind"] for m in core.limit_rejections.collect() for s in m.samples}
+    assert kinds == {"wrong_key"}  # not a key's concurrency limit
 
 
 @pytest.fixture
