@@ -63,6 +63,8 @@ from core_service.servicers.sessions import SessionServicer
 from core_service.store import SessionStore
 from core_service.turns.admission import Admissions
 from core_service.turns.attachments import Attachments
+from core_service.turns.background import BackgroundLimits, BackgroundTurns
+from core_service.turns.background_journal import Journal
 from core_service.turns.capacity import Capacity, Limits
 from core_service.turns.lifecycle import SessionLifecycle
 from core_service.turns.planning import Planner
@@ -161,6 +163,14 @@ class Core:
             Attachments(self.files, self.attachment_log),
         )
         self.turns.on_process = self.metrics.observe_process
+        self.background = BackgroundTurns(
+            self.turns,
+            self.registry,
+            self.store,
+            Journal(db, BackgroundLimits.from_env().max_events),
+            self._log_turn,
+            BackgroundLimits.from_env(),
+        )
         self.metrics.watch(metrics.CoreGauges(self.registry, self.pool))
         self.metrics_server: HTTPServer | None = None
         self.health = (
@@ -182,6 +192,7 @@ class Core:
         # What a dead core left is finished before this one takes requests.
         await asyncio.to_thread(self.recovery.register)
         await asyncio.to_thread(self.recovery.recover, True)
+        await asyncio.to_thread(self.background.sweep)
         interceptor = CoreInterceptor(
             self.keys,
             self.users,
@@ -194,7 +205,7 @@ class Core:
         traces = [] if telemetry.sdk_disabled() else [aio_server_interceptor()]  # type: ignore[no-untyped-call]
         server = grpc.aio.server(interceptors=[*traces, interceptor], options=MESSAGE_SIZE_OPTIONS)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(self.turns, self.store), server
+            AgentServicer(self.turns, self.store, self.background), server
         )
         models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.catalog), server)
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
@@ -236,6 +247,7 @@ class Core:
             asyncio.create_task(self._enforce_retention()),
             asyncio.create_task(self._renew_leases()),
             asyncio.create_task(self.recovery.run_forever()),
+            asyncio.create_task(self.background.sweep_forever()),
         ]
         log.info("core listening", extra={"port": port, "data_dir": str(self.config.data_dir)})
         self._log_capacity()
@@ -263,6 +275,13 @@ class Core:
         self, call: RequestContext, code: grpc.StatusCode, reason: str, error: str
     ) -> None:
         """One request-log row per API request; written off the request path."""
+        if call.reply.detached:
+            return  # a background turn writes its row when it ends (_log_turn)
+        self._log_turn(call, code, reason, error)
+
+    def _log_turn(
+        self, call: RequestContext, code: grpc.StatusCode, reason: str, error: str
+    ) -> None:
         bodies = self.live.current.config.log_bodies
         if code != grpc.StatusCode.OK:
             self.metrics.observe_failure(reason, error)
@@ -342,6 +361,7 @@ class Core:
             await asyncio.gather(stopping, self.server.stop(grace + 2))
         else:
             await stopping
+        await self.background.stop()
         # Every request-log row queued so far is written before we exit.
         await self.log_writer.close()
         with contextlib.suppress(Exception):

@@ -61,6 +61,21 @@ class AgentServiceStub:
     """Stops a running turn; a finished turn is returned unchanged."""
     DeleteTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.DeleteTurnRequest, _agent_pb2.DeleteTurnResponse]
     """Forgets a stored turn."""
+    StartBackgroundTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.StartBackgroundTurnRequest, _agent_pb2.StartBackgroundTurnResponse]
+    """Starts a turn in the background (the Responses API's background mode): the
+    core runs it with no caller attached, within the key's limits and the
+    admission queue, and answers as soon as it is accepted, with the turn
+    QUEUED (waiting for a running slot) or IN_PROGRESS. Its events are
+    journaled in order: StreamTurnEvents replays and follows them, GetTurn
+    polls it, CancelTurn stops it. Limits refuse it here, like RunTurn.
+    """
+    StreamTurnEvents: _grpc.UnaryStreamMultiCallable[_agent_pb2.StreamTurnEventsRequest, _agent_pb2.StreamTurnEventsResponse]
+    """The journaled events of a background turn, from `start_index` on: what is
+    kept is replayed, then new events follow as they happen; the stream ends
+    after the turn's last event (TurnCompleted or TurnFailed). Any core
+    sharing the database can serve it. Cancelling the call stops only the
+    stream, never the turn.
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -95,6 +110,21 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """Stops a running turn; a finished turn is returned unchanged."""
     DeleteTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.DeleteTurnRequest, _agent_pb2.DeleteTurnResponse]  # type: ignore[assignment]
     """Forgets a stored turn."""
+    StartBackgroundTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.StartBackgroundTurnRequest, _agent_pb2.StartBackgroundTurnResponse]  # type: ignore[assignment]
+    """Starts a turn in the background (the Responses API's background mode): the
+    core runs it with no caller attached, within the key's limits and the
+    admission queue, and answers as soon as it is accepted, with the turn
+    QUEUED (waiting for a running slot) or IN_PROGRESS. Its events are
+    journaled in order: StreamTurnEvents replays and follows them, GetTurn
+    polls it, CancelTurn stops it. Limits refuse it here, like RunTurn.
+    """
+    StreamTurnEvents: _aio.UnaryStreamMultiCallable[_agent_pb2.StreamTurnEventsRequest, _agent_pb2.StreamTurnEventsResponse]  # type: ignore[assignment]
+    """The journaled events of a background turn, from `start_index` on: what is
+    kept is replayed, then new events follow as they happen; the stream ends
+    after the turn's last event (TurnCompleted or TurnFailed). Any core
+    sharing the database can serve it. Cancelling the call stops only the
+    stream, never the turn.
+    """
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Runs Claude Code turns and keeps what they produced.
@@ -150,5 +180,32 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.DeleteTurnResponse, _abc.Awaitable[_agent_pb2.DeleteTurnResponse]]:
         """Forgets a stored turn."""
+
+    @_abc_1.abstractmethod
+    def StartBackgroundTurn(
+        self,
+        request: _agent_pb2.StartBackgroundTurnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.StartBackgroundTurnResponse, _abc.Awaitable[_agent_pb2.StartBackgroundTurnResponse]]:
+        """Starts a turn in the background (the Responses API's background mode): the
+        core runs it with no caller attached, within the key's limits and the
+        admission queue, and answers as soon as it is accepted, with the turn
+        QUEUED (waiting for a running slot) or IN_PROGRESS. Its events are
+        journaled in order: StreamTurnEvents replays and follows them, GetTurn
+        polls it, CancelTurn stops it. Limits refuse it here, like RunTurn.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamTurnEvents(
+        self,
+        request: _agent_pb2.StreamTurnEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_pb2.StreamTurnEventsResponse], _abc.AsyncIterator[_agent_pb2.StreamTurnEventsResponse]]:
+        """The journaled events of a background turn, from `start_index` on: what is
+        kept is replayed, then new events follow as they happen; the stream ends
+        after the turn's last event (TurnCompleted or TurnFailed). Any core
+        sharing the database can serve it. Cancelling the call stops only the
+        stream, never the turn.
+        """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

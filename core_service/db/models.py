@@ -282,3 +282,40 @@ class AttachmentRecord(Base):
     # The uploaded file it came from; "" for inline file_data.
     file_id: Mapped[str] = mapped_column(String(40), default="")
     attached_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BackgroundTurnRecord(Base):
+    """A turn started in background mode (core_service/turns/background.py):
+    who owns it, where its event journal stands, and the turn as it looked
+    before it had a session (GetTurn shows it while it waits for a slot)."""
+
+    __tablename__ = "background_turns"
+
+    turn_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32))
+    # The core instance running it; a background turn whose owner is gone is failed.
+    owner: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    # claudecode.v1.TurnStatus of the job: QUEUED, IN_PROGRESS, or how it ended.
+    status: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # When its last event was journaled; the retention clock starts here.
+    ended_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, index=True
+    )
+    # claudecode.v1.Turn, serialized: the turn before it got its session.
+    snapshot: Mapped[bytes] = mapped_column(LargeBinary)
+    # Events journaled so far (the next event's index).
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BackgroundEventRecord(Base):
+    """One journaled event of a background turn, in order (index from 0)."""
+
+    __tablename__ = "background_events"
+
+    turn_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # 0: an event; 1: the journal was full here (no payload); 2: the last event.
+    kind: Mapped[int] = mapped_column(Integer, default=0)
+    # claudecode.v1.RunTurnResponse, serialized.
+    payload: Mapped[bytes] = mapped_column(LargeBinary)

@@ -13,13 +13,17 @@ from core_service import request_context
 from core_service.errors import NotFound
 from core_service.interceptors import current_caller
 from core_service.store import SessionStore
+from core_service.turns.background import BackgroundTurns
 from core_service.turns.service import TurnService
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, turns: TurnService, store: SessionStore) -> None:
+    def __init__(
+        self, turns: TurnService, store: SessionStore, background: BackgroundTurns
+    ) -> None:
         self._turns = turns
         self._store = store
+        self._background = background
 
     async def RunTurn(
         self, request: pb.RunTurnRequest, context: grpc.aio.ServicerContext
@@ -43,19 +47,34 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def GetTurn(
         self, request: pb.GetTurnRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTurnResponse:
-        row = await asyncio.to_thread(
-            self._store.get_turn, current_caller().key_id, request.turn_id
+        key_id = current_caller().key_id
+        row = await asyncio.to_thread(self._store.get_turn, key_id, request.turn_id)
+        # A background turn still queued has no stored turn yet.
+        turn = (
+            row.turn
+            if row is not None
+            else await self._background.snapshot(key_id, request.turn_id)
         )
-        if row is None:
+        if turn is None:
             raise NotFound(
                 f"No response '{request.turn_id}'.", reason="turn_not_found", param="turn_id"
             )
-        return pb.GetTurnResponse(turn=row.turn)
+        return pb.GetTurnResponse(turn=turn)
 
     async def CancelTurn(
         self, request: pb.CancelTurnRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelTurnResponse:
-        turn = await self._turns.cancel_turn(current_caller(), request.turn_id)
+        caller = current_caller()
+        turn = await self._background.cancel(caller.key_id, request.turn_id)
+        if turn is None:
+            try:
+                turn = await self._turns.cancel_turn(caller, request.turn_id)
+            except NotFound:
+                # Queued on another core: it is left as it is, like any turn
+                # another core runs.
+                turn = await self._background.snapshot(caller.key_id, request.turn_id)
+                if turn is None:
+                    raise
         return pb.CancelTurnResponse(turn=turn)
 
     async def DeleteTurn(
@@ -68,3 +87,20 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 f"No response '{request.turn_id}'.", reason="turn_not_found", param="turn_id"
             )
         return pb.DeleteTurnResponse(turn_id=request.turn_id)
+
+    async def StartBackgroundTurn(
+        self, request: pb.StartBackgroundTurnRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StartBackgroundTurnResponse:
+        turn, headers = await self._background.start(request_context.current(), request.turn)
+        if headers:
+            await context.send_initial_metadata(tuple(headers.items()))
+        return pb.StartBackgroundTurnResponse(turn=turn)
+
+    async def StreamTurnEvents(
+        self, request: pb.StreamTurnEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamTurnEventsResponse]:
+        events = self._background.events(
+            current_caller().key_id, request.turn_id, request.start_index
+        )
+        async for event in events:
+            yield event

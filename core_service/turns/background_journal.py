@@ -1,0 +1,228 @@
+"""The event journal of background turns, in the database (synchronous
+SQLAlchemy; callers use a thread).
+
+A background turn's events are rows `(turn_id, idx)` written in order, so
+any core sharing the database can replay them to a client that comes back:
+`background_turns` says who runs the turn, how far its journal got and how
+it ended; `background_events` holds the events. A journal holds at most
+`max_events` rows: past that, one FULL marker is written and then only the
+turn's last event (kind LAST). Rows of turns that ended longer ago than the
+retention are purged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import grpc
+from sqlalchemy import delete, exists, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from claudecode.v1 import agent_pb2 as pb
+from claudecode.v1 import events_pb2 as ev
+from core_service.db.models import BackgroundEventRecord, BackgroundTurnRecord, CoreInstance
+from core_service.db.models import TurnRecord as StoredTurn
+from core_service.recovery import INTERRUPTED, INTERRUPTED_MESSAGE
+from core_service.store import utcnow
+from core_service.turns.outcome import status_of
+
+# Row kinds.
+EVENT, FULL, LAST = 0, 1, 2
+UNFINISHED = (pb.TURN_STATUS_QUEUED, pb.TURN_STATUS_IN_PROGRESS)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One journal row: its index, kind and event (None for the FULL marker)."""
+
+    index: int
+    kind: int
+    event: pb.RunTurnResponse | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A background turn's journal entry."""
+
+    turn_id: str
+    key_id: str
+    owner: str
+    status: int
+    event_count: int
+    snapshot: pb.Turn
+
+
+def ending_status(event: pb.RunTurnResponse) -> pb.TurnStatus.ValueType:
+    """The status a turn's last event gives it."""
+    if event.WhichOneof("event") == "completed":
+        return status_of(event.completed.finish_reason)
+    return pb.TURN_STATUS_FAILED
+
+
+def interrupted() -> ev.TurnFailed:
+    return ev.TurnFailed(
+        code=grpc.StatusCode.UNAVAILABLE.value[0], message=INTERRUPTED_MESSAGE, reason=INTERRUPTED
+    )
+
+
+def last_event_of(turn: pb.Turn) -> pb.RunTurnResponse:
+    """A stored turn's end as its last event, for a journal its core never finished."""
+    if turn.status == pb.TURN_STATUS_FAILED:
+        return pb.RunTurnResponse(failed=turn.error)
+    return pb.RunTurnResponse(
+        completed=ev.TurnCompleted(
+            finish_reason=turn.finish_reason,
+            text=turn.output_text,
+            reasoning=turn.reasoning,
+            usage=turn.usage,
+            session_id=turn.session_id,
+            files=turn.files,
+            tool_calls=turn.client_tool_calls,
+        )
+    )
+
+
+class Journal:
+    def __init__(self, sessions: sessionmaker[Session], max_events: int) -> None:
+        self._sessions = sessions
+        self.max_events = max(2, max_events)
+
+    def accept(self, turn: pb.Turn, key_id: str, owner: str) -> None:
+        """The turn is accepted: GetTurn finds it from now on."""
+        with self._sessions.begin() as db:
+            db.add(
+                BackgroundTurnRecord(
+                    turn_id=turn.id,
+                    key_id=key_id,
+                    owner=owner or None,
+                    status=turn.status,
+                    created_at=utcnow(),
+                    snapshot=turn.SerializeToString(),
+                    event_count=0,
+                )
+            )
+
+    def append(
+        self, turn_id: str, rows: Sequence[Row], status: int | None, ended: pb.Turn | None = None
+    ) -> None:
+        """Writes rows (indexes given by the caller, in order) and the job's new
+        status; `ended` replaces the snapshot of a turn that never got a session."""
+        if not rows and status is None:
+            return
+        with self._sessions.begin() as db:
+            for row in rows:
+                db.add(
+                    BackgroundEventRecord(
+                        turn_id=turn_id,
+                        idx=row.index,
+                        kind=row.kind,
+                        payload=row.event.SerializeToString() if row.event is not None else b"",
+                    )
+                )
+            values: dict[str, object] = {}
+            if rows:
+                values["event_count"] = rows[-1].index + 1
+            if status is not None:
+                values["status"] = status
+                if status not in UNFINISHED:
+                    values["ended_at"] = utcnow()
+            if ended is not None:
+                values["snapshot"] = ended.SerializeToString()
+            db.execute(
+                update(BackgroundTurnRecord)
+                .where(BackgroundTurnRecord.turn_id == turn_id)
+                .values(**values)
+            )
+
+    def job(self, key_id: str, turn_id: str) -> Job | None:
+        with self._sessions() as db:
+            row = db.get(BackgroundTurnRecord, turn_id)
+            if row is None or row.key_id != key_id:
+                return None
+            snapshot = pb.Turn()
+            snapshot.ParseFromString(row.snapshot)
+            return Job(
+                row.turn_id, row.key_id, row.owner or "", row.status, row.event_count, snapshot
+            )
+
+    def read(self, turn_id: str, start: int, limit: int) -> list[Row]:
+        with self._sessions() as db:
+            records = db.scalars(
+                select(BackgroundEventRecord)
+                .where(BackgroundEventRecord.turn_id == turn_id, BackgroundEventRecord.idx >= start)
+                .order_by(BackgroundEventRecord.idx)
+                .limit(limit)
+            ).all()
+            rows = []
+            for r in records:
+                event = None
+                if r.kind != FULL:
+                    event = pb.RunTurnResponse()
+                    event.ParseFromString(r.payload)
+                rows.append(Row(r.idx, r.kind, event))
+            return rows
+
+    def finish_orphans(self) -> int:
+        """Ends the journals of background turns whose core is gone (crash
+        recovery, which runs first, has stored their turns as failed): each
+        gets its turn's end as its last event, so followers stop and GetTurn
+        never shows them running. Returns how many."""
+        with self._sessions() as db:
+            ids = db.scalars(
+                select(BackgroundTurnRecord.turn_id).where(
+                    BackgroundTurnRecord.status.in_(UNFINISHED),
+                    BackgroundTurnRecord.owner.is_not(None),
+                    ~exists().where(CoreInstance.id == BackgroundTurnRecord.owner),
+                )
+            ).all()
+        return sum(self._finish_orphan(turn_id) for turn_id in ids)
+
+    def _finish_orphan(self, turn_id: str) -> bool:
+        with self._sessions.begin() as db:
+            job = db.get(BackgroundTurnRecord, turn_id)
+            if job is None or job.status not in UNFINISHED:
+                return False
+            stored = db.get(StoredTurn, turn_id)
+            snapshot = pb.Turn()
+            if stored is not None:
+                if stored.status == pb.TURN_STATUS_IN_PROGRESS:
+                    return False  # recovery has not reached it yet: next pass
+                snapshot.ParseFromString(stored.snapshot)
+                last = last_event_of(snapshot)
+            else:
+                # It never got a session: the job's own snapshot is the turn.
+                snapshot.ParseFromString(job.snapshot)
+                snapshot.status = pb.TURN_STATUS_FAILED
+                snapshot.error.CopyFrom(interrupted())
+                snapshot.completed_at = int(utcnow().timestamp())
+                job.snapshot = snapshot.SerializeToString()
+                last = pb.RunTurnResponse(failed=snapshot.error)
+            db.add(
+                BackgroundEventRecord(
+                    turn_id=turn_id,
+                    idx=job.event_count,
+                    kind=LAST,
+                    payload=last.SerializeToString(),
+                )
+            )
+            job.event_count += 1
+            job.status = ending_status(last)
+            job.ended_at = utcnow()
+            return True
+
+    def purge_ended_before(self, before: datetime) -> int:
+        """Forgets journals of turns that ended before `before`."""
+        with self._sessions.begin() as db:
+            ids = db.scalars(
+                select(BackgroundTurnRecord.turn_id).where(BackgroundTurnRecord.ended_at < before)
+            ).all()
+            if ids:
+                db.execute(
+                    delete(BackgroundEventRecord).where(BackgroundEventRecord.turn_id.in_(ids))
+                )
+                db.execute(
+                    delete(BackgroundTurnRecord).where(BackgroundTurnRecord.turn_id.in_(ids))
+                )
+            return len(ids)
