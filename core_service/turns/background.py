@@ -199,6 +199,8 @@ class BackgroundTurns:
         job = _Job(
             turn_id, call.caller.key_id, self._journal.max_events, snapshot, loop.create_future()
         )
+        # Read here, or by nobody when the caller left first (no warning then).
+        job.accepted.add_done_callback(lambda f: f.cancelled() or f.exception())
         progress.on_queued = lambda: job.signal("queued")
         self._jobs[turn_id] = job
         job.task = asyncio.create_task(self._run(job, call, request, progress))

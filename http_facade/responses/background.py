@@ -55,10 +55,10 @@ def response_of(turn: agent_pb2.Turn) -> dict[str, Any]:
     return shaped(obj, turn) if turn.background else obj
 
 
-def _shaped_event(event: Event) -> Event:
+def _shaped_event(event: Event, turn: agent_pb2.Turn) -> Event:
     response = event.get("response")
     if isinstance(response, dict):
-        response["background"] = True
+        shaped(response, turn if event["type"] == "response.created" else None)
     return event
 
 
@@ -165,27 +165,31 @@ async def _follow(
     requested_model: str,
 ) -> AsyncIterator[falcon.asgi.SSEvent]:
     """The journal of `turn` translated from its first event; the events
-    numbered above `after` are sent."""
+    numbered above `after` are sent.
+
+    Every stream opens with `response.created` and `response.in_progress` at
+    once (a queued turn has no events yet); the journal's TurnStarted only
+    tells the session then."""
     state = ResponseState(echo=echo)
     call = core.stream_turn_events(turn.id, 0, metadata)
     reader = Reader(call, disconnect.gone_event(req.scope), keepalive_seconds)
     disconnect.on_disconnect(req.scope, reader.close)
-    started = False
 
     def fresh(events: list[Event]) -> list[falcon.asgi.SSEvent]:
         return [
-            sse_json(_shaped_event(e), e["type"]) for e in events if e["sequence_number"] > after
+            sse_json(_shaped_event(e, turn), e["type"])
+            for e in events
+            if e["sequence_number"] > after
         ]
 
     try:
+        for sse in fresh(state.start(_started_of(turn), requested_model)):
+            yield sse
         while True:
             try:
                 item = await reader.next()
             except grpc.aio.AioRpcError as err:
-                error = for_responses(from_rpc_error(err, started=started), "resp_" + turn.id)
-                if not started:
-                    for sse in fresh(state.start(_started_of(turn), requested_model)):
-                        yield sse
+                error = for_responses(from_rpc_error(err), "resp_" + turn.id)
                 for sse in fresh(state.fail(error)):
                     yield sse
                 return
@@ -195,19 +199,15 @@ async def _follow(
             if item is GONE or item is grpc.aio.EOF:
                 return  # the client left (the turn runs on), or the core ended the stream
             assert isinstance(item, agent_pb2.StreamTurnEventsResponse)
-            event = item.event
-            kind = event.WhichOneof("event") if item.HasField("event") else None
-            if not started:
-                started = True
-                first = event.started if kind == "started" else _started_of(turn)
-                for sse in fresh(state.start(first, requested_model)):
-                    yield sse
-                if kind == "started":
-                    continue
             if item.journal_full:
                 for sse in fresh([_journal_full(state)]):
                     yield sse
                 return
+            event = item.event
+            kind = event.WhichOneof("event")
+            if kind == "started":
+                state.begin(event.started, requested_model)
+                continue
             if kind == "failed":
                 events = state.fail(turn_failed_error(event.failed))
             else:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -96,8 +97,14 @@ def _replay(http: httpx.Client, response_id: str, after: int | None = None) -> l
     return events
 
 
+def _log_rows(core: CoreProcess, turn_id: str) -> list[sqlite3.Row]:
+    with sqlite3.connect(core.data_dir / "ccapi.db", timeout=30) as db:
+        db.row_factory = sqlite3.Row
+        return db.execute("SELECT * FROM request_logs WHERE turn_id = ?", (turn_id,)).fetchall()
+
+
 def test_returns_at_once_and_is_polled_to_completion(
-    client: openai.OpenAI, model_double: ModelDouble
+    stack: tuple[CoreProcess, Facade], client: openai.OpenAI, model_double: ModelDouble
 ) -> None:
     model_double.script(Reply.text(ANSWER, chunks=6, delay=0.05))
     started = client.responses.create(model=MODEL, input="work on this", background=True)
@@ -108,6 +115,16 @@ def test_returns_at_once_and_is_polled_to_completion(
     done = _poll(client, started.id, {"completed"})
     assert done.background is True
     assert done.output_text == ANSWER
+
+    # One request-log row, written when the turn ended, with what it used.
+    core, _ = stack
+    turn_id = started.id.removeprefix("resp_")
+    deadline = time.monotonic() + 10
+    while not (rows := _log_rows(core, turn_id)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(rows) == 1
+    assert rows[0]["endpoint"] == "/v1/responses" and rows[0]["status"] == 200
+    assert rows[0]["output_tokens"] > 0
 
 
 def test_a_resumed_stream_gets_exactly_the_later_events_and_a_disconnect_cancels_nothing(
@@ -196,8 +213,9 @@ def test_the_keys_limits_apply(
         assert cancelled.json()["status"] == "cancelled"
 
 
-def _restart(core: CoreProcess) -> None:
+def _restart(core: CoreProcess, **env: str) -> None:
     """Starts the core again on its data dir, port and secrets."""
+    core.env = {**core.env, **env}
     with open(core.log_path, "ab") as log_file:
         core.process = subprocess.Popen(
             [sys.executable, "-m", "core_service.cli", "core"],
@@ -225,16 +243,39 @@ def test_a_core_killed_mid_turn_leaves_it_failed_not_in_progress(
     _restart(core)
 
     for response_id in (running.id, queued.id):
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                got = client.responses.retrieve(response_id)
-                break
-            except openai.APIStatusError as err:  # 503 until the worker finds the core
-                assert err.status_code == 503 and time.monotonic() < deadline, err
-                time.sleep(0.2)
+        got = _retry_while_unavailable(lambda r=response_id: client.responses.retrieve(r))
         assert got.status == "failed", got
         assert got.error is not None and got.error.message.startswith("Interrupted")
         with _http(stack) as http:
             events = _replay(http, response_id)
         assert events[-1]["type"] == "response.failed"
+
+
+def test_a_full_journal_ends_the_stream_and_the_turn_runs_on(
+    stack: tuple[CoreProcess, Facade], client: openai.OpenAI, model_double: ModelDouble
+) -> None:
+    core, _ = stack
+    core.stop()
+    _restart(core, CCAPI_BACKGROUND_MAX_EVENTS="5")
+    model_double.script(Reply.text(ANSWER, chunks=8, delay=0.2))
+    started = _retry_while_unavailable(
+        lambda: client.responses.create(model=MODEL, input="talk a lot", background=True)
+    )
+    done = _poll(client, started.id, {"completed"})
+    assert done.output_text == ANSWER
+    with _http(stack) as http:
+        events = _replay(http, started.id)
+    assert events[-1]["type"] == "error" and events[-1]["code"] == "stream_truncated"
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert "response.output_text.delta" in [e["type"] for e in events]
+
+
+def _retry_while_unavailable(call: Any) -> Any:
+    """Calls until a facade worker found the restarted core (503 meanwhile)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return call()
+        except openai.APIStatusError as err:
+            assert err.status_code == 503 and time.monotonic() < deadline, err
+            time.sleep(0.2)
