@@ -170,10 +170,6 @@ class BackgroundTurns:
         self.limits = limits
         self._jobs: dict[str, _Job] = {}
 
-    @property
-    def running_count(self) -> int:
-        return len(self._jobs)
-
     # Starting
 
     async def start(
@@ -277,6 +273,9 @@ class BackgroundTurns:
         writer: asyncio.Task[None],
     ) -> None:
         try:
+            accepted = job.accepted.done() and job.accepted.exception() is None
+            if accepted and not job.recorded.is_set():
+                await job.recorded.wait()  # start() is writing the turn's row
             if not job.recorded.is_set():
                 writer.cancel()
                 return  # never accepted: the caller got the error
@@ -333,7 +332,7 @@ class BackgroundTurns:
     async def snapshot(self, key_id: str, turn_id: str) -> pb.Turn | None:
         """A background turn that has no stored turn (queued, or ended before it
         got a session), as its journal keeps it; None when there is none."""
-        job = await asyncio.to_thread(self._journal.job, key_id, turn_id)
+        job = await asyncio.to_thread(self._journal.job, key_id, turn_id, True)
         return job.snapshot if job is not None else None
 
     async def events(
@@ -403,9 +402,11 @@ class BackgroundTurns:
 
     # Upkeep
 
-    def sweep(self) -> None:
-        """Ends the journals of dead cores' turns; forgets expired journals."""
-        ended = self._journal.finish_orphans()
+    def sweep(self, running: set[str] | None = None, before: datetime | None = None) -> None:
+        """Ends the journals of dead cores' turns, and of this core's own turns
+        accepted before `before` that are not `running` (their end could not be
+        written); forgets expired journals."""
+        ended = self._journal.finish_orphans(self._store.owner, running, before)
         if ended:
             log.warning("background turns of a dead core ended", extra={"turns": ended})
         before = datetime.fromtimestamp(time.time() - self.limits.retention_seconds, UTC)
@@ -414,8 +415,10 @@ class BackgroundTurns:
     async def sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
+            # Taken on the loop, where jobs come and go.
+            running, now = set(self._jobs), datetime.now(UTC)
             try:
-                await asyncio.to_thread(self.sweep)
+                await asyncio.to_thread(self.sweep, running, now)
             except Exception:
                 log.exception("background sweep failed")
 

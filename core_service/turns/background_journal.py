@@ -136,10 +136,14 @@ class Journal:
                 .values(**values)
             )
 
-    def job(self, key_id: str, turn_id: str) -> Job | None:
+    def job(self, key_id: str, turn_id: str, unstarted: bool = False) -> Job | None:
+        """The key's background turn; with `unstarted`, only one that has no
+        stored turn (queued, or ended before it got a session)."""
         with self._sessions() as db:
             row = db.get(BackgroundTurnRecord, turn_id)
             if row is None or row.key_id != key_id:
+                return None
+            if unstarted and db.get(StoredTurn, turn_id) is not None:
                 return None
             snapshot = pb.Turn()
             snapshot.ParseFromString(row.snapshot)
@@ -164,19 +168,34 @@ class Journal:
                 rows.append(Row(r.idx, r.kind, event))
             return rows
 
-    def finish_orphans(self) -> int:
+    def finish_orphans(
+        self, own: str = "", running: set[str] | None = None, before: datetime | None = None
+    ) -> int:
         """Ends the journals of background turns whose core is gone (crash
         recovery, which runs first, has stored their turns as failed): each
         gets its turn's end as its last event, so followers stop and GetTurn
-        never shows them running. Returns how many."""
+        never shows them running. With `own`, also that core's turns accepted
+        before `before` that it no longer runs (their last write was lost).
+        Returns how many."""
         with self._sessions() as db:
-            ids = db.scalars(
-                select(BackgroundTurnRecord.turn_id).where(
-                    BackgroundTurnRecord.status.in_(UNFINISHED),
-                    BackgroundTurnRecord.owner.is_not(None),
-                    ~exists().where(CoreInstance.id == BackgroundTurnRecord.owner),
-                )
-            ).all()
+            ids = list(
+                db.scalars(
+                    select(BackgroundTurnRecord.turn_id).where(
+                        BackgroundTurnRecord.status.in_(UNFINISHED),
+                        BackgroundTurnRecord.owner.is_not(None),
+                        ~exists().where(CoreInstance.id == BackgroundTurnRecord.owner),
+                    )
+                ).all()
+            )
+            if own and before is not None:
+                mine = db.scalars(
+                    select(BackgroundTurnRecord.turn_id).where(
+                        BackgroundTurnRecord.status.in_(UNFINISHED),
+                        BackgroundTurnRecord.owner == own,
+                        BackgroundTurnRecord.created_at < before,
+                    )
+                ).all()
+                ids += [turn_id for turn_id in mine if turn_id not in (running or set())]
         return sum(self._finish_orphan(turn_id) for turn_id in ids)
 
     def _finish_orphan(self, turn_id: str) -> bool:

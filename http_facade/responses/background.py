@@ -189,8 +189,12 @@ async def _follow(
             try:
                 item = await reader.next()
             except grpc.aio.AioRpcError as err:
+                # The stream broke, not (necessarily) the turn: an `error` event,
+                # and the client may resume from its last sequence_number.
                 error = for_responses(from_rpc_error(err), "resp_" + turn.id)
-                for sse in fresh(state.fail(error)):
+                for sse in fresh(
+                    [_error_event(state, str(error.code or "server_error"), error.message)]
+                ):
                     yield sse
                 return
             if item is PING:
@@ -221,15 +225,22 @@ async def _follow(
 
 
 def _journal_full(state: ResponseState) -> Event:
-    """The spec's `error` event for a journal that stopped keeping events."""
+    """The `error` event for a journal that stopped keeping events."""
+    return _error_event(
+        state,
+        "stream_truncated",
+        "This response produced more events than the service keeps for a background "
+        "response; it runs on. Retrieve it with GET /v1/responses/{id} for its result.",
+    )
+
+
+def _error_event(state: ResponseState, code: str, message: str) -> Event:
+    """The spec's `error` streaming event, numbered in the stream."""
     event: Event = {
         "type": "error",
         "sequence_number": state.seq,
-        "code": "stream_truncated",
-        "message": (
-            "This response produced more events than the service keeps for a background "
-            "response; it runs on. Retrieve it with GET /v1/responses/{id} for its result."
-        ),
+        "code": code,
+        "message": message,
         "param": None,
     }
     state.seq += 1
