@@ -356,6 +356,7 @@ class Core:
         for name in ("", *SERVICE_NAMES):
             await _maybe_await(self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING))
         grace = self.config.shutdown_grace_seconds
+        self.background.stopping()
         stopping = self.registry.shutdown(grace)
         if self.server is not None:
             await asyncio.gather(stopping, self.server.stop(grace + 2))

@@ -260,6 +260,17 @@ class BackgroundTurns:
         if last is None:
             # The call ended with no last event (cannot happen once started).
             last = pb.RunTurnResponse(failed=interrupted())
+        if job.interrupted and (
+            (
+                last.HasField("completed")
+                and last.completed.finish_reason == ev.FINISH_REASON_CANCELLED
+            )
+            or (last.HasField("failed") and last.failed.reason == "shutting_down")
+        ):
+            # Stopped by the core's shutdown, not by the client: interrupted.
+            last = pb.RunTurnResponse(failed=interrupted())
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._journal.fail_interrupted, job.turn_id)
         if not job.accepted.done():
             job.accepted.set_exception(_refusal(last))
         await self._end(job, call, last, run.outcome(), writer)
@@ -385,6 +396,12 @@ class BackgroundTurns:
         await asyncio.wait({job.task}, timeout=CANCEL_WAIT_SECONDS)
         row = await asyncio.to_thread(self._store.get_turn, key_id, turn_id, False)
         return row.turn if row is not None else await self.snapshot(key_id, turn_id)
+
+    def stopping(self) -> None:
+        """Shutdown begins: a background turn it stops ends failed
+        (interrupted), not cancelled, as after a crash."""
+        for job in self._jobs.values():
+            job.interrupted = True
 
     async def stop(self) -> None:
         """At shutdown, after running turns had their grace: what is left

@@ -136,6 +136,22 @@ class Journal:
                 .values(**values)
             )
 
+    def fail_interrupted(self, turn_id: str) -> pb.Turn | None:
+        """Stores a turn the core's shutdown stopped as failed, interrupted
+        (it had been stored as cancelled); the stored turn, or None."""
+        with self._sessions.begin() as db:
+            row = db.get(StoredTurn, turn_id)
+            if row is None:
+                return None
+            turn = pb.Turn()
+            turn.ParseFromString(row.snapshot)
+            turn.status = pb.TURN_STATUS_FAILED
+            turn.finish_reason = ev.FINISH_REASON_UNSPECIFIED
+            turn.error.CopyFrom(interrupted())
+            row.status = turn.status
+            row.snapshot = turn.SerializeToString()
+            return turn
+
     def job(self, key_id: str, turn_id: str, unstarted: bool = False) -> Job | None:
         """The key's background turn; with `unstarted`, only one that has no
         stored turn (queued, or ended before it got a session)."""

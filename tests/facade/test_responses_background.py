@@ -251,6 +251,26 @@ def test_a_core_killed_mid_turn_leaves_it_failed_not_in_progress(
         assert events[-1]["type"] == "response.failed"
 
 
+def test_a_graceful_restart_leaves_it_failed_too(
+    stack: tuple[CoreProcess, Facade], client: openai.OpenAI, model_double: ModelDouble
+) -> None:
+    core, _ = stack
+    model_double.set_default(Reply.hang(120))
+    running = _retry_while_unavailable(
+        lambda: client.responses.create(model=MODEL, input="a job", background=True)
+    )
+    model_double.wait_for_requests(1, timeout=60, main_only=True)
+    queued = client.responses.create(model=MODEL, input="a job never started", background=True)
+    assert queued.status == "queued"
+
+    core.stop()  # SIGTERM: running turns get their grace, then are stopped
+    _restart(core)
+    for response_id in (running.id, queued.id):
+        got = _retry_while_unavailable(lambda r=response_id: client.responses.retrieve(r))
+        assert got.status == "failed", got
+        assert got.error is not None and got.error.message.startswith("Interrupted")
+
+
 def test_a_full_journal_ends_the_stream_and_the_turn_runs_on(
     stack: tuple[CoreProcess, Facade], client: openai.OpenAI, model_double: ModelDouble
 ) -> None:
