@@ -439,7 +439,7 @@ class ResponseObject(BaseModel):
     object: Literal["response"]
     created_at: int
     completed_at: int | None
-    status: Literal["completed", "failed", "in_progress", "cancelled", "incomplete"]
+    status: Literal["completed", "failed", "in_progress", "cancelled", "incomplete", "queued"]
     background: bool
     error: ResponseError | None
     incomplete_details: IncompleteDetails | None
