@@ -248,6 +248,7 @@ class Core:
             asyncio.create_task(self._renew_leases()),
             asyncio.create_task(self.recovery.run_forever()),
             asyncio.create_task(self.background.sweep_forever()),
+            asyncio.create_task(self.background.watch_cancels_forever()),
         ]
         log.info("core listening", extra={"port": port, "data_dir": str(self.config.data_dir)})
         self._log_capacity()

@@ -306,6 +306,8 @@ class BackgroundTurnRecord(Base):
     snapshot: Mapped[bytes] = mapped_column(LargeBinary)
     # Events journaled so far (the next event's index).
     event_count: Mapped[int] = mapped_column(Integer, default=0)
+    # A cancel reached another core: the owner sees it and stops the turn.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class BackgroundEventRecord(Base):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -39,6 +40,7 @@ from core_service.turns.background_journal import (
     EVENT,
     FULL,
     LAST,
+    UNFINISHED,
     Journal,
     Row,
     ending_status,
@@ -61,6 +63,8 @@ SWEEP_SECONDS = 15.0
 # A write of the journal that failed is tried again this many times.
 WRITE_ATTEMPTS = 3
 CANCEL_WAIT_SECONDS = 10.0
+# How often a core looks for cancels of its turns that reached another core.
+CANCEL_POLL_SECONDS = 0.5
 
 LogTurn = Callable[[RequestContext, grpc.StatusCode, str, str], None]
 
@@ -385,17 +389,52 @@ class BackgroundTurns:
     # Stopping
 
     async def cancel(self, key_id: str, turn_id: str) -> pb.Turn | None:
-        """Stops a background turn this core runs and returns it as it ended;
-        None when this core runs no such turn."""
+        """Stops a background turn and returns it as it ended (unchanged when
+        it had ended); None when it is not a background turn of this key.
+        Another core's turn is stopped by that core, told through the database."""
         job = self._jobs.get(turn_id)
-        if job is None or job.key_id != key_id or job.task is None:
-            return None
-        if not await self._registry.cancel(turn_id):
+        if job is not None and job.key_id == key_id and job.task is not None:
+            await self._cancel_here(job)
+        else:
+            stored = await asyncio.to_thread(self._journal.job, key_id, turn_id)
+            if stored is None:
+                return None
+            if await asyncio.to_thread(self._journal.request_cancel, key_id, turn_id):
+                deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+                while time.monotonic() < deadline:
+                    await asyncio.sleep(POLL_SECONDS)
+                    now = await asyncio.to_thread(self._journal.job, key_id, turn_id)
+                    if now is None or now.status not in UNFINISHED:
+                        break
+        row = await asyncio.to_thread(self._store.get_turn, key_id, turn_id, False)
+        return row.turn if row is not None else await self.snapshot(key_id, turn_id)
+
+    async def _cancel_here(self, job: _Job) -> None:
+        assert job.task is not None
+        if not await self._registry.cancel(job.turn_id):
             # Not on a process yet (queued, or starting one): the task stops.
             job.task.cancel()
         await asyncio.wait({job.task}, timeout=CANCEL_WAIT_SECONDS)
-        row = await asyncio.to_thread(self._store.get_turn, key_id, turn_id, False)
-        return row.turn if row is not None else await self.snapshot(key_id, turn_id)
+
+    async def watch_cancels_forever(self) -> None:
+        """Stops this core's background turns that a cancel on another core asked for."""
+        stopping: set[str] = set()
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            if not self._jobs:
+                continue
+            try:
+                asked = await asyncio.to_thread(self._journal.cancel_requests, self._store.owner)
+            except Exception:
+                log.warning("could not look for cancel requests", exc_info=True)
+                continue
+            for turn_id in asked:
+                job = self._jobs.get(turn_id)
+                if job is None or job.task is None or turn_id in stopping:
+                    continue
+                stopping.add(turn_id)
+                task = asyncio.create_task(self._cancel_here(job))
+                task.add_done_callback(functools.partial(_forget, stopping, turn_id))
 
     def stopping(self) -> None:
         """Shutdown begins: a background turn it stops ends failed
@@ -449,3 +488,7 @@ def _refusal(last: pb.RunTurnResponse) -> ServiceError:
         error.code = codes.get(last.failed.code, grpc.StatusCode.INTERNAL)
         return error
     return Cancelled("The turn was cancelled before it started.")
+
+
+def _forget(ids: set[str], turn_id: str, _task: asyncio.Task[None]) -> None:
+    ids.discard(turn_id)

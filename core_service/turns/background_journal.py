@@ -101,6 +101,7 @@ class Journal:
                     created_at=utcnow(),
                     snapshot=turn.SerializeToString(),
                     event_count=0,
+                    cancel_requested=False,
                 )
             )
 
@@ -165,6 +166,33 @@ class Journal:
             snapshot.ParseFromString(row.snapshot)
             return Job(
                 row.turn_id, row.key_id, row.owner or "", row.status, row.event_count, snapshot
+            )
+
+    def request_cancel(self, key_id: str, turn_id: str) -> bool:
+        """Asks the core running the key's unfinished turn to stop it."""
+        with self._sessions.begin() as db:
+            result = db.execute(
+                update(BackgroundTurnRecord)
+                .where(
+                    BackgroundTurnRecord.turn_id == turn_id,
+                    BackgroundTurnRecord.key_id == key_id,
+                    BackgroundTurnRecord.status.in_(UNFINISHED),
+                )
+                .values(cancel_requested=True)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    def cancel_requests(self, owner: str) -> list[str]:
+        """The owner's unfinished turns another core was asked to cancel."""
+        with self._sessions() as db:
+            return list(
+                db.scalars(
+                    select(BackgroundTurnRecord.turn_id).where(
+                        BackgroundTurnRecord.owner == owner,
+                        BackgroundTurnRecord.cancel_requested.is_(True),
+                        BackgroundTurnRecord.status.in_(UNFINISHED),
+                    )
+                ).all()
             )
 
     def read(self, turn_id: str, start: int, limit: int) -> list[Row]:

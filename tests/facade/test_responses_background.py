@@ -23,6 +23,7 @@ import httpx
 import openai
 import pytest
 
+from claudecode.v1 import agent_pb2, agent_pb2_grpc
 from tests.facade.gunicorn_proc import Facade, start_facade
 from tests.facade.live import CoreProcess, ModelDouble, Reply, start_core
 from tests.stack import REPO, ccapi, wait_serving
@@ -211,6 +212,45 @@ def test_the_keys_limits_apply(
         assert not_stored.json()["error"]["param"] == "background"
         cancelled = http.post(f"/responses/{first.json()['id']}/cancel")
         assert cancelled.json()["status"] == "cancelled"
+
+
+def test_another_core_replays_and_cancels_it(
+    stack: tuple[CoreProcess, Facade], client: openai.OpenAI, model_double: ModelDouble
+) -> None:
+    core, _ = stack
+    # A replica on the same database; the facade knows only the first core.
+    replica = start_core(model_double.url, CCAPI_DATABASE_URL=f"sqlite:///{core.data_dir}/ccapi.db")
+    try:
+        with replica.channel() as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            model_double.script(Reply.text(ANSWER, chunks=6, delay=0.2))
+            model_double.set_default(Reply.hang(120))
+            talking = client.responses.create(model=MODEL, input="talk", background=True)
+            turn_id = talking.id.removeprefix("resp_")
+            replayed = list(
+                stub.StreamTurnEvents(
+                    agent_pb2.StreamTurnEventsRequest(turn_id=turn_id),
+                    metadata=core.metadata(),
+                    timeout=60,
+                )
+            )
+            assert [r.index for r in replayed] == list(range(len(replayed)))
+            kinds = [r.event.WhichOneof("event") for r in replayed]
+            assert kinds[0] == "started" and kinds[-1] == "completed"
+            text = "".join(r.event.text_delta.text for r in replayed)
+            assert text == ANSWER
+
+            hanging = client.responses.create(model=MODEL, input="hang", background=True)
+            model_double.wait_for_requests(2, timeout=60, main_only=True)
+            cancelled = stub.CancelTurn(
+                agent_pb2.CancelTurnRequest(turn_id=hanging.id.removeprefix("resp_")),
+                metadata=core.metadata(),
+                timeout=30,
+            )
+            assert cancelled.turn.status == agent_pb2.TURN_STATUS_CANCELLED
+        assert client.responses.retrieve(hanging.id).status == "cancelled"
+    finally:
+        replica.cleanup()
 
 
 def _restart(core: CoreProcess, **env: str) -> None:

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("snapshot", sa.LargeBinary(), nullable=False),
         sa.Column("event_count", sa.Integer(), nullable=False),
+        sa.Column("cancel_requested", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.PrimaryKeyConstraint("turn_id"),
     )
     with op.batch_alter_table("background_turns", schema=None) as batch_op:
