@@ -66,15 +66,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     ) -> pb.CancelTurnResponse:
         caller = current_caller()
         turn = await self._background.cancel(caller.key_id, request.turn_id)
-        if turn is None:
-            try:
-                turn = await self._turns.cancel_turn(caller, request.turn_id)
-            except NotFound:
-                # Queued on another core: it is left as it is, like any turn
-                # another core runs.
-                turn = await self._background.snapshot(caller.key_id, request.turn_id)
-                if turn is None:
-                    raise
+        if turn is None:  # not a background turn
+            turn = await self._turns.cancel_turn(caller, request.turn_id)
         return pb.CancelTurnResponse(turn=turn)
 
     async def DeleteTurn(

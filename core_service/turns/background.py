@@ -205,13 +205,18 @@ class BackgroundTurns:
         self._jobs[turn_id] = job
         job.task = asyncio.create_task(self._run(job, call, request, progress))
         try:
+            # A refusal (limits, a full queue, ...) is raised here; the job then
+            # winds itself up.
             stage = await asyncio.shield(job.accepted)
-            snapshot.model = progress.model
-            if stage == "started" and progress.turn is not None:
-                snapshot.CopyFrom(progress.turn)
+        except asyncio.CancelledError:
+            job.task.cancel()  # the caller left before it was accepted: nobody knows its id
+            raise
+        snapshot.model = progress.model
+        if stage == "started" and progress.turn is not None:
+            snapshot.CopyFrom(progress.turn)
+        try:
             await asyncio.to_thread(self._journal.accept, snapshot, job.key_id, self._store.owner)
         except BaseException:
-            # Refused, or the caller left before it was accepted: nobody knows its id.
             job.task.cancel()
             raise
         # From here the turn writes its own request-log row when it ends.
