@@ -22,6 +22,7 @@ def _create_app(config: AdminConfig) -> Any:
     from ccapi_client import json_logs, telemetry
 
     json_logs.configure("info")
+    json_logs.format_server_logs()
     telemetry.setup_tracing("ccapi-admin")
     return telemetry.asgi_traced(create_app(config))
 

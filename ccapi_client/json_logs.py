@@ -41,6 +41,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+# The loggers gunicorn and its uvicorn workers write through: their handlers are
+# gunicorn's own (set up before our app loads), so only their format is ours.
+SERVER_LOGGERS = ("gunicorn.error", "gunicorn.access", "uvicorn.error", "uvicorn.access")
+
+
+def format_server_logs() -> None:
+    """JSON lines for gunicorn's and uvicorn's own log lines too (access lines
+    included), so each request's access line carries its trace id: uvicorn
+    writes it while the request's server span is current. Called in a worker
+    after gunicorn has set up its handlers."""
+    formatter = JsonFormatter()
+    for name in SERVER_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            handler.setFormatter(formatter)
+
+
 def configure(level: str = "info", noisy: tuple[str, ...] = ()) -> None:
     """JSON lines on stderr for the root logger; `noisy` loggers stay at warning
     unless we debug."""

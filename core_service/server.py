@@ -66,6 +66,7 @@ from core_service.turns.attachments import Attachments
 from core_service.turns.background import BackgroundLimits, BackgroundTurns
 from core_service.turns.background_journal import Journal
 from core_service.turns.capacity import Capacity, Limits
+from core_service.turns.compaction import Compactions, CompactionTokens, compaction_secret
 from core_service.turns.lifecycle import SessionLifecycle
 from core_service.turns.planning import Planner
 from core_service.turns.registry import ProcessRegistry
@@ -163,6 +164,9 @@ class Core:
             Attachments(self.files, self.attachment_log),
         )
         self.turns.on_process = self.metrics.observe_process
+        self.compactions = Compactions(
+            self.turns, self.store, CompactionTokens(compaction_secret(config))
+        )
         self.background = BackgroundTurns(
             self.turns,
             self.registry,
@@ -205,7 +209,7 @@ class Core:
         traces = [] if telemetry.sdk_disabled() else [aio_server_interceptor()]  # type: ignore[no-untyped-call]
         server = grpc.aio.server(interceptors=[*traces, interceptor], options=MESSAGE_SIZE_OPTIONS)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(self.turns, self.store, self.background), server
+            AgentServicer(self.turns, self.store, self.compactions, self.background), server
         )
         models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.catalog), server)
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(

@@ -27,6 +27,7 @@ from http_facade.middleware import (
 from http_facade.models.resource import Model, Models
 from http_facade.openapi import OpenAPI
 from http_facade.rejections import RejectionReporter
+from http_facade.responses.compact import ResponsesCompact
 from http_facade.responses.resource import (
     Response,
     ResponseCancel,
@@ -83,6 +84,7 @@ def create_app(
 
     app.add_route("/v1/chat/completions", ChatCompletions(core, config))
     app.add_route("/v1/responses", Responses(core, config))
+    app.add_route("/v1/responses/compact", ResponsesCompact(core, config))
     app.add_route("/v1/responses/{response_id}", Response(core, config.keepalive_seconds))
     app.add_route("/v1/responses/{response_id}/cancel", ResponseCancel(core))
     app.add_route("/v1/responses/{response_id}/input_items", ResponseInputItems(core))

@@ -129,6 +129,16 @@ class CoreClient:
         )
         return resp.turn
 
+    async def compact_turn(
+        self, request: agent_pb2.CompactTurnRequest, metadata: Metadata
+    ) -> agent_pb2.CompactTurnResponse:
+        # No deadline of its own: a compaction is a model call, bounded like a turn's.
+        stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
+        resp: agent_pb2.CompactTurnResponse = await stub.CompactTurn(
+            request, metadata=self.call_metadata(metadata)
+        )
+        return resp
+
     async def cancel_turn(self, turn_id: str, metadata: Metadata) -> agent_pb2.Turn:
         stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
         # The core waits (a few seconds) for the turn to stop before answering.

@@ -16,6 +16,7 @@ from http_facade.chat.protocol import (
 )
 from http_facade.files.protocol import FileDeleted, FileList, FileObject, FileUpload
 from http_facade.models.protocol import ModelList, ModelObject
+from http_facade.responses.compact import CompactedObject, CompactRequest
 from http_facade.responses.protocol import (
     InputItemList,
     ResponseCreateRequest,
@@ -43,6 +44,8 @@ _MODELS: list[type[BaseModel]] = [
     StreamEvent,
     ResponseDeleted,
     InputItemList,
+    CompactRequest,
+    CompactedObject,
     SessionList,
     SessionObject,
     SessionDeleted,
@@ -52,7 +55,7 @@ _MODELS: list[type[BaseModel]] = [
     FileList,
     FileDeleted,
 ]
-_REQUESTS = (ChatCompletionRequest, ResponseCreateRequest, FileUpload)
+_REQUESTS = (ChatCompletionRequest, ResponseCreateRequest, FileUpload, CompactRequest)
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -181,6 +184,20 @@ def build_openapi() -> dict[str, Any]:
                                 "text/event-stream": {"schema": _ref(StreamEvent)},
                             },
                         },
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/v1/responses/compact": {
+                "post": {
+                    "operationId": "compactResponse",
+                    "security": bearer,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(CompactRequest)}},
+                    },
+                    "responses": {
+                        "200": _json(CompactedObject, "The compacted window"),
                         **_ERRORS,
                     },
                 }

@@ -20,6 +20,7 @@ def _create_app(config: FacadeConfig) -> Any:
     from http_facade.app import create_app
 
     json_logs.configure("info")
+    json_logs.format_server_logs()
     telemetry.setup_tracing("ccapi-http")
     return telemetry.asgi_traced(create_app(config))
 

@@ -50,6 +50,10 @@ def test_one_round_produces_every_row(
         if ratio["target_max"] is not None:
             assert isinstance(ratio["target_met"], bool)
 
+    # Tracing off against none, per RPC: both measured, the difference reported.
+    tracing = result["tracing_off_s"]
+    assert tracing["off"] > 0 and tracing["none"] > 0 and tracing["added"] >= 0
+
     load = result["load"]
     labels = [r["label"] for r in load["rows"]]
     assert len(labels) == 8, labels

@@ -26,7 +26,7 @@ from claudecode.v1 import content_pb2 as claudecode_dot_v1_dot_content__pb2
 from claudecode.v1 import events_pb2 as claudecode_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63laudecode/v1/agent.proto\x12\rclaudecode.v1\x1a\x1b\x63laudecode/v1/content.proto\x1a\x1a\x63laudecode/v1/events.proto\"^\n\x0bTurnOptions\x12\x19\n\x11max_output_tokens\x18\x01 \x01(\x05\x12\x18\n\x10reasoning_effort\x18\x02 \x01(\t\x12\x0c\n\x04stop\x18\x03 \x03(\t\x12\x0c\n\x04user\x18\x04 \x01(\t\"L\n\rRequestOrigin\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x15\n\rclient_stream\x18\x03 \x01(\x08\"\xf9\x04\n\x0eRunTurnRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12(\n\x08messages\x18\x02 \x03(\x0b\x32\x16.claudecode.v1.Message\x12\x14\n\x0cinstructions\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x18\n\x10previous_turn_id\x18\x05 \x01(\t\x12+\n\x07options\x18\x06 \x01(\x0b\x32\x1a.claudecode.v1.TurnOptions\x12\r\n\x05store\x18\x07 \x01(\x08\x12=\n\x08metadata\x18\x08 \x03(\x0b\x32+.claudecode.v1.RunTurnRequest.MetadataEntry\x12,\n\x06origin\x18\t \x01(\x0b\x32\x1c.claudecode.v1.RequestOrigin\x12(\n\x05tools\x18\x14 \x03(\x0b\x32\x19.claudecode.v1.ClientTool\x12.\n\x0btool_choice\x18\x15 \x01(\x0b\x32\x19.claudecode.v1.ToolChoice\x12 \n\x13parallel_tool_calls\x18\x16 \x01(\x08H\x00\x88\x01\x01\x12\x32\n\rbuiltin_tools\x18\x17 \x01(\x0b\x32\x1b.claudecode.v1.BuiltinTools\x12\x14\n\x0chosted_tools\x18\x18 \x03(\t\x12\x32\n\routput_format\x18( \x01(\x0b\x32\x1b.claudecode.v1.OutputFormat\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x16\n\x14_parallel_tool_calls\"\x85\x01\n\x0cOutputFormat\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.claudecode.v1.OutputFormatKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0bschema_json\x18\x04 \x01(\t\x12\x0e\n\x06strict\x18\x05 \x01(\x08\"\x89\x05\n\x0fRunTurnResponse\x12-\n\x07started\x18\x01 \x01(\x0b\x32\x1a.claudecode.v1.TurnStartedH\x00\x12.\n\ntext_delta\x18\x02 \x01(\x0b\x32\x18.claudecode.v1.TextDeltaH\x00\x12\x38\n\x0freasoning_delta\x18\x03 \x01(\x0b\x32\x1d.claudecode.v1.ReasoningDeltaH\x00\x12*\n\x08tool_use\x18\x04 \x01(\x0b\x32\x16.claudecode.v1.ToolUseH\x00\x12\x30\n\x0btool_result\x18\x05 \x01(\x0b\x32\x19.claudecode.v1.ToolResultH\x00\x12\x30\n\x0b\x66ile_change\x18\x06 \x01(\x0b\x32\x19.claudecode.v1.FileChangeH\x00\x12%\n\x05usage\x18\x07 \x01(\x0b\x32\x14.claudecode.v1.UsageH\x00\x12\x31\n\tcompleted\x18\x08 \x01(\x0b\x32\x1c.claudecode.v1.TurnCompletedH\x00\x12+\n\x06\x66\x61iled\x18\t \x01(\x0b\x32\x19.claudecode.v1.TurnFailedH\x00\x12\x41\n\x11tool_call_started\x18\x14 \x01(\x0b\x32$.claudecode.v1.ClientToolCallStartedH\x00\x12=\n\x0ftool_call_delta\x18\x15 \x01(\x0b\x32\".claudecode.v1.ClientToolCallDeltaH\x00\x12;\n\x0etool_call_done\x18\x16 \x01(\x0b\x32!.claudecode.v1.ClientToolCallDoneH\x00\x42\x07\n\x05\x65vent\"\xfe\x06\n\x04Turn\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x16\n\x0eparent_turn_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12)\n\x06status\x18\x05 \x01(\x0e\x32\x19.claudecode.v1.TurnStatus\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\x12\x14\n\x0c\x63ompleted_at\x18\x07 \x01(\x03\x12%\n\x05input\x18\x08 \x03(\x0b\x32\x16.claudecode.v1.Message\x12\x14\n\x0cinstructions\x18\t \x01(\t\x12\x13\n\x0boutput_text\x18\n \x01(\t\x12\x11\n\treasoning\x18\x0b \x01(\t\x12)\n\ttool_uses\x18\x0c \x03(\x0b\x32\x16.claudecode.v1.ToolUse\x12/\n\x0ctool_results\x18\r \x03(\x0b\x32\x19.claudecode.v1.ToolResult\x12(\n\x05\x66iles\x18\x0e \x03(\x0b\x32\x19.claudecode.v1.FileChange\x12#\n\x05usage\x18\x0f \x01(\x0b\x32\x14.claudecode.v1.Usage\x12\x32\n\rfinish_reason\x18\x10 \x01(\x0e\x32\x1b.claudecode.v1.FinishReason\x12(\n\x05\x65rror\x18\x11 \x01(\x0b\x32\x19.claudecode.v1.TurnFailed\x12\x33\n\x08metadata\x18\x12 \x03(\x0b\x32!.claudecode.v1.Turn.MetadataEntry\x12+\n\x07options\x18\x13 \x01(\x0b\x32\x1a.claudecode.v1.TurnOptions\x12&\n\x05items\x18\x14 \x03(\x0b\x32\x17.claudecode.v1.TurnItem\x12/\n\x0c\x63lient_tools\x18\x1e \x03(\x0b\x32\x19.claudecode.v1.ClientTool\x12\x38\n\x11\x63lient_tool_calls\x18\x1f \x03(\x0b\x32\x1d.claudecode.v1.ClientToolCall\x12\x32\n\routput_format\x18( \x01(\x0b\x32\x1b.claudecode.v1.OutputFormat\x12\x12\n\nbackground\x18\x32 \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8f\x02\n\x08TurnItem\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x13\n\treasoning\x18\x02 \x01(\tH\x00\x12*\n\x08tool_use\x18\x03 \x01(\x0b\x32\x16.claudecode.v1.ToolUseH\x00\x12\x30\n\x0btool_result\x18\x04 \x01(\x0b\x32\x19.claudecode.v1.ToolResultH\x00\x12\x39\n\x10\x63lient_tool_call\x18\x14 \x01(\x0b\x32\x1d.claudecode.v1.ClientToolCallH\x00\x12=\n\x12\x63lient_tool_output\x18\x15 \x01(\x0b\x32\x1f.claudecode.v1.ClientToolOutputH\x00\x42\x06\n\x04item\"!\n\x0eGetTurnRequest\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\"4\n\x0fGetTurnResponse\x12!\n\x04turn\x18\x01 \x01(\x0b\x32\x13.claudecode.v1.Turn\"$\n\x11\x43\x61ncelTurnRequest\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\"7\n\x12\x43\x61ncelTurnResponse\x12!\n\x04turn\x18\x01 \x01(\x0b\x32\x13.claudecode.v1.Turn\"$\n\x11\x44\x65leteTurnRequest\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\"%\n\x12\x44\x65leteTurnResponse\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\"I\n\x1aStartBackgroundTurnRequest\x12+\n\x04turn\x18\x01 \x01(\x0b\x32\x1d.claudecode.v1.RunTurnRequest\"@\n\x1bStartBackgroundTurnResponse\x12!\n\x04turn\x18\x01 \x01(\x0b\x32\x13.claudecode.v1.Turn\"?\n\x17StreamTurnEventsRequest\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x13\n\x0bstart_index\x18\x02 \x01(\x03\"n\n\x18StreamTurnEventsResponse\x12\r\n\x05index\x18\x01 \x01(\x03\x12-\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1e.claudecode.v1.RunTurnResponse\x12\x14\n\x0cjournal_full\x18\x03 \x01(\x08*~\n\x10OutputFormatKind\x12\"\n\x1eOUTPUT_FORMAT_KIND_UNSPECIFIED\x10\x00\x12\"\n\x1eOUTPUT_FORMAT_KIND_JSON_SCHEMA\x10\x01\x12\"\n\x1eOUTPUT_FORMAT_KIND_JSON_OBJECT\x10\x02*\xc8\x01\n\nTurnStatus\x12\x1b\n\x17TURN_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17TURN_STATUS_IN_PROGRESS\x10\x01\x12\x19\n\x15TURN_STATUS_COMPLETED\x10\x02\x12\x16\n\x12TURN_STATUS_FAILED\x10\x03\x12\x19\n\x15TURN_STATUS_CANCELLED\x10\x04\x12\x1a\n\x16TURN_STATUS_INCOMPLETE\x10\x05\x12\x16\n\x12TURN_STATUS_QUEUED\x10\x32\x32\x9f\x04\n\x0c\x41gentService\x12J\n\x07RunTurn\x12\x1d.claudecode.v1.RunTurnRequest\x1a\x1e.claudecode.v1.RunTurnResponse0\x01\x12H\n\x07GetTurn\x12\x1d.claudecode.v1.GetTurnRequest\x1a\x1e.claudecode.v1.GetTurnResponse\x12Q\n\nCancelTurn\x12 .claudecode.v1.CancelTurnRequest\x1a!.claudecode.v1.CancelTurnResponse\x12Q\n\nDeleteTurn\x12 .claudecode.v1.DeleteTurnRequest\x1a!.claudecode.v1.DeleteTurnResponse\x12l\n\x13StartBackgroundTurn\x12).claudecode.v1.StartBackgroundTurnRequest\x1a*.claudecode.v1.StartBackgroundTurnResponse\x12\x65\n\x10StreamTurnEvents\x12&.claudecode.v1.StreamTurnEventsRequest\x1a\'.claudecode.v1.StreamTurnEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63laudecode/v1/agent.proto\x12\rclaudecode.v1\x1a\x1b\x63laudecode/v1/content.proto\x1a\x1a\x63laudecode/v1/events.proto\"\xbf\x01\n\x12\x43ompactTurnRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12(\n\x08messages\x18\x02 \x03(\x0b\x32\x16.claudecode.v1.Message\x12\x14\n\x0cinstructions\x18\x03 \x01(\t\x12\x18\n\x10previous_turn_id\x18\x04 \x01(\t\x12,\n\x06origin\x18\x05 \x01(\x0b\x32\x1c.claudecode.v1.RequestOrigin\x12\x12\n\ncompaction\x18\x06 \x01(\t\"L\n\x13\x43ompactTurnResponse\x12!\n\x04turn\x18\x01 \x01(\x0b\x32\x13.claudecode.v1.Turn\x12\x12\n\ncompaction\x18\x02 \x01(\t\"\x90\x02\n\x0bTurnOptions\x12\x19\n\x11max_output_tokens\x18\x01 \x01(\x05\x12\x18\n\x10reasoning_effort\x18\x02 \x01(\t\x12\x0c\n\x04stop\x18\x03 \x03(\t\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x18\n\x0btemperature\x18( \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18) \x01(\x01H\x01\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18* \x01(\x01H\x02\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18+ \x01(\x01H\x03\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penalty\"L\n\rRequestOrigin\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x15\n\rclient_stream\x18\x03 \x01(\x08\"\x9b\x05\n\x0eRunTurnRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12(\n\x08messages\x18\x02 \x03(\x0b\x32\x16.claudecode.v1.Message\x12\x14\n\x0cinstructions\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x18\n\x10previous_turn_id\x18\x05 \x01(\t\x12+\n\x07options\x18\x06 \x01(\x0b\x32\x1a.claudecode.v1.TurnOptions\x12\r\n\x05store\x18\x07 \x01(\x08\x12=\n\x08metadata\x18\x08 \x03(\x0b\x32+.claudecode.v1.RunTurnRequest.MetadataEntry\x12,\n\x06origin\x18\t \x01(\x0b\x32\x1c.claudecode.v1.RequestOrigin\x12(\n\x05tools\x18\x14 \x03(\x0b\x32\x19.claudecode.v1.ClientTool\x12.\n\x0btool_choice\x18\x15 \x01(\x0b\x32\x19.claudecode.v1.ToolChoice\x12 \n\x13parallel_tool_calls\x18\x16 \x01(\x08H\x00\x88\x01\x01\x12\x32\n\rbuiltin_tools\x18\x17 \x01(\x0b\x32\x1b.claudecode.v1.BuiltinTools\x12\x14\n\x0chosted_tools\x18\x18 \x03(\t\x12\x32\n\routput_format\x18( \x01(\x0b\x32\x1b.claudecode.v1.OutputFormat\x12\x12\n\ncompaction\x18< \x01(\t\x12\x0c\n\x04\x66ork\x18= \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x16\n\x14_parallel_tool_calls\"\x85\x01\n\x0cOutputFormat\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.claudecode.v1.OutputFormatKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0bschema_json\x18\x04 \x01(\t\x12\x0e\n\x06strict\x18\x05 \x01(\x08\"\x89\x05\n\x0fRunTurnResponse\x12-\n\x07started\x18\x01 \x01(\x0b\x32\x1a.claudecode.v1.TurnStartedH\x00\x12.\n\ntext_delta\x18\x02 \x01(\x0b\x32\x18.claudecode.v1.TextDeltaH\x00\x12\x38\n\x0freasoning_delta\x18\x03 \x01(\x0b\x32\x1d.claudecode.v1.ReasoningDeltaH\x00\x12*\n\x08tool_use\x18\x04 \x01(\x0b\x32\x16.claudecode.v1.ToolUseH\x00\x12\x30\n\x0btool_result\x18\x05 \x01(\x0b\x32\x19.claudecode.v1.ToolResultH\x00\x12\x30\n\x0b\x66ile_change\x18\x06 \x01(\x0b\x32\x19.claudecode.v1.FileChangeH\x00\x12%\n\x05usage\x18\x07 \x01(\x0b\x32\x14.claudecode.v1.UsageH\x00\x12\x31\n\tcompleted\x18\x08 \x01(\x0b\x32\x1c.claudecode.v1.TurnCompletedH\x00\x12+\n\x06\x66\x61iled\x18\t \x01(\x0b\x32\x19.claudecode.v1.TurnFailedH\x00\x12\x41\n\x11tool_call_started\x18\x14 \x01(\x0b\x32$.claudecode.v1.ClientToolCallStartedH\x00\x12=\n\x0ftool_call_delta\x18\x15 \x01(\x0b\x32\".claudecode.v1.ClientToolCallDeltaH\x00\x12;\n\x0etool_call_done\x18\x16 \x01(\x0b\x32!.claudecode.v1.ClientToolCallDoneH\x00\x42\x07\n\x05\x65vent\"\xfe\x06\n\x04Turn\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x16\n\x0eparent_turn_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12)\n\x06status\x18\x05 \x01(\x0e\x32\x19.claudecode.v1.TurnStatus\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\x12\x14\n\x0c\x63ompleted_at\x18\x07 \x01(\x03\x12%\n\x05input\x18\x08 \x03(\x0b\x32\x16.claudecode.v1.Message\x12\x14\n\x0cinstructions\x18\t \x01(\t\x12\x13\n\x0boutput_text\x18\n \x01(\t\x12\x11\n\treasoning\x18\x0b \x01(\t\x12)\n\ttool_uses\x18\x0c \x03(\x0b\x32\x16.claudecode.v1.ToolUse\x12/\n\x0ctool_results\x18\r \x03(\x0b\x32\x19.claudecode.v1.ToolResult\x12(\n\x05\x66iles\x18\x0e \x03(\x0b\x32\x19.claudecode.v1.FileChange\x12#\n\x05usage\x18\x0f \x01(\x0b\x32\x14.claudecode.v1.Usage\x12\x32\n\rfinish_reason\x18\x10 \x01(\x0e\x32\x1b.claudecode.v1.FinishReason\x12(\n\x05\x65rror\x18\x11 \x01(\x0b\x32\x19.claudecode.v1.TurnFailed\x12\x33\n\x08metadata\x18\x12 \x03(\x0b\x32!.claudecode.v1.Turn.MetadataEntry\x12+\n\x07options\x18\x13 \x01(\x0b\x32\x1a.claudecode.v1.TurnOptions\x12&\n\x05items\x18\x14 \x03(\x0b\x32\x17.claudecode.v1.TurnItem\x12/\n\x0c\x63lient_tools\x18\x1e \x03(\x0b\x32\x19.claudecode.v1.ClientTool\x12\x38\n\x11\x63lient_tool_calls\x18\x1f \x03(\x0b\x32\x1d.claudecode.v1.ClientToolCall\x12\x32\n\routput_format\x18( \x01(\x0b\x32\x1b.claudecode.v1.OutputFormat\x12\x12\n\nbackground\x18\x32 \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8f\x02\n\x08TurnItem\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x13\n\treasoning\x18\x02 \x01(\tH\x00\x12*\n\x08tool_use\x18\x03 \x01(\x0b\x32\x16.claudecode.v1.ToolUseH\x00\x12\x30\n\x0btool_result\x18\x04 \x01(\x0b\x32\x19.claudecode.v1.ToolResultH\x00\x12\x39\n\x10\x63lient_tool_call\x18\x14 \x01(\x0b\x32\x1d.claudecode.v1.ClientToolCallH\x00\x12=\n\x12\x63lient_tool_output\x18\x15 \x01(\x0b\x32\x1f.claudecode.v1.ClientToolOutputH\x00\x42\x06\n\x04item\"!\n\x0eGetTurnRequest\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\"4\n\x0fGetTurnResponse\x12!\n\x04turn\x18\x01 \x01(\x0b\x32\x13.claudecode.v1.Turn\"$\n\x11\x43\x61ncelTurnRequest\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\"7\n\x12\x43\x61ncelTurnResponse\x12!\n\x04turn\x18\x01 \x01(\x0b\x32\x13.claudecode.v1.Turn\"$\n\x11\x44\x65leteTurnRequest\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\"%\n\x12\x44\x65leteTurnResponse\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\"I\n\x1aStartBackgroundTurnRequest\x12+\n\x04turn\x18\x01 \x01(\x0b\x32\x1d.claudecode.v1.RunTurnRequest\"@\n\x1bStartBackgroundTurnResponse\x12!\n\x04turn\x18\x01 \x01(\x0b\x32\x13.claudecode.v1.Turn\"?\n\x17StreamTurnEventsRequest\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x13\n\x0bstart_index\x18\x02 \x01(\x03\"n\n\x18StreamTurnEventsResponse\x12\r\n\x05index\x18\x01 \x01(\x03\x12-\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1e.claudecode.v1.RunTurnResponse\x12\x14\n\x0cjournal_full\x18\x03 \x01(\x08*~\n\x10OutputFormatKind\x12\"\n\x1eOUTPUT_FORMAT_KIND_UNSPECIFIED\x10\x00\x12\"\n\x1eOUTPUT_FORMAT_KIND_JSON_SCHEMA\x10\x01\x12\"\n\x1eOUTPUT_FORMAT_KIND_JSON_OBJECT\x10\x02*\xc8\x01\n\nTurnStatus\x12\x1b\n\x17TURN_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17TURN_STATUS_IN_PROGRESS\x10\x01\x12\x19\n\x15TURN_STATUS_COMPLETED\x10\x02\x12\x16\n\x12TURN_STATUS_FAILED\x10\x03\x12\x19\n\x15TURN_STATUS_CANCELLED\x10\x04\x12\x1a\n\x16TURN_STATUS_INCOMPLETE\x10\x05\x12\x16\n\x12TURN_STATUS_QUEUED\x10\x32\x32\xf5\x04\n\x0c\x41gentService\x12J\n\x07RunTurn\x12\x1d.claudecode.v1.RunTurnRequest\x1a\x1e.claudecode.v1.RunTurnResponse0\x01\x12H\n\x07GetTurn\x12\x1d.claudecode.v1.GetTurnRequest\x1a\x1e.claudecode.v1.GetTurnResponse\x12Q\n\nCancelTurn\x12 .claudecode.v1.CancelTurnRequest\x1a!.claudecode.v1.CancelTurnResponse\x12Q\n\nDeleteTurn\x12 .claudecode.v1.DeleteTurnRequest\x1a!.claudecode.v1.DeleteTurnResponse\x12l\n\x13StartBackgroundTurn\x12).claudecode.v1.StartBackgroundTurnRequest\x1a*.claudecode.v1.StartBackgroundTurnResponse\x12\x65\n\x10StreamTurnEvents\x12&.claudecode.v1.StreamTurnEventsRequest\x1a\'.claudecode.v1.StreamTurnEventsResponse0\x01\x12T\n\x0b\x43ompactTurn\x12!.claudecode.v1.CompactTurnRequest\x1a\".claudecode.v1.CompactTurnResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,48 +37,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNTURNREQUEST_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_TURN_METADATAENTRY']._loaded_options = None
   _globals['_TURN_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_OUTPUTFORMATKIND']._serialized_start=3449
-  _globals['_OUTPUTFORMATKIND']._serialized_end=3575
-  _globals['_TURNSTATUS']._serialized_start=3578
-  _globals['_TURNSTATUS']._serialized_end=3778
-  _globals['_TURNOPTIONS']._serialized_start=101
-  _globals['_TURNOPTIONS']._serialized_end=195
-  _globals['_REQUESTORIGIN']._serialized_start=197
-  _globals['_REQUESTORIGIN']._serialized_end=273
-  _globals['_RUNTURNREQUEST']._serialized_start=276
-  _globals['_RUNTURNREQUEST']._serialized_end=909
-  _globals['_RUNTURNREQUEST_METADATAENTRY']._serialized_start=838
-  _globals['_RUNTURNREQUEST_METADATAENTRY']._serialized_end=885
-  _globals['_OUTPUTFORMAT']._serialized_start=912
-  _globals['_OUTPUTFORMAT']._serialized_end=1045
-  _globals['_RUNTURNRESPONSE']._serialized_start=1048
-  _globals['_RUNTURNRESPONSE']._serialized_end=1697
-  _globals['_TURN']._serialized_start=1700
-  _globals['_TURN']._serialized_end=2594
-  _globals['_TURN_METADATAENTRY']._serialized_start=838
-  _globals['_TURN_METADATAENTRY']._serialized_end=885
-  _globals['_TURNITEM']._serialized_start=2597
-  _globals['_TURNITEM']._serialized_end=2868
-  _globals['_GETTURNREQUEST']._serialized_start=2870
-  _globals['_GETTURNREQUEST']._serialized_end=2903
-  _globals['_GETTURNRESPONSE']._serialized_start=2905
-  _globals['_GETTURNRESPONSE']._serialized_end=2957
-  _globals['_CANCELTURNREQUEST']._serialized_start=2959
-  _globals['_CANCELTURNREQUEST']._serialized_end=2995
-  _globals['_CANCELTURNRESPONSE']._serialized_start=2997
-  _globals['_CANCELTURNRESPONSE']._serialized_end=3052
-  _globals['_DELETETURNREQUEST']._serialized_start=3054
-  _globals['_DELETETURNREQUEST']._serialized_end=3090
-  _globals['_DELETETURNRESPONSE']._serialized_start=3092
-  _globals['_DELETETURNRESPONSE']._serialized_end=3129
-  _globals['_STARTBACKGROUNDTURNREQUEST']._serialized_start=3131
-  _globals['_STARTBACKGROUNDTURNREQUEST']._serialized_end=3204
-  _globals['_STARTBACKGROUNDTURNRESPONSE']._serialized_start=3206
-  _globals['_STARTBACKGROUNDTURNRESPONSE']._serialized_end=3270
-  _globals['_STREAMTURNEVENTSREQUEST']._serialized_start=3272
-  _globals['_STREAMTURNEVENTSREQUEST']._serialized_end=3335
-  _globals['_STREAMTURNEVENTSRESPONSE']._serialized_start=3337
-  _globals['_STREAMTURNEVENTSRESPONSE']._serialized_end=3447
-  _globals['_AGENTSERVICE']._serialized_start=3781
-  _globals['_AGENTSERVICE']._serialized_end=4324
+  _globals['_OUTPUTFORMATKIND']._serialized_start=3934
+  _globals['_OUTPUTFORMATKIND']._serialized_end=4060
+  _globals['_TURNSTATUS']._serialized_start=4063
+  _globals['_TURNSTATUS']._serialized_end=4263
+  _globals['_COMPACTTURNREQUEST']._serialized_start=102
+  _globals['_COMPACTTURNREQUEST']._serialized_end=293
+  _globals['_COMPACTTURNRESPONSE']._serialized_start=295
+  _globals['_COMPACTTURNRESPONSE']._serialized_end=371
+  _globals['_TURNOPTIONS']._serialized_start=374
+  _globals['_TURNOPTIONS']._serialized_end=646
+  _globals['_REQUESTORIGIN']._serialized_start=648
+  _globals['_REQUESTORIGIN']._serialized_end=724
+  _globals['_RUNTURNREQUEST']._serialized_start=727
+  _globals['_RUNTURNREQUEST']._serialized_end=1394
+  _globals['_RUNTURNREQUEST_METADATAENTRY']._serialized_start=1323
+  _globals['_RUNTURNREQUEST_METADATAENTRY']._serialized_end=1370
+  _globals['_OUTPUTFORMAT']._serialized_start=1397
+  _globals['_OUTPUTFORMAT']._serialized_end=1530
+  _globals['_RUNTURNRESPONSE']._serialized_start=1533
+  _globals['_RUNTURNRESPONSE']._serialized_end=2182
+  _globals['_TURN']._serialized_start=2185
+  _globals['_TURN']._serialized_end=3079
+  _globals['_TURN_METADATAENTRY']._serialized_start=1323
+  _globals['_TURN_METADATAENTRY']._serialized_end=1370
+  _globals['_TURNITEM']._serialized_start=3082
+  _globals['_TURNITEM']._serialized_end=3353
+  _globals['_GETTURNREQUEST']._serialized_start=3355
+  _globals['_GETTURNREQUEST']._serialized_end=3388
+  _globals['_GETTURNRESPONSE']._serialized_start=3390
+  _globals['_GETTURNRESPONSE']._serialized_end=3442
+  _globals['_CANCELTURNREQUEST']._serialized_start=3444
+  _globals['_CANCELTURNREQUEST']._serialized_end=3480
+  _globals['_CANCELTURNRESPONSE']._serialized_start=3482
+  _globals['_CANCELTURNRESPONSE']._serialized_end=3537
+  _globals['_DELETETURNREQUEST']._serialized_start=3539
+  _globals['_DELETETURNREQUEST']._serialized_end=3575
+  _globals['_DELETETURNRESPONSE']._serialized_start=3577
+  _globals['_DELETETURNRESPONSE']._serialized_end=3614
+  _globals['_STARTBACKGROUNDTURNREQUEST']._serialized_start=3616
+  _globals['_STARTBACKGROUNDTURNREQUEST']._serialized_end=3689
+  _globals['_STARTBACKGROUNDTURNRESPONSE']._serialized_start=3691
+  _globals['_STARTBACKGROUNDTURNRESPONSE']._serialized_end=3755
+  _globals['_STREAMTURNEVENTSREQUEST']._serialized_start=3757
+  _globals['_STREAMTURNEVENTSREQUEST']._serialized_end=3820
+  _globals['_STREAMTURNEVENTSRESPONSE']._serialized_start=3822
+  _globals['_STREAMTURNEVENTSRESPONSE']._serialized_end=3932
+  _globals['_AGENTSERVICE']._serialized_start=4266
+  _globals['_AGENTSERVICE']._serialized_end=4895
 # @@protoc_insertion_point(module_scope)

@@ -88,6 +88,90 @@ has no session yet.
 Global___TurnStatus: _TypeAlias = TurnStatus  # noqa: Y015
 
 @_typing.final
+class CompactTurnRequest(_message.Message):
+    """Compacts a conversation: the one after previous_turn_id, followed by
+    `messages` when given; or `messages` alone (a conversation the core
+    recognises from its history, or a new one). Given messages reach Claude
+    Code as one turn before the compaction, which the model answers briefly.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    INSTRUCTIONS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_TURN_ID_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    COMPACTION_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Model id or alias."""
+    instructions: _builtins.str
+    """Extra instructions appended to Claude Code's system prompt."""
+    previous_turn_id: _builtins.str
+    """Compact the conversation as it was right after this turn."""
+    compaction: _builtins.str
+    """An earlier compaction's token (instead of previous_turn_id): compacts on
+    from that compacted state.
+    """
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.Message]:
+        """Conversation items to compact (after previous_turn_id, when set)."""
+
+    @_builtins.property
+    def origin(self) -> Global___RequestOrigin:
+        """Where the request came from."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        messages: _abc.Iterable[_content_pb2.Message] | None = ...,
+        instructions: _builtins.str = ...,
+        previous_turn_id: _builtins.str = ...,
+        origin: Global___RequestOrigin | None = ...,
+        compaction: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["origin", b"origin"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compaction", b"compaction", "instructions", b"instructions", "messages", b"messages", "model", b"model", "origin", b"origin", "previous_turn_id", b"previous_turn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompactTurnRequest: _TypeAlias = CompactTurnRequest  # noqa: Y015
+
+@_typing.final
+class CompactTurnResponse(_message.Message):
+    """A compacted conversation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_FIELD_NUMBER: _builtins.int
+    COMPACTION_FIELD_NUMBER: _builtins.int
+    compaction: _builtins.str
+    """Opaque token for RunTurnRequest.compaction: names the compaction turn and
+    the API key it belongs to, signed by the core.
+    """
+    @_builtins.property
+    def turn(self) -> Global___Turn:
+        """The compaction turn (not retrievable with GetTurn; a previous_turn_id of
+        later turns may name it). Its usage is the compaction's.
+        """
+
+    def __init__(
+        self,
+        *,
+        turn: Global___Turn | None = ...,
+        compaction: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["turn", b"turn"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compaction", b"compaction", "turn", b"turn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompactTurnResponse: _TypeAlias = CompactTurnResponse  # noqa: Y015
+
+@_typing.final
 class TurnOptions(_message.Message):
     """Per-turn knobs that Claude Code can honour."""
 
@@ -97,12 +181,26 @@ class TurnOptions(_message.Message):
     REASONING_EFFORT_FIELD_NUMBER: _builtins.int
     STOP_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_FIELD_NUMBER: _builtins.int
+    TOP_P_FIELD_NUMBER: _builtins.int
+    PRESENCE_PENALTY_FIELD_NUMBER: _builtins.int
+    FREQUENCY_PENALTY_FIELD_NUMBER: _builtins.int
     max_output_tokens: _builtins.int
     """Upper bound on output tokens of each model call; 0 means the default."""
     reasoning_effort: _builtins.str
     """"low", "medium" or "high": how hard the model thinks. Empty: default."""
     user: _builtins.str
     """An end-user id supplied by the client, recorded with the turn."""
+    temperature: _builtins.float
+    """Sampling parameters as the client sent them, kept only so the stored
+    response echoes them: Claude Code has no such knobs. Unset: not sent.
+    """
+    top_p: _builtins.float
+    """As temperature."""
+    presence_penalty: _builtins.float
+    """As temperature."""
+    frequency_penalty: _builtins.float
+    """As temperature."""
     @_builtins.property
     def stop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Sequences after which the answer text is cut."""
@@ -114,12 +212,31 @@ class TurnOptions(_message.Message):
         reasoning_effort: _builtins.str = ...,
         stop: _abc.Iterable[_builtins.str] | None = ...,
         user: _builtins.str = ...,
+        temperature: _builtins.float | None = ...,
+        top_p: _builtins.float | None = ...,
+        presence_penalty: _builtins.float | None = ...,
+        frequency_penalty: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_presence_penalty", b"_presence_penalty", "_temperature", b"_temperature", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "presence_penalty", b"presence_penalty", "temperature", b"temperature", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_output_tokens", b"max_output_tokens", "reasoning_effort", b"reasoning_effort", "stop", b"stop", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_presence_penalty", b"_presence_penalty", "_temperature", b"_temperature", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "max_output_tokens", b"max_output_tokens", "presence_penalty", b"presence_penalty", "reasoning_effort", b"reasoning_effort", "stop", b"stop", "temperature", b"temperature", "top_p", b"top_p", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__frequency_penalty: _TypeAlias = _typing.Literal["frequency_penalty"]  # noqa: Y015
+    _WhichOneofArgType__frequency_penalty: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty"]  # noqa: Y015
+    _WhichOneofReturnType__presence_penalty: _TypeAlias = _typing.Literal["presence_penalty"]  # noqa: Y015
+    _WhichOneofArgType__presence_penalty: _TypeAlias = _typing.Literal["_presence_penalty", b"_presence_penalty"]  # noqa: Y015
+    _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
+    _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
+    _WhichOneofReturnType__top_p: _TypeAlias = _typing.Literal["top_p"]  # noqa: Y015
+    _WhichOneofArgType__top_p: _TypeAlias = _typing.Literal["_top_p", b"_top_p"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__frequency_penalty) -> _WhichOneofReturnType__frequency_penalty | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__presence_penalty) -> _WhichOneofReturnType__presence_penalty | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__top_p) -> _WhichOneofReturnType__top_p | None: ...
 
 Global___TurnOptions: _TypeAlias = TurnOptions  # noqa: Y015
 
@@ -199,6 +316,8 @@ class RunTurnRequest(_message.Message):
     BUILTIN_TOOLS_FIELD_NUMBER: _builtins.int
     HOSTED_TOOLS_FIELD_NUMBER: _builtins.int
     OUTPUT_FORMAT_FIELD_NUMBER: _builtins.int
+    COMPACTION_FIELD_NUMBER: _builtins.int
+    FORK_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model id or alias ("sonnet", "claude-...", or a configured alias such as "gpt-4o")."""
     instructions: _builtins.str
@@ -216,6 +335,16 @@ class RunTurnRequest(_message.Message):
     parallel_tool_calls: _builtins.bool
     """OpenAI "parallel_tool_calls"; absent means true. False asks the model for
     at most one client tool call per message.
+    """
+    compaction: _builtins.str
+    """A CompactTurnResponse.compaction token: the conversation goes on from that
+    compacted state (as previous_turn_id would name the compaction turn); the
+    messages are those after the compaction. Another key's token is NOT_FOUND.
+    """
+    fork: _builtins.bool
+    """Branch a new session off previous_turn_id even when it is its session's
+    latest turn. Compactions run so: after Claude Code's /compact a session
+    resumes only from the summary on, and the earlier turns must stay forkable.
     """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.Message]:
@@ -290,10 +419,12 @@ class RunTurnRequest(_message.Message):
         builtin_tools: _content_pb2.BuiltinTools | None = ...,
         hosted_tools: _abc.Iterable[_builtins.str] | None = ...,
         output_format: Global___OutputFormat | None = ...,
+        compaction: _builtins.str = ...,
+        fork: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "options", b"options", "origin", b"origin", "output_format", b"output_format", "parallel_tool_calls", b"parallel_tool_calls", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "hosted_tools", b"hosted_tools", "instructions", b"instructions", "messages", b"messages", "metadata", b"metadata", "model", b"model", "options", b"options", "origin", b"origin", "output_format", b"output_format", "parallel_tool_calls", b"parallel_tool_calls", "previous_turn_id", b"previous_turn_id", "session_id", b"session_id", "store", b"store", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "builtin_tools", b"builtin_tools", "compaction", b"compaction", "fork", b"fork", "hosted_tools", b"hosted_tools", "instructions", b"instructions", "messages", b"messages", "metadata", b"metadata", "model", b"model", "options", b"options", "origin", b"origin", "output_format", b"output_format", "parallel_tool_calls", b"parallel_tool_calls", "previous_turn_id", b"previous_turn_id", "session_id", b"session_id", "store", b"store", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
     _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015

@@ -67,6 +67,11 @@ class AgentServiceStub:
                 request_serializer=claudecode_dot_v1_dot_agent__pb2.StreamTurnEventsRequest.SerializeToString,
                 response_deserializer=claudecode_dot_v1_dot_agent__pb2.StreamTurnEventsResponse.FromString,
                 _registered_method=True)
+        self.CompactTurn = channel.unary_unary(
+                '/claudecode.v1.AgentService/CompactTurn',
+                request_serializer=claudecode_dot_v1_dot_agent__pb2.CompactTurnRequest.SerializeToString,
+                response_deserializer=claudecode_dot_v1_dot_agent__pb2.CompactTurnResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -142,6 +147,17 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompactTurn(self, request, context):
+        """Compacts a conversation with Claude Code's own /compact (the Responses
+        API's POST /v1/responses/compact): the session is summarised by the model
+        and Claude Code goes on from the summary. Returns the compaction turn and
+        an opaque, signed token naming it; RunTurnRequest.compaction with that
+        token continues from the compacted state. Logged and limited like a turn.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +190,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.StreamTurnEvents,
                     request_deserializer=claudecode_dot_v1_dot_agent__pb2.StreamTurnEventsRequest.FromString,
                     response_serializer=claudecode_dot_v1_dot_agent__pb2.StreamTurnEventsResponse.SerializeToString,
+            ),
+            'CompactTurn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompactTurn,
+                    request_deserializer=claudecode_dot_v1_dot_agent__pb2.CompactTurnRequest.FromString,
+                    response_serializer=claudecode_dot_v1_dot_agent__pb2.CompactTurnResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -341,6 +362,33 @@ class AgentService:
             '/claudecode.v1.AgentService/StreamTurnEvents',
             claudecode_dot_v1_dot_agent__pb2.StreamTurnEventsRequest.SerializeToString,
             claudecode_dot_v1_dot_agent__pb2.StreamTurnEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompactTurn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claudecode.v1.AgentService/CompactTurn',
+            claudecode_dot_v1_dot_agent__pb2.CompactTurnRequest.SerializeToString,
+            claudecode_dot_v1_dot_agent__pb2.CompactTurnResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -76,6 +76,13 @@ class AgentServiceStub:
     sharing the database can serve it. Cancelling the call stops only the
     stream, never the turn.
     """
+    CompactTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.CompactTurnRequest, _agent_pb2.CompactTurnResponse]
+    """Compacts a conversation with Claude Code's own /compact (the Responses
+    API's POST /v1/responses/compact): the session is summarised by the model
+    and Claude Code goes on from the summary. Returns the compaction turn and
+    an opaque, signed token naming it; RunTurnRequest.compaction with that
+    token continues from the compacted state. Logged and limited like a turn.
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -124,6 +131,13 @@ class AgentServiceAsyncStub(AgentServiceStub):
     after the turn's last event (TurnCompleted or TurnFailed). Any core
     sharing the database can serve it. Cancelling the call stops only the
     stream, never the turn.
+    """
+    CompactTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.CompactTurnRequest, _agent_pb2.CompactTurnResponse]  # type: ignore[assignment]
+    """Compacts a conversation with Claude Code's own /compact (the Responses
+    API's POST /v1/responses/compact): the session is summarised by the model
+    and Claude Code goes on from the summary. Returns the compaction turn and
+    an opaque, signed token naming it; RunTurnRequest.compaction with that
+    token continues from the compacted state. Logged and limited like a turn.
     """
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -206,6 +220,19 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         after the turn's last event (TurnCompleted or TurnFailed). Any core
         sharing the database can serve it. Cancelling the call stops only the
         stream, never the turn.
+        """
+
+    @_abc_1.abstractmethod
+    def CompactTurn(
+        self,
+        request: _agent_pb2.CompactTurnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.CompactTurnResponse, _abc.Awaitable[_agent_pb2.CompactTurnResponse]]:
+        """Compacts a conversation with Claude Code's own /compact (the Responses
+        API's POST /v1/responses/compact): the session is summarised by the model
+        and Claude Code goes on from the summary. Returns the compaction turn and
+        an opaque, signed token naming it; RunTurnRequest.compaction with that
+        token continues from the compacted state. Logged and limited like a turn.
         """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

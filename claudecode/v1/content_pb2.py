@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63laudecode/v1/content.proto\x12\rclaudecode.v1\"6\n\x05Image\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0b\n\x03url\x18\x03 \x01(\t\"\xe3\x01\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12%\n\x05image\x18\x02 \x01(\x0b\x32\x14.claudecode.v1.ImageH\x00\x12\x32\n\ttool_call\x18\x14 \x01(\x0b\x32\x1d.claudecode.v1.ClientToolCallH\x00\x12\x36\n\x0btool_output\x18\x15 \x01(\x0b\x32\x1f.claudecode.v1.ClientToolOutputH\x00\x12)\n\x04\x66ile\x18\x1e \x01(\x0b\x32\x19.claudecode.v1.AttachmentH\x00\x42\x06\n\x04part\"Q\n\nAttachment\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0f\n\x07\x66ile_id\x18\x03 \x01(\t\x12\x12\n\nmedia_type\x18\x04 \x01(\t\"g\n\x07Message\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.claudecode.v1.Role\x12+\n\x07\x63ontent\x18\x02 \x03(\x0b\x32\x1a.claudecode.v1.ContentPart\x12\x0c\n\x04name\x18\x03 \x01(\t\"D\n\x10\x43ustomToolFormat\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06syntax\x18\x02 \x01(\t\x12\x12\n\ndefinition\x18\x03 \x01(\t\"\xc9\x01\n\nClientTool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08\x12+\n\x04kind\x18\x05 \x01(\x0e\x32\x1d.claudecode.v1.ClientToolKind\x12/\n\x06\x66ormat\x18\x06 \x01(\x0b\x32\x1f.claudecode.v1.CustomToolFormat\x12\x11\n\tnamespace\x18\x07 \x01(\t\"^\n\nToolChoice\x12+\n\x04mode\x18\x01 \x01(\x0e\x32\x1d.claudecode.v1.ToolChoiceMode\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rallowed_names\x18\x03 \x03(\t\"*\n\x0c\x42uiltinTools\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\x12\r\n\x05names\x18\x02 \x03(\t\"\xa7\x01\n\x0e\x43lientToolCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x04kind\x18\x03 \x01(\x0e\x32\x1d.claudecode.v1.ClientToolKind\x12\x16\n\x0e\x61rguments_json\x18\x04 \x01(\t\x12\r\n\x05input\x18\x05 \x01(\t\x12\x0f\n\x07item_id\x18\x06 \x01(\t\x12\x11\n\tnamespace\x18\x07 \x01(\t\"V\n\x10\x43lientToolOutput\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x10\n\x08is_error\x18\x03 \x01(\x08\x12\x0f\n\x07item_id\x18\x04 \x01(\t*s\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x12\n\x0eROLE_ASSISTANT\x10\x02\x12\x0f\n\x0bROLE_SYSTEM\x10\x03\x12\x12\n\x0eROLE_DEVELOPER\x10\x04\x12\r\n\tROLE_TOOL\x10\x05*n\n\x0e\x43lientToolKind\x12 \n\x1c\x43LIENT_TOOL_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43LIENT_TOOL_KIND_FUNCTION\x10\x01\x12\x1b\n\x17\x43LIENT_TOOL_KIND_CUSTOM\x10\x02*\xa3\x01\n\x0eToolChoiceMode\x12 \n\x1cTOOL_CHOICE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15TOOL_CHOICE_MODE_NONE\x10\x01\x12\x19\n\x15TOOL_CHOICE_MODE_AUTO\x10\x02\x12\x1d\n\x19TOOL_CHOICE_MODE_REQUIRED\x10\x03\x12\x1a\n\x16TOOL_CHOICE_MODE_NAMED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63laudecode/v1/content.proto\x12\rclaudecode.v1\"6\n\x05Image\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0b\n\x03url\x18\x03 \x01(\t\"\xe3\x01\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12%\n\x05image\x18\x02 \x01(\x0b\x32\x14.claudecode.v1.ImageH\x00\x12\x32\n\ttool_call\x18\x14 \x01(\x0b\x32\x1d.claudecode.v1.ClientToolCallH\x00\x12\x36\n\x0btool_output\x18\x15 \x01(\x0b\x32\x1f.claudecode.v1.ClientToolOutputH\x00\x12)\n\x04\x66ile\x18\x1e \x01(\x0b\x32\x19.claudecode.v1.AttachmentH\x00\x42\x06\n\x04part\"Q\n\nAttachment\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0f\n\x07\x66ile_id\x18\x03 \x01(\t\x12\x12\n\nmedia_type\x18\x04 \x01(\t\"v\n\x07Message\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.claudecode.v1.Role\x12+\n\x07\x63ontent\x18\x02 \x03(\x0b\x32\x1a.claudecode.v1.ContentPart\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05phase\x18( \x01(\t\"D\n\x10\x43ustomToolFormat\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06syntax\x18\x02 \x01(\t\x12\x12\n\ndefinition\x18\x03 \x01(\t\"\xc9\x01\n\nClientTool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08\x12+\n\x04kind\x18\x05 \x01(\x0e\x32\x1d.claudecode.v1.ClientToolKind\x12/\n\x06\x66ormat\x18\x06 \x01(\x0b\x32\x1f.claudecode.v1.CustomToolFormat\x12\x11\n\tnamespace\x18\x07 \x01(\t\"^\n\nToolChoice\x12+\n\x04mode\x18\x01 \x01(\x0e\x32\x1d.claudecode.v1.ToolChoiceMode\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rallowed_names\x18\x03 \x03(\t\"*\n\x0c\x42uiltinTools\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\x12\r\n\x05names\x18\x02 \x03(\t\"\xa7\x01\n\x0e\x43lientToolCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x04kind\x18\x03 \x01(\x0e\x32\x1d.claudecode.v1.ClientToolKind\x12\x16\n\x0e\x61rguments_json\x18\x04 \x01(\t\x12\r\n\x05input\x18\x05 \x01(\t\x12\x0f\n\x07item_id\x18\x06 \x01(\t\x12\x11\n\tnamespace\x18\x07 \x01(\t\"V\n\x10\x43lientToolOutput\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x10\n\x08is_error\x18\x03 \x01(\x08\x12\x0f\n\x07item_id\x18\x04 \x01(\t*s\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x12\n\x0eROLE_ASSISTANT\x10\x02\x12\x0f\n\x0bROLE_SYSTEM\x10\x03\x12\x12\n\x0eROLE_DEVELOPER\x10\x04\x12\r\n\tROLE_TOOL\x10\x05*n\n\x0e\x43lientToolKind\x12 \n\x1c\x43LIENT_TOOL_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43LIENT_TOOL_KIND_FUNCTION\x10\x01\x12\x1b\n\x17\x43LIENT_TOOL_KIND_CUSTOM\x10\x02*\xa3\x01\n\x0eToolChoiceMode\x12 \n\x1cTOOL_CHOICE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15TOOL_CHOICE_MODE_NONE\x10\x01\x12\x19\n\x15TOOL_CHOICE_MODE_AUTO\x10\x02\x12\x1d\n\x19TOOL_CHOICE_MODE_REQUIRED\x10\x03\x12\x1a\n\x16TOOL_CHOICE_MODE_NAMED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'claudecode.v1.content_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1192
-  _globals['_ROLE']._serialized_end=1307
-  _globals['_CLIENTTOOLKIND']._serialized_start=1309
-  _globals['_CLIENTTOOLKIND']._serialized_end=1419
-  _globals['_TOOLCHOICEMODE']._serialized_start=1422
-  _globals['_TOOLCHOICEMODE']._serialized_end=1585
+  _globals['_ROLE']._serialized_start=1207
+  _globals['_ROLE']._serialized_end=1322
+  _globals['_CLIENTTOOLKIND']._serialized_start=1324
+  _globals['_CLIENTTOOLKIND']._serialized_end=1434
+  _globals['_TOOLCHOICEMODE']._serialized_start=1437
+  _globals['_TOOLCHOICEMODE']._serialized_end=1600
   _globals['_IMAGE']._serialized_start=46
   _globals['_IMAGE']._serialized_end=100
   _globals['_CONTENTPART']._serialized_start=103
@@ -44,17 +44,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ATTACHMENT']._serialized_start=332
   _globals['_ATTACHMENT']._serialized_end=413
   _globals['_MESSAGE']._serialized_start=415
-  _globals['_MESSAGE']._serialized_end=518
-  _globals['_CUSTOMTOOLFORMAT']._serialized_start=520
-  _globals['_CUSTOMTOOLFORMAT']._serialized_end=588
-  _globals['_CLIENTTOOL']._serialized_start=591
-  _globals['_CLIENTTOOL']._serialized_end=792
-  _globals['_TOOLCHOICE']._serialized_start=794
-  _globals['_TOOLCHOICE']._serialized_end=888
-  _globals['_BUILTINTOOLS']._serialized_start=890
-  _globals['_BUILTINTOOLS']._serialized_end=932
-  _globals['_CLIENTTOOLCALL']._serialized_start=935
-  _globals['_CLIENTTOOLCALL']._serialized_end=1102
-  _globals['_CLIENTTOOLOUTPUT']._serialized_start=1104
-  _globals['_CLIENTTOOLOUTPUT']._serialized_end=1190
+  _globals['_MESSAGE']._serialized_end=533
+  _globals['_CUSTOMTOOLFORMAT']._serialized_start=535
+  _globals['_CUSTOMTOOLFORMAT']._serialized_end=603
+  _globals['_CLIENTTOOL']._serialized_start=606
+  _globals['_CLIENTTOOL']._serialized_end=807
+  _globals['_TOOLCHOICE']._serialized_start=809
+  _globals['_TOOLCHOICE']._serialized_end=903
+  _globals['_BUILTINTOOLS']._serialized_start=905
+  _globals['_BUILTINTOOLS']._serialized_end=947
+  _globals['_CLIENTTOOLCALL']._serialized_start=950
+  _globals['_CLIENTTOOLCALL']._serialized_end=1117
+  _globals['_CLIENTTOOLOUTPUT']._serialized_start=1119
+  _globals['_CLIENTTOOLOUTPUT']._serialized_end=1205
 # @@protoc_insertion_point(module_scope)

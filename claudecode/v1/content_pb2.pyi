@@ -246,10 +246,16 @@ class Message(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
     role: Global___Role.ValueType
     """Author of the message."""
     name: _builtins.str
     """Optional participant name (OpenAI "name")."""
+    phase: _builtins.str
+    """An assistant message's phase as the client labelled it: "commentary"
+    (written while working) or "final_answer"; empty when not given. Kept so
+    stored input shows it again.
+    """
     @_builtins.property
     def content(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContentPart]:
         """Content parts in order."""
@@ -260,10 +266,11 @@ class Message(_message.Message):
         role: Global___Role.ValueType = ...,
         content: _abc.Iterable[Global___ContentPart] | None = ...,
         name: _builtins.str = ...,
+        phase: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "name", b"name", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "name", b"name", "phase", b"phase", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -18,6 +18,7 @@ from claude_agent_sdk import (
     AssistantMessage,
     ResultMessage,
     StreamEvent,
+    SystemMessage,
     TextBlock,
     ToolResultBlock,
     ToolUseBlock,
@@ -109,6 +110,9 @@ class TurnAccumulator:
     items: list[pb.TurnItem] = field(default_factory=list)
     # With an output format: the structured answer as JSON text (also the text).
     structured_json: str = ""
+    # Claude Code compacted the conversation (/compact): the tokens it summarised.
+    # From then on the resume point is the last message after the summary.
+    compacted_tokens: int | None = None
 
     def add_text(self, text: str) -> None:
         self.text.append(text)
@@ -166,6 +170,9 @@ class TurnTranslator:
             return self._on_user(message)
         if isinstance(message, ResultMessage):
             return self._on_result(message)
+        if isinstance(message, SystemMessage) and message.subtype == "compact_boundary":
+            metadata = message.data.get("compact_metadata") or {}
+            self.acc.compacted_tokens = int(metadata.get("pre_tokens") or 0)
         return []
 
     def flush(self) -> list[pb.RunTurnResponse]:
@@ -215,7 +222,12 @@ class TurnTranslator:
             return []
         if message.uuid:
             self.acc.last_assistant_uuid = message.uuid
-        if message.error and self.acc.error is None:
+        kind: str | None = message.error  # the CLI sends kinds the SDK's Literal lacks
+        if kind == "max_output_tokens":
+            # Claude Code gave up asking the model to go on after cut answers:
+            # the output limit ended the turn (incomplete, not failed).
+            self.acc.finish_reason = ev.FINISH_REASON_LENGTH
+        elif message.error and self.acc.error is None:
             detail = " ".join(b.text for b in message.content if isinstance(b, TextBlock))[:300]
             self.acc.error = from_assistant_error(message.error, detail)
         out: list[pb.RunTurnResponse] = []
@@ -236,6 +248,9 @@ class TurnTranslator:
         return out
 
     def _on_user(self, message: UserMessage) -> list[pb.RunTurnResponse]:
+        if self.acc.compacted_tokens is not None and message.uuid:
+            # A fork at this turn must keep the summary (it has no assistant message).
+            self.acc.last_assistant_uuid = message.uuid
         if message.parent_tool_use_id is not None or isinstance(message.content, str):
             return []
         out: list[pb.RunTurnResponse] = []
@@ -266,6 +281,9 @@ class TurnTranslator:
             cache_creation_input_tokens=int(usage.get("cache_creation_input_tokens") or 0),
             cost_usd=float(message.total_cost_usd or 0.0),
         )
+        if self.acc.compacted_tokens and not self.acc.usage.input_tokens:
+            # The result of a /compact reports no tokens; the model read this many.
+            self.acc.usage.input_tokens = self.acc.compacted_tokens
         if message.subtype == "error_max_turns":
             self.acc.finish_reason = ev.FINISH_REASON_MAX_TURNS
         elif message.subtype == "error_max_budget_usd":
@@ -274,7 +292,14 @@ class TurnTranslator:
             self.acc.finish_reason = ev.FINISH_REASON_CANCELLED
         elif message.stop_reason == "max_tokens":
             self.acc.finish_reason = ev.FINISH_REASON_LENGTH
-        if message.is_error and message.subtype in ("success", "error_during_execution"):
+        # A turn the output limit cut is incomplete, not failed: Claude Code
+        # reports it as an API error after it stopped asking the model to go on.
+        cut = self.acc.finish_reason == ev.FINISH_REASON_LENGTH
+        if (
+            message.is_error
+            and message.subtype in ("success", "error_during_execution")
+            and not cut
+        ):
             # The HTTP status is the most precise account; an assistant-message
             # error kind (e.g. "server_error" for a 529) is the fallback.
             if message.api_error_status is not None or self.acc.error is None:

@@ -14,21 +14,29 @@ from core_service.errors import NotFound
 from core_service.interceptors import current_caller
 from core_service.store import SessionStore
 from core_service.turns.background import BackgroundTurns
+from core_service.turns.compaction import Compactions
 from core_service.turns.service import TurnService
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(
-        self, turns: TurnService, store: SessionStore, background: BackgroundTurns
+        self,
+        turns: TurnService,
+        store: SessionStore,
+        compactions: Compactions,
+        background: BackgroundTurns,
     ) -> None:
         self._turns = turns
         self._store = store
+        self._compactions = compactions
         self._background = background
 
     async def RunTurn(
         self, request: pb.RunTurnRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.RunTurnResponse]:
         call = request_context.current()
+        if request.compaction:
+            await asyncio.to_thread(self._compactions.restore, current_caller(), request)
         run = self._turns.run_turn(call, request)
         sent_headers = False
         try:
@@ -97,3 +105,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         )
         async for event in events:
             yield event
+
+    async def CompactTurn(
+        self, request: pb.CompactTurnRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CompactTurnResponse:
+        return await self._compactions.compact(request_context.current(), request)

@@ -128,6 +128,8 @@ class Planner:
     ) -> Plan:
         facts = await self.facts(key_id, request, turn_input)
         decision = decide(facts)
+        if request.fork and isinstance(decision, Continue) and facts.parent is not None:
+            decision = Fork(decision.session, facts.parent)
         only_new = prompt_parts(turn_input.prompt)
         if turn_input.tool_outputs and not isinstance(decision, StartNew):
             only_new = await self._resumed_results(key_id, decision, facts, turn_input)

@@ -24,6 +24,7 @@ from core_service import conversation, file_changes, recovery
 from core_service.agent.client_tools import NOT_RUN_TEXT
 from core_service.agent.options import SessionStart
 from core_service.agent.process import AgentProcess
+from core_service.agent.translate import TurnAccumulator
 from core_service.agent.workspace_layout import WorkspaceLayout
 from core_service.config import CoreConfig
 from core_service.errors import NotFound, ServiceError, Unavailable
@@ -71,6 +72,12 @@ class TurnRun:
 
     def outcome(self) -> TurnOutcome:
         return self._progress.outcome()
+
+    @property
+    def accumulated(self) -> TurnAccumulator | None:
+        """What Claude Code reported so far (None before the turn got a process)."""
+        runner = self._progress.runner
+        return runner.acc if runner is not None else None
 
 
 class TurnService:

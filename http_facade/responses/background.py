@@ -24,8 +24,11 @@ from http_facade.core_client import CoreClient, Metadata
 from http_facade.errors import from_rpc_error, invalid_request, rate_limit_headers
 from http_facade.turns import GONE, PING, Reader, sse_json, stream_events, turn_failed_error
 
+from .echo import Echo
 from .protocol import ResponseCreateRequest
-from .translate import Echo, Event, ResponseState, for_responses, from_turn
+from .request import for_responses
+from .state import Event, ResponseState
+from .stored import from_turn
 
 QUEUED = agent_pb2.TURN_STATUS_QUEUED
 

@@ -24,6 +24,8 @@ from http_facade.wire import (
 
 # The server_label of the mcp_call items that show Claude Code's own tool calls.
 SERVER_LABEL = "claude_code"
+# Response ids are "resp_" + the core's turn id.
+PREFIX = "resp_"
 
 
 class _Loose(BaseModel):
@@ -273,6 +275,8 @@ class ResponseCreateRequest(Strict):
     # Accepted and ignored (Claude Code exposes no such knob).
     temperature: float | None = Field(None, ge=0, le=2, description="Accepted and ignored.")
     top_p: float | None = Field(None, ge=0, le=1, description="Accepted and ignored.")
+    presence_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted and ignored.")
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted and ignored.")
     parallel_tool_calls: bool | None = Field(None, description="False: one tool call at a time.")
     truncation: Literal["auto", "disabled"] | None = Field(
         None, description="Accepted and ignored."
@@ -338,12 +342,20 @@ class OutputTextPart(BaseModel):
     logprobs: list[Any]
 
 
+Phase = Literal["commentary", "final_answer"]
+
+
 class OutputMessage(BaseModel):
     id: str
     type: Literal["message"]
     role: Literal["assistant"]
     status: MessageStatus
     content: list[OutputTextPart]
+    phase: Phase | None = Field(
+        None,
+        description="commentary: text a tool call (or more thinking) follows; final_answer: "
+        "the text the turn ends on. Absent in response.output_item.added (not known yet).",
+    )
 
 
 class SummaryText(BaseModel):
@@ -453,12 +465,14 @@ class ResponseObject(BaseModel):
     reasoning: dict[str, Any]
     service_tier: str
     store: bool
-    temperature: float | None
+    temperature: float = Field(description="As sent, else 1 (echoed only).")
+    top_p: float = Field(description="As sent, else 1 (echoed only).")
+    presence_penalty: float = Field(description="As sent, else 0 (echoed only).")
+    frequency_penalty: float = Field(description="As sent, else 0 (echoed only).")
     text: dict[str, Any]
     tool_choice: Any
     tools: list[Any]
     top_logprobs: int
-    top_p: float | None
     truncation: str
     usage: ResponseUsage | None
     user: str | None
@@ -493,14 +507,41 @@ class InputItemContent(BaseModel):
 class InputMessageItem(BaseModel):
     id: str
     type: Literal["message"]
-    role: Literal["user"]
+    role: Literal["user", "system", "developer"]
     status: Literal["completed"]
     content: list[InputItemContent]
 
 
+class InputAssistantItem(BaseModel):
+    """An assistant message of the input, as an output message, with the phase it was sent with."""
+
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    status: Literal["completed"]
+    content: list[OutputTextPart]
+    phase: Phase | None = None
+
+
+class FunctionCallOutputItem(BaseModel):
+    """A client tool's result the request brought."""
+
+    id: str
+    type: Literal["function_call_output"]
+    call_id: str
+    output: str
+    status: Literal["completed"]
+
+
 class InputItemList(BaseModel):
     object: Literal["list"]
-    data: list[InputMessageItem]
+    data: list[
+        InputMessageItem
+        | InputAssistantItem
+        | FunctionCallItem
+        | CustomToolCallItem
+        | FunctionCallOutputItem
+    ]
     first_id: str | None
     last_id: str | None
     has_more: bool

@@ -28,18 +28,17 @@ from http_facade.turns import (
 )
 
 from . import background
-from .translate import (
-    Echo,
-    Event,
-    ResponseState,
+from .echo import Echo
+from .request import (
     builtin_tools_of,
     for_responses,
-    input_items,
-    page,
     to_run_turn_request,
     turn_id_of,
     validate_request,
 )
+from .state import Event, ResponseState
+from .stored import input_items, page
+from .websocket import ResponsesSocket
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +52,16 @@ def _metadata(req: falcon.asgi.Request) -> list[tuple[str, str]]:
 
 
 class Responses:
-    """POST /v1/responses: one RunTurn call, JSON or SSE out."""
+    """POST /v1/responses: one RunTurn call, JSON or SSE out. GET upgraded to a
+    WebSocket: WebSocket mode (responses/websocket.py)."""
 
     def __init__(self, core: CoreClient, config: FacadeConfig) -> None:
         self.core = core
         self.config = config
+        self.socket = ResponsesSocket(core, config)
+
+    async def on_websocket(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
+        await self.socket.serve(req, ws)
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await read_json(req, body_limit(req, self.config.max_body_bytes))

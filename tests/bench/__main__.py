@@ -15,6 +15,7 @@ from pathlib import Path
 from tests.bench.accounting import measure as measure_accounting
 from tests.bench.load import SIZES, run_load
 from tests.bench.runner import run_bench
+from tests.bench.tracing_cost import measure as measure_tracing
 from tests.stack import REPO
 
 DEFAULT_ROUNDS = 10
@@ -45,6 +46,15 @@ def main() -> int:
             f" {seconds / new:5.3f}x a new conversation's turn"
         )
     data["accounting_s"] = accounting
+    # Tracing off (the default) against none at all, per RPC, in process.
+    tracing = measure_tracing()
+    print()
+    print(
+        f"tracing off, per RPC (median, in process): {tracing['off'] * 1e6:.0f} us vs "
+        f"{tracing['none'] * 1e6:.0f} us with no tracing: +{tracing['added'] * 1e6:.0f} us"
+        f" = {tracing['added'] / follow_up:.4f}x a follow-up turn"
+    )
+    data["tracing_off_s"] = tracing
     load_size = os.environ.get("BENCH_LOAD", "full")
     if load_size != "0":
         load = run_load(SIZES[load_size])

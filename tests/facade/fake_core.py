@@ -235,6 +235,14 @@ class _Agent(agent_pb2_grpc.AgentServiceServicer):
         del self.fake.turns[request.turn_id]
         return agent_pb2.DeleteTurnResponse(turn_id=request.turn_id)
 
+    async def CompactTurn(
+        self, request: agent_pb2.CompactTurnRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.CompactTurnResponse:
+        await abort(
+            context, grpc.StatusCode.UNIMPLEMENTED, "Not in the fake core.", "unimplemented"
+        )
+        raise AssertionError("unreachable")
+
     async def StartBackgroundTurn(
         self, request: agent_pb2.StartBackgroundTurnRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.StartBackgroundTurnResponse:

@@ -105,6 +105,11 @@ def test_a_traceparent_yields_linked_spans_from_facade_and_core(
     lines = [json.loads(line) for line in core.logs().splitlines() if line.startswith("{")]
     assert any(line.get("trace_id") == TRACE_ID and line.get("msg") == "rpc finished"
                for line in lines)
+    # And the facade's access line for it (gunicorn/uvicorn lines are JSON too).
+    facade_lines = [json.loads(line) for line in facade.log.read_text().splitlines()
+                    if line.startswith("{")]
+    assert any(line.get("logger") == "uvicorn.access" and line.get("trace_id") == TRACE_ID
+               and "POST /v1/chat/completions" in line["msg"] for line in facade_lines)
 
 
 def test_facade_metrics_need_the_token_and_add_up_the_workers(

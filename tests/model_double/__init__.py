@@ -11,10 +11,12 @@ Run `python -m tests.model_double --port 8787` for the demo model.
 """
 
 from ._recorded import RecordedRequest, SeenToolResult
+from ._render import COMPACTION_SUMMARY_PREFIX
 from ._reply import Reply, TextBlock, ThinkingBlock, ToolUseBlock
 from ._server import DEFAULT_REPLY, ModelDouble
 
 __all__ = [
+    "COMPACTION_SUMMARY_PREFIX",
     "DEFAULT_REPLY",
     "ModelDouble",
     "RecordedRequest",

@@ -12,6 +12,9 @@ from typing import Any
 _CWD_RE = re.compile(r"Primary working directory:\s*(\S[^\n]*)")
 # Reminders the CLI injects into user turns; they are not what the user typed.
 _REMINDER_RE = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL)
+# How Claude Code (2.1.331) asks for a compaction summary (/compact, auto-compact):
+# the whole conversation, then a user message with this instruction, tools still listed.
+_COMPACTION_MARK = "an <analysis> block followed by a <summary> block"
 
 
 def _block_texts(content: Any) -> list[str]:
@@ -144,10 +147,31 @@ class RecordedRequest:
             return []
         return [t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
 
+    @cached_property
+    def is_compaction(self) -> bool:
+        """Claude Code asking for a summary of the conversation (/compact)."""
+        return _COMPACTION_MARK in self.last_user_text
+
+    @cached_property
+    def conversation_texts(self) -> list[str]:
+        """The user and assistant texts of the conversation, oldest first, without
+        system reminders (a compaction request's own instruction left out)."""
+        messages = self.messages[:-1] if self.is_compaction else self.messages
+        texts: list[str] = []
+        for message in messages:
+            if message.get("role") not in ("user", "assistant"):
+                continue
+            for text in _block_texts(message.get("content")):
+                text = _REMINDER_RE.sub("", text).strip()
+                if text:
+                    texts.append(f"{message['role']}: {text}")
+        return texts
+
     @property
     def is_main(self) -> bool:
-        """Agent-loop requests carry tools; title generation and similar side calls do not."""
-        return bool(self.tool_names)
+        """Agent-loop requests carry tools; title generation and similar side calls do
+        not. Compaction requests carry tools too but are not agent turns."""
+        return bool(self.tool_names) and not self.is_compaction
 
     @cached_property
     def working_directory(self) -> str | None:
@@ -165,7 +189,7 @@ class RecordedRequest:
 
     def __repr__(self) -> str:
         # The body is ~50 kB of prompt; show what identifies the request instead.
-        kind = "main" if self.is_main else "aux"
+        kind = "compaction" if self.is_compaction else "main" if self.is_main else "aux"
         return (
             f"RecordedRequest(#{self.index} {self.method} {self.path} {kind} "
             f"model={self.model!r} last_user_text={self.last_user_text[:60]!r})"

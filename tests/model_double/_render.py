@@ -226,6 +226,10 @@ def _schema_example(schema: Any) -> Any:
     return AUX_TEXT
 
 
+# Starts every summary compaction_reply writes.
+COMPACTION_SUMMARY_PREFIX = "Summary by the model double of the conversation so far:"
+
+
 def auxiliary_reply(request: RecordedRequest) -> Reply:
     """Short answer for side requests (title generation etc.).
 
@@ -237,6 +241,16 @@ def auxiliary_reply(request: RecordedRequest) -> Reply:
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         return Reply.text(json.dumps(_schema_example(fmt.get("schema"))), chunks=1)
     return Reply.text(AUX_TEXT, chunks=1)
+
+
+def compaction_reply(request: RecordedRequest) -> Reply:
+    """A compaction summary the way Claude Code asks for it (analysis, then
+    summary), quoting the conversation so a test can see what was summarised."""
+    quoted = "\n".join(f"- {text[:200]}" for text in request.conversation_texts)
+    return Reply.text(
+        f"<analysis>The model double read {len(request.conversation_texts)} messages.</analysis>\n"
+        f"<summary>{COMPACTION_SUMMARY_PREFIX}\n{quoted}</summary>"
+    )
 
 
 def count_tokens_json(request: RecordedRequest) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from ._recorded import RecordedRequest
 from ._render import (
     Pause,
     auxiliary_reply,
+    compaction_reply,
     count_tokens_json,
     error_body,
     message_json,
@@ -262,6 +263,7 @@ class ModelDouble:
         self._queue: deque[Reply] = deque()
         self._default: Reply = DEFAULT_REPLY
         self._auxiliary: Reply = Reply.dynamic(auxiliary_reply)
+        self._compaction: Reply = Reply.dynamic(compaction_reply)
         self._requests: list[RecordedRequest] = []
         self._other: list[RecordedRequest] = []
         self._unknown: list[RecordedRequest] = []  # also in _other; logged as warnings
@@ -354,6 +356,12 @@ class ModelDouble:
         with self._lock:
             self._auxiliary = reply if isinstance(reply, Reply) else Reply.dynamic(reply)
 
+    def set_compaction(self, reply: Reply | Callable[[RecordedRequest], Reply]) -> None:
+        """Override the answer to compaction requests (by default a summary quoting
+        the conversation's texts); they never consume the queue."""
+        with self._lock:
+            self._compaction = reply if isinstance(reply, Reply) else Reply.dynamic(reply)
+
     @property
     def pending(self) -> int:
         """Scripted replies not consumed yet."""
@@ -365,6 +373,7 @@ class ModelDouble:
             self._queue.clear()
             self._default = DEFAULT_REPLY
             self._auxiliary = Reply.dynamic(auxiliary_reply)
+            self._compaction = Reply.dynamic(compaction_reply)
             self._requests.clear()
             self._count = 0
             self._other.clear()
@@ -382,6 +391,11 @@ class ModelDouble:
     @property
     def main_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.is_main]
+
+    @property
+    def compaction_requests(self) -> list[RecordedRequest]:
+        """Requests for a compaction summary (Claude Code's /compact)."""
+        return [r for r in self.requests if r.is_compaction]
 
     @property
     def other_requests(self) -> list[RecordedRequest]:
@@ -431,7 +445,9 @@ class ModelDouble:
             self._count += 1
             self._requests.append(request)
             self._trim(self._requests)
-            if request.is_main:
+            if request.is_compaction:
+                reply = self._compaction
+            elif request.is_main:
                 reply = self._queue.popleft() if self._queue else self._default
             else:
                 reply = self._auxiliary

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from claude_agent_sdk import TextBlock
+
 from claudecode.v1 import agent_pb2 as pb
 from claudecode.v1 import content_pb2 as cpb
 from claudecode.v1 import events_pb2 as ev
@@ -18,6 +20,7 @@ from tests.unit.recorded import (
     FakeProcess,
     Flag,
     Step,
+    assistant,
     block_start,
     result,
     text_delta,
@@ -196,3 +199,24 @@ async def test_a_subagents_messages_stay_out_of_the_answer(tmp_path: Path) -> No
     runner, _, _ = runner_over(script, tmp_path)
 
     assert text(await events_of(runner)) == "Main."
+
+
+async def test_an_answer_cut_by_the_output_limit_ends_incomplete_not_failed(
+    tmp_path: Path,
+) -> None:
+    # What Claude Code sends once it stops asking the model to go on after cut answers.
+    gave_up = assistant(TextBlock("API Error: Claude's response exceeded the output maximum."))
+    gave_up.error = "max_output_tokens"  # type: ignore[assignment]  # not in the SDK's Literal
+    script: list[Step] = [
+        block_start(),
+        text_delta("A long answer that"),
+        gave_up,
+        result(is_error=True, stop_reason="stop_sequence", terminal_reason="api_error"),
+    ]
+    runner, _, _ = runner_over(script, tmp_path)
+    assert text(await events_of(runner)) == "A long answer that"
+
+    ending = outcome.ending_of(runner)
+    assert ending.error is None
+    assert ending.finish == ev.FINISH_REASON_LENGTH
+    assert ending.status == pb.TURN_STATUS_INCOMPLETE

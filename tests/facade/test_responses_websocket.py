@@ -1,0 +1,397 @@
+"""Live: the Responses API's WebSocket mode (GET /v1/responses upgraded), driven
+with the official openai SDK's `responses.connect()` through gunicorn, the real
+core, the real Claude Code CLI and the model double."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import openai
+import pydantic
+import pytest
+import websockets.exceptions
+from openai.types.responses.responses_server_event import ResponsesServerEvent, ResponseWsError
+
+from http_facade.responses.websocket import (
+    MAX_QUEUED,
+    MAX_REMEMBERED,
+    MAX_WARMUPS,
+    ConnectionState,
+    Warmup,
+)
+from tests.facade.gunicorn_proc import Facade, start_facade
+from tests.facade.live import CoreProcess, ModelDouble, Reply, start_core, user_texts
+from tests.facade.test_live_codex import CODEX_MODEL, PATCH, _codex
+
+MODEL = "sonnet"
+TERMINAL = ("response.completed", "response.incomplete", "response.failed", "error")
+EXEC: Any = {
+    "type": "function",
+    "name": "exec_command",
+    "description": "Run a shell command on the user's machine.",
+    "parameters": {
+        "type": "object",
+        "properties": {"cmd": {"type": "string"}},
+        "required": ["cmd"],
+    },
+    "strict": False,
+}
+SERVER_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponsesServerEvent)
+
+Connection = Any  # openai.resources.responses.responses.ResponsesConnection
+
+
+@contextmanager
+def connect(facade: Facade, key: str) -> Iterator[Connection]:
+    client = openai.OpenAI(base_url=facade.base_url + "/v1", api_key=key, max_retries=0)
+    try:
+        with client.responses.connect() as conn:
+            yield conn
+    finally:
+        client.close()
+
+
+def one_response(conn: Connection) -> list[dict[str, Any]]:
+    """The events of one response (or its error event), each checked against the SDK's types."""
+    events: list[dict[str, Any]] = []
+    while True:
+        raw = json.loads(conn.recv_bytes())
+        SERVER_EVENT.validate_python(raw)
+        events.append(raw)
+        if raw["type"] in TERMINAL:
+            return events
+
+
+def final(events: list[dict[str, Any]]) -> dict[str, Any]:
+    assert events[-1]["type"] == "response.completed", events[-1]
+    response: dict[str, Any] = events[-1]["response"]
+    return response
+
+
+def output_text(response: dict[str, Any]) -> str:
+    return "".join(
+        part["text"]
+        for item in response["output"]
+        if item["type"] == "message"
+        for part in item["content"]
+        if part["type"] == "output_text"
+    )
+
+
+def error_of(events: list[dict[str, Any]]) -> dict[str, Any]:
+    assert [e["type"] for e in events] == ["error"], events
+    ResponseWsError.model_validate(events[0])
+    return events[0]
+
+
+def test_sequential_responses_on_one_connection(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    model_double.script(Reply.text("first answer"), Reply.text("second answer"))
+
+    with connect(facade, core.api_key) as conn:
+        conn.response.create(model=MODEL, input="Reply with: first", store=False)
+        first = one_response(conn)
+        conn.response.create(model=MODEL, input="Reply with: second", store=False)
+        second = one_response(conn)
+
+    for events, text in ((first, "first answer"), (second, "second answer")):
+        # The same events as the SSE stream, numbered from 0 for each response.
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))
+        assert events[0]["type"] == "response.created"
+        assert "response.output_text.delta" in [e["type"] for e in events]
+        assert output_text(final(events)) == text
+    assert final(first)["id"] != final(second)["id"]
+    assert final(first)["store"] is False
+
+
+def test_continuation_by_previous_response_id_with_only_the_new_input(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    model_double.script(Reply.text("OK"), Reply.text("cobalt"))
+
+    with connect(facade, core.api_key) as conn:
+        conn.response.create(
+            model=MODEL, input="Remember the code word: cobalt. Reply with OK.", store=False
+        )
+        first = final(one_response(conn))
+        conn.response.create(
+            model=MODEL,
+            store=False,
+            previous_response_id=first["id"],
+            input="What is the code word?",
+        )
+        second = final(one_response(conn))
+
+    assert output_text(second) == "cobalt"
+    assert second["previous_response_id"] == first["id"]
+    assert second["claude_code"]["session_id"] == first["claude_code"]["session_id"]
+    # The session went on: the model saw the first exchange, sent only once.
+    texts = user_texts(model_double.main_requests[-1])
+    assert any("cobalt. Reply with OK." in t for t in texts)
+    assert any("What is the code word?" in t for t in texts)
+
+
+def test_a_new_connection_cannot_continue_a_store_false_response(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    model_double.script(Reply.text("OK"), Reply.text("stored"), Reply.text("still here"))
+
+    with connect(facade, core.api_key) as conn:
+        conn.response.create(model=MODEL, input="Remember: copper.", store=False)
+        unstored = final(one_response(conn))
+        conn.response.create(model=MODEL, input="A stored one.")
+        stored = final(one_response(conn))
+
+    with connect(facade, core.api_key) as conn:
+        conn.response.create(
+            model=MODEL, store=False, previous_response_id=unstored["id"], input="Go on."
+        )
+        error = error_of(one_response(conn))
+        # A stored response continues on any connection; this one still works.
+        conn.response.create(model=MODEL, previous_response_id=stored["id"], input="Go on.")
+        again = final(one_response(conn))
+        conn.response.create(
+            model=MODEL, store=False, previous_response_id="resp_missing", input="x"
+        )
+        missing = error_of(one_response(conn))
+
+    assert error["status"] == 400
+    assert error["error"]["code"] == "previous_response_not_found"
+    assert error["error"]["param"] == "previous_response_id"
+    assert unstored["id"] in error["error"]["message"]
+    assert output_text(again) == "still here"
+    assert missing["error"]["code"] == "previous_response_not_found"
+
+
+def test_a_failed_continuation_evicts_what_it_referenced(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    model_double.script(Reply.text("OK"))
+
+    with connect(facade, core.api_key) as conn:
+        conn.response.create(model=MODEL, input="Remember: ember.", store=False)
+        first = final(one_response(conn))
+        conn.response.create(
+            model=MODEL,
+            store=False,
+            previous_response_id=first["id"],
+            input=[{"type": "function_call_output", "call_id": "call_nope", "output": "x"}],
+        )
+        failed = error_of(one_response(conn))
+        conn.response.create(
+            model=MODEL, store=False, previous_response_id=first["id"], input="Reply: stale"
+        )
+        retry = error_of(one_response(conn))
+
+    assert failed["status"] == 400
+    assert retry["error"]["code"] == "previous_response_not_found"
+    assert len(model_double.main_requests) == 1
+
+
+def test_client_tool_round_trip_over_the_socket(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    model_double.script(
+        Reply.call_tools([("exec_command", {"cmd": "ls"})], ids=["toolu_ws1"]),
+        Reply.echo_tool_results("ran: {text}"),
+    )
+
+    with connect(facade, core.api_key) as conn:
+        conn.response.create(model=MODEL, input="list files", tools=[EXEC], store=False)
+        events = one_response(conn)
+        first = final(events)
+        conn.response.create(
+            model=MODEL,
+            store=False,
+            tools=[EXEC],
+            previous_response_id=first["id"],
+            input=[{"type": "function_call_output", "call_id": "toolu_ws1", "output": "a.txt"}],
+        )
+        second = final(one_response(conn))
+
+    kinds = [e["type"] for e in events]
+    assert "response.function_call_arguments.delta" in kinds
+    assert "response.function_call_arguments.done" in kinds
+    calls = [i for i in first["output"] if i["type"] == "function_call"]
+    assert [(c["call_id"], c["name"], json.loads(c["arguments"])) for c in calls] == [
+        ("toolu_ws1", "exec_command", {"cmd": "ls"})
+    ]
+    assert output_text(second) == "ran: a.txt"
+
+
+def test_disconnect_cancels_the_running_turn(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    model_double.script(Reply.hang(60))
+
+    with connect(facade, core.api_key) as conn:
+        conn.response.create(model=MODEL, input="take your time", store=False)
+        created = json.loads(conn.recv_bytes())
+        assert created["type"] == "response.created"
+        model_double.wait_for_requests(1, timeout=30)
+        # A few more wait behind the running one; past that they are refused.
+        for i in range(MAX_QUEUED + 1):
+            conn.response.create(model=MODEL, input=f"later {i}", store=False)
+        while (refused := json.loads(conn.recv_bytes()))["type"] != "error":
+            assert refused["type"] == "response.in_progress"
+    # Leaving the block closed the socket mid-turn.
+
+    model_double.wait_for_aborted(1, timeout=10)  # the model call was stopped
+    assert refused["type"] == "error" and refused["status"] == 429
+    assert len(model_double.main_requests) == 1  # the waiting ones never ran
+
+
+def test_a_wrong_key_is_refused(facade: Facade) -> None:
+    with connect(facade, "sk-cc-wrong") as conn:
+        error = error_of([json.loads(conn.recv_bytes())])
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            conn.recv_bytes()
+
+    assert error["status"] == 401
+    assert error["error"]["type"] == "invalid_request_error"
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+def test_bad_messages_get_error_events_and_the_connection_goes_on(
+    facade: Facade, core: CoreProcess
+) -> None:
+    with connect(facade, core.api_key) as conn:
+        conn.send_raw("not json")
+        not_json = error_of([json.loads(conn.recv_bytes())])
+        # Codex's acknowledgement of a response needs no answer.
+        conn.send_raw(json.dumps({"type": "response.processed", "response_id": "resp_x"}))
+        conn.send_raw(json.dumps({"type": "session.update"}))
+        wrong_type = error_of([json.loads(conn.recv_bytes())])
+        conn.send_raw(json.dumps({"type": "response.create", "input": "x", "temperature": 9}))
+        invalid = error_of([json.loads(conn.recv_bytes())])
+        conn.send_raw(json.dumps({"type": "response.create", "input": "x", "stream": False}))
+        not_streamed = error_of([json.loads(conn.recv_bytes())])
+        conn.send_raw(json.dumps({"type": "response.create", "input": "x", "stream_id": "a"}))
+        lanes = error_of([json.loads(conn.recv_bytes())])
+
+    assert not_json["status"] == 400
+    assert wrong_type["error"]["param"] == "type"
+    assert invalid["error"]["param"] == "temperature"
+    assert not_streamed["error"]["code"] == "unsupported_parameter"
+    assert not_streamed["error"]["param"] == "stream"
+    assert (lanes["error"]["code"], lanes["error"]["param"]) == ("unknown_parameter", "stream_id")
+
+
+def test_a_warm_up_runs_nothing_and_its_input_goes_with_the_next_response(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    model_double.script(Reply.text("slate"))
+    warm_up_input = [{"type": "message", "role": "user", "content": "Remember: slate."}]
+
+    with connect(facade, core.api_key) as conn:
+        # As Codex warms a connection up: the turn's tools and input, no answer wanted.
+        conn.send_raw(
+            json.dumps(
+                {
+                    "type": "response.create",
+                    "model": MODEL,
+                    "store": False,
+                    "tools": [EXEC],
+                    "input": warm_up_input,
+                    "generate": False,
+                }
+            )
+        )
+        warm = final(one_response(conn))
+        conn.response.create(
+            model=MODEL,
+            store=False,
+            tools=[EXEC],
+            previous_response_id=warm["id"],
+            input="Which word?",
+        )
+        answer = final(one_response(conn))
+
+    assert warm["output"] == [] and warm["status"] == "completed"
+    assert output_text(answer) == "slate"
+    assert answer["previous_response_id"] == warm["id"]
+    assert len(model_double.main_requests) == 1  # the warm-up ran no turn
+    texts = user_texts(model_double.main_requests[0])
+    assert any("Remember: slate." in t for t in texts)
+    assert any("Which word?" in t for t in texts)
+
+
+@pytest.fixture
+def aliased(model_double: ModelDouble, tmp_path: Path) -> Iterator[tuple[CoreProcess, Facade]]:
+    core = start_core(model_double.url, CCAPI_MODEL_ALIASES=f"{CODEX_MODEL}=sonnet")
+    facade = start_facade(core.addr, tmp_path / "gunicorn.log", workers=1)
+    yield core, facade
+    facade.stop()
+    core.cleanup()
+
+
+def test_codex_runs_its_turns_over_the_socket(
+    aliased: tuple[CoreProcess, Facade], model_double: ModelDouble, tmp_path: Path
+) -> None:
+    codex = _codex()
+    core, facade = aliased
+    model_double.script(
+        Reply.call_tools([("exec_command", {"cmd": "echo made-by-shell > shell.txt"})]),
+        Reply.call_tools([("apply_patch", {"input": PATCH})]),
+        Reply.text("All done."),
+    )
+    home, project = tmp_path / "codex-home", tmp_path / "project"
+    home.mkdir()
+    project.mkdir()
+    (home / "config.toml").write_text(
+        f'model = "{CODEX_MODEL}"\n'
+        'model_provider = "claudecode"\n'
+        "[model_providers.claudecode]\n"
+        'name = "claudecode-api"\n'
+        f'base_url = "{facade.base_url}/v1"\n'
+        'env_key = "CCAPI_KEY"\n'
+        'wire_api = "responses"\n'
+        "supports_websockets = true\n"
+    )
+    done = subprocess.run(
+        [
+            str(codex),
+            "exec",
+            "--skip-git-repo-check",
+            "--dangerously-bypass-approvals-and-sandbox",
+            "make the two files",
+        ],
+        cwd=project,
+        env={**os.environ, "CODEX_HOME": str(home), "CCAPI_KEY": core.api_key},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (project / "shell.txt").read_text().strip() == "made-by-shell"
+    assert (project / "patched.txt").read_text() == "written by apply_patch\n"
+    assert "All done." in done.stdout
+    # The access lines (JSON, like every server log line).
+    access = [json.loads(line)["msg"] for line in facade.log.read_text().splitlines()
+              if line.startswith("{") and '"logger": "uvicorn' in line]
+    assert any('"WebSocket /v1/responses" [accepted]' in msg for msg in access), access
+    assert not any("POST /v1/responses" in msg for msg in access)  # no turn fell back to HTTP
+
+
+def test_connection_state_is_bounded() -> None:
+    state = ConnectionState()
+    for i in range(MAX_REMEMBERED + 1):
+        state.remember(f"resp_{i}")
+    assert len(state) == MAX_REMEMBERED
+    assert not state.knows("resp_0")  # the oldest is forgotten first
+    assert state.knows(f"resp_{MAX_REMEMBERED}")
+    # Warm-ups hold their input: only the newest few are kept.
+    for i in range(MAX_WARMUPS + 1):
+        state.remember(f"resp_w{i}", Warmup([{"role": "user", "content": "x"}], None))
+    assert not state.knows("resp_w0")
+    assert state.warmup(f"resp_w{MAX_WARMUPS}") is not None
+    assert len(state) == MAX_REMEMBERED
