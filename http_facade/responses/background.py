@@ -238,13 +238,15 @@ def _journal_full(state: ResponseState) -> Event:
 
 
 def _error_event(state: ResponseState, code: str, message: str) -> Event:
-    """The spec's `error` streaming event, numbered in the stream."""
+    """The `error` streaming event, numbered in the stream: the spec's
+    `error` object, and its fields at the top level as OpenAI sends them."""
     event: Event = {
         "type": "error",
         "sequence_number": state.seq,
         "code": code,
         "message": message,
         "param": None,
+        "error": {"type": "server_error", "code": code, "message": message, "param": None},
     }
     state.seq += 1
     return event

@@ -8,7 +8,6 @@ the same database.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -24,6 +23,7 @@ import openai
 import pytest
 
 from claudecode.v1 import agent_pb2, agent_pb2_grpc
+from tests.facade import openresponses_check as check
 from tests.facade.gunicorn_proc import Facade, start_facade
 from tests.facade.live import CoreProcess, ModelDouble, Reply, start_core
 from tests.stack import REPO, ccapi, wait_serving
@@ -87,15 +87,16 @@ def _replay(http: httpx.Client, response_id: str, after: int | None = None) -> l
     r = http.get(f"/responses/{response_id}", params=params)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/event-stream")
-    events = []
-    for block in r.text.split("\n\n"):
-        lines = [line for line in block.split("\n") if line and not line.startswith(":")]
-        if lines:
-            name, data = lines
-            event = json.loads(data.removeprefix("data: "))
-            assert name == f"event: {event['type']}"
-            events.append(event)
-    return events
+    return check.sse_events(r.text)
+
+
+def _get(http: httpx.Client, response_id: str) -> dict[str, Any]:
+    """GET as JSON, checked against the spec and the openai SDK."""
+    r = http.get(f"/responses/{response_id}")
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    check.check_response(body)
+    return body
 
 
 def _log_rows(core: CoreProcess, turn_id: str) -> list[sqlite3.Row]:
@@ -108,18 +109,25 @@ def test_returns_at_once_and_is_polled_to_completion(
     stack: tuple[CoreProcess, Facade], client: openai.OpenAI, model_double: ModelDouble
 ) -> None:
     model_double.script(Reply.text(ANSWER, chunks=6, delay=0.05))
-    started = client.responses.create(model=MODEL, input="work on this", background=True)
-    assert started.background is True
-    assert started.status in ("queued", "in_progress")
-    assert started.output == []
+    with _http(stack) as http:
+        r = http.post(
+            "/responses", json={"model": MODEL, "input": "work on this", "background": True}
+        )
+        assert r.status_code == 200, r.text
+        started = r.json()
+        check.check_response(started)
+        assert started["background"] is True
+        assert started["status"] in ("queued", "in_progress")
+        assert started["output"] == []
 
-    done = _poll(client, started.id, {"completed"})
-    assert done.background is True
-    assert done.output_text == ANSWER
+        _poll(client, started["id"], {"completed"})
+        done = _get(http, started["id"])
+    assert done["background"] is True
+    assert done["output"][-1]["content"][0]["text"] == ANSWER
 
     # One request-log row, written when the turn ended, with what it used.
     core, _ = stack
-    turn_id = started.id.removeprefix("resp_")
+    turn_id = started["id"].removeprefix("resp_")
     deadline = time.monotonic() + 10
     while not (rows := _log_rows(core, turn_id)) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -150,8 +158,8 @@ def test_a_resumed_stream_gets_exactly_the_later_events_and_a_disconnect_cancels
     with _http(stack) as http:
         everything = _replay(http, response_id)
         resumed = _replay(http, response_id, after=cursor)
-    numbers = [e["sequence_number"] for e in everything]
-    assert numbers == list(range(len(everything)))
+    final = check.check_stream(everything)
+    assert final["status"] == "completed" and final["background"] is True
     # What the first stream saw is the start of every replay, numbered alike.
     assert [(e.type, e.sequence_number) for e in seen] == [
         (e["type"], e["sequence_number"]) for e in everything[: len(seen)]
@@ -176,11 +184,12 @@ def test_queued_behind_a_running_turn_and_cancelled(
     # The core runs one turn at a time: the next one waits in the queue.
     second = client.responses.create(model=MODEL, input="another job", background=True)
     assert second.status == "queued"
-    assert client.responses.retrieve(second.id).status == "queued"
-
-    cancelled = client.responses.cancel(second.id)
-    assert cancelled.status == "cancelled"
-    assert client.responses.retrieve(second.id).status == "cancelled"
+    with _http(stack) as http:
+        assert _get(http, second.id)["status"] == "queued"
+        cancelled = http.post(f"/responses/{second.id}/cancel").json()
+        check.check_response(cancelled)
+        assert cancelled["status"] == "cancelled"
+        assert _get(http, second.id)["status"] == "cancelled"
 
     running = client.responses.cancel(first.id)
     assert running.status == "cancelled"
@@ -188,9 +197,8 @@ def test_queued_behind_a_running_turn_and_cancelled(
     # Cancelling again changes nothing.
     assert client.responses.cancel(first.id).status == "cancelled"
     with _http(stack) as http:
-        events = _replay(http, first.id)
-    assert events[0]["type"] == "response.created"
-    assert events[-1]["response"]["status"] == "cancelled"
+        final = check.check_stream(_replay(http, first.id))
+    assert final["status"] == "cancelled"
 
 
 def test_the_keys_limits_apply(
@@ -287,8 +295,9 @@ def test_a_core_killed_mid_turn_leaves_it_failed_not_in_progress(
         assert got.status == "failed", got
         assert got.error is not None and got.error.message.startswith("Interrupted")
         with _http(stack) as http:
-            events = _replay(http, response_id)
-        assert events[-1]["type"] == "response.failed"
+            check.check_response(_get(http, response_id))
+            final = check.check_stream(_replay(http, response_id))
+        assert final["status"] == "failed"
 
 
 def test_a_graceful_restart_leaves_it_failed_too(
@@ -327,6 +336,8 @@ def test_a_full_journal_ends_the_stream_and_the_turn_runs_on(
         events = _replay(http, started.id)
     assert events[-1]["type"] == "error" and events[-1]["code"] == "stream_truncated"
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    for event in events:
+        check.check_event(event)
     assert "response.output_text.delta" in [e["type"] for e in events]
 
 
