@@ -111,7 +111,8 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelTurn(self, request, context):
-        """Stops a running turn; a finished turn is returned unchanged.
+        """Stops a running turn; a finished turn is returned unchanged. A background
+        turn is stopped also while queued, and whichever core runs it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -58,7 +58,9 @@ class AgentServiceStub:
     GetTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetTurnRequest, _agent_pb2.GetTurnResponse]
     """Returns a stored turn (the Responses API's GET /v1/responses/{id})."""
     CancelTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.CancelTurnRequest, _agent_pb2.CancelTurnResponse]
-    """Stops a running turn; a finished turn is returned unchanged."""
+    """Stops a running turn; a finished turn is returned unchanged. A background
+    turn is stopped also while queued, and whichever core runs it.
+    """
     DeleteTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.DeleteTurnRequest, _agent_pb2.DeleteTurnResponse]
     """Forgets a stored turn."""
     StartBackgroundTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.StartBackgroundTurnRequest, _agent_pb2.StartBackgroundTurnResponse]
@@ -114,7 +116,9 @@ class AgentServiceAsyncStub(AgentServiceStub):
     GetTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetTurnRequest, _agent_pb2.GetTurnResponse]  # type: ignore[assignment]
     """Returns a stored turn (the Responses API's GET /v1/responses/{id})."""
     CancelTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.CancelTurnRequest, _agent_pb2.CancelTurnResponse]  # type: ignore[assignment]
-    """Stops a running turn; a finished turn is returned unchanged."""
+    """Stops a running turn; a finished turn is returned unchanged. A background
+    turn is stopped also while queued, and whichever core runs it.
+    """
     DeleteTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.DeleteTurnRequest, _agent_pb2.DeleteTurnResponse]  # type: ignore[assignment]
     """Forgets a stored turn."""
     StartBackgroundTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.StartBackgroundTurnRequest, _agent_pb2.StartBackgroundTurnResponse]  # type: ignore[assignment]
@@ -185,7 +189,9 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_pb2.CancelTurnRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.CancelTurnResponse, _abc.Awaitable[_agent_pb2.CancelTurnResponse]]:
-        """Stops a running turn; a finished turn is returned unchanged."""
+        """Stops a running turn; a finished turn is returned unchanged. A background
+        turn is stopped also while queued, and whichever core runs it.
+        """
 
     @_abc_1.abstractmethod
     def DeleteTurn(
