@@ -146,6 +146,8 @@ def request_context_of(
     client_stream = True
     address = peer_address(peer)
     origin = getattr(request, "origin", None)
+    if isinstance(request, agent_pb2.StartBackgroundTurnRequest):
+        origin = request.turn.origin
     if isinstance(origin, agent_pb2.RequestOrigin):
         request_id = origin.request_id or request_id
     if via_facade:

@@ -42,6 +42,9 @@ class Reply:
 
     def __init__(self) -> None:
         self._turn: TurnOutcome | None = None
+        # A background turn took the call over: it writes the request-log row
+        # when the turn ends, not the RPC that started it.
+        self.detached = False
 
     @property
     def turn(self) -> TurnOutcome | None:

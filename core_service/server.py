@@ -64,6 +64,8 @@ from core_service.servicers.sessions import SessionServicer
 from core_service.store import SessionStore
 from core_service.turns.admission import Admissions
 from core_service.turns.attachments import Attachments
+from core_service.turns.background import BackgroundLimits, BackgroundTurns
+from core_service.turns.background_journal import Journal
 from core_service.turns.capacity import Capacity, Limits
 from core_service.turns.compaction import Compactions, CompactionTokens, compaction_secret
 from core_service.turns.lifecycle import SessionLifecycle
@@ -166,6 +168,14 @@ class Core:
         self.compactions = Compactions(
             self.turns, self.store, CompactionTokens(compaction_secret(config))
         )
+        self.background = BackgroundTurns(
+            self.turns,
+            self.registry,
+            self.store,
+            Journal(db, BackgroundLimits.from_env().max_events),
+            self._log_turn,
+            BackgroundLimits.from_env(),
+        )
         self.metrics.watch(metrics.CoreGauges(self.registry, self.pool))
         self.metrics_server: HTTPServer | None = None
         self.health = (
@@ -188,6 +198,7 @@ class Core:
         # What a dead core left is finished before this one takes requests.
         await asyncio.to_thread(self.recovery.register)
         await asyncio.to_thread(self.recovery.recover, True)
+        await asyncio.to_thread(self.background.sweep)
         interceptor = CoreInterceptor(
             self.keys,
             self.users,
@@ -200,7 +211,7 @@ class Core:
         traces = [] if telemetry.sdk_disabled() else [aio_server_interceptor()]  # type: ignore[no-untyped-call]
         server = grpc.aio.server(interceptors=[*traces, interceptor], options=MESSAGE_SIZE_OPTIONS)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(self.turns, self.store, self.compactions), server
+            AgentServicer(self.turns, self.store, self.compactions, self.background), server
         )
         models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.catalog), server)
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
@@ -241,6 +252,8 @@ class Core:
             asyncio.create_task(self._watch_config()),
             asyncio.create_task(self._enforce_retention()),
             asyncio.create_task(self._renew_leases()),
+            asyncio.create_task(self.background.sweep_forever()),
+            asyncio.create_task(self.background.watch_cancels_forever()),
         ]
         # Apart: it beats until every turn has ended (see stop).
         self._heartbeat = asyncio.create_task(self.recovery.run_forever())
@@ -270,6 +283,13 @@ class Core:
         self, call: RequestContext, code: grpc.StatusCode, reason: str, error: str
     ) -> None:
         """One request-log row per API request; written off the request path."""
+        if call.reply.detached:
+            return  # a background turn writes its row when it ends (_log_turn)
+        self._log_turn(call, code, reason, error)
+
+    def _log_turn(
+        self, call: RequestContext, code: grpc.StatusCode, reason: str, error: str
+    ) -> None:
         bodies = self.live.current.config.log_bodies
         if code != grpc.StatusCode.OK:
             self.metrics.observe_failure(reason, error)
@@ -344,11 +364,13 @@ class Core:
         for name in ("", *SERVICE_NAMES):
             await _maybe_await(self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING))
         grace = self.config.shutdown_grace_seconds
+        self.background.stopping()
         stopping = self.registry.shutdown(grace)
         if self.server is not None:
             await asyncio.gather(stopping, self.server.stop(grace + 2))
         else:
             await stopping
+        await self.background.stop()
         # Only now: a core still winding up its turns must not look dead to the
         # others, or they would recover (fail) turns it is still finishing.
         if self._heartbeat is not None:

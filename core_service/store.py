@@ -28,6 +28,7 @@ STATUS_CODES: dict[TurnStatus, int] = {
     TurnStatus.FAILED: 3,
     TurnStatus.CANCELLED: 4,
     TurnStatus.INCOMPLETE: 5,
+    TurnStatus.QUEUED: 50,
 }
 IN_PROGRESS = STATUS_CODES[TurnStatus.IN_PROGRESS]
 

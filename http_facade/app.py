@@ -85,7 +85,7 @@ def create_app(
     app.add_route("/v1/chat/completions", ChatCompletions(core, config))
     app.add_route("/v1/responses", Responses(core, config))
     app.add_route("/v1/responses/compact", ResponsesCompact(core, config))
-    app.add_route("/v1/responses/{response_id}", Response(core))
+    app.add_route("/v1/responses/{response_id}", Response(core, config.keepalive_seconds))
     app.add_route("/v1/responses/{response_id}/cancel", ResponseCancel(core))
     app.add_route("/v1/responses/{response_id}/input_items", ResponseInputItems(core))
     app.add_route("/v1/sessions", Sessions(core))

@@ -97,6 +97,29 @@ class CoreClient:
         stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
         return stub.RunTurn(request, metadata=self.call_metadata(metadata))
 
+    async def start_background_turn(
+        self, request: agent_pb2.RunTurnRequest, metadata: Metadata
+    ) -> tuple[agent_pb2.Turn, Metadata]:
+        """Starts a background turn; its accepted Turn and the call's initial
+        metadata (rate-limit headers)."""
+        stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
+        call = stub.StartBackgroundTurn(
+            agent_pb2.StartBackgroundTurnRequest(turn=request),
+            metadata=self.call_metadata(metadata),
+            # Accepted once it waits in the queue or runs; starting a process is part of it.
+            timeout=self.unary_timeout + 60,
+        )
+        resp: agent_pb2.StartBackgroundTurnResponse = await call
+        return resp.turn, tuple(await call.initial_metadata() or ())
+
+    def stream_turn_events(self, turn_id: str, start_index: int, metadata: Metadata) -> Any:
+        """StreamTurnEvents; returns the grpc.aio stream call (.read())."""
+        stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
+        return stub.StreamTurnEvents(
+            agent_pb2.StreamTurnEventsRequest(turn_id=turn_id, start_index=start_index),
+            metadata=self.call_metadata(metadata),
+        )
+
     async def get_turn(self, turn_id: str, metadata: Metadata) -> agent_pb2.Turn:
         stub = agent_pb2_grpc.AgentServiceStub(self._ensure())
         resp: agent_pb2.GetTurnResponse = await stub.GetTurn(

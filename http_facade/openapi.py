@@ -206,8 +206,29 @@ def build_openapi() -> dict[str, Any]:
                 "get": {
                     "operationId": "getResponse",
                     "security": bearer,
-                    "parameters": [_RESPONSE_ID],
-                    "responses": {"200": _json(ResponseObject, "A stored response"), **_ERRORS},
+                    "parameters": [
+                        _RESPONSE_ID,
+                        _query(
+                            "stream",
+                            {"type": "boolean"},
+                            "A background response's events again (SSE), to its end",
+                        ),
+                        _query(
+                            "starting_after",
+                            {"type": "integer", "minimum": 0},
+                            "With stream: only the events numbered above this sequence_number",
+                        ),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "A stored response, or a background one's events",
+                            "content": {
+                                "application/json": {"schema": _ref(ResponseObject)},
+                                "text/event-stream": {"schema": _ref(StreamEvent)},
+                            },
+                        },
+                        **_ERRORS,
+                    },
                 },
                 "delete": {
                     "operationId": "deleteResponse",

@@ -62,6 +62,10 @@ class _TurnStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TurnStatus
     """Cancelled by the client."""
     TURN_STATUS_INCOMPLETE: _TurnStatus.ValueType  # 5
     """Stopped early by a limit (tokens, turns, budget)."""
+    TURN_STATUS_QUEUED: _TurnStatus.ValueType  # 50
+    """A background turn waiting for a running slot (the admission queue); it
+    has no session yet.
+    """
 
 class TurnStatus(_TurnStatus, metaclass=_TurnStatusEnumTypeWrapper):
     """Lifecycle of a stored turn."""
@@ -77,6 +81,10 @@ TURN_STATUS_CANCELLED: TurnStatus.ValueType  # 4
 """Cancelled by the client."""
 TURN_STATUS_INCOMPLETE: TurnStatus.ValueType  # 5
 """Stopped early by a limit (tokens, turns, budget)."""
+TURN_STATUS_QUEUED: TurnStatus.ValueType  # 50
+"""A background turn waiting for a running slot (the admission queue); it
+has no session yet.
+"""
 Global___TurnStatus: _TypeAlias = TurnStatus  # noqa: Y015
 
 @_typing.final
@@ -605,6 +613,7 @@ class Turn(_message.Message):
     CLIENT_TOOLS_FIELD_NUMBER: _builtins.int
     CLIENT_TOOL_CALLS_FIELD_NUMBER: _builtins.int
     OUTPUT_FORMAT_FIELD_NUMBER: _builtins.int
+    BACKGROUND_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Turn id."""
     session_id: _builtins.str
@@ -627,6 +636,10 @@ class Turn(_message.Message):
     """Thinking text."""
     finish_reason: _events_pb2.FinishReason.ValueType
     """Why it ended, when it ended normally."""
+    background: _builtins.bool
+    """Started with StartBackgroundTurn: it runs with no caller attached, and its
+    events can be streamed again with StreamTurnEvents.
+    """
     @_builtins.property
     def input(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.Message]:
         """The messages the request carried (system, earlier history and the new
@@ -708,10 +721,11 @@ class Turn(_message.Message):
         client_tools: _abc.Iterable[_content_pb2.ClientTool] | None = ...,
         client_tool_calls: _abc.Iterable[_content_pb2.ClientToolCall] | None = ...,
         output_format: Global___OutputFormat | None = ...,
+        background: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "options", b"options", "output_format", b"output_format", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_tool_calls", b"client_tool_calls", "client_tools", b"client_tools", "completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "files", b"files", "finish_reason", b"finish_reason", "id", b"id", "input", b"input", "instructions", b"instructions", "items", b"items", "metadata", b"metadata", "model", b"model", "options", b"options", "output_format", b"output_format", "output_text", b"output_text", "parent_turn_id", b"parent_turn_id", "reasoning", b"reasoning", "session_id", b"session_id", "status", b"status", "tool_results", b"tool_results", "tool_uses", b"tool_uses", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["background", b"background", "client_tool_calls", b"client_tool_calls", "client_tools", b"client_tools", "completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "files", b"files", "finish_reason", b"finish_reason", "id", b"id", "input", b"input", "instructions", b"instructions", "items", b"items", "metadata", b"metadata", "model", b"model", "options", b"options", "output_format", b"output_format", "output_text", b"output_text", "parent_turn_id", b"parent_turn_id", "reasoning", b"reasoning", "session_id", b"session_id", "status", b"status", "tool_results", b"tool_results", "tool_uses", b"tool_uses", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -906,3 +920,119 @@ class DeleteTurnResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteTurnResponse: _TypeAlias = DeleteTurnResponse  # noqa: Y015
+
+@_typing.final
+class StartBackgroundTurnRequest(_message.Message):
+    """Starts a background turn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def turn(self) -> Global___RunTurnRequest:
+        """The turn, as for RunTurn; `store` must be true (a background turn is
+        retrieved later).
+        """
+
+    def __init__(
+        self,
+        *,
+        turn: Global___RunTurnRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["turn", b"turn"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["turn", b"turn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartBackgroundTurnRequest: _TypeAlias = StartBackgroundTurnRequest  # noqa: Y015
+
+@_typing.final
+class StartBackgroundTurnResponse(_message.Message):
+    """The background turn as accepted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def turn(self) -> Global___Turn:
+        """QUEUED or IN_PROGRESS (or already finished, for a very short turn); id,
+        model and created_at are set, session_id once it runs.
+        """
+
+    def __init__(
+        self,
+        *,
+        turn: Global___Turn | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["turn", b"turn"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["turn", b"turn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartBackgroundTurnResponse: _TypeAlias = StartBackgroundTurnResponse  # noqa: Y015
+
+@_typing.final
+class StreamTurnEventsRequest(_message.Message):
+    """Asks for a background turn's events."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_ID_FIELD_NUMBER: _builtins.int
+    START_INDEX_FIELD_NUMBER: _builtins.int
+    turn_id: _builtins.str
+    """Turn id."""
+    start_index: _builtins.int
+    """The first event to send, by its index in the journal (0: from the start)."""
+    def __init__(
+        self,
+        *,
+        turn_id: _builtins.str = ...,
+        start_index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["start_index", b"start_index", "turn_id", b"turn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamTurnEventsRequest: _TypeAlias = StreamTurnEventsRequest  # noqa: Y015
+
+@_typing.final
+class StreamTurnEventsResponse(_message.Message):
+    """One journaled event of a background turn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    JOURNAL_FULL_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Its place in the journal: 0, 1, 2, ... in the order the turn produced them."""
+    journal_full: _builtins.bool
+    """Set instead of `event` when the journal reached its cap
+    (CCAPI_BACKGROUND_MAX_EVENTS): the turn ran on, but its events after this
+    point are not kept, except the last one (TurnCompleted or TurnFailed),
+    which follows; GetTurn has its whole result.
+    """
+    @_builtins.property
+    def event(self) -> Global___RunTurnResponse:
+        """The event, as RunTurn would have streamed it (consecutive text and
+        thinking deltas may be merged into one).
+        """
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        event: Global___RunTurnResponse | None = ...,
+        journal_full: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "index", b"index", "journal_full", b"journal_full"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamTurnEventsResponse: _TypeAlias = StreamTurnEventsResponse  # noqa: Y015

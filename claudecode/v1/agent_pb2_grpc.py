@@ -57,6 +57,16 @@ class AgentServiceStub:
                 request_serializer=claudecode_dot_v1_dot_agent__pb2.DeleteTurnRequest.SerializeToString,
                 response_deserializer=claudecode_dot_v1_dot_agent__pb2.DeleteTurnResponse.FromString,
                 _registered_method=True)
+        self.StartBackgroundTurn = channel.unary_unary(
+                '/claudecode.v1.AgentService/StartBackgroundTurn',
+                request_serializer=claudecode_dot_v1_dot_agent__pb2.StartBackgroundTurnRequest.SerializeToString,
+                response_deserializer=claudecode_dot_v1_dot_agent__pb2.StartBackgroundTurnResponse.FromString,
+                _registered_method=True)
+        self.StreamTurnEvents = channel.unary_stream(
+                '/claudecode.v1.AgentService/StreamTurnEvents',
+                request_serializer=claudecode_dot_v1_dot_agent__pb2.StreamTurnEventsRequest.SerializeToString,
+                response_deserializer=claudecode_dot_v1_dot_agent__pb2.StreamTurnEventsResponse.FromString,
+                _registered_method=True)
         self.CompactTurn = channel.unary_unary(
                 '/claudecode.v1.AgentService/CompactTurn',
                 request_serializer=claudecode_dot_v1_dot_agent__pb2.CompactTurnRequest.SerializeToString,
@@ -104,7 +114,8 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelTurn(self, request, context):
-        """Stops a running turn; a finished turn is returned unchanged.
+        """Stops a running turn; a finished turn is returned unchanged. A background
+        turn is stopped also while queued, and whichever core runs it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,6 +123,29 @@ class AgentServiceServicer:
 
     def DeleteTurn(self, request, context):
         """Forgets a stored turn.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartBackgroundTurn(self, request, context):
+        """Starts a turn in the background (the Responses API's background mode): the
+        core runs it with no caller attached, within the key's limits and the
+        admission queue, and answers as soon as it is accepted, with the turn
+        QUEUED (waiting for a running slot) or IN_PROGRESS. Its events are
+        journaled in order: StreamTurnEvents replays and follows them, GetTurn
+        polls it, CancelTurn stops it. Limits refuse it here, like RunTurn.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamTurnEvents(self, request, context):
+        """The journaled events of a background turn, from `start_index` on: what is
+        kept is replayed, then new events follow as they happen; the stream ends
+        after the turn's last event (TurnCompleted or TurnFailed). Any core
+        sharing the database can serve it. Cancelling the call stops only the
+        stream, never the turn.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,6 +184,16 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.DeleteTurn,
                     request_deserializer=claudecode_dot_v1_dot_agent__pb2.DeleteTurnRequest.FromString,
                     response_serializer=claudecode_dot_v1_dot_agent__pb2.DeleteTurnResponse.SerializeToString,
+            ),
+            'StartBackgroundTurn': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartBackgroundTurn,
+                    request_deserializer=claudecode_dot_v1_dot_agent__pb2.StartBackgroundTurnRequest.FromString,
+                    response_serializer=claudecode_dot_v1_dot_agent__pb2.StartBackgroundTurnResponse.SerializeToString,
+            ),
+            'StreamTurnEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamTurnEvents,
+                    request_deserializer=claudecode_dot_v1_dot_agent__pb2.StreamTurnEventsRequest.FromString,
+                    response_serializer=claudecode_dot_v1_dot_agent__pb2.StreamTurnEventsResponse.SerializeToString,
             ),
             'CompactTurn': grpc.unary_unary_rpc_method_handler(
                     servicer.CompactTurn,
@@ -268,6 +312,60 @@ class AgentService:
             '/claudecode.v1.AgentService/DeleteTurn',
             claudecode_dot_v1_dot_agent__pb2.DeleteTurnRequest.SerializeToString,
             claudecode_dot_v1_dot_agent__pb2.DeleteTurnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartBackgroundTurn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claudecode.v1.AgentService/StartBackgroundTurn',
+            claudecode_dot_v1_dot_agent__pb2.StartBackgroundTurnRequest.SerializeToString,
+            claudecode_dot_v1_dot_agent__pb2.StartBackgroundTurnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamTurnEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/claudecode.v1.AgentService/StreamTurnEvents',
+            claudecode_dot_v1_dot_agent__pb2.StreamTurnEventsRequest.SerializeToString,
+            claudecode_dot_v1_dot_agent__pb2.StreamTurnEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,9 +61,26 @@ class AgentServiceStub:
     GetTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetTurnRequest, _agent_pb2.GetTurnResponse]
     """Returns a stored turn (the Responses API's GET /v1/responses/{id})."""
     CancelTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.CancelTurnRequest, _agent_pb2.CancelTurnResponse]
-    """Stops a running turn; a finished turn is returned unchanged."""
+    """Stops a running turn; a finished turn is returned unchanged. A background
+    turn is stopped also while queued, and whichever core runs it.
+    """
     DeleteTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.DeleteTurnRequest, _agent_pb2.DeleteTurnResponse]
     """Forgets a stored turn."""
+    StartBackgroundTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.StartBackgroundTurnRequest, _agent_pb2.StartBackgroundTurnResponse]
+    """Starts a turn in the background (the Responses API's background mode): the
+    core runs it with no caller attached, within the key's limits and the
+    admission queue, and answers as soon as it is accepted, with the turn
+    QUEUED (waiting for a running slot) or IN_PROGRESS. Its events are
+    journaled in order: StreamTurnEvents replays and follows them, GetTurn
+    polls it, CancelTurn stops it. Limits refuse it here, like RunTurn.
+    """
+    StreamTurnEvents: _grpc.UnaryStreamMultiCallable[_agent_pb2.StreamTurnEventsRequest, _agent_pb2.StreamTurnEventsResponse]
+    """The journaled events of a background turn, from `start_index` on: what is
+    kept is replayed, then new events follow as they happen; the stream ends
+    after the turn's last event (TurnCompleted or TurnFailed). Any core
+    sharing the database can serve it. Cancelling the call stops only the
+    stream, never the turn.
+    """
     CompactTurn: _grpc.UnaryUnaryMultiCallable[_agent_pb2.CompactTurnRequest, _agent_pb2.CompactTurnResponse]
     """Compacts a conversation with Claude Code's own /compact (the Responses
     API's POST /v1/responses/compact): the session is summarised by the model
@@ -105,9 +122,26 @@ class AgentServiceAsyncStub(AgentServiceStub):
     GetTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetTurnRequest, _agent_pb2.GetTurnResponse]  # type: ignore[assignment]
     """Returns a stored turn (the Responses API's GET /v1/responses/{id})."""
     CancelTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.CancelTurnRequest, _agent_pb2.CancelTurnResponse]  # type: ignore[assignment]
-    """Stops a running turn; a finished turn is returned unchanged."""
+    """Stops a running turn; a finished turn is returned unchanged. A background
+    turn is stopped also while queued, and whichever core runs it.
+    """
     DeleteTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.DeleteTurnRequest, _agent_pb2.DeleteTurnResponse]  # type: ignore[assignment]
     """Forgets a stored turn."""
+    StartBackgroundTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.StartBackgroundTurnRequest, _agent_pb2.StartBackgroundTurnResponse]  # type: ignore[assignment]
+    """Starts a turn in the background (the Responses API's background mode): the
+    core runs it with no caller attached, within the key's limits and the
+    admission queue, and answers as soon as it is accepted, with the turn
+    QUEUED (waiting for a running slot) or IN_PROGRESS. Its events are
+    journaled in order: StreamTurnEvents replays and follows them, GetTurn
+    polls it, CancelTurn stops it. Limits refuse it here, like RunTurn.
+    """
+    StreamTurnEvents: _aio.UnaryStreamMultiCallable[_agent_pb2.StreamTurnEventsRequest, _agent_pb2.StreamTurnEventsResponse]  # type: ignore[assignment]
+    """The journaled events of a background turn, from `start_index` on: what is
+    kept is replayed, then new events follow as they happen; the stream ends
+    after the turn's last event (TurnCompleted or TurnFailed). Any core
+    sharing the database can serve it. Cancelling the call stops only the
+    stream, never the turn.
+    """
     CompactTurn: _aio.UnaryUnaryMultiCallable[_agent_pb2.CompactTurnRequest, _agent_pb2.CompactTurnResponse]  # type: ignore[assignment]
     """Compacts a conversation with Claude Code's own /compact (the Responses
     API's POST /v1/responses/compact): the session is summarised by the model
@@ -164,7 +198,9 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_pb2.CancelTurnRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.CancelTurnResponse, _abc.Awaitable[_agent_pb2.CancelTurnResponse]]:
-        """Stops a running turn; a finished turn is returned unchanged."""
+        """Stops a running turn; a finished turn is returned unchanged. A background
+        turn is stopped also while queued, and whichever core runs it.
+        """
 
     @_abc_1.abstractmethod
     def DeleteTurn(
@@ -173,6 +209,33 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.DeleteTurnResponse, _abc.Awaitable[_agent_pb2.DeleteTurnResponse]]:
         """Forgets a stored turn."""
+
+    @_abc_1.abstractmethod
+    def StartBackgroundTurn(
+        self,
+        request: _agent_pb2.StartBackgroundTurnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.StartBackgroundTurnResponse, _abc.Awaitable[_agent_pb2.StartBackgroundTurnResponse]]:
+        """Starts a turn in the background (the Responses API's background mode): the
+        core runs it with no caller attached, within the key's limits and the
+        admission queue, and answers as soon as it is accepted, with the turn
+        QUEUED (waiting for a running slot) or IN_PROGRESS. Its events are
+        journaled in order: StreamTurnEvents replays and follows them, GetTurn
+        polls it, CancelTurn stops it. Limits refuse it here, like RunTurn.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamTurnEvents(
+        self,
+        request: _agent_pb2.StreamTurnEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_pb2.StreamTurnEventsResponse], _abc.AsyncIterator[_agent_pb2.StreamTurnEventsResponse]]:
+        """The journaled events of a background turn, from `start_index` on: what is
+        kept is replayed, then new events follow as they happen; the stream ends
+        after the turn's last event (TurnCompleted or TurnFailed). Any core
+        sharing the database can serve it. Cancelling the call stops only the
+        stream, never the turn.
+        """
 
     @_abc_1.abstractmethod
     def CompactTurn(

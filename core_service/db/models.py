@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
 )
@@ -286,3 +287,44 @@ class AttachmentRecord(Base):
     # The uploaded file it came from; "" for inline file_data.
     file_id: Mapped[str] = mapped_column(String(40), default="")
     attached_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BackgroundTurnRecord(Base):
+    """A turn started in background mode (core_service/turns/background.py):
+    who owns it, where its event journal stands, and the turn as it looked
+    before it had a session (GetTurn shows it while it waits for a slot)."""
+
+    __tablename__ = "background_turns"
+
+    turn_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32))
+    # The core instance running it; a background turn whose owner is gone is failed.
+    owner: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    # claudecode.v1.TurnStatus of the job: QUEUED, IN_PROGRESS, or how it ended.
+    status: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # When its last event was journaled; the retention clock starts here.
+    ended_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, index=True
+    )
+    # The turn before it got its session (the domain Turn as JSON, domain.codec).
+    turn_json: Mapped[str] = mapped_column(Text)
+    # Events journaled so far (the next event's index).
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+    # A cancel reached another core: the owner sees it and stops the turn.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class BackgroundEventRecord(Base):
+    """One journaled event of a background turn, in order (index from 0)."""
+
+    __tablename__ = "background_events"
+
+    turn_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # 0: an event; 1: the journal was full here (no payload); 2: the last event.
+    kind: Mapped[int] = mapped_column(Integer, default=0)
+    # The claudecode.v1.RunTurnResponse as it was streamed, serialized: the
+    # journal replays the wire stream itself, byte for byte, so every replay
+    # numbers and renders its events as the first stream did.
+    payload: Mapped[bytes] = mapped_column(LargeBinary)

@@ -26,6 +26,8 @@ class TurnStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     INCOMPLETE = "incomplete"
+    # A background turn waiting for a running slot.
+    QUEUED = "queued"
 
 
 class FinishReason(StrEnum):
@@ -171,6 +173,8 @@ class Turn:
     client_tools: tuple[ClientTool, ...] = ()
     client_tool_calls: tuple[ClientToolCall, ...] = ()
     output_format: OutputFormat | None = None
+    # Runs with no client attached (Responses background mode).
+    background: bool = False
 
     @property
     def used(self) -> Usage:

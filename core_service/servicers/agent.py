@@ -14,15 +14,23 @@ from core_service.errors import NotFound
 from core_service.interceptors import current_caller
 from core_service.servicers import convert
 from core_service.store import SessionStore
+from core_service.turns.background import BackgroundTurns
 from core_service.turns.compaction import Compactions
 from core_service.turns.service import TurnService
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, turns: TurnService, store: SessionStore, compactions: Compactions) -> None:
+    def __init__(
+        self,
+        turns: TurnService,
+        store: SessionStore,
+        compactions: Compactions,
+        background: BackgroundTurns,
+    ) -> None:
         self._turns = turns
         self._store = store
         self._compactions = compactions
+        self._background = background
 
     async def RunTurn(
         self, request: pb.RunTurnRequest, context: grpc.aio.ServicerContext
@@ -48,19 +56,27 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def GetTurn(
         self, request: pb.GetTurnRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTurnResponse:
-        row = await asyncio.to_thread(
-            self._store.get_turn, current_caller().key_id, request.turn_id
+        key_id = current_caller().key_id
+        row = await asyncio.to_thread(self._store.get_turn, key_id, request.turn_id)
+        # A background turn still queued has no stored turn yet.
+        turn = (
+            row.turn
+            if row is not None
+            else await self._background.snapshot(key_id, request.turn_id)
         )
-        if row is None:
+        if turn is None:
             raise NotFound(
                 f"No response '{request.turn_id}'.", reason="turn_not_found", param="turn_id"
             )
-        return pb.GetTurnResponse(turn=convert.turn_to_pb(row.turn))
+        return pb.GetTurnResponse(turn=convert.turn_to_pb(turn))
 
     async def CancelTurn(
         self, request: pb.CancelTurnRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelTurnResponse:
-        turn = await self._turns.cancel_turn(current_caller(), request.turn_id)
+        caller = current_caller()
+        turn = await self._background.cancel(caller.key_id, request.turn_id)
+        if turn is None:  # not a background turn
+            turn = await self._turns.cancel_turn(caller, request.turn_id)
         return pb.CancelTurnResponse(turn=convert.turn_to_pb(turn))
 
     async def DeleteTurn(
@@ -73,6 +89,24 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 f"No response '{request.turn_id}'.", reason="turn_not_found", param="turn_id"
             )
         return pb.DeleteTurnResponse(turn_id=request.turn_id)
+
+    async def StartBackgroundTurn(
+        self, request: pb.StartBackgroundTurnRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StartBackgroundTurnResponse:
+        turn, headers = await self._background.start(request_context.current(), request.turn)
+        reply = pb.StartBackgroundTurnResponse(turn=convert.turn_to_pb(turn))
+        if headers:
+            await context.send_initial_metadata(tuple(headers.items()))
+        return reply
+
+    async def StreamTurnEvents(
+        self, request: pb.StreamTurnEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamTurnEventsResponse]:
+        events = self._background.events(
+            current_caller().key_id, request.turn_id, request.start_index
+        )
+        async for event in events:
+            yield event
 
     async def CompactTurn(
         self, request: pb.CompactTurnRequest, context: grpc.aio.ServicerContext

@@ -370,6 +370,7 @@ def turn_from_pb(m: pb.Turn) -> t.Turn:
         output_format=output_format_from_pb(m.output_format)
         if m.HasField("output_format")
         else None,
+        background=m.background,
     )
 
 
@@ -394,6 +395,7 @@ def turn_to_pb(d: t.Turn) -> pb.Turn:
         items=[item_to_pb(x) for x in d.items],
         client_tools=[client_tool_to_pb(x) for x in d.client_tools],
         client_tool_calls=[client_call_to_pb(x) for x in d.client_tool_calls],
+        background=d.background,
     )
     if d.usage is not None:
         m.usage.CopyFrom(usage_to_pb(d.usage))

@@ -18,7 +18,7 @@ import collections
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -146,11 +146,14 @@ class TurnGate:
         return max(MIN_RETRY_SECONDS, min(MAX_RETRY_SECONDS, seconds))
 
     @contextlib.asynccontextmanager
-    async def slot(self, clock: QueueClock) -> AsyncIterator[None]:
-        """Holds one running slot for the block; waits for it in FIFO order."""
+    async def slot(
+        self, clock: QueueClock, on_queued: Callable[[], None] | None = None
+    ) -> AsyncIterator[None]:
+        """Holds one running slot for the block; waits for it in FIFO order
+        (`on_queued` is told when the turn has to wait)."""
         started = time.monotonic()
         try:
-            await self._acquire()
+            await self._acquire(on_queued)
         finally:
             clock.queue_ms = int((time.monotonic() - started) * 1000)
         acquired = time.monotonic()
@@ -161,7 +164,7 @@ class TurnGate:
             self._turn_seconds = 0.8 * self._turn_seconds + 0.2 * held
             self._slots.release()
 
-    async def _acquire(self) -> None:
+    async def _acquire(self, on_queued: Callable[[], None] | None = None) -> None:
         if self._slots.take_now():
             return
         if self.queue_depth >= self.max_queued:
@@ -170,6 +173,8 @@ class TurnGate:
                 f"{self.queue_depth} waiting); retry later.",
                 self.retry_after(),
             )
+        if on_queued is not None:
+            on_queued()
         try:
             await self._slots.wait(self.max_wait_seconds)
         except TimeoutError:
@@ -225,9 +230,11 @@ class Capacity:
         )
         self.starts.configure(limits.max_concurrent_starts)
 
-    def slot(self, clock: QueueClock) -> contextlib.AbstractAsyncContextManager[None]:
+    def slot(
+        self, clock: QueueClock, on_queued: Callable[[], None] | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
         """One running turn's slot (waits in the FIFO queue; may refuse: `overloaded`)."""
-        return self.turns.slot(clock)
+        return self.turns.slot(clock, on_queued)
 
     @property
     def running_count(self) -> int:

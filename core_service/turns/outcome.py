@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -80,8 +80,19 @@ def ending_of(runner: TurnRunner) -> Ending:
     return Ending(error, finish, status_of(finish))
 
 
-def new_turn(request: pb.RunTurnRequest, session_id: str, parent_turn_id: str, model: str) -> Turn:
-    """The turn as stored when it starts."""
+def new_id() -> str:
+    return "t" + uuid.uuid4().hex
+
+
+def new_turn(
+    request: pb.RunTurnRequest,
+    session_id: str,
+    parent_turn_id: str,
+    model: str,
+    turn_id: str = "",
+    background: bool = False,
+) -> Turn:
+    """The turn as stored when it starts (a background turn brings its id)."""
     outputs: tuple[cpb.ClientToolOutput, ...] = ()
     if request.messages and request.messages[-1].role == cpb.ROLE_TOOL:
         # The results this turn brings, in the order the client sent them.
@@ -89,7 +100,8 @@ def new_turn(request: pb.RunTurnRequest, session_id: str, parent_turn_id: str, m
             p.tool_output for m in request.messages if m.role == cpb.ROLE_TOOL for p in m.content
         )
     return Turn(
-        id="t" + uuid.uuid4().hex,
+        id=turn_id or new_id(),
+        background=background,
         session_id=session_id,
         parent_turn_id=parent_turn_id,
         model=model,
@@ -212,6 +224,11 @@ class TurnProgress:
     queue_ms: int = 0
     # The turn stopped for client tools: it waits on, keeping the key's slot.
     keeps_slot: bool = False
+    # Background turns (turns/background.py): the id they were given when
+    # accepted, and who hears that the turn waits in the admission queue.
+    turn_id: str = ""
+    background: bool = False
+    on_queued: Callable[[], None] | None = None
 
     def outcome(self) -> TurnOutcome:
         if self.runner is None or self.turn is None:

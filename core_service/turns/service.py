@@ -115,10 +115,21 @@ class TurnService:
     def start(self) -> None:
         self._registry.start(with_pool=self._admissions.has_credentials())
 
-    def run_turn(self, call: RequestContext, request: pb.RunTurnRequest) -> TurnRun:
+    def run_turn(
+        self,
+        call: RequestContext,
+        request: pb.RunTurnRequest,
+        progress: TurnProgress | None = None,
+    ) -> TurnRun:
+        """`progress` is given by background turns (their id and queue notice)."""
         assert call.caller is not None, "turns run for authenticated callers"
-        progress = TurnProgress(json_format.MessageToJson(request, indent=None), call.started)
+        if progress is None:
+            progress = TurnProgress(self.request_json(request), call.started)
         return TurnRun(self._events(call.caller, call, request, progress), progress)
+
+    @staticmethod
+    def request_json(request: pb.RunTurnRequest) -> str:
+        return json_format.MessageToJson(request, indent=None)
 
     async def _events(
         self,
@@ -142,7 +153,7 @@ class TurnService:
             progress.headers = admitted.headers
             attached = await self._resolve_attachments(caller, request)
             # Past the key's limits: wait (bounded) for one of the core's running slots.
-            async with self._registry.capacity.slot(progress):
+            async with self._registry.capacity.slot(progress, progress.on_queued):
                 if not self._registry.accepting:
                     # Shutdown began while this turn waited in the queue.
                     raise Unavailable("The service is shutting down.", reason="shutting_down")
@@ -315,7 +326,14 @@ class TurnService:
     ) -> AsyncGenerator[pb.RunTurnResponse, None]:
         started = time.monotonic()
         shape = admitted.shape
-        turn = outcome.new_turn(request, plan.session.id, plan.parent_turn_id, shape.model)
+        turn = outcome.new_turn(
+            request,
+            plan.session.id,
+            plan.parent_turn_id,
+            shape.model,
+            turn_id=progress.turn_id,
+            background=progress.background,
+        )
         if waiting is None and plan.pooled is not None:
             # Adopted at once: from here the session owns it (and the live cap
             # counts it there), whatever happens next.

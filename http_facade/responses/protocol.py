@@ -298,7 +298,9 @@ class ResponseCreateRequest(Strict):
     # Checked by http_facade.tool_calls.responses_tools.
     tools: list[Any] | None = Field(None, description="function, custom, namespace, hosted.")
     tool_choice: Any = Field(None, description="none, auto, required, a named tool, allowed_tools.")
-    background: bool | None = Field(None, description="Only false.")
+    background: bool | None = Field(
+        None, description="True: the turn runs on with no client attached (needs store)."
+    )
     conversation: Any = Field(None, description="Only null.")
     prompt: Any = Field(None, description="Only null.")
     max_tool_calls: int | None = Field(None, description="Only null.")
@@ -320,7 +322,6 @@ class ResponseCreateRequest(Strict):
 
 # Parameter -> "is this value harmless?". A non-harmless value is refused.
 UNSUPPORTED: dict[str, Any] = {
-    "background": lambda v: v is None or v is False,
     "conversation": lambda v: v is None,
     "prompt": lambda v: v is None,
     "max_tool_calls": lambda v: v is None,
@@ -450,7 +451,7 @@ class ResponseObject(BaseModel):
     object: Literal["response"]
     created_at: int
     completed_at: int | None
-    status: Literal["completed", "failed", "in_progress", "cancelled", "incomplete"]
+    status: Literal["completed", "failed", "in_progress", "cancelled", "incomplete", "queued"]
     background: bool
     error: ResponseError | None
     incomplete_details: IncompleteDetails | None

@@ -27,6 +27,7 @@ from http_facade.turns import (
     stream_events,
 )
 
+from . import background
 from .echo import Echo
 from .request import (
     builtin_tools_of,
@@ -36,7 +37,7 @@ from .request import (
     validate_request,
 )
 from .state import Event, ResponseState
-from .stored import from_turn, input_items, page
+from .stored import input_items, page
 from .websocket import ResponsesSocket
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,11 @@ class Responses:
             tools=responses_tools(body),
             builtin=builtin_tools_of(create, req.get_header("X-Claude-Code-Builtin-Tools")),
         )
+        if create.background:
+            await background.create(
+                req, resp, self.core, create, run, _metadata(req), self.config.keepalive_seconds
+            )
+            return
         state = ResponseState(echo=Echo.of_request(create))
         stream = bool(create.stream)
 
@@ -124,18 +130,21 @@ class Responses:
 class Response:
     """GET and DELETE /v1/responses/{response_id}."""
 
-    def __init__(self, core: CoreClient) -> None:
+    def __init__(self, core: CoreClient, keepalive_seconds: float = 15.0) -> None:
         self.core = core
+        self.keepalive_seconds = keepalive_seconds
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, response_id: str
     ) -> None:
-        if req.get_param_as_bool("stream"):
-            raise invalid_request(
-                "Streaming a stored response is not supported.", "stream", "unsupported_parameter"
-            )
+        stream = background.check_get_params(req)
         turn = await _call(self.core.get_turn(turn_id_of(response_id), _metadata(req)), response_id)
-        resp.media = from_turn(turn)
+        if stream:
+            background.stream_stored(
+                req, resp, self.core, turn, _metadata(req), self.keepalive_seconds
+            )
+            return
+        resp.media = background.response_of(turn)
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, response_id: str
@@ -156,7 +165,7 @@ class ResponseCancel:
         turn = await _call(
             self.core.cancel_turn(turn_id_of(response_id), _metadata(req)), response_id
         )
-        resp.media = from_turn(turn)
+        resp.media = background.response_of(turn)
 
 
 class ResponseInputItems:

@@ -243,6 +243,23 @@ class _Agent(agent_pb2_grpc.AgentServiceServicer):
         )
         raise AssertionError("unreachable")
 
+    async def StartBackgroundTurn(
+        self, request: agent_pb2.StartBackgroundTurnRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.StartBackgroundTurnResponse:
+        # Background mode is tested against the real core (test_responses_background.py).
+        await abort(
+            context, grpc.StatusCode.UNIMPLEMENTED, "Not in the fake core.", "unimplemented"
+        )
+        raise AssertionError("unreachable")
+
+    async def StreamTurnEvents(
+        self, request: agent_pb2.StreamTurnEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.StreamTurnEventsResponse]:
+        await abort(
+            context, grpc.StatusCode.UNIMPLEMENTED, "Not in the fake core.", "unimplemented"
+        )
+        yield agent_pb2.StreamTurnEventsResponse()
+
     async def _turn(self, turn_id: str, context: grpc.aio.ServicerContext) -> agent_pb2.Turn:
         await _check_key(context)
         turn = self.fake.turns.get(turn_id)

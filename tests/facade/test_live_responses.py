@@ -176,8 +176,8 @@ def test_cancel_a_running_response(
 
 def test_request_errors(sdk: openai.OpenAI) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"background": True}, "background"),
         ({"conversation": "conv_123"}, "conversation"),
+        ({"prompt": {"id": "pmpt_1"}}, "prompt"),
     ]
     for kwargs, param in cases:
         with pytest.raises(openai.BadRequestError) as caught:

@@ -330,7 +330,6 @@ async def test_input_items_and_previous_response(client: httpx.AsyncClient, fake
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"background": True}, "background"),
         ({"conversation": "conv_1"}, "conversation"),
         ({"prompt": {"id": "pmpt_1"}}, "prompt"),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
