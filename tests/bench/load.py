@@ -29,13 +29,14 @@ from typing import Any, TextIO
 import grpc
 import httpx
 
+from core_service.machine import PROCESS_PSS_BYTES
 from tests.bench.measure import Turn, bare_cli_turn, grpc_turn, http_turn
 from tests.bench.stack import BenchError, BenchStack
 from tests.procmem import claude_count, tree_pss_bytes
 
 MIB = 1024 * 1024
-# The per-process size the core's default cap is derived from (core_service.machine).
-PROCESS_PSS_MIB = 100
+# The per-process size the core's default cap is derived from.
+PROCESS_PSS_MIB = PROCESS_PSS_BYTES // MIB
 
 
 @dataclass(frozen=True)

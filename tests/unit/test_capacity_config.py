@@ -21,13 +21,13 @@ GIB = 1024**3
 
 def test_defaults_come_from_memory_and_cores() -> None:
     sized = machine.derive(cores=2, available_bytes=24 * GIB)
-    # Half of 24 GiB at 100 MiB a process.
-    assert sized.max_live_processes == 122
+    # Half of 24 GiB at 110 MiB a process.
+    assert sized.max_live_processes == 111
     assert sized.max_running_turns == 8 and sized.max_queued_turns == 32
     assert sized.max_concurrent_starts == 2
     small = machine.derive(cores=16, available_bytes=1 * GIB)
     # A small box: the running cap never exceeds the live one.
-    assert small.max_live_processes == 5 and small.max_running_turns == 5
+    assert small.max_live_processes == 4 and small.max_running_turns == 4
 
 
 def test_meminfo_is_read_in_bytes(tmp_path: Path) -> None:
