@@ -260,7 +260,8 @@ def test_another_core_replays_and_cancels_it(
                 timeout=30,
             )
             assert cancelled.turn.status == agent_pb2.TURN_STATUS_CANCELLED
-        assert client.responses.retrieve(hanging.id).status == "cancelled"
+        with _http(stack) as http:
+            assert _get(http, hanging.id)["status"] == "cancelled"
     finally:
         replica.cleanup()
 
