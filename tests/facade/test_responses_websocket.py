@@ -353,9 +353,10 @@ def test_a_compaction_starts_a_new_chain_over_the_socket(
 
     assert output_text(resumed) == "echo: What is my name?"
     texts = user_texts(from_summary)
-    # The new chain starts with the summary; the first exchange is only in it.
-    assert any(COMPACTION_SUMMARY_PREFIX in t and "My name is Ada" in t for t in texts)
-    assert COMPACTION_SUMMARY_PREFIX in texts[0]
+    # The new chain goes on from the summary; the first exchange is only in it.
+    summary = next(i for i, t in enumerate(texts) if COMPACTION_SUMMARY_PREFIX in t)
+    assert "My name is Ada" in texts[summary]
+    assert summary < next(i for i, t in enumerate(texts) if "What is my name?" in t)
     assert "My name is Ada. Remember it." not in [t.strip() for t in texts]
     assert output_text(again) == "echo: And again?"
     assert again["claude_code"]["session_id"] == resumed["claude_code"]["session_id"]
