@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from openai.types.responses import CompactedResponse, Response
+from openai.types.responses import CompactedResponse
 
 from tests.facade.gunicorn_proc import Facade
 from tests.facade.live import CoreProcess, ModelDouble, Reply, log_row, user_texts
-from tests.facade.openresponses_check import check_compaction, check_response
+from tests.facade.openresponses_check import check_compaction, checked
 from tests.model_double import COMPACTION_SUMMARY_PREFIX
 from tests.stack import ccapi
 
@@ -54,12 +54,6 @@ def check_shape(compacted: CompactedResponse) -> dict[str, Any]:
     assert raw["usage"]["input_tokens"] > 0
     assert raw["usage"]["total_tokens"] >= raw["usage"]["input_tokens"]
     return dict(item)
-
-
-def checked(response: Response) -> Response:
-    """The response, its JSON checked against the spec and the SDK."""
-    check_response(json.loads(response.to_json()))
-    return response
 
 
 def user_roles(items: list[dict[str, Any]]) -> list[str]:
