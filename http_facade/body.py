@@ -11,10 +11,10 @@ import falcon.asgi
 from http_facade.errors import ApiError, invalid_request
 
 
-def too_large(limit: int) -> ApiError:
+def too_large(limit: int, what: str = "request body") -> ApiError:
     return ApiError(
         413,
-        f"The request body is larger than the limit of {limit} bytes.",
+        f"The {what} is larger than the limit of {limit} bytes.",
         code="request_too_large",
     )
 
@@ -35,13 +35,20 @@ async def read_json(req: falcon.asgi.Request, limit: int) -> Any:
     req.context.raw_body = raw
     if not raw.strip():
         raise invalid_request("The request body is empty; send a JSON object.")
+    return parse_json(
+        raw,
+        "We could not parse the JSON body of your request. Send valid JSON "
+        "with Content-Type: application/json.",
+    )
+
+
+def parse_json(raw: bytes, not_json: str) -> Any:
+    """``raw`` parsed; a 400 with ``not_json`` when it is not JSON, or one naming
+    the first string that holds a lone surrogate."""
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
-        raise invalid_request(
-            "We could not parse the JSON body of your request. Send valid JSON "
-            "with Content-Type: application/json."
-        ) from None
+        raise invalid_request(not_json) from None
     # Valid JSON may still escape half of a UTF-16 pair ("\ud800"): such a
     # string is no Unicode text and cannot be passed on.
     if _SURROGATE_ESCAPE.search(raw):

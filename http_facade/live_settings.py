@@ -27,6 +27,7 @@ class LiveSettings:
     ) -> None:
         self.cors_origins: tuple[str, ...] = config.cors_origins
         self.max_body_bytes = config.max_body_bytes
+        self._default_body_bytes = config.max_body_bytes
         self.version = 0
         self._core = core
         self._refresh_seconds = refresh_seconds
@@ -48,6 +49,12 @@ class LiveSettings:
             if runtime.log_level:
                 logging.getLogger().setLevel(runtime.log_level.upper())
             log.info("live settings applied", extra={"version": runtime.version})
+
+    async def body_limit(self) -> int:
+        """The body limit in force now, for what no HTTP request carries (a
+        WebSocket message): refreshed as for a request, 0 meaning the default."""
+        await self.refresh_if_due()
+        return self.max_body_bytes or self._default_body_bytes
 
 
 class LiveSettingsMiddleware:

@@ -603,6 +603,9 @@ def unsupported_choice(kind: Any) -> ApiError:
 
 # --- into the RunTurnRequest (both APIs) ----------------------------------------------------
 
+# The header naming Claude Code's built-in tools a turn may use (see builtin_choice).
+BUILTIN_TOOLS_HEADER = "X-Claude-Code-Builtin-Tools"
+
 
 def builtin_choice(wanted: bool | list[str] | None, header: str | None) -> cpb.BuiltinTools | None:
     """Claude Code's built-in tools beside the client's: the body's extension

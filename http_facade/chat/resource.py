@@ -13,6 +13,7 @@ from http_facade.config import FacadeConfig
 from http_facade.core_client import CoreClient, auth_metadata
 from http_facade.errors import ApiError
 from http_facade.live_settings import body_limit
+from http_facade.tool_calls import BUILTIN_TOOLS_HEADER
 from http_facade.turns import (
     GONE,
     PING,
@@ -51,7 +52,7 @@ class ChatCompletions:
             chat,
             session_id=session_id_of(body_model, req.get_header("X-Session-Id")),
             request_id=request_id,
-            builtin=builtin_tools_of(body_model, req.get_header("X-Claude-Code-Builtin-Tools")),
+            builtin=builtin_tools_of(body_model, req.get_header(BUILTIN_TOOLS_HEADER)),
         )
         md = auth_metadata(req.get_header("Authorization"), request_id, req.uri_template)
         stream = bool(body_model.stream)

@@ -16,7 +16,7 @@ from http_facade.attachments import attachment_part
 from http_facade.errors import ApiError, invalid_request, unsupported
 from http_facade.inputs import ROLES, image_from_url, reasoning_effort, validate_body
 from http_facade.structured_output import responses_output_format
-from http_facade.tool_calls import ToolRequest, builtin_choice, with_tools
+from http_facade.tool_calls import ToolRequest, builtin_choice, responses_tools, with_tools
 
 from .protocol import (
     PREFIX,
@@ -163,24 +163,16 @@ def _output_text_of(output: str | list[Any]) -> str:
 
 
 def _call_part(item: FunctionCallInput | CustomToolCallInput) -> content_pb2.ContentPart:
+    call = content_pb2.ClientToolCall(
+        call_id=item.call_id,
+        name=item.name,
+        item_id=item.id or "",
+        namespace=item.namespace or "",
+    )
     if isinstance(item, CustomToolCallInput):
-        call = content_pb2.ClientToolCall(
-            call_id=item.call_id,
-            name=item.name,
-            kind=content_pb2.CLIENT_TOOL_KIND_CUSTOM,
-            input=item.input,
-            item_id=item.id or "",
-            namespace=item.namespace or "",
-        )
+        call.kind, call.input = content_pb2.CLIENT_TOOL_KIND_CUSTOM, item.input
     else:
-        call = content_pb2.ClientToolCall(
-            call_id=item.call_id,
-            name=item.name,
-            kind=content_pb2.CLIENT_TOOL_KIND_FUNCTION,
-            arguments_json=item.arguments,
-            item_id=item.id or "",
-            namespace=item.namespace or "",
-        )
+        call.kind, call.arguments_json = content_pb2.CLIENT_TOOL_KIND_FUNCTION, item.arguments
     return content_pb2.ContentPart(tool_call=call)
 
 
@@ -298,6 +290,22 @@ def to_run_turn_request(
         ),
     )
     return with_tools(run, tools or ToolRequest(), builtin)
+
+
+def run_turn_request_of(
+    body: Mapping[str, Any], *, request_id: str, builtin_header: str | None
+) -> tuple[ResponseCreateRequest, agent_pb2.RunTurnRequest]:
+    """A create body (POST or a WebSocket ``response.create``) checked, and its
+    RunTurnRequest with the client's tools and the built-in tools it asked for
+    (``builtin_header``: the value of the BUILTIN_TOOLS_HEADER)."""
+    create = validate_request(body)
+    run = to_run_turn_request(
+        create,
+        request_id=request_id,
+        tools=responses_tools(body),
+        builtin=builtin_tools_of(create, builtin_header),
+    )
+    return create, run
 
 
 def builtin_tools_of(

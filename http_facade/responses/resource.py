@@ -14,8 +14,8 @@ from http_facade.body import read_json
 from http_facade.config import FacadeConfig
 from http_facade.core_client import CoreClient, auth_metadata
 from http_facade.errors import ApiError, from_rpc_error, invalid_request
-from http_facade.live_settings import body_limit
-from http_facade.tool_calls import responses_tools
+from http_facade.live_settings import LiveSettings, body_limit
+from http_facade.tool_calls import BUILTIN_TOOLS_HEADER
 from http_facade.turns import (
     GONE,
     PING,
@@ -29,13 +29,7 @@ from http_facade.turns import (
 
 from . import background
 from .echo import Echo
-from .request import (
-    builtin_tools_of,
-    for_responses,
-    to_run_turn_request,
-    turn_id_of,
-    validate_request,
-)
+from .request import for_responses, run_turn_request_of, turn_id_of
 from .state import Event, ResponseState
 from .stored import input_items, page
 from .websocket import ResponsesSocket
@@ -55,23 +49,19 @@ class Responses:
     """POST /v1/responses: one RunTurn call, JSON or SSE out. GET upgraded to a
     WebSocket: WebSocket mode (responses/websocket.py)."""
 
-    def __init__(self, core: CoreClient, config: FacadeConfig) -> None:
+    def __init__(self, core: CoreClient, config: FacadeConfig, settings: LiveSettings) -> None:
         self.core = core
         self.config = config
-        self.socket = ResponsesSocket(core, config)
+        self.socket = ResponsesSocket(core, config, settings)
 
     async def on_websocket(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
         await self.socket.serve(req, ws)
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await read_json(req, body_limit(req, self.config.max_body_bytes))
-        create = validate_request(body)
         request_id: str = req.context.request_id
-        run = to_run_turn_request(
-            create,
-            request_id=request_id,
-            tools=responses_tools(body),
-            builtin=builtin_tools_of(create, req.get_header("X-Claude-Code-Builtin-Tools")),
+        create, run = run_turn_request_of(
+            body, request_id=request_id, builtin_header=req.get_header(BUILTIN_TOOLS_HEADER)
         )
         if create.background:
             await background.create(
@@ -115,13 +105,7 @@ class Responses:
                 if ev is GONE:
                     log.info("client went away; cancelling turn %s (%s)", state.turn_id, request_id)
                     return
-                if isinstance(ev, ApiError):
-                    events = state.fail(ev)
-                elif ev is grpc.aio.EOF:
-                    events = state.finish("incomplete")
-                else:
-                    events = state.on_event(ev)
-                for event in events:
+                for event in state.on_read(ev):
                     yield _sse(event)
         finally:
             turn.close()

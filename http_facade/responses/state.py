@@ -19,8 +19,11 @@ final object and GET carry it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import grpc.aio
 
 from claudecode.v1 import agent_pb2, content_pb2, events_pb2
 from http_facade.errors import ApiError
@@ -98,6 +101,17 @@ class ResponseState(TurnRecord):
         self.record(ev)
         return []
 
+    def on_read(self, ev: object) -> list[Event]:
+        """The events for what ``http_facade.turns.read_turn`` gave once the turn
+        started (PING and GONE are the caller's): a failure fails the response,
+        the call ending without ``completed`` leaves it incomplete."""
+        if isinstance(ev, ApiError):
+            return self.fail(ev)
+        if ev is grpc.aio.EOF:
+            return self.finish("incomplete")
+        assert isinstance(ev, agent_pb2.RunTurnResponse), ev
+        return self.on_event(ev)
+
     def on_completed(self, c: events_pb2.TurnCompleted) -> list[Event]:
         self.record_completed(c)
         events: list[Event] = []
@@ -141,75 +155,82 @@ class ResponseState(TurnRecord):
         return index, [*events, added]
 
     def on_text(self, text: str) -> list[Event]:
-        if not text:
-            return []
-        events: list[Event] = []
-        index = self._open_of("message")
-        if index is None:
-            item: dict[str, Any] = {
-                "id": f"msg_{self.turn_id}_{len(self.output)}",
-                "type": "message",
-                "role": "assistant",
-                "status": "in_progress",
-                "content": [],
-            }
-            index, events = self._open_text_item(item)
-            part = output_text("")
-            item["content"].append(part)
-            events.append(
-                self._ev(
-                    "response.content_part.added",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
-                    part=dict(part),
-                )
-            )
-        self._texts[index].append(text)
-        events.append(
-            self._ev(
-                "response.output_text.delta",
-                item_id=self.output[index]["id"],
-                output_index=index,
-                content_index=0,
-                delta=text,
-                logprobs=[],
-            )
+        return self._collect(
+            text,
+            "message",
+            self._open_message,
+            "response.output_text.delta",
+            content_index=0,
+            delta=text,
+            logprobs=[],
         )
-        return events
 
     def on_reasoning(self, text: str) -> list[Event]:
+        return self._collect(
+            text,
+            "reasoning",
+            self._open_reasoning,
+            "response.reasoning_summary_text.delta",
+            summary_index=0,
+            delta=text,
+        )
+
+    def _collect(
+        self,
+        text: str,
+        kind: str,
+        open_new: Callable[[], tuple[int, list[Event]]],
+        delta_event: str,
+        **fields: Any,
+    ) -> list[Event]:
+        """Adds ``text`` to the open ``kind`` item (``open_new`` opens one when
+        there is none) and tells it with a ``delta_event`` carrying ``fields``."""
         if not text:
             return []
+        index = self._open_of(kind)
         events: list[Event] = []
-        index = self._open_of("reasoning")
         if index is None:
-            item: dict[str, Any] = {
-                "id": f"rs_{self.turn_id}_{len(self.output)}",
-                "type": "reasoning",
-                "summary": [],
-            }
-            index, events = self._open_text_item(item)
-            events.append(
-                self._ev(
-                    "response.reasoning_summary_part.added",
-                    item_id=item["id"],
-                    output_index=index,
-                    summary_index=0,
-                    part={"type": "summary_text", "text": ""},
-                )
-            )
+            index, events = open_new()
         self._texts[index].append(text)
-        events.append(
-            self._ev(
-                "response.reasoning_summary_text.delta",
-                item_id=self.output[index]["id"],
-                output_index=index,
-                summary_index=0,
-                delta=text,
-            )
-        )
+        item_id = self.output[index]["id"]
+        events.append(self._ev(delta_event, item_id=item_id, output_index=index, **fields))
         return events
+
+    def _open_message(self) -> tuple[int, list[Event]]:
+        item: dict[str, Any] = {
+            "id": f"msg_{self.turn_id}_{len(self.output)}",
+            "type": "message",
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        }
+        index, events = self._open_text_item(item)
+        part = output_text("")
+        item["content"].append(part)
+        added = self._ev(
+            "response.content_part.added",
+            item_id=item["id"],
+            output_index=index,
+            content_index=0,
+            part=dict(part),
+        )
+        return index, [*events, added]
+
+    def _open_reasoning(self) -> tuple[int, list[Event]]:
+        item: dict[str, Any] = {
+            "id": f"rs_{self.turn_id}_{len(self.output)}",
+            "type": "reasoning",
+            "summary": [],
+        }
+        index, events = self._open_text_item(item)
+        added = self._ev(
+            "response.reasoning_summary_part.added",
+            item_id=item["id"],
+            output_index=index,
+            summary_index=0,
+            part={"type": "summary_text", "text": ""},
+        )
+        return index, [*events, added]
 
     def _close(self, status: str, phase: str = COMMENTARY) -> list[Event]:
         """Closes the open message or reasoning item; a message gets ``phase``

@@ -143,21 +143,13 @@ def _tool_item(part: content_pb2.ContentPart, fallback_id: str) -> dict[str, Any
             "status": "completed",
         }
     call = part.tool_call
-    if call.kind == content_pb2.CLIENT_TOOL_KIND_CUSTOM:
-        return {
-            "id": call.item_id or f"ctc_{call.call_id}",
-            "type": "custom_tool_call",
-            "call_id": call.call_id,
-            "name": call.name,
-            "input": call.input,
-            "status": "completed",
-        }
+    custom = call.kind == content_pb2.CLIENT_TOOL_KIND_CUSTOM
     return {
-        "id": call.item_id or f"fc_{call.call_id}",
-        "type": "function_call",
+        "id": call.item_id or ("ctc_" if custom else "fc_") + call.call_id,
+        "type": "custom_tool_call" if custom else "function_call",
         "call_id": call.call_id,
         "name": call.name,
-        "arguments": call.arguments_json,
+        **({"input": call.input} if custom else {"arguments": call.arguments_json}),
         "status": "completed",
     }
 

@@ -4,6 +4,7 @@ The client sends ``{"type": "response.create", ...}`` messages (the create
 body's fields at the top level) and gets, for each, the same events the SSE
 stream carries (``sequence_number`` from 0 per response), one response after
 another. A message sent while a response runs waits behind it (a few at most).
+Each message is held to the request body limit in force (the live one, as POST).
 Errors before a response starts are the spec's ``WebSocketErrorEvent``:
 ``{"type": "error", "status", "error": {"type", "code", "message", "param"}}``.
 
@@ -53,22 +54,17 @@ import grpc.aio
 
 from claudecode.v1 import events_pb2
 from http_facade import client_address, disconnect
+from http_facade.body import parse_json, too_large
 from http_facade.config import FacadeConfig
 from http_facade.core_client import CoreClient, auth_metadata
 from http_facade.errors import ApiError, from_rpc_error, invalid_request, unsupported
+from http_facade.live_settings import LiveSettings
 from http_facade.rejections import RejectionReporter
-from http_facade.tool_calls import responses_tools
+from http_facade.tool_calls import BUILTIN_TOOLS_HEADER, responses_tools
 from http_facade.turns import GONE, PING, read_turn, start_turn
 
 from .echo import Echo
-from .request import (
-    ENDPOINT,
-    builtin_tools_of,
-    for_responses,
-    to_run_turn_request,
-    turn_id_of,
-    validate_request,
-)
+from .request import ENDPOINT, for_responses, run_turn_request_of, turn_id_of, validate_request
 from .state import Event, ResponseState
 
 log = logging.getLogger(__name__)
@@ -132,10 +128,11 @@ class ConnectionState:
 
 
 def error_event(err: ApiError) -> Event:
-    """An ApiError as the spec's WebSocketErrorEvent."""
+    """An ApiError as the spec's WebSocketErrorEvent (whose ``code`` is a string:
+    an error without a code of its own names its type there)."""
     error: dict[str, Any] = {
         "type": err.type,
-        "code": err.code,
+        "code": err.code or err.type,
         "message": err.message,
         "param": err.param,
     }
@@ -198,9 +195,11 @@ class _Closed(Exception):
 class ResponsesSocket:
     """One WebSocket connection's loop: read messages, run one response at a time."""
 
-    def __init__(self, core: CoreClient, config: FacadeConfig) -> None:
+    def __init__(self, core: CoreClient, config: FacadeConfig, settings: LiveSettings) -> None:
         self.core = core
         self.config = config
+        # The live body limit holds for each response.create, as for each POST.
+        self.settings = settings
         self.report = RejectionReporter(core)
 
     async def serve(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
@@ -215,6 +214,7 @@ class _Connection:
     ) -> None:
         self.core = socket.core
         self.config = socket.config
+        self.settings = socket.settings
         self.report = socket.report
         self.req = req
         self.ws = ws
@@ -313,7 +313,7 @@ class _Connection:
         request_id = f"req_{uuid.uuid4().hex}"
         previous: str | None = None
         try:
-            parsed = self._parse(raw)
+            parsed = await self._parse(raw)
             if parsed is None:
                 return
             body, generate = parsed
@@ -340,17 +340,13 @@ class _Connection:
                 self.report(self.req, err)
             await self._send(error_event(for_responses(err, previous)))
 
-    def _parse(self, raw: str) -> tuple[dict[str, Any], bool] | None:
+    async def _parse(self, raw: str) -> tuple[dict[str, Any], bool] | None:
         """The create body and its ``generate``; None for an event needing no answer."""
-        limit = self.config.max_body_bytes
-        if len(raw.encode()) > limit:
-            raise ApiError(
-                413, f"The message is larger than {limit} bytes.", code="request_too_large"
-            )
-        try:
-            message = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise invalid_request("The message is not valid JSON.") from None
+        data = raw.encode()
+        limit = await self.settings.body_limit()
+        if len(data) > limit:
+            raise too_large(limit, "message")
+        message = parse_json(data, "The message is not valid JSON.")
         if isinstance(message, dict) and message.get("type") in IGNORED_EVENTS:
             return None
         return create_body(message)
@@ -380,7 +376,9 @@ class _Connection:
             model=create.model or "",
             created_at=int(time.time()),
         )
-        events = [*state.start(started, create.model or ""), *state.finish("completed")]
+        events = state.start(started, create.model or "")
+        state.usage = events_pb2.Usage()  # it ran nothing: a completed response says so
+        events += state.finish("completed")
         self.state.remember(state.id, Warmup(items, previous))
         for event in events:
             await self._send(event)
@@ -390,18 +388,14 @@ class _Connection:
         warmup = self.state.warmup(asked) if isinstance(asked, str) else None
         if warmup is not None:
             body = with_warmup(body, warmup)
-        create = validate_request(body)
+        create, run = run_turn_request_of(
+            body, request_id=request_id, builtin_header=self.req.get_header(BUILTIN_TOOLS_HEADER)
+        )
         previous = create.previous_response_id
         metadata = auth_metadata(self.authorization, request_id, ENDPOINT)
         if previous is not None and not self.state.knows(previous):
             # Logged by the core as the GetTurn it is, under this request's id.
             await self._check_stored(previous, auth_metadata(self.authorization, request_id))
-        run = to_run_turn_request(
-            create,
-            request_id=request_id,
-            tools=responses_tools(body),
-            builtin=builtin_tools_of(create, self.req.get_header("X-Claude-Code-Builtin-Tools")),
-        )
         echo = Echo.of_request(create)
         if warmup is not None:  # the client continued the warm-up, and sees that
             echo = dataclasses.replace(echo, previous_response_id=asked)
@@ -424,13 +418,7 @@ class _Connection:
                 if ev is GONE:
                     log.info("client went away; cancelling turn %s (%s)", state.turn_id, request_id)
                     raise _Closed
-                if isinstance(ev, ApiError):
-                    events = state.fail(ev)
-                elif ev is grpc.aio.EOF:
-                    events = state.finish("incomplete")
-                else:
-                    events = state.on_event(ev)
-                for event in events:
+                for event in state.on_read(ev):
                     await self._send(event)
         finally:
             turn.close()

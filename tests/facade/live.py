@@ -6,7 +6,11 @@ stack cannot be imported the live tests skip with the reason.
 
 from __future__ import annotations
 
+import time
+
 import pytest
+
+from claudecode.v1 import admin_pb2, admin_pb2_grpc
 
 try:
     from tests.model_double import ModelDouble, RecordedRequest, Reply
@@ -20,6 +24,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "claude_processes_in",
+    "log_row",
     "start_core",
     "user_texts",
 ]
@@ -42,3 +47,22 @@ def user_texts(req: RecordedRequest) -> list[str]:
             ]
     return texts
 
+
+
+def log_row(core: CoreProcess, endpoint: str, request_id: str) -> admin_pb2.RequestLog:
+    """The core's request-log row of ``request_id`` at ``endpoint``, once written."""
+    with core.channel() as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            logs = admin.ListRequestLogs(
+                admin_pb2.ListRequestLogsRequest(endpoint=endpoint, page_size=500),
+                metadata=core.admin_metadata(),
+            ).logs
+            row: admin_pb2.RequestLog | None = next(
+                (r for r in logs if r.request_id == request_id), None
+            )
+            if row is not None:
+                return row
+            time.sleep(0.2)
+    raise AssertionError(f"no log row for {request_id} at {endpoint}")

@@ -4,6 +4,7 @@
 Any test may call these on what the service sent (dicts, as parsed from JSON):
 
 - :func:`check_response` a response object (create, retrieve, cancel, inside events);
+  :func:`checked` one the openai SDK parsed, as the JSON it came from;
 - :func:`check_event` one stream event (SSE or WebSocket);
 - :func:`check_stream` a whole stream: every event, ``sequence_number`` 0, 1, 2, ...,
   the lifecycle, and the last event matching the final status; returns the final
@@ -27,7 +28,7 @@ import copy
 import inspect
 import json
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import openresponses_types as spec
 from openai.types.responses import (
@@ -135,6 +136,16 @@ def check_response(response: dict[str, Any]) -> None:
         _check_phase(item)
         if item["type"] == "message":
             assert "phase" in item, f"a finished message says its phase: {item}"
+
+
+_SDKResponse = TypeVar("_SDKResponse", bound=Response)
+
+
+def checked(response: _SDKResponse) -> _SDKResponse:
+    """An SDK-parsed response, returned after :func:`check_response` of its JSON
+    (the SDK keeps the fields the service sent, extensions included)."""
+    check_response(json.loads(response.to_json()))
+    return response
 
 
 def _check_phase(item: dict[str, Any]) -> None:

@@ -1,9 +1,11 @@
 """Live: the unmodified Codex CLI (npm @openai/codex) against the facade's
-Responses API: it runs its shell tool and its apply_patch tool on its own
-side, and the files appear in Codex's working directory."""
+Responses API, over HTTP and over its WebSocket mode: it runs its shell tool and
+its apply_patch tool on its own side, and the files appear in Codex's working
+directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -49,20 +51,23 @@ def _codex() -> Path:
     return binary
 
 
-@pytest.fixture
-def aliased(model_double: ModelDouble, tmp_path: Path) -> Iterator[tuple[CoreProcess, Facade]]:
+@pytest.fixture(scope="module")
+def aliased(
+    model_double: ModelDouble, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[CoreProcess, Facade]]:
     core = start_core(model_double.url, CCAPI_MODEL_ALIASES=f"{CODEX_MODEL}=sonnet")
-    facade = start_facade(core.addr, tmp_path / "gunicorn.log", workers=1)
+    facade = start_facade(core.addr, tmp_path_factory.mktemp("codex") / "gunicorn.log", workers=1)
     yield core, facade
     facade.stop()
     core.cleanup()
 
 
-def test_codex_runs_its_shell_and_apply_patch_tools_on_its_side(
-    aliased: tuple[CoreProcess, Facade], model_double: ModelDouble, tmp_path: Path
+def _run_codex(
+    core: CoreProcess, facade: Facade, model_double: ModelDouble, tmp_path: Path, websockets: bool
 ) -> None:
+    """Codex, asked to make two files, makes one with its shell tool and one with
+    apply_patch (the model double scripts both calls) and ends with the answer."""
     codex = _codex()
-    core, facade = aliased
     model_double.script(
         Reply.call_tools([("exec_command", {"cmd": "echo made-by-shell > shell.txt"})]),
         Reply.call_tools([("apply_patch", {"input": PATCH})]),
@@ -79,6 +84,7 @@ def test_codex_runs_its_shell_and_apply_patch_tools_on_its_side(
         f'base_url = "{facade.base_url}/v1"\n'
         'env_key = "CCAPI_KEY"\n'
         'wire_api = "responses"\n'
+        f"supports_websockets = {str(websockets).lower()}\n"
     )
     done = subprocess.run(
         # Codex's own sandbox needs kernel features a test container may lack;
@@ -97,14 +103,38 @@ def test_codex_runs_its_shell_and_apply_patch_tools_on_its_side(
         timeout=240,
         check=False,
     )
-
     assert done.returncode == 0, done.stderr[-3000:]
     assert (project / "shell.txt").read_text().strip() == "made-by-shell"
     assert (project / "patched.txt").read_text() == "written by apply_patch\n"
     assert "All done." in done.stdout
+
+
+def test_codex_runs_its_shell_and_apply_patch_tools_on_its_side(
+    aliased: tuple[CoreProcess, Facade], model_double: ModelDouble, tmp_path: Path
+) -> None:
+    core, facade = aliased
+    _run_codex(core, facade, model_double, tmp_path, websockets=False)
+
     # Codex offered its tools under its own names, apply_patch among them.
     offered = set(model_double.main_requests[0].offered_tools)
     assert {"exec_command", "apply_patch"} <= offered
     # Nothing ran in the service's workspace.
     workspace = Path(model_double.main_requests[0].working_directory or "")
     assert not (workspace / "shell.txt").exists()
+
+
+def test_codex_runs_its_turns_over_the_socket(
+    aliased: tuple[CoreProcess, Facade], model_double: ModelDouble, tmp_path: Path
+) -> None:
+    core, facade = aliased
+    before = len(facade.log.read_text().splitlines())
+    _run_codex(core, facade, model_double, tmp_path, websockets=True)
+
+    # This run's access lines (JSON, like every server log line).
+    access = [
+        json.loads(line)["msg"]
+        for line in facade.log.read_text().splitlines()[before:]
+        if line.startswith("{") and '"logger": "uvicorn' in line
+    ]
+    assert any('"WebSocket /v1/responses" [accepted]' in msg for msg in access), access
+    assert not any("POST /v1/responses" in msg for msg in access)  # no turn fell back to HTTP

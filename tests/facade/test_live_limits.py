@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,7 @@ from google.protobuf import field_mask_pb2
 from claudecode.v1 import admin_pb2, admin_pb2_grpc
 from tests.facade.gunicorn_proc import Facade, start_facade
 from tests.facade.live import CoreProcess, ModelDouble, Reply, start_core
+from tests.facade.test_responses_websocket import connect, error_of
 from tests.stack import ccapi, within_one_rate_window
 
 
@@ -123,34 +125,47 @@ def test_live_config_reaches_a_running_facade(own_stack: tuple[CoreProcess, Faca
     before = httpx.get(facade.base_url + "/v1/models", headers=headers)
     assert "access-control-allow-origin" not in before.headers
     big = {"model": "sonnet", "messages": [{"role": "user", "content": "x" * 5000}]}
-    with core.channel() as channel:
-        admin_pb2_grpc.AdminServiceStub(channel).UpdateConfig(
-            admin_pb2.UpdateConfigRequest(
-                config=admin_pb2.LiveConfig(cors_origins=[origin], max_body_bytes=2048),
-                update_mask=field_mask_pb2.FieldMask(paths=["cors_origins", "max_body_bytes"]),
-            ),
-            metadata=core.admin_metadata(),
-        )
-    deadline = time.monotonic() + 15
-    allowed = too_big = False
-    while time.monotonic() < deadline and not (allowed and too_big):
-        # Two workers: each must pick the change up on its own.
-        allowed = all(
-            httpx.get(facade.base_url + "/v1/models", headers=headers).headers.get(
-                "access-control-allow-origin"
+    # As big over the Responses WebSocket, and invalid besides, so that nothing runs.
+    message = json.dumps(
+        {"type": "response.create", "model": "sonnet", "input": "x" * 5000, "temperature": 9}
+    )
+    # A connection opened before the change: the limit holds for each message.
+    with connect(facade, core.api_key) as socket:
+        socket.send_raw(message)
+        assert error_of([json.loads(socket.recv_bytes())])["error"]["param"] == "temperature"
+        with core.channel() as channel:
+            admin_pb2_grpc.AdminServiceStub(channel).UpdateConfig(
+                admin_pb2.UpdateConfigRequest(
+                    config=admin_pb2.LiveConfig(cors_origins=[origin], max_body_bytes=2048),
+                    update_mask=field_mask_pb2.FieldMask(paths=["cors_origins", "max_body_bytes"]),
+                ),
+                metadata=core.admin_metadata(),
             )
-            == origin
-            for _ in range(4)
-        )
-        too_big = all(
-            httpx.post(
-                facade.base_url + "/v1/chat/completions", json=big, headers=headers
-            ).status_code
-            == 413
-            for _ in range(4)
-        )
-        time.sleep(0.5)
-    assert allowed and too_big
+        deadline = time.monotonic() + 15
+        allowed = too_big = socket_too_big = False
+        while time.monotonic() < deadline and not (allowed and too_big and socket_too_big):
+            # Two workers: each must pick the change up on its own.
+            allowed = all(
+                httpx.get(facade.base_url + "/v1/models", headers=headers).headers.get(
+                    "access-control-allow-origin"
+                )
+                == origin
+                for _ in range(4)
+            )
+            too_big = all(
+                httpx.post(
+                    facade.base_url + "/v1/chat/completions", json=big, headers=headers
+                ).status_code
+                == 413
+                for _ in range(4)
+            )
+            socket.send_raw(message)
+            refused = error_of([json.loads(socket.recv_bytes())])
+            socket_too_big = refused["status"] == 413
+            time.sleep(0.5)
+    assert allowed and too_big and socket_too_big
+    assert refused["error"]["code"] == "request_too_large"
+    assert "2048 bytes" in refused["error"]["message"]
 
 
 def test_tokens_per_minute_over_http(

@@ -4,37 +4,17 @@ names the facade's endpoints (issue 10 items 10, 12, 13)."""
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import openai
 import pytest
 
-from claudecode.v1 import admin_pb2, admin_pb2_grpc
 from tests.facade.gunicorn_proc import Facade, start_facade
-from tests.facade.live import CoreProcess, ModelDouble, Reply, start_core
+from tests.facade.live import CoreProcess, ModelDouble, Reply, log_row, start_core
 
 MODEL = "sonnet"
 CHAT = "/v1/chat/completions"
-
-
-def _row(core: CoreProcess, endpoint: str, request_id: str) -> admin_pb2.RequestLog:
-    with core.channel() as channel:
-        admin = admin_pb2_grpc.AdminServiceStub(channel)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            logs = admin.ListRequestLogs(
-                admin_pb2.ListRequestLogsRequest(endpoint=endpoint, page_size=500),
-                metadata=core.admin_metadata(),
-            ).logs
-            row: admin_pb2.RequestLog | None = next(
-                (r for r in logs if r.request_id == request_id), None
-            )
-            if row is not None:
-                return row
-            time.sleep(0.2)
-    raise AssertionError(f"no log row for {request_id} at {endpoint}")
 
 
 def _rid() -> str:
@@ -60,9 +40,9 @@ def test_sdk_requests_are_logged_as_streamed_only_when_they_streamed(
     ):
         pass
     sdk.responses.create(model=MODEL, input="hello", extra_headers={"X-Request-Id": response})
-    assert not _row(core, CHAT, plain).stream
-    assert _row(core, CHAT, streamed).stream
-    assert not _row(core, "/v1/responses", response).stream
+    assert not log_row(core, CHAT, plain).stream
+    assert log_row(core, CHAT, streamed).stream
+    assert not log_row(core, "/v1/responses", response).stream
 
 
 def test_an_overloaded_model_is_logged_as_the_503_the_client_got(
@@ -79,7 +59,7 @@ def test_an_overloaded_model_is_logged_as_the_503_the_client_got(
             )
         assert failure.value.status_code == 503
     for rid in ids:
-        row = _row(core, CHAT, rid)
+        row = log_row(core, CHAT, rid)
         assert (row.status, row.outcome) == (503, "error"), row
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from tests.facade.gunicorn_proc import Facade
 from tests.facade.live import CoreProcess, ModelDouble, Reply, user_texts
+from tests.facade.openresponses_check import check_stream, checked, sse_events
 
 MODEL = "sonnet"
 
@@ -28,8 +29,10 @@ def extra(obj: Any) -> dict[str, Any]:
 
 def test_create_retrieve_input_items_delete(sdk: openai.OpenAI, model_double: ModelDouble) -> None:
     model_double.script(Reply.text("Hello from the double."))
-    done = sdk.responses.create(
-        model=MODEL, input="Say hello", instructions="Be terse.", metadata={"ticket": "42"}
+    done = checked(
+        sdk.responses.create(
+            model=MODEL, input="Say hello", instructions="Be terse.", metadata={"ticket": "42"}
+        )
     )
     assert done.id.startswith("resp_") and done.object == "response"
     assert done.status == "completed" and done.output_text == "Hello from the double."
@@ -38,7 +41,7 @@ def test_create_retrieve_input_items_delete(sdk: openai.OpenAI, model_double: Mo
     assert done.instructions == "Be terse." and done.metadata == {"ticket": "42"}
     assert "Be terse." in model_double.main_requests[-1].system_text
 
-    got = sdk.responses.retrieve(done.id)
+    got = checked(sdk.responses.retrieve(done.id))
     assert got.id == done.id and got.output_text == done.output_text
     assert got.status == "completed" and got.instructions == "Be terse."
     assert got.metadata == {"ticket": "42"}
@@ -74,7 +77,7 @@ def test_stream_event_order(sdk: openai.OpenAI, model_double: ModelDouble) -> No
     )
     with sdk.responses.stream(model=MODEL, input="write fib") as stream:
         events = list(stream)
-        final = stream.get_final_response()
+        final = checked(stream.get_final_response())
     types: list[str] = [e.type for e in events]
     seqs = [e.sequence_number for e in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
@@ -109,6 +112,7 @@ def test_stream_event_order(sdk: openai.OpenAI, model_double: ModelDouble) -> No
     )
     blocks = [b for b in r.text.split("\n\n") if b and not b.startswith(":")]
     assert all(b.startswith("event: response.") and "\ndata: {" in b for b in blocks)
+    check_stream(sse_events(r.text))
 
 
 def test_previous_response_id_across_three_turns(
@@ -117,7 +121,9 @@ def test_previous_response_id_across_three_turns(
     echo(model_double)
     first = sdk.responses.create(model=MODEL, input="alpha")
     second = sdk.responses.create(model=MODEL, input="beta", previous_response_id=first.id)
-    third = sdk.responses.create(model=MODEL, input="gamma", previous_response_id=second.id)
+    third = checked(
+        sdk.responses.create(model=MODEL, input="gamma", previous_response_id=second.id)
+    )
     assert third.previous_response_id == second.id
     assert len({extra(r)["session_id"] for r in (first, second, third)}) == 1
     last = model_double.main_requests[-1]
@@ -127,14 +133,16 @@ def test_previous_response_id_across_three_turns(
     assert sum("alpha" in t for t in texts) == 1 and sum("beta" in t for t in texts) == 1
     assert last.last_user_text == "gamma"
     assert any("echo: alpha" in str(m) for m in last.messages)
-    assert sdk.responses.retrieve(third.id).previous_response_id == second.id
+    assert checked(sdk.responses.retrieve(third.id)).previous_response_id == second.id
 
 
 def test_two_responses_from_one_parent_fork(sdk: openai.OpenAI, model_double: ModelDouble) -> None:
     echo(model_double)
     root = sdk.responses.create(model=MODEL, input="root question")
     left = sdk.responses.create(model=MODEL, input="left branch", previous_response_id=root.id)
-    right = sdk.responses.create(model=MODEL, input="right branch", previous_response_id=root.id)
+    right = checked(
+        sdk.responses.create(model=MODEL, input="right branch", previous_response_id=root.id)
+    )
     assert extra(left)["session_id"] == extra(root)["session_id"]
     assert extra(right)["session_id"] != extra(root)["session_id"]
     texts = user_texts(model_double.main_requests[-1])
@@ -164,7 +172,7 @@ def test_cancel_a_running_response(
     response_id = seen[0].response.id
     assert sdk.responses.retrieve(response_id).status == "in_progress"
     started = time.monotonic()
-    cancelled = sdk.responses.cancel(response_id)  # another request, another worker maybe
+    cancelled = checked(sdk.responses.cancel(response_id))  # another worker, maybe
     assert stream_done.wait(15), "the stream did not end after the cancel"
     assert time.monotonic() - started < 10
     model_double.wait_for_aborted(1, timeout=10)  # the model call was stopped
@@ -207,8 +215,8 @@ def test_retrieve_keeps_the_order_the_stream_had(
             {"role": "user", "content": "write a.txt"},
         ],
     )
-    kinds = [item.type for item in done.output]
-    got = sdk.responses.retrieve(done.id)
+    kinds = [item.type for item in checked(done).output]
+    got = checked(sdk.responses.retrieve(done.id))
     assert [item.type for item in got.output] == kinds
     assert kinds.index("mcp_call") > 0 and kinds[-1] == "message"
     assert [i.id for i in got.output] == [i.id for i in done.output]

@@ -10,6 +10,7 @@ import openai
 
 from tests.facade.gunicorn_proc import Facade
 from tests.facade.live import CoreProcess, ModelDouble, Reply
+from tests.facade.openresponses_check import checked
 from tests.stack import ccapi
 
 MODEL = "sonnet"
@@ -45,7 +46,7 @@ def test_function_call_round_trip_by_previous_response_id_streamed(
 
     with sdk.responses.stream(model=MODEL, input="list files", tools=[EXEC]) as stream:
         kinds = [e.type for e in stream]
-        first = stream.get_final_response()
+        first = checked(stream.get_final_response())
 
     calls = [i for i in first.output if i.type == "function_call"]
     assert [(c.call_id, c.name, json.loads(c.arguments)) for c in calls] == [
@@ -59,16 +60,18 @@ def test_function_call_round_trip_by_previous_response_id_streamed(
     assert kinds[arguments_done + 1] == "response.output_item.done"
     assert kinds[-1] == "response.completed"
 
-    second = sdk.responses.create(
-        model=MODEL,
-        previous_response_id=first.id,
-        input=[{"type": "function_call_output", "call_id": "toolu_r1", "output": "a.txt"}],
-        tools=[EXEC],
+    second = checked(
+        sdk.responses.create(
+            model=MODEL,
+            previous_response_id=first.id,
+            input=[{"type": "function_call_output", "call_id": "toolu_r1", "output": "a.txt"}],
+            tools=[EXEC],
+        )
     )
     assert second.output_text == "ran: a.txt"
     items = sdk.responses.input_items.list(second.id)
     assert [i.type for i in items.data] == ["function_call_output"]
-    stored = sdk.responses.retrieve(first.id)
+    stored = checked(sdk.responses.retrieve(first.id))
     assert [i.type for i in stored.output] == ["message", "function_call"]
 
 
@@ -99,14 +102,18 @@ def test_store_false_with_the_whole_history_as_codex_sends_it(
     ]
     tools = [EXEC, {"type": "web_search"}, APPLY_PATCH]
 
-    first = sdk.responses.create(
-        model=MODEL, input=history, tools=tools, store=False, extra_body=codex_fields
+    first = checked(
+        sdk.responses.create(
+            model=MODEL, input=history, tools=tools, store=False, extra_body=codex_fields
+        )
     )
     call = next(i for i in first.output if i.type == "function_call")
     history += [item.model_dump(exclude_none=True) for item in first.output]
     history.append({"type": "function_call_output", "call_id": call.call_id, "output": "/home/me"})
-    second = sdk.responses.create(
-        model=MODEL, input=history, tools=tools, store=False, extra_body=codex_fields
+    second = checked(
+        sdk.responses.create(
+            model=MODEL, input=history, tools=tools, store=False, extra_body=codex_fields
+        )
     )
 
     assert second.output_text == "cwd is /home/me"
@@ -125,7 +132,7 @@ def test_custom_tool_input_streams_as_text(sdk: openai.OpenAI, model_double: Mod
             for e in stream
             if e.type == "response.custom_tool_call_input.delta"
         ]
-        first = stream.get_final_response()
+        first = checked(stream.get_final_response())
 
     call = next(i for i in first.output if i.type == "custom_tool_call")
     assert call.input == PATCH and "".join(deltas) == PATCH
@@ -133,11 +140,13 @@ def test_custom_tool_input_streams_as_text(sdk: openai.OpenAI, model_double: Mod
     offered = model_double.main_requests[0].offered_tools["apply_patch"]
     assert "lark" in json.dumps(offered)
 
-    second = sdk.responses.create(
-        model=MODEL,
-        previous_response_id=first.id,
-        input=[{"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Done!"}],
-        tools=[APPLY_PATCH],
+    second = checked(
+        sdk.responses.create(
+            model=MODEL,
+            previous_response_id=first.id,
+            input=[{"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Done!"}],
+            tools=[APPLY_PATCH],
+        )
     )
     assert second.output_text == "patched: Done!"
 
@@ -186,7 +195,9 @@ def test_a_namespaced_function_is_offered_by_its_name_and_its_call_names_the_nam
         ],
     }
 
-    done = sdk.responses.create(model=MODEL, input="issue 7?", extra_body={"tools": [namespace]})
+    done = checked(
+        sdk.responses.create(model=MODEL, input="issue 7?", extra_body={"tools": [namespace]})
+    )
 
     call = next(i for i in done.output if i.type == "function_call")
     assert (call.name, json.loads(call.arguments)) == ("read_issue", {"id": 7})
@@ -201,7 +212,7 @@ def _hosted_turn(
 ) -> set[str]:
     """A turn with a client tool and a hosted one; the tools the model was offered."""
     model_double.script(Reply.text("answered"))
-    done = client.responses.create(model=MODEL, input="search it", tools=[EXEC, hosted])
+    done = checked(client.responses.create(model=MODEL, input="search it", tools=[EXEC, hosted]))
     assert done.output_text == "answered"
     return set(model_double.main_requests[-1].offered_tools)
 

@@ -8,6 +8,7 @@ the same database.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -192,6 +193,7 @@ def test_queued_behind_a_running_turn_and_cancelled(
         assert _get(http, second.id)["status"] == "cancelled"
 
     running = client.responses.cancel(first.id)
+    check.check_response(json.loads(running.to_json()))
     assert running.status == "cancelled"
     assert client.responses.retrieve(first.id).status == "cancelled"
     # Cancelling again changes nothing.
@@ -212,6 +214,7 @@ def test_the_keys_limits_apply(
         body = {"model": MODEL, "input": "job", "background": True}
         first = http.post("/responses", json=body)
         assert first.status_code == 200, first.text
+        check.check_response(first.json())
         refused = http.post("/responses", json=body)
         assert refused.status_code == 429, refused.text
         assert refused.json()["error"]["code"] == "rate_limit_exceeded"
@@ -219,6 +222,7 @@ def test_the_keys_limits_apply(
         assert not_stored.status_code == 400
         assert not_stored.json()["error"]["param"] == "background"
         cancelled = http.post(f"/responses/{first.json()['id']}/cancel")
+        check.check_response(cancelled.json())
         assert cancelled.json()["status"] == "cancelled"
 
 
@@ -256,7 +260,8 @@ def test_another_core_replays_and_cancels_it(
                 timeout=30,
             )
             assert cancelled.turn.status == agent_pb2.TURN_STATUS_CANCELLED
-        assert client.responses.retrieve(hanging.id).status == "cancelled"
+        with _http(stack) as http:
+            assert _get(http, hanging.id)["status"] == "cancelled"
     finally:
         replica.cleanup()
 
@@ -289,13 +294,19 @@ def test_a_core_killed_mid_turn_leaves_it_failed_not_in_progress(
     os.killpg(core.process.pid, signal.SIGKILL)
     core.process.wait(10)
     _restart(core)
+    _assert_interrupted(stack, client, [running.id, queued.id])
 
-    for response_id in (running.id, queued.id):
+
+def _assert_interrupted(
+    stack: tuple[CoreProcess, Facade], client: openai.OpenAI, response_ids: list[str]
+) -> None:
+    """Each response failed as interrupted, and says so when polled and replayed."""
+    for response_id in response_ids:
         got = _retry_while_unavailable(lambda r=response_id: client.responses.retrieve(r))
         assert got.status == "failed", got
         assert got.error is not None and got.error.message.startswith("Interrupted")
         with _http(stack) as http:
-            check.check_response(_get(http, response_id))
+            _get(http, response_id)
             final = check.check_stream(_replay(http, response_id))
         assert final["status"] == "failed"
 
@@ -314,10 +325,7 @@ def test_a_graceful_restart_leaves_it_failed_too(
 
     core.stop()  # SIGTERM: running turns get their grace, then are stopped
     _restart(core)
-    for response_id in (running.id, queued.id):
-        got = _retry_while_unavailable(lambda r=response_id: client.responses.retrieve(r))
-        assert got.status == "failed", got
-        assert got.error is not None and got.error.message.startswith("Interrupted")
+    _assert_interrupted(stack, client, [running.id, queued.id])
 
 
 def test_a_full_journal_ends_the_stream_and_the_turn_runs_on(

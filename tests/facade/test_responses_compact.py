@@ -6,23 +6,17 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from openai.types.responses import (
-    CompactedResponse,
-    ResponseCompactionItem,
-    ResponseInputMessageItem,
-    ResponseUsage,
-)
+from openai.types.responses import CompactedResponse
 
-from claudecode.v1 import admin_pb2, admin_pb2_grpc
 from tests.facade.gunicorn_proc import Facade
-from tests.facade.live import CoreProcess, ModelDouble, Reply, user_texts
+from tests.facade.live import CoreProcess, ModelDouble, Reply, log_row, user_texts
+from tests.facade.openresponses_check import check_compaction, checked
 from tests.model_double import COMPACTION_SUMMARY_PREFIX
 from tests.stack import ccapi
 
@@ -46,19 +40,15 @@ def echo(model_double: ModelDouble) -> None:
 
 
 def check_shape(compacted: CompactedResponse) -> dict[str, Any]:
-    """The spec's CompactResource (user messages as the spec's Message, then the
-    compaction item), each part validated by the SDK's own types; the item."""
+    """The spec's CompactResource (checked by openresponses_check): the request's
+    user messages, then this service's compaction item; the item."""
     raw: dict[str, Any] = json.loads(compacted.to_json())
-    assert set(raw) >= {"id", "object", "output", "created_at", "usage"}
+    check_compaction(raw)
     assert raw["object"] == "response.compaction" and raw["id"].startswith("resp_")
-    assert isinstance(raw["created_at"], int)
-    ResponseUsage.model_validate(raw["usage"])
     *users, item = raw["output"]
     for user in users:
         assert set(user) == {"id", "type", "status", "role", "content"}
-        ResponseInputMessageItem.model_validate(user)
     assert user_roles(users) == ["user"] * len(users)
-    ResponseCompactionItem.model_validate(item)
     assert item["type"] == "compaction" and item["id"].startswith("cmp_")
     assert isinstance(item["encrypted_content"], str) and len(item["encrypted_content"]) > 40
     assert raw["usage"]["input_tokens"] > 0
@@ -68,24 +58,6 @@ def check_shape(compacted: CompactedResponse) -> dict[str, Any]:
 
 def user_roles(items: list[dict[str, Any]]) -> list[str]:
     return [str(i["role"]) for i in items if i["type"] == "message"]
-
-
-def log_row(core: CoreProcess, request_id: str) -> admin_pb2.RequestLog:
-    with core.channel() as channel:
-        admin = admin_pb2_grpc.AdminServiceStub(channel)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            logs = admin.ListRequestLogs(
-                admin_pb2.ListRequestLogsRequest(endpoint="/v1/responses/compact", page_size=500),
-                metadata=core.admin_metadata(),
-            ).logs
-            row: admin_pb2.RequestLog | None = next(
-                (r for r in logs if r.request_id == request_id), None
-            )
-            if row is not None:
-                return row
-            time.sleep(0.2)
-    raise AssertionError(f"no log row for {request_id}")
 
 
 def test_compact_a_chain_then_go_on_from_the_item(
@@ -112,14 +84,16 @@ def test_compact_a_chain_then_go_on_from_the_item(
         "assistant: It is 4.",
     ]
     # Booked like a turn.
-    row = log_row(core, request_id)
+    row = log_row(core, "/v1/responses/compact", request_id)
     assert row.status == 200 and row.usage.input_tokens > 0 and row.model
 
     # A new chain from the item: Claude Code goes on from the summary alone.
     echo(model_double)
     window: list[Any] = json.loads(compacted.to_json())["output"]
-    resumed = sdk.responses.create(
-        model=MODEL, input=[*window, {"role": "user", "content": "What is my name?"}]
+    resumed = checked(
+        sdk.responses.create(
+            model=MODEL, input=[*window, {"role": "user", "content": "What is my name?"}]
+        )
     )
     assert resumed.output_text == "echo: What is my name?"
     seen = model_double.main_requests[-1]
@@ -132,7 +106,9 @@ def test_compact_a_chain_then_go_on_from_the_item(
     assert "Noted, Ada." not in str([m for m in seen.messages if m["role"] == "assistant"])
 
     # That chain goes on as any other.
-    again = sdk.responses.create(model=MODEL, input="And again?", previous_response_id=resumed.id)
+    again = checked(
+        sdk.responses.create(model=MODEL, input="And again?", previous_response_id=resumed.id)
+    )
     assert again.output_text == "echo: And again?"
     seen = model_double.main_requests[-1]
     assert any(COMPACTION_SUMMARY_PREFIX in t for t in user_texts(seen))
@@ -176,9 +152,11 @@ def test_compact_input_alone(sdk: openai.OpenAI, model_double: ModelDouble) -> N
     assert any("We are building a shed." in t for t in summarised)
     assert any("Wood first, then the roof." in t for t in summarised)
 
-    resumed = sdk.responses.create(
-        model=MODEL,
-        input=[item, {"role": "user", "content": "What are we building?"}],  # type: ignore[list-item]
+    resumed = checked(
+        sdk.responses.create(
+            model=MODEL,
+            input=[item, {"role": "user", "content": "What are we building?"}],  # type: ignore[list-item]
+        )
     )
     assert resumed.output_text == "echo: What are we building?"
     texts = user_texts(model_double.main_requests[-1])
@@ -192,7 +170,7 @@ def test_compact_input_alone(sdk: openai.OpenAI, model_double: ModelDouble) -> N
         {"role": "assistant", "content": resumed.output_text},
         {"role": "user", "content": "How big?"},
     ]
-    later = sdk.responses.create(model=MODEL, input=history, store=False)
+    later = checked(sdk.responses.create(model=MODEL, input=history, store=False))
     assert later.output_text == "echo: How big?"
     seen = model_double.main_requests[-1]
     assert any(COMPACTION_SUMMARY_PREFIX in t for t in user_texts(seen))

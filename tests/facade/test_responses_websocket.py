@@ -1,22 +1,19 @@
 """Live: the Responses API's WebSocket mode (GET /v1/responses upgraded), driven
 with the official openai SDK's `responses.connect()` through gunicorn, the real
-core, the real Claude Code CLI and the model double."""
+core, the real Claude Code CLI and the model double. Every response's events
+and every error event are checked against the OpenResponses spec and the SDK
+(tests/facade/openresponses_check.py). Codex over the socket: test_live_codex.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import openai
-import pydantic
 import pytest
 import websockets.exceptions
-from openai.types.responses.responses_server_event import ResponsesServerEvent, ResponseWsError
 
 from http_facade.responses.websocket import (
     MAX_QUEUED,
@@ -25,24 +22,19 @@ from http_facade.responses.websocket import (
     ConnectionState,
     Warmup,
 )
-from tests.facade.gunicorn_proc import Facade, start_facade
-from tests.facade.live import CoreProcess, ModelDouble, Reply, start_core, user_texts
-from tests.facade.test_live_codex import CODEX_MODEL, PATCH, _codex
+from tests.facade.gunicorn_proc import Facade
+from tests.facade.live import CoreProcess, ModelDouble, Reply, user_texts
+from tests.facade.openresponses_check import (
+    check_compaction,
+    check_event,
+    check_stream,
+    check_websocket_error,
+)
+from tests.facade.test_live_responses_tools import EXEC, MODEL
+from tests.facade.test_responses_compact import echo
+from tests.model_double import COMPACTION_SUMMARY_PREFIX
 
-MODEL = "sonnet"
 TERMINAL = ("response.completed", "response.incomplete", "response.failed", "error")
-EXEC: Any = {
-    "type": "function",
-    "name": "exec_command",
-    "description": "Run a shell command on the user's machine.",
-    "parameters": {
-        "type": "object",
-        "properties": {"cmd": {"type": "string"}},
-        "required": ["cmd"],
-    },
-    "strict": False,
-}
-SERVER_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponsesServerEvent)
 
 Connection = Any  # openai.resources.responses.responses.ResponsesConnection
 
@@ -58,14 +50,20 @@ def connect(facade: Facade, key: str) -> Iterator[Connection]:
 
 
 def one_response(conn: Connection) -> list[dict[str, Any]]:
-    """The events of one response (or its error event), each checked against the SDK's types."""
+    """The events of one response, checked as a whole stream, or its error event,
+    checked as the spec's WebSocketErrorEvent."""
     events: list[dict[str, Any]] = []
     while True:
         raw = json.loads(conn.recv_bytes())
-        SERVER_EVENT.validate_python(raw)
         events.append(raw)
         if raw["type"] in TERMINAL:
-            return events
+            break
+    if events[-1]["type"] == "error":
+        assert len(events) == 1, events  # an error comes instead of a response
+        check_websocket_error(events[0])
+    else:
+        check_stream(events)
+    return events
 
 
 def final(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -86,7 +84,7 @@ def output_text(response: dict[str, Any]) -> str:
 
 def error_of(events: list[dict[str, Any]]) -> dict[str, Any]:
     assert [e["type"] for e in events] == ["error"], events
-    ResponseWsError.model_validate(events[0])
+    check_websocket_error(events[0])
     return events[0]
 
 
@@ -235,12 +233,15 @@ def test_disconnect_cancels_the_running_turn(
         conn.response.create(model=MODEL, input="take your time", store=False)
         created = json.loads(conn.recv_bytes())
         assert created["type"] == "response.created"
+        check_event(created)
         model_double.wait_for_requests(1, timeout=30)
         # A few more wait behind the running one; past that they are refused.
         for i in range(MAX_QUEUED + 1):
             conn.response.create(model=MODEL, input=f"later {i}", store=False)
         while (refused := json.loads(conn.recv_bytes()))["type"] != "error":
             assert refused["type"] == "response.in_progress"
+            check_event(refused)
+        check_websocket_error(refused)
     # Leaving the block closed the socket mid-turn.
 
     model_double.wait_for_aborted(1, timeout=10)  # the model call was stopped
@@ -323,63 +324,45 @@ def test_a_warm_up_runs_nothing_and_its_input_goes_with_the_next_response(
     assert any("Which word?" in t for t in texts)
 
 
-@pytest.fixture
-def aliased(model_double: ModelDouble, tmp_path: Path) -> Iterator[tuple[CoreProcess, Facade]]:
-    core = start_core(model_double.url, CCAPI_MODEL_ALIASES=f"{CODEX_MODEL}=sonnet")
-    facade = start_facade(core.addr, tmp_path / "gunicorn.log", workers=1)
-    yield core, facade
-    facade.stop()
-    core.cleanup()
-
-
-def test_codex_runs_its_turns_over_the_socket(
-    aliased: tuple[CoreProcess, Facade], model_double: ModelDouble, tmp_path: Path
+def test_a_compaction_starts_a_new_chain_over_the_socket(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble, sdk: openai.OpenAI
 ) -> None:
-    codex = _codex()
-    core, facade = aliased
-    model_double.script(
-        Reply.call_tools([("exec_command", {"cmd": "echo made-by-shell > shell.txt"})]),
-        Reply.call_tools([("apply_patch", {"input": PATCH})]),
-        Reply.text("All done."),
-    )
-    home, project = tmp_path / "codex-home", tmp_path / "project"
-    home.mkdir()
-    project.mkdir()
-    (home / "config.toml").write_text(
-        f'model = "{CODEX_MODEL}"\n'
-        'model_provider = "claudecode"\n'
-        "[model_providers.claudecode]\n"
-        'name = "claudecode-api"\n'
-        f'base_url = "{facade.base_url}/v1"\n'
-        'env_key = "CCAPI_KEY"\n'
-        'wire_api = "responses"\n'
-        "supports_websockets = true\n"
-    )
-    done = subprocess.run(
-        [
-            str(codex),
-            "exec",
-            "--skip-git-repo-check",
-            "--dangerously-bypass-approvals-and-sandbox",
-            "make the two files",
-        ],
-        cwd=project,
-        env={**os.environ, "CODEX_HOME": str(home), "CCAPI_KEY": core.api_key},
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    model_double.script(Reply.text("Noted, Ada."))
 
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert (project / "shell.txt").read_text().strip() == "made-by-shell"
-    assert (project / "patched.txt").read_text() == "written by apply_patch\n"
-    assert "All done." in done.stdout
-    # The access lines (JSON, like every server log line).
-    access = [json.loads(line)["msg"] for line in facade.log.read_text().splitlines()
-              if line.startswith("{") and '"logger": "uvicorn' in line]
-    assert any('"WebSocket /v1/responses" [accepted]' in msg for msg in access), access
-    assert not any("POST /v1/responses" in msg for msg in access)  # no turn fell back to HTTP
+    with connect(facade, core.api_key) as conn:
+        conn.response.create(model=MODEL, input="My name is Ada. Remember it.")
+        first = final(one_response(conn))
+        # Compacted over HTTP, as a client does between turns on its socket.
+        compacted: dict[str, Any] = json.loads(
+            sdk.responses.compact(model=MODEL, previous_response_id=first["id"]).to_json()
+        )
+        check_compaction(compacted)
+        echo(model_double)
+        conn.response.create(
+            model=MODEL,
+            store=False,
+            input=[*compacted["output"], {"role": "user", "content": "What is my name?"}],
+        )
+        resumed = final(one_response(conn))
+        from_summary = model_double.main_requests[-1]
+        # The new chain goes on on the connection with only the new input.
+        conn.response.create(
+            model=MODEL, store=False, previous_response_id=resumed["id"], input="And again?"
+        )
+        again = final(one_response(conn))
+
+    assert output_text(resumed) == "echo: What is my name?"
+    texts = user_texts(from_summary)
+    # The new chain goes on from the summary; the first exchange is only in it.
+    summary = next(i for i, t in enumerate(texts) if COMPACTION_SUMMARY_PREFIX in t)
+    assert "My name is Ada" in texts[summary]
+    assert summary < next(i for i, t in enumerate(texts) if "What is my name?" in t)
+    assert "My name is Ada. Remember it." not in [t.strip() for t in texts]
+    assert output_text(again) == "echo: And again?"
+    assert again["claude_code"]["session_id"] == resumed["claude_code"]["session_id"]
+    went_on = model_double.main_requests[-1]
+    assert any(COMPACTION_SUMMARY_PREFIX in t for t in user_texts(went_on))
+    assert "echo: What is my name?" in str(went_on.messages)
 
 
 def test_connection_state_is_bounded() -> None:
