@@ -63,10 +63,8 @@ lint: $(STAMP) $(BUF)
 	$(BUF) lint
 	$(VENV)/bin/mypy ccapi_client core_service http_facade admin_web tests
 
-# Two workers, each test file on one (its module fixtures start once): most of
-# a test's time is waiting on real processes, so two share the two cores well.
 test: $(STAMP) test-deps proto-check lint
-	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/pytest -q
 
 run: $(STAMP)
 	$(VENV)/bin/ccapi serve
