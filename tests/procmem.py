@@ -10,6 +10,8 @@ from pathlib import Path
 
 import claude_agent_sdk
 
+from core_service.server import SHARED_CLI_DIR
+
 CLAUDE_CLI = Path(claude_agent_sdk.__file__).resolve().parent / "_bundled" / "claude"
 
 
@@ -51,10 +53,16 @@ def tree_pss_bytes(root: int) -> int:
 
 
 def is_claude(pid: int) -> bool:
+    """The bundled CLI, or the copy a core runs when its data dir is private
+    (`claude-<size>-<mtime>` in the shared bin folder, workspace_layout.reachable_cli)."""
     try:
-        return os.readlink(f"/proc/{pid}/exe") == str(CLAUDE_CLI)
+        exe = Path(os.readlink(f"/proc/{pid}/exe"))
     except OSError:
         return False
+    if exe == CLAUDE_CLI:
+        return True
+    st = CLAUDE_CLI.stat()
+    return exe.parent == SHARED_CLI_DIR and exe.name == f"claude-{st.st_size}-{int(st.st_mtime)}"
 
 
 def claude_count(root: int) -> int:
