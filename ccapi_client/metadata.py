@@ -18,3 +18,6 @@ FACADE_TOKEN_HEADER = "x-ccapi-facade-token"
 CLIENT_ADDRESS_HEADER = "x-ccapi-client-address"
 # Where gRPC carries a google.rpc.Status with its details.
 STATUS_DETAILS_HEADER = "grpc-status-details-bin"
+# FileService.UploadFile: the core will refuse the upload; stop writing and
+# half-close to read its status (see files.proto).
+UPLOAD_REFUSED_HEADER = "x-ccapi-upload-refused"

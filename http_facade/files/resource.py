@@ -5,7 +5,9 @@ core's live max_file_bytes (the JSON body limit does not apply here)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote
 
@@ -14,7 +16,8 @@ import falcon.asgi
 import grpc.aio
 from falcon.asgi.multipart import BodyPart
 
-from claudecode.v1 import files_pb2
+from ccapi_client.metadata import UPLOAD_REFUSED_HEADER
+from claudecode.v1 import files_pb2, files_pb2_grpc
 from http_facade.core_client import CoreClient, auth_metadata
 from http_facade.errors import ApiError, from_rpc_error, invalid_request
 
@@ -55,6 +58,35 @@ class _Base:
             return await rpc(request, metadata=_metadata(req), timeout=self.core.unary_timeout)
         except grpc.aio.AioRpcError as err:
             raise from_rpc_error(err, started=False) from None
+
+
+async def _upload(
+    stub: files_pb2_grpc.FileServiceStub,
+    messages: AsyncGenerator[files_pb2.UploadFileRequest, None],
+    metadata: tuple[tuple[str, str], ...],
+) -> files_pb2.UploadFileResponse:
+    """Writes the upload message by message, and stops at the core's
+    refusal header to half-close and read the status: a status that lands
+    mid-write would reach us as INTERNAL (grpc/grpc#36066, see files.proto)."""
+    call = stub.UploadFile(metadata=metadata)
+    headers = asyncio.ensure_future(call.initial_metadata())
+    try:
+        async with aclosing(messages) as stream:
+            async for message in stream:
+                if headers.done() and _refused(headers.result()):
+                    break
+                await call.write(message)
+        await call.done_writing()
+    except asyncio.InvalidStateError:
+        pass  # the call has ended: its status is what awaiting it raises
+    finally:
+        headers.cancel()
+    got: files_pb2.UploadFileResponse = await call
+    return got
+
+
+def _refused(headers: Any) -> bool:
+    return any(key == UPLOAD_REFUSED_HEADER for key, _ in headers or ())
 
 
 class _Form:
@@ -130,7 +162,7 @@ class Files(_Base):
         # message (so the core keeps nothing) and this is what the client sees.
         problem: list[Exception] = []
 
-        async def messages() -> AsyncIterator[files_pb2.UploadFileRequest]:
+        async def messages() -> AsyncGenerator[files_pb2.UploadFileRequest, None]:
             yield files_pb2.UploadFileRequest(
                 start=files_pb2.UploadFileStart(
                     filename=file_part.filename or "",
@@ -159,9 +191,8 @@ class Files(_Base):
             yield files_pb2.UploadFileRequest(end=files_pb2.UploadFileEnd(total_bytes=total))
 
         # No deadline: a large upload from a slow client takes as long as it takes.
-        call = self.core.files().UploadFile(messages(), metadata=_metadata(req))
         try:
-            got: files_pb2.UploadFileResponse = await call
+            got = await _upload(self.core.files(), messages(), _metadata(req))
         except grpc.aio.AioRpcError as err:
             if problem:
                 raise problem[0] from None

@@ -131,10 +131,16 @@ def test_over_the_live_size_limit_is_413(
             sdk.files.create(file=("big.bin", b"x" * 5000), purpose="assistants")
         assert refused.value.status_code == 413
         assert refused.value.body["code"] == "file_too_large"  # type: ignore[index]
-        # A declared body far over the limit is refused before the bytes stream.
-        with pytest.raises(openai.APIStatusError) as early:
-            sdk.files.create(file=("huge.bin", b"y" * 300_000), purpose="assistants")
-        assert early.value.status_code == 413
+        # A declared body far over the limit is refused before the bytes stream,
+        # every time: the refusal used to land while the facade was still
+        # writing, and grpcio then reported INTERNAL (a 500, about 1 in 15).
+        # Over the core's 8 MiB drain, so the facade must stop on its header.
+        huge = b"y" * 12_000_000
+        for _ in range(25):
+            with pytest.raises(openai.APIStatusError) as early:
+                sdk.files.create(file=("huge.bin", huge), purpose="assistants")
+            assert early.value.status_code == 413
+            assert early.value.body["code"] == "file_too_large"  # type: ignore[index]
         # Exactly at the limit is fine.
         ok = sdk.files.create(file=("edge.bin", b"z" * 4096), purpose="assistants")
         sdk.files.delete(ok.id)
