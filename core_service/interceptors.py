@@ -35,6 +35,7 @@ from ccapi_client.rich_status import to_status
 from ccapi_client.service_identity import is_facade_credential
 from claudecode.v1 import agent_pb2
 from core_service import db_errors, request_context
+from core_service.client_stream_refusal import hear_out
 from core_service.errors import PermissionDenied, ResourceExhausted, ServiceError, Unauthenticated
 from core_service.keys import KeyStore
 from core_service.rate_buckets import WRONG_KEY_THROTTLED, TokenBuckets
@@ -244,9 +245,15 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         def answered_once(
             inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
             origin_of: Callable[[Any], Any],
+            streamed: bool = False,
         ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
             """Wraps an RPC with one response (unary, or client streaming, whose
             request is a stream and so carries no origin)."""
+
+            async def refuse(request: Any, context: grpc.aio.ServicerContext, error: Any) -> None:
+                if streamed:
+                    await hear_out(request, context)
+                await _abort(context, error)
 
             async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
@@ -254,7 +261,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     result = await inner(request, context)
                 except ServiceError as error:
                     after(error.code, error.message, error.reason)
-                    await _abort(context, error)
+                    await refuse(request, context, error)
                     raise AssertionError("unreachable") from None
                 except asyncio.CancelledError:
                     after(grpc.StatusCode.CANCELLED, "cancelled by the client")
@@ -265,7 +272,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     if mapped is None:
                         raise
                     after(mapped.code, mapped.message, mapped.reason)
-                    await _abort(context, mapped)
+                    await refuse(request, context, mapped)
                     raise AssertionError("unreachable") from None
                 after(grpc.StatusCode.OK, "")
                 return result
@@ -338,7 +345,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             # Client streaming (FileService.UploadFile): authenticated before
             # the first message is read, like the other kinds.
             return grpc.stream_unary_rpc_method_handler(
-                answered_once(handler.stream_unary, lambda _requests: None),
+                answered_once(handler.stream_unary, lambda _requests: None, streamed=True),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

@@ -81,12 +81,12 @@ class FileServiceServicer:
         most 1 MiB), then one `end`. RESOURCE_EXHAUSTED (reason file_too_large) as
         soon as the bytes pass the live limit LiveConfig.max_file_bytes;
         INVALID_ARGUMENT (param purpose, filename or expires_after) for bad
-        metadata. Nothing is kept unless the `end` message arrives. A refusal
-        that comes while the client is still sending is announced first by the
-        header "x-ccapi-upload-refused: 1"; the core then reads on, discarding, until
-        the client half-closes (at most 8 MiB or 10 s) and only then ends the call
-        with its status. A client should stop writing when it sees that header:
-        some gRPC clients report a status that arrives mid-write as INTERNAL.
+        metadata. Nothing is kept unless the `end` message arrives. Any refusal
+        (these, or a missing key) is announced first by the header
+        "x-ccapi-upload-refused: 1"; the core then reads on, discarding, until the
+        client half-closes (at most 8 MiB or 10 s) and only then ends the call with
+        its status. A client should stop writing when it sees that header: some
+        gRPC clients report a status that arrives mid-write as INTERNAL.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

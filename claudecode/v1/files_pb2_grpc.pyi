@@ -44,12 +44,12 @@ class FileServiceStub:
     most 1 MiB), then one `end`. RESOURCE_EXHAUSTED (reason file_too_large) as
     soon as the bytes pass the live limit LiveConfig.max_file_bytes;
     INVALID_ARGUMENT (param purpose, filename or expires_after) for bad
-    metadata. Nothing is kept unless the `end` message arrives. A refusal
-    that comes while the client is still sending is announced first by the
-    header "x-ccapi-upload-refused: 1"; the core then reads on, discarding, until
-    the client half-closes (at most 8 MiB or 10 s) and only then ends the call
-    with its status. A client should stop writing when it sees that header:
-    some gRPC clients report a status that arrives mid-write as INTERNAL.
+    metadata. Nothing is kept unless the `end` message arrives. Any refusal
+    (these, or a missing key) is announced first by the header
+    "x-ccapi-upload-refused: 1"; the core then reads on, discarding, until the
+    client half-closes (at most 8 MiB or 10 s) and only then ends the call with
+    its status. A client should stop writing when it sees that header: some
+    gRPC clients report a status that arrives mid-write as INTERNAL.
     """
     ListFiles: _grpc.UnaryUnaryMultiCallable[_files_pb2.ListFilesRequest, _files_pb2.ListFilesResponse]
     """Lists the caller's files that have not expired."""
@@ -78,12 +78,12 @@ class FileServiceAsyncStub(FileServiceStub):
     most 1 MiB), then one `end`. RESOURCE_EXHAUSTED (reason file_too_large) as
     soon as the bytes pass the live limit LiveConfig.max_file_bytes;
     INVALID_ARGUMENT (param purpose, filename or expires_after) for bad
-    metadata. Nothing is kept unless the `end` message arrives. A refusal
-    that comes while the client is still sending is announced first by the
-    header "x-ccapi-upload-refused: 1"; the core then reads on, discarding, until
-    the client half-closes (at most 8 MiB or 10 s) and only then ends the call
-    with its status. A client should stop writing when it sees that header:
-    some gRPC clients report a status that arrives mid-write as INTERNAL.
+    metadata. Nothing is kept unless the `end` message arrives. Any refusal
+    (these, or a missing key) is announced first by the header
+    "x-ccapi-upload-refused: 1"; the core then reads on, discarding, until the
+    client half-closes (at most 8 MiB or 10 s) and only then ends the call with
+    its status. A client should stop writing when it sees that header: some
+    gRPC clients report a status that arrives mid-write as INTERNAL.
     """
     ListFiles: _aio.UnaryUnaryMultiCallable[_files_pb2.ListFilesRequest, _files_pb2.ListFilesResponse]  # type: ignore[assignment]
     """Lists the caller's files that have not expired."""
@@ -115,12 +115,12 @@ class FileServiceServicer(metaclass=_abc_1.ABCMeta):
         most 1 MiB), then one `end`. RESOURCE_EXHAUSTED (reason file_too_large) as
         soon as the bytes pass the live limit LiveConfig.max_file_bytes;
         INVALID_ARGUMENT (param purpose, filename or expires_after) for bad
-        metadata. Nothing is kept unless the `end` message arrives. A refusal
-        that comes while the client is still sending is announced first by the
-        header "x-ccapi-upload-refused: 1"; the core then reads on, discarding, until
-        the client half-closes (at most 8 MiB or 10 s) and only then ends the call
-        with its status. A client should stop writing when it sees that header:
-        some gRPC clients report a status that arrives mid-write as INTERNAL.
+        metadata. Nothing is kept unless the `end` message arrives. Any refusal
+        (these, or a missing key) is announced first by the header
+        "x-ccapi-upload-refused: 1"; the core then reads on, discarding, until the
+        client half-closes (at most 8 MiB or 10 s) and only then ends the call with
+        its status. A client should stop writing when it sees that header: some
+        gRPC clients report a status that arrives mid-write as INTERNAL.
         """
 
     @_abc_1.abstractmethod

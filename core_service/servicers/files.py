@@ -7,33 +7,11 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from ccapi_client.metadata import UPLOAD_REFUSED_HEADER
 from claudecode.v1 import files_pb2 as pb
 from claudecode.v1 import files_pb2_grpc
-from core_service.errors import InvalidArgument, ServiceError
+from core_service.errors import InvalidArgument
 from core_service.file_store import FileStore, ListQuery, StoredFile, Upload, UploadStart
 from core_service.interceptors import current_caller
-
-# A refusal that comes while the client is still sending: grpcio's asyncio
-# client reports a status that lands while one of its writes is in flight as
-# INTERNAL "Internal error from Core" (grpc/grpc#36066), and the reason is lost.
-# So the core first says so in its headers and reads on, discarding, until the
-# client half-closes; a client that stops writing on the header gets the real
-# status. A client that does not stop gets it after the caps below.
-DRAIN_MAX_BYTES = 8 * 1024 * 1024
-DRAIN_MAX_SECONDS = 10.0
-
-
-async def _drain(requests: AsyncIterator[pb.UploadFileRequest]) -> None:
-    taken = 0
-    try:
-        async with asyncio.timeout(DRAIN_MAX_SECONDS):
-            async for message in requests:
-                taken += len(message.chunk)
-                if taken > DRAIN_MAX_BYTES:
-                    return
-    except TimeoutError:
-        return
 
 
 def encode_file(stored: StoredFile) -> pb.StoredFile:
@@ -68,19 +46,10 @@ class FileServicer(files_pb2_grpc.FileServiceServicer):
         request_iterator: AsyncIterator[pb.UploadFileRequest],
         context: grpc.aio.ServicerContext,
     ) -> pb.UploadFileResponse:
-        try:
-            return await self._store(current_caller().key_id, request_iterator)
-        except ServiceError:
-            await context.send_initial_metadata(((UPLOAD_REFUSED_HEADER, "1"),))
-            await _drain(request_iterator)
-            raise
-
-    async def _store(
-        self, key_id: str, requests: AsyncIterator[pb.UploadFileRequest]
-    ) -> pb.UploadFileResponse:
+        key_id = current_caller().key_id
         upload: Upload | None = None
         try:
-            async for message in requests:
+            async for message in request_iterator:
                 part = message.WhichOneof("part")
                 if part == "start" and upload is None:
                     upload = await asyncio.to_thread(

@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from ccapi_client.metadata import UPLOAD_REFUSED_HEADER
 from claudecode.v1 import files_pb2 as pb
 from claudecode.v1 import files_pb2_grpc
 from tests.core.helpers import request, run_turn
@@ -97,6 +98,8 @@ def test_a_broken_upload_stream_keeps_nothing(
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _listed(core) == before
     assert not list((core.data_dir / "files" / "incoming").iterdir())
+    # Announced in the headers first, so a client still writing can stop.
+    assert (UPLOAD_REFUSED_HEADER, "1") in refused.value.initial_metadata()  # type: ignore[attr-defined]
 
 
 def test_an_agent_cannot_read_an_uploaded_file(
