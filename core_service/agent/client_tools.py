@@ -288,8 +288,10 @@ class ClientToolServer:
         unknown = [i for i in results if i not in self._waiting]
         if unknown:
             raise UnknownCall(unknown)
-        for call_id, result in results.items():
-            self._resolve(call_id, result)
+        # In the order of the calls, not of the client's list: Claude Code hands
+        # the model results in the order they resolve.
+        for call_id in [i for i in self._waiting if i in results]:
+            self._resolve(call_id, results[call_id])
 
     def fail_pending(self, text: str = NOT_RUN_TEXT) -> list[PendingCall]:
         """Give every waiting call an error result; returns the calls failed."""
