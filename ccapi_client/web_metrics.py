@@ -114,10 +114,21 @@ class SiteMetrics:
     def observe(
         self, req: falcon.asgi.Request, status: int, outcome: str, timing: RequestTiming
     ) -> None:
-        endpoint = req.uri_template or UNMATCHED
         # Clients choose the method: only the usual ones get their own value.
         method = req.method if req.method in METHODS else "other"
         model = str(getattr(req.context, "model", "") or "none")
+        self.count(req.uri_template or UNMATCHED, method, model, status, outcome, timing)
+
+    def count(
+        self,
+        endpoint: str,
+        method: str,
+        model: str,
+        status: int,
+        outcome: str,
+        timing: RequestTiming,
+    ) -> None:
+        """One request by its labels (a WebSocket message has no request of its own)."""
         now = time.monotonic()
         values = [endpoint, method, *([model] if self.with_model else []), str(status), outcome]
         self.requests.labels(*values).inc()

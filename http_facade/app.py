@@ -83,7 +83,7 @@ def create_app(
     app.req_options.strip_url_path_trailing_slash = True
 
     app.add_route("/v1/chat/completions", ChatCompletions(core, config))
-    app.add_route("/v1/responses", Responses(core, config, settings))
+    app.add_route("/v1/responses", Responses(core, config, settings, metrics))
     app.add_route("/v1/responses/compact", ResponsesCompact(core, config))
     app.add_route("/v1/responses/{response_id}", Response(core, config.keepalive_seconds))
     app.add_route("/v1/responses/{response_id}/cancel", ResponseCancel(core))

@@ -10,6 +10,7 @@ import falcon.asgi
 import grpc
 import grpc.aio
 
+from ccapi_client.web_metrics import SiteMetrics
 from http_facade.body import read_json
 from http_facade.config import FacadeConfig
 from http_facade.core_client import CoreClient, auth_metadata
@@ -49,10 +50,16 @@ class Responses:
     """POST /v1/responses: one RunTurn call, JSON or SSE out. GET upgraded to a
     WebSocket: WebSocket mode (responses/websocket.py)."""
 
-    def __init__(self, core: CoreClient, config: FacadeConfig, settings: LiveSettings) -> None:
+    def __init__(
+        self,
+        core: CoreClient,
+        config: FacadeConfig,
+        settings: LiveSettings,
+        metrics: SiteMetrics | None = None,
+    ) -> None:
         self.core = core
         self.config = config
-        self.socket = ResponsesSocket(core, config, settings)
+        self.socket = ResponsesSocket(core, config, settings, metrics)
 
     async def on_websocket(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
         await self.socket.serve(req, ws)

@@ -52,6 +52,7 @@ import falcon.errors
 import grpc
 import grpc.aio
 
+from ccapi_client.web_metrics import RequestTiming, SiteMetrics, outcome_of
 from claudecode.v1 import events_pb2
 from http_facade import client_address, disconnect
 from http_facade.body import parse_json, too_large
@@ -83,6 +84,8 @@ POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 # Client events acknowledged and otherwise ignored: Codex says it has read a response.
 IGNORED_EVENTS = ("response.processed",)
+# The metrics' method label of a response.create sent on the socket.
+WEBSOCKET_METHOD = "websocket"
 
 # Final statuses whose response may be continued.
 _CONTINUABLE = ("completed", "incomplete")
@@ -195,9 +198,17 @@ class _Closed(Exception):
 class ResponsesSocket:
     """One WebSocket connection's loop: read messages, run one response at a time."""
 
-    def __init__(self, core: CoreClient, config: FacadeConfig, settings: LiveSettings) -> None:
+    def __init__(
+        self,
+        core: CoreClient,
+        config: FacadeConfig,
+        settings: LiveSettings,
+        metrics: SiteMetrics | None = None,
+    ) -> None:
         self.core = core
         self.config = config
+        # Each response.create is counted as a request of its own.
+        self.metrics = metrics
         # The live body limit holds for each response.create, as for each POST.
         self.settings = settings
         self.report = RejectionReporter(core)
@@ -216,6 +227,7 @@ class _Connection:
         self.config = socket.config
         self.settings = socket.settings
         self.report = socket.report
+        self.metrics = socket.metrics
         self.req = req
         self.ws = ws
         self.authorization = req.get_header("Authorization")
@@ -312,9 +324,15 @@ class _Connection:
         """One response.create: a response streamed, or an error event."""
         request_id = f"req_{uuid.uuid4().hex}"
         previous: str | None = None
+        # The metrics' clock and model for this message (start_turn fills them in).
+        timing = self.req.context.timing = RequestTiming()
+        self.req.context.model = None
+        status = 200
+        counted = True
         try:
             parsed = await self._parse(raw)
             if parsed is None:
+                counted = False
                 return
             body, generate = parsed
             previous = body.get("previous_response_id")
@@ -332,6 +350,7 @@ class _Connection:
             else:
                 await self._warm_up(body, request_id)
         except ApiError as err:
+            status = err.status
             if previous is not None:
                 self.state.forget(previous)
             if not err.from_core:
@@ -339,6 +358,15 @@ class _Connection:
                 self.req.context.raw_body = raw.encode()
                 self.report(self.req, err)
             await self._send(error_event(for_responses(err, previous)))
+        except _Closed:
+            status = 499  # the client left mid-response, as for HTTP
+            raise
+        finally:
+            if counted and self.metrics is not None:
+                model = str(self.req.context.model or "none")
+                self.metrics.count(
+                    ENDPOINT, WEBSOCKET_METHOD, model, status, outcome_of(status), timing
+                )
 
     async def _parse(self, raw: str) -> tuple[dict[str, Any], bool] | None:
         """The create body and its ``generate``; None for an event needing no answer."""
@@ -370,6 +398,7 @@ class _Connection:
         if warmup is not None:  # a warm-up of a warm-up: one input after the other
             items = [*warmup.input, *items]
             previous = warmup.previous_response_id
+        self.req.context.model = create.model
         state = ResponseState(echo=Echo.of_request(create))
         started = events_pb2.TurnStarted(
             turn_id=f"warmup_{uuid.uuid4().hex}",

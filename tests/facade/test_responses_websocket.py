@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import websockets.exceptions
@@ -283,6 +284,49 @@ def test_bad_messages_get_error_events_and_the_connection_goes_on(
     assert not_streamed["error"]["code"] == "unsupported_parameter"
     assert not_streamed["error"]["param"] == "stream"
     assert (lanes["error"]["code"], lanes["error"]["param"]) == ("unknown_parameter", "stream_id")
+
+
+def _socket_metrics(facade: Facade) -> dict[tuple[str, str], float]:
+    """The facade's counts of response.create messages: by (status, outcome),
+    and ("ttft", "") for the first-token observations of /v1/responses."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(facade.base_url + "/metrics", timeout=10).text
+    counts: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("endpoint") != "/v1/responses":
+                continue
+            if sample.name == "ccapi_http_requests_total" and labels["method"] == "websocket":
+                key = (labels["status"], labels["outcome"])
+                counts[key] = counts.get(key, 0) + sample.value
+            elif sample.name == "ccapi_http_time_to_first_token_seconds_count":
+                counts[("ttft", "")] = counts.get(("ttft", ""), 0) + sample.value
+    return counts
+
+
+def test_each_response_create_is_counted_in_the_http_metrics(
+    facade: Facade, core: CoreProcess, model_double: ModelDouble
+) -> None:
+    model_double.script(Reply.text("counted"))
+    before = _socket_metrics(facade)
+    with connect(facade, core.api_key) as conn:
+        conn.response.create(model=MODEL, input="Reply with: counted", store=False)
+        assert output_text(final(one_response(conn))) == "counted"
+        conn.send_raw(json.dumps({"type": "response.processed", "response_id": "resp_x"}))
+        conn.send_raw(json.dumps({"type": "response.create", "input": "x", "temperature": 9}))
+        error_of([json.loads(conn.recv_bytes())])
+    after = _socket_metrics(facade)
+
+    def rise(key: tuple[str, str]) -> float:
+        return after.get(key, 0) - before.get(key, 0)
+
+    # One answered, one refused; the acknowledgement is no request.
+    assert rise(("200", "ok")) == 1
+    assert rise(("400", "error")) == 1
+    assert sum(after.values()) - sum(before.values()) == 3  # the two, and one first token
+    assert rise(("ttft", "")) == 1
 
 
 def test_a_warm_up_runs_nothing_and_its_input_goes_with_the_next_response(
