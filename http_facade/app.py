@@ -34,6 +34,7 @@ from http_facade.responses.resource import (
     ResponseInputItems,
     Responses,
 )
+from http_facade.responses.websocket import ResponsesSocket
 from http_facade.sessions.resource import Session, SessionFile, SessionFiles, Sessions
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -83,7 +84,7 @@ def create_app(
     app.req_options.strip_url_path_trailing_slash = True
 
     app.add_route("/v1/chat/completions", ChatCompletions(core, config))
-    app.add_route("/v1/responses", Responses(core, config, settings, metrics))
+    app.add_route("/v1/responses", Responses(ResponsesSocket(core, config, settings, metrics)))
     app.add_route("/v1/responses/compact", ResponsesCompact(core, config))
     app.add_route("/v1/responses/{response_id}", Response(core, config.keepalive_seconds))
     app.add_route("/v1/responses/{response_id}/cancel", ResponseCancel(core))

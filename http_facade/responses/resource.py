@@ -10,12 +10,10 @@ import falcon.asgi
 import grpc
 import grpc.aio
 
-from ccapi_client.web_metrics import SiteMetrics
 from http_facade.body import read_json
-from http_facade.config import FacadeConfig
 from http_facade.core_client import CoreClient, auth_metadata
 from http_facade.errors import ApiError, from_rpc_error, invalid_request
-from http_facade.live_settings import LiveSettings, body_limit
+from http_facade.live_settings import body_limit
 from http_facade.tool_calls import BUILTIN_TOOLS_HEADER
 from http_facade.turns import (
     GONE,
@@ -50,16 +48,10 @@ class Responses:
     """POST /v1/responses: one RunTurn call, JSON or SSE out. GET upgraded to a
     WebSocket: WebSocket mode (responses/websocket.py)."""
 
-    def __init__(
-        self,
-        core: CoreClient,
-        config: FacadeConfig,
-        settings: LiveSettings,
-        metrics: SiteMetrics | None = None,
-    ) -> None:
-        self.core = core
-        self.config = config
-        self.socket = ResponsesSocket(core, config, settings, metrics)
+    def __init__(self, socket: ResponsesSocket) -> None:
+        self.core = socket.core
+        self.config = socket.config
+        self.socket = socket
 
     async def on_websocket(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
         await self.socket.serve(req, ws)
