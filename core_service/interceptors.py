@@ -250,7 +250,9 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             """Wraps an RPC with one response (unary, or client streaming, whose
             request is a stream and so carries no origin)."""
 
-            async def refuse(request: Any, context: grpc.aio.ServicerContext, error: Any) -> None:
+            async def refuse(
+                request: Any, context: grpc.aio.ServicerContext, error: ServiceError
+            ) -> None:
                 if streamed:
                     await hear_out(request, context)
                 await _abort(context, error)

@@ -203,7 +203,7 @@ class ResponsesSocket:
         core: CoreClient,
         config: FacadeConfig,
         settings: LiveSettings,
-        metrics: SiteMetrics | None = None,
+        metrics: SiteMetrics,
     ) -> None:
         self.core = core
         self.config = config
@@ -362,7 +362,7 @@ class _Connection:
             status = 499  # the client left mid-response, as for HTTP
             raise
         finally:
-            if counted and self.metrics is not None:
+            if counted:
                 model = str(self.req.context.model or "none")
                 self.metrics.count(
                     ENDPOINT, WEBSOCKET_METHOD, model, status, outcome_of(status), timing
