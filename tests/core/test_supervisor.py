@@ -156,12 +156,17 @@ def _stream_in_thread(served: Served, body: dict[str, Any]) -> tuple[Stream, thr
     return stream, thread
 
 
-def _until_ok(served: Served, path: str) -> httpx.Response:
-    """GET `path` until it answers 200: each facade worker's channel finds the
-    restarted core on its own, within its reconnect backoff (1 s at most)."""
+def _until_ok(served: Served, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    """GET `path` (POST `body` to it) until it answers 200, as a client honouring
+    Retry-After does: each facade worker's channel finds the restarted core on
+    its own, within its reconnect backoff (1 s at most), and until then that
+    worker answers 503 without having reached the core."""
     deadline = time.monotonic() + 5
     while True:
-        got = httpx.get(served.url + path, headers=served.headers(), timeout=10)
+        if body is None:
+            got = httpx.get(served.url + path, headers=served.headers(), timeout=10)
+        else:
+            got = httpx.post(served.url + path, json=body, headers=served.headers(), timeout=90)
         if got.status_code == 200 or time.monotonic() > deadline:
             assert got.status_code == 200, got.text
             return got
@@ -255,13 +260,11 @@ def test_a_core_killed_mid_stream_is_restarted_and_its_turn_recovered(
 
     # The conversation goes on, no manual step needed.
     model_double.script(Reply.text("Still here after the restart."))
-    after = httpx.post(
-        served.url + "/v1/responses",
-        json={"model": "sonnet", "input": "are you there?", "previous_response_id": response_id},
-        headers=served.headers(),
-        timeout=90,
+    after = _until_ok(
+        served,
+        "/v1/responses",
+        {"model": "sonnet", "input": "are you there?", "previous_response_id": response_id},
     )
-    assert after.status_code == 200, after.text
     assert _output_text(after.json()) == "Still here after the restart."
 
 
